@@ -1,0 +1,29 @@
+//! Dispatch: one function per subcommand, each thin over the domain modules.
+
+pub mod ensure;
+pub mod load;
+pub mod rotate;
+pub mod verify;
+
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+use crate::error::{exit, Result};
+use crate::output::Reporter;
+
+pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "compose-secrets", &mut std::io::stdout());
+        return Ok(exit::OK);
+    }
+    let context = Context::new(&cli.global, reporter)?;
+    match cli.command {
+        Command::Ensure(opts) => ensure::run(&context, &opts).await,
+        Command::Load(opts) => load::run(&context, &opts).await,
+        Command::Rotate(opts) => rotate::run(&context, &opts).await,
+        Command::Verify(opts) => verify::run(&context, &opts).await,
+        Command::Completions { .. } => Ok(exit::OK),
+    }
+}

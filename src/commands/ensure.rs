@@ -1,0 +1,78 @@
+//! `ensure`: create `.env` from the template and fill empty secrets from their generators.
+
+use crate::cli::EnsureOpts;
+use crate::context::Context;
+use crate::dotenv::DotEnv;
+use crate::error::{exit, Error, Result};
+use crate::output::{Report, ReportItem};
+use crate::secret_files::write_file_atomic;
+
+pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
+    let manifest = ctx.manifest()?;
+    for name in &opts.force {
+        if manifest.lookup(name).is_none() {
+            return Err(Error::Usage(format!(
+                "--force {name}: no declared secret has that name or .env key"
+            )));
+        }
+    }
+    let template = if opts.template.is_absolute() {
+        opts.template.clone()
+    } else {
+        ctx.cwd.join(&opts.template)
+    };
+    let existing = DotEnv::read(&ctx.env_file)?;
+    let created = existing.is_none();
+    let mut env = match existing {
+        Some(env) => env,
+        None => {
+            let bytes = std::fs::read(&template).map_err(|e| {
+                Error::config(
+                    &template,
+                    format!("cannot create {} from this template: {e}", ctx.env_file.display()),
+                )
+            })?;
+            // Parse errors name the template, where the bad line is.
+            let parsed = DotEnv::parse_bytes(&template, &bytes)?;
+            DotEnv::parse(&ctx.env_file, &parsed.render())?
+        }
+    };
+
+    let mut report = Report::new("ensure", ctx.env_file.display().to_string(), opts.dry_run);
+    if created {
+        report.push(
+            ReportItem::new(ctx.env_file.display().to_string(), if opts.dry_run { "would-create" } else { "created" })
+                .with_detail(format!("from {}", template.display())),
+        );
+    }
+    let mut changed = created;
+    for spec in manifest.secrets.iter().filter(|s| s.source != crate::manifest::SecretSource::External) {
+        let forced = opts.force.iter().any(|f| manifest.lookup(f).is_some_and(|s| s.name == spec.name));
+        let has_value = env.get(&spec.env_key).is_some_and(|v| !v.is_empty());
+        if has_value && !forced {
+            report.push(ReportItem::new(&spec.name, "kept").with_detail(spec.env_key.clone()));
+            continue;
+        }
+        let action = match (opts.dry_run, forced && has_value) {
+            (true, true) => "would-regenerate",
+            (true, false) => "would-generate",
+            (false, true) => "regenerated",
+            (false, false) => "generated",
+        };
+        if !opts.dry_run {
+            let value = spec.generator.generate().map_err(|e| Error::Io {
+                path: ctx.env_file.clone(),
+                action: "read OS randomness",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            env.set(&spec.env_key, &value);
+        }
+        changed = true;
+        report.push(ReportItem::new(&spec.name, action).with_detail(format!("{} ({})", spec.env_key, spec.generator)));
+    }
+    if changed && !opts.dry_run {
+        write_file_atomic(&ctx.env_file, env.render().as_bytes(), 0o600)?;
+    }
+    ctx.reporter.print(&report);
+    Ok(exit::OK)
+}

@@ -1,0 +1,370 @@
+//! `.env` files: a lossless reader and writer that changes only the values it is asked to.
+//!
+//! Every line is kept as its original bytes (comments, blank lines, order, CRLF
+//! endings, a leading BOM); `set` rewrites just the value span of one line, so a
+//! round trip without changes is byte-identical.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::SecretValue;
+
+const BOM: &str = "\u{feff}";
+
+/// Largest `.env` we read: far above any real one, small enough to refuse garbage.
+pub const MAX_DOTENV_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Line {
+    /// The full original text of the line, including its line ending.
+    raw: Zeroizing<String>,
+    entry: Option<Entry>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    key: String,
+    /// Byte range of the value's source text (quotes included) within `raw`.
+    span: (usize, usize),
+    value: SecretValue,
+}
+
+/// A parsed `.env` file.
+#[derive(Clone)]
+pub struct DotEnv {
+    path: PathBuf,
+    bom: bool,
+    lines: Vec<Line>,
+    index: HashMap<String, usize>,
+}
+
+impl DotEnv {
+    /// Read and parse a file; `Ok(None)` when it does not exist.
+    pub fn read(path: &Path) -> Result<Option<DotEnv>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, "read")(e)),
+        };
+        Self::parse_bytes(path, &bytes).map(Some)
+    }
+
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<DotEnv> {
+        if bytes.len() > MAX_DOTENV_BYTES {
+            return Err(Error::config(path, format!("file is larger than {MAX_DOTENV_BYTES} bytes")));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            Error::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: "not valid UTF-8".into(),
+            }
+        })?;
+        Self::parse(path, text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<DotEnv> {
+        let (bom, body) = match text.strip_prefix(BOM) {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let mut lines = Vec::new();
+        let mut index = HashMap::new();
+        for (i, raw) in body.split_inclusive('\n').enumerate() {
+            let number = i + 1;
+            let entry = parse_line(raw).map_err(|message| Error::Parse {
+                path: path.to_path_buf(),
+                line: number,
+                message,
+            })?;
+            if let Some(entry) = &entry {
+                if let Some(&first) = index.get(&entry.key) {
+                    return Err(Error::Parse {
+                        path: path.to_path_buf(),
+                        line: number,
+                        message: format!(
+                            "duplicate key `{}` (first set on line {}); remove one so the value is unambiguous",
+                            entry.key,
+                            first + 1
+                        ),
+                    });
+                }
+                index.insert(entry.key.clone(), i);
+            }
+            lines.push(Line {
+                raw: Zeroizing::new(raw.to_string()),
+                entry,
+            });
+        }
+        Ok(DotEnv {
+            path: path.to_path_buf(),
+            bom,
+            lines,
+            index,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn get(&self, key: &str) -> Option<&SecretValue> {
+        self.index
+            .get(key)
+            .and_then(|&i| self.lines[i].entry.as_ref())
+            .map(|e| &e.value)
+    }
+
+    /// 1-based line number of a key, for messages.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.index.get(key).map(|i| i + 1)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.lines
+            .iter()
+            .filter_map(|l| l.entry.as_ref().map(|e| e.key.as_str()))
+    }
+
+    /// Set a value, rewriting only its span, or append `KEY=value` when the key is absent.
+    pub fn set(&mut self, key: &str, value: &SecretValue) {
+        let encoded = encode_value(value.expose());
+        if let Some(&i) = self.index.get(key) {
+            let line = &mut self.lines[i];
+            if let Some(entry) = &mut line.entry {
+                let (start, end) = entry.span;
+                let mut raw = Zeroizing::new(String::with_capacity(line.raw.len() + encoded.len()));
+                raw.push_str(&line.raw[..start]);
+                raw.push_str(&encoded);
+                raw.push_str(&line.raw[end..]);
+                entry.span = (start, start + encoded.len());
+                entry.value = value.clone();
+                line.raw = raw;
+            }
+            return;
+        }
+        let ending = self.line_ending();
+        if let Some(last) = self.lines.last_mut() {
+            if !last.raw.ends_with('\n') {
+                last.raw.push_str(ending);
+            }
+        }
+        let prefix = format!("{key}=");
+        let mut raw = Zeroizing::new(format!("{prefix}{}{ending}", &*encoded));
+        raw.shrink_to_fit();
+        self.index.insert(key.to_string(), self.lines.len());
+        self.lines.push(Line {
+            raw,
+            entry: Some(Entry {
+                key: key.to_string(),
+                span: (prefix.len(), prefix.len() + encoded.len()),
+                value: value.clone(),
+            }),
+        });
+    }
+
+    /// The file's bytes as they would be written.
+    pub fn render(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::new());
+        if self.bom {
+            out.push_str(BOM);
+        }
+        for line in &self.lines {
+            out.push_str(&line.raw);
+        }
+        out
+    }
+
+    fn line_ending(&self) -> &'static str {
+        if self.lines.iter().any(|l| l.raw.ends_with("\r\n")) {
+            "\r\n"
+        } else {
+            "\n"
+        }
+    }
+}
+
+/// Whether a value can be written bare: Compose and shells read it back unchanged.
+fn is_bare_safe(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-.,:/+=@%^~".contains(&b))
+}
+
+fn encode_value(value: &str) -> Zeroizing<String> {
+    if is_bare_safe(value) {
+        return Zeroizing::new(value.to_string());
+    }
+    // Single quotes are literal in Compose, shells and systemd: no `$` expansion.
+    if !value.contains(['\'', '\n', '\r']) {
+        return Zeroizing::new(format!("'{value}'"));
+    }
+    let mut out = Zeroizing::new(String::with_capacity(value.len() + 8));
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn parse_line(raw: &str) -> std::result::Result<Option<Entry>, String> {
+    let body = raw.strip_suffix('\n').unwrap_or(raw);
+    let body = body.strip_suffix('\r').unwrap_or(body);
+    let trimmed = body.trim_start();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let offset = body.len() - trimmed.len();
+    let (after_export, export_len) = match trimmed.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => (rest.trim_start(), trimmed.len() - rest.trim_start().len()),
+        _ => (trimmed, 0),
+    };
+    let eq = after_export
+        .find('=')
+        .ok_or_else(|| "expected KEY=VALUE".to_string())?;
+    let key = after_export[..eq].trim_end();
+    if !is_key(key) {
+        // The text is not echoed: on a malformed line it may be part of a value.
+        return Err("invalid key before `=`: keys are letters, digits and `_`, not starting with a digit".into());
+    }
+    let value_region_start = offset + export_len + eq + 1;
+    let region = &body[value_region_start..];
+    let lead = region.len() - region.trim_start_matches([' ', '\t']).len();
+    let start = value_region_start + lead;
+    let text = &body[start..];
+    let (value, len) = parse_value(text)?;
+    Ok(Some(Entry {
+        key: key.to_string(),
+        span: (start, start + len),
+        value: SecretValue::new(value),
+    }))
+}
+
+fn is_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+/// Parse a value's source text; returns the value and how many bytes of `text` it spans.
+fn parse_value(text: &str) -> std::result::Result<(String, usize), String> {
+    match text.chars().next() {
+        Some('\'') => {
+            let close = text[1..]
+                .find('\'')
+                .ok_or_else(|| "unterminated single quote (multi-line values are not supported)".to_string())?;
+            let len = close + 2;
+            check_trailing(&text[len..])?;
+            Ok((text[1..=close].to_string(), len))
+        }
+        Some('"') => {
+            let mut value = String::new();
+            let mut chars = text.char_indices().skip(1);
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        let len = i + 1;
+                        check_trailing(&text[len..])?;
+                        return Ok((value, len));
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, 'r')) => value.push('\r'),
+                        Some((_, 't')) => value.push('\t'),
+                        Some((_, other)) => value.push(other),
+                        None => break,
+                    },
+                    '$' if text[i + 1..].starts_with('$') => {
+                        chars.next();
+                        value.push('$');
+                    }
+                    c => value.push(c),
+                }
+            }
+            Err("unterminated double quote (multi-line values are not supported)".into())
+        }
+        _ => {
+            // An unquoted value ends at ` #` (an inline comment) and loses trailing blanks.
+            let end = text.find(" #").or_else(|| text.find("\t#")).unwrap_or(text.len());
+            let value = text[..end].trim_end_matches([' ', '\t']);
+            Ok((value.to_string(), value.len()))
+        }
+    }
+}
+
+fn check_trailing(rest: &str) -> std::result::Result<(), String> {
+    let rest = rest.trim_start_matches([' ', '\t']);
+    if rest.is_empty() || rest.starts_with('#') {
+        Ok(())
+    } else {
+        Err("unexpected text after the closing quote".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> DotEnv {
+        DotEnv::parse(Path::new(".env"), text).unwrap()
+    }
+
+    #[test]
+    fn round_trip_is_byte_identical() {
+        let text = "\u{feff}# c\r\nA=1\r\n\r\nexport B = 'two words' # note\r\nC=\"x\\ny\"\r\nD=plain # c\r\nE=";
+        assert_eq!(&*parse(text).render(), text);
+    }
+
+    #[test]
+    fn values() {
+        let env = parse("A=1\nB='$x y'\nC=\"q\\\"$$\"\nD=v # c\nE=\n");
+        assert_eq!(env.get("A").unwrap().expose(), "1");
+        assert_eq!(env.get("B").unwrap().expose(), "$x y");
+        assert_eq!(env.get("C").unwrap().expose(), "q\"$");
+        assert_eq!(env.get("D").unwrap().expose(), "v");
+        assert_eq!(env.get("E").unwrap().expose(), "");
+    }
+
+    #[test]
+    fn set_rewrites_only_the_value() {
+        let mut env = parse("# top\nA= # keep\r\nB=old\n");
+        env.set("A", &SecretValue::new("abc".into()));
+        env.set("B", &SecretValue::new("has space".into()));
+        env.set("NEW", &SecretValue::new("n".into()));
+        assert_eq!(&*env.render(), "# top\nA=abc # keep\r\nB='has space'\nNEW=n\r\n");
+        let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
+        assert_eq!(again.get("B").unwrap().expose(), "has space");
+    }
+
+    #[test]
+    fn encodes_awkward_values_losslessly() {
+        for v in ["a'b$c", "line\nbreak", "quote\"d", "back\\slash'"] {
+            let mut env = parse("K=\n");
+            env.set("K", &SecretValue::new(v.into()));
+            let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
+            assert_eq!(again.get("K").unwrap().expose(), v);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = DotEnv::parse(Path::new("x.env"), "A=1\nnot a pair\n").err().unwrap();
+        assert_eq!(err.to_string(), "x.env:2: expected KEY=VALUE");
+        let err = DotEnv::parse(Path::new("x.env"), "A=1\nA=2\n").err().unwrap();
+        assert!(err.to_string().starts_with("x.env:2: duplicate key `A`"), "{err}");
+        let err = DotEnv::parse(Path::new("x.env"), "A='open\n").err().unwrap();
+        assert!(err.to_string().starts_with("x.env:1: unterminated"), "{err}");
+    }
+}

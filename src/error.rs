@@ -1,0 +1,190 @@
+//! The one error type, its context, and the documented exit codes it maps to.
+//!
+//! No variant carries a secret value: messages name files, lines, secrets and
+//! services only. Errors from SDKs are summarised into our own words before they
+//! reach a variant, because their `Display` may echo request details.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README. Stable: scripts depend on them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// `verify` found at least one failed check (or a warning with `--strict`).
+    pub const VERIFY_FAILED: u8 = 1;
+    /// Bad flags, configuration, manifest or input file.
+    pub const USAGE: u8 = 2;
+    /// A declared secret has no value in its source.
+    pub const MISSING_SECRET: u8 = 3;
+    /// Key Vault could not be reached, refused us, or failed.
+    pub const VAULT: u8 = 4;
+    /// The Docker engine could not be reached or refused an operation.
+    pub const DOCKER: u8 = 5;
+    /// A health check failed; the change was rolled back.
+    pub const HEALTH: u8 = 6;
+    /// A filesystem operation failed (permissions, full disk, read-only).
+    pub const FILESYSTEM: u8 = 7;
+    /// Another compose-secrets holds the lock.
+    pub const LOCKED: u8 = 8;
+    /// A rollback itself failed: source, files and containers may disagree.
+    pub const ROLLBACK_FAILED: u8 = 9;
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    #[error("secret `{name}`: {message}")]
+    Manifest { name: String, message: String },
+
+    #[error("{path}: refused: {message}")]
+    UnsafePath { path: PathBuf, message: String },
+
+    #[error("{path}: {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("no value for {} in {origin}: {}", plural(names.len()), names.join(", "))]
+    MissingSecrets { names: Vec<String>, origin: String },
+
+    #[error("key vault: secret `{name}`{} was not found", version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default())]
+    SecretNotFound {
+        name: String,
+        version: Option<String>,
+    },
+
+    #[error("key vault: secret `{name}` is disabled; enable it or pin an enabled version")]
+    SecretDisabled { name: String },
+
+    #[error("key vault: authentication failed: {message}")]
+    VaultAuth { message: String },
+
+    #[error("key vault: {}the identity lacks the secrets `{permission}` permission ({message}); grant it with an access policy or the matching RBAC role", name.as_deref().map(|n| format!("secret `{n}`: ")).unwrap_or_default())]
+    VaultForbidden {
+        name: Option<String>,
+        permission: &'static str,
+        message: String,
+    },
+
+    #[error("key vault: {context}: {message}")]
+    Vault { context: String, message: String },
+
+    #[error("docker: {message}")]
+    Docker { message: String },
+
+    #[error("health check failed: {message}")]
+    Health { message: String },
+
+    #[error("{message}; rolled back to the previous value")]
+    RolledBack { message: String, exit_code: u8 },
+
+    #[error("{message}; ROLLBACK FAILED: {rollback}. Source, files and containers may disagree: run `compose-secrets verify`")]
+    RollbackFailed { message: String, rollback: String },
+
+    #[error("{path}: another compose-secrets is running (lock held); waited {waited_secs}s")]
+    Locked { path: PathBuf, waited_secs: u64 },
+
+    #[error("verify: {failed} check(s) failed, {warned} warning(s)")]
+    VerifyFailed { failed: usize, warned: usize },
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        "secret"
+    } else {
+        "secrets"
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_)
+            | Error::Config { .. }
+            | Error::Parse { .. }
+            | Error::Manifest { .. }
+            | Error::UnsafePath { .. } => exit::USAGE,
+            Error::Io { .. } => exit::FILESYSTEM,
+            Error::MissingSecrets { .. } | Error::SecretNotFound { .. } | Error::SecretDisabled { .. } => {
+                exit::MISSING_SECRET
+            }
+            Error::VaultAuth { .. } | Error::VaultForbidden { .. } | Error::Vault { .. } => exit::VAULT,
+            Error::Docker { .. } => exit::DOCKER,
+            Error::Health { .. } => exit::HEALTH,
+            Error::RolledBack { exit_code, .. } => *exit_code,
+            Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
+            Error::Locked { .. } => exit::LOCKED,
+            Error::VerifyFailed { .. } => exit::VERIFY_FAILED,
+        }
+    }
+
+    /// Short machine-readable kind for `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Config { .. } => "config",
+            Error::Parse { .. } => "parse",
+            Error::Manifest { .. } => "manifest",
+            Error::UnsafePath { .. } => "unsafe-path",
+            Error::Io { .. } => "io",
+            Error::MissingSecrets { .. } => "missing-secrets",
+            Error::SecretNotFound { .. } => "secret-not-found",
+            Error::SecretDisabled { .. } => "secret-disabled",
+            Error::VaultAuth { .. } => "vault-auth",
+            Error::VaultForbidden { .. } => "vault-forbidden",
+            Error::Vault { .. } => "vault",
+            Error::Docker { .. } => "docker",
+            Error::Health { .. } => "health",
+            Error::RolledBack { .. } => "rolled-back",
+            Error::RollbackFailed { .. } => "rollback-failed",
+            Error::Locked { .. } => "locked",
+            Error::VerifyFailed { .. } => "verify-failed",
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, action: &'static str) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, action, source }
+    }
+
+    pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn manifest(name: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Manifest {
+            name: name.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<nix::Error> for Error {
+    fn from(e: nix::Error) -> Self {
+        Error::Io {
+            path: PathBuf::new(),
+            action: "system call",
+            source: io::Error::from(e),
+        }
+    }
+}

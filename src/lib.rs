@@ -1,0 +1,51 @@
+//! compose-secrets: load and rotate secrets for Docker Compose applications.
+//!
+//! `main` parses the command line and hands over to [`commands::run`]; every
+//! error comes back here, is printed once, and becomes its documented exit code.
+
+pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod docker;
+pub mod dotenv;
+pub mod error;
+pub mod generator;
+pub mod hardening;
+pub mod health;
+pub mod lock;
+pub mod manifest;
+pub mod output;
+pub mod runtime_dir;
+pub mod secret;
+pub mod secret_files;
+pub mod state;
+pub mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+pub fn main() -> ExitCode {
+    hardening::harden_process();
+    let cli = cli::Cli::parse();
+    output::init_logging(cli.global.verbose, cli.global.quiet);
+    let reporter = output::Reporter::new(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("compose-secrets: error: cannot start the async runtime: {e}");
+            return ExitCode::from(error::exit::FILESYSTEM);
+        }
+    };
+    match runtime.block_on(commands::run(cli, reporter.clone())) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            reporter.error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Secret values and names: the one type that holds a value, redacted and zeroized.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// A secret value. `Debug` and `Display` never show it; its memory is wiped on drop.
+///
+/// The only way to read the value is [`SecretValue::expose`], which keeps every
+/// place that touches plaintext greppable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Zeroizing<String>);
+
+impl SecretValue {
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, std::string::FromUtf8Error> {
+        // On failure the error owns the bytes; the caller drops it, so wipe by hand there.
+        String::from_utf8(bytes).map(Self::new)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A short, one-way fingerprint used to compare values without printing them.
+    pub fn fingerprint(&self) -> String {
+        fingerprint_bytes(self.0.as_bytes())
+    }
+}
+
+/// Fingerprint of raw bytes, as [`SecretValue::fingerprint`] computes it.
+pub fn fingerprint_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("sha256:{}", hex::encode(&digest[..8]))
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Longest name Key Vault accepts.
+pub const MAX_VAULT_NAME_LEN: usize = 127;
+
+/// Largest value Key Vault stores (25 KB).
+pub const MAX_VALUE_BYTES: usize = 25 * 1024;
+
+/// Whether Key Vault can store a secret under this name (`^[0-9a-zA-Z-]{1,127}$`).
+pub fn is_valid_vault_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_VAULT_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Whether a string is a usable `.env` key (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_valid_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `flask-secret-key` -> `FLASK_SECRET_KEY`.
+pub fn default_env_key(secret_name: &str) -> String {
+    secret_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact() {
+        let v = SecretValue::new("hunter2".into());
+        assert!(!format!("{v:?}").contains("hunter2"));
+        assert!(!format!("{v}").contains("hunter2"));
+        assert_eq!(v.expose(), "hunter2");
+    }
+
+    #[test]
+    fn vault_names() {
+        assert!(is_valid_vault_name("flask-secret-key"));
+        assert!(is_valid_vault_name("DBPASSWORD"));
+        assert!(!is_valid_vault_name("db_password"));
+        assert!(!is_valid_vault_name(""));
+        assert!(!is_valid_vault_name(&"a".repeat(128)));
+        assert!(is_valid_vault_name(&"a".repeat(127)));
+    }
+
+    #[test]
+    fn env_keys() {
+        assert_eq!(default_env_key("flask-secret-key"), "FLASK_SECRET_KEY");
+        assert!(is_valid_env_key("FLASK_SECRET_KEY"));
+        assert!(!is_valid_env_key("1ABC"));
+        assert!(!is_valid_env_key("A-B"));
+    }
+}

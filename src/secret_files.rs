@@ -1,0 +1,413 @@
+//! Secret files on disk: the 0700 secrets directory, atomic 0400 files, and the checks that refuse unsafe paths.
+//!
+//! Every file operation goes through a directory file descriptor opened with
+//! `O_NOFOLLOW`, so a symlink swapped in for the directory or a file is refused
+//! rather than followed. A write creates a temp file with `O_EXCL` in the same
+//! directory, sets its final mode and owner, writes, fsyncs, renames over the
+//! target and fsyncs the directory: a reader sees the old value or the new one,
+//! never a partial file, and never a file with the wrong mode.
+
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, Mode};
+use nix::unistd::{fchown, Gid, Uid};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Prefix of temp files; `load` removes leftovers with it from a crashed run.
+pub const TEMP_PREFIX: &str = ".compose-secrets.tmp.";
+
+/// Largest secret file we read back: Key Vault values stop at 25 KB.
+const MAX_READ_BYTES: u64 = 1024 * 1024;
+
+/// What is on disk for one secret file.
+pub struct FileState {
+    pub contents: Zeroizing<Vec<u8>>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+}
+
+/// Ownership to give a file; `None` fields keep the writer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// An opened, checked secrets directory.
+pub struct SecretDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl SecretDir {
+    /// Open the directory, creating it (and its parent) with mode 0700 when `create` is set.
+    ///
+    /// Refuses a symlink, a directory owned by another user, or one that is
+    /// group- or world-writable. A directory we own with looser read bits is
+    /// tightened to 0700.
+    pub fn open(path: &Path, create: bool) -> Result<SecretDir> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    refuse_symlink(parent)?;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(Error::io(parent, "create directory"))?;
+                }
+                match std::fs::DirBuilder::new().mode(0o700).create(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(path, "create directory")(e)),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    action: "open secrets directory",
+                    source: e,
+                })
+            }
+            Err(e) => return Err(Error::io(path, "inspect")(e)),
+        }
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ELOOP | Errno::ENOTDIR => unsafe_path(
+                path,
+                "the secrets directory is a symlink or not a directory; point --secrets-dir at a real directory",
+            ),
+            e => Error::io(path, "open secrets directory")(e.into()),
+        })?;
+        let st = fstat(&fd).map_err(|e| Error::io(path, "stat")(e.into()))?;
+        let euid = Uid::effective().as_raw();
+        if st.st_uid != euid {
+            return Err(unsafe_path(
+                path,
+                &format!(
+                    "the secrets directory is owned by uid {}, not by the user running compose-secrets (uid {euid})",
+                    st.st_uid
+                ),
+            ));
+        }
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(unsafe_path(
+                path,
+                &format!("the secrets directory is group- or world-writable (mode {mode:04o}); run `chmod 700` on it"),
+            ));
+        }
+        if mode != 0o700 {
+            fchmod(&fd, Mode::from_bits_truncate(0o700)).map_err(|e| Error::io(path, "chmod 0700")(e.into()))?;
+        }
+        Ok(SecretDir {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read a file without following symlinks; `Ok(None)` when it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<FileState>> {
+        check_file_name(&self.path, name)?;
+        let path = self.path.join(name);
+        let fd = match nix::fcntl::openat(
+            &self.fd,
+            name,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) => return Err(unsafe_path(&path, "the secret file is a symlink; remove it")),
+            Err(Errno::EACCES) if Uid::effective().is_root() => {
+                return Err(Error::io(&path, "read")(Errno::EACCES.into()))
+            }
+            Err(e) => return Err(Error::io(&path, "read")(e.into())),
+        };
+        let st = fstat(&fd).map_err(|e| Error::io(&path, "stat")(e.into()))?;
+        if st.st_mode & libc_s_ifmt() != libc_s_ifreg() {
+            return Err(unsafe_path(&path, "not a regular file"));
+        }
+        let mut file = File::from(fd);
+        let mut contents = Zeroizing::new(Vec::new());
+        std::io::Read::by_ref(&mut file)
+            .take(MAX_READ_BYTES)
+            .read_to_end(&mut contents)
+            .map_err(Error::io(&path, "read"))?;
+        Ok(Some(FileState {
+            contents,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: st.st_mtime,
+        }))
+    }
+
+    /// Atomically replace `name` with `contents`, with its final mode and owner set before the rename.
+    pub fn write_atomic(&self, name: &str, contents: &[u8], mode: u32, owner: Owner) -> Result<()> {
+        check_file_name(&self.path, name)?;
+        let path = self.path.join(name);
+        let temp = format!("{TEMP_PREFIX}{}.{}", std::process::id(), random_suffix());
+        // Mode 0 until fchmod: nothing can open the temp file while it is being filled.
+        let fd = nix::fcntl::openat(
+            &self.fd,
+            temp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&path, "create temp file")(e.into()))?;
+        let result = self.fill_and_rename(fd, &temp, name, contents, mode, owner, &path);
+        if result.is_err() {
+            let _ = nix::unistd::unlinkat(&self.fd, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fill_and_rename(
+        &self,
+        fd: OwnedFd,
+        temp: &str,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        owner: Owner,
+        path: &Path,
+    ) -> Result<()> {
+        if owner.uid.is_some() || owner.gid.is_some() {
+            fchown(&fd, owner.uid.map(Uid::from_raw), owner.gid.map(Gid::from_raw)).map_err(|e| {
+                if e == Errno::EPERM {
+                    ownership_refused(path, owner)
+                } else {
+                    Error::io(path, "chown")(e.into())
+                }
+            })?;
+        }
+        // chown may clear setuid bits; the mode goes last so it is exactly what was asked.
+        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| Error::io(path, "chmod")(e.into()))?;
+        let mut file = File::from(fd);
+        file.write_all(contents).map_err(Error::io(path, "write"))?;
+        file.sync_all().map_err(Error::io(path, "fsync"))?;
+        drop(file);
+        nix::fcntl::renameat(&self.fd, temp, &self.fd, name).map_err(|e| Error::io(path, "rename")(e.into()))?;
+        nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        check_file_name(&self.path, name)?;
+        nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| Error::io(self.path.join(name), "remove")(e.into()))?;
+        nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))
+    }
+
+    /// Names of the entries in the directory (files, links, anything), temp files excluded.
+    pub fn entries(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+            .map_err(Error::io(&self.path, "list"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with(TEMP_PREFIX))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Remove temp files left by a run that was killed mid-write. Returns how many.
+    pub fn remove_stale_temps(&self) -> Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.path).map_err(Error::io(&self.path, "list"))? {
+            let Ok(entry) = entry else { continue };
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if name.starts_with(TEMP_PREFIX) {
+                let st = fstatat(&self.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
+                if st.is_ok() {
+                    nix::unistd::unlinkat(&self.fd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
+                        .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn as_fd(&self) -> impl AsFd + '_ {
+        self.fd.as_fd()
+    }
+}
+
+/// Atomically write a file outside the secrets directory (`.env`, an env-file output, state),
+/// with the given mode, keeping the existing owner. Refuses to write through a symlink.
+pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::config(path, "not a file path"))?;
+    let owner = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(unsafe_path(path, "is a symlink; compose-secrets never writes through one"))
+        }
+        Ok(meta) => Owner {
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+        },
+        Err(_) => Owner::default(),
+    };
+    let dir_fd = nix::fcntl::open(
+        &dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(&dir, "open directory")(e.into()))?;
+    let holder = SecretDir { path: dir, fd: dir_fd };
+    // Keeping the current owner needs no privilege unless it differs from ours.
+    let owner = if owner.uid == Some(Uid::effective().as_raw()) && owner.gid == Some(Gid::effective().as_raw()) {
+        Owner::default()
+    } else {
+        owner
+    };
+    holder.write_atomic(name, contents, mode, owner)
+}
+
+/// Permissions and ownership of a path, for `verify`.
+pub fn describe_mode(path: &Path) -> std::io::Result<(u32, u32, u32, bool)> {
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((
+        meta.permissions().mode() & 0o7777,
+        meta.uid(),
+        meta.gid(),
+        meta.file_type().is_symlink(),
+    ))
+}
+
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(unsafe_path(path, "is a symlink")),
+        _ => Ok(()),
+    }
+}
+
+fn check_file_name(dir: &Path, name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(unsafe_path(
+            &dir.join(name),
+            "a secret file must be a plain file name directly inside the secrets directory",
+        ));
+    }
+    Ok(())
+}
+
+fn unsafe_path(path: &Path, message: &str) -> Error {
+    Error::UnsafePath {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+fn ownership_refused(path: &Path, owner: Owner) -> Error {
+    let want = format!(
+        "{}:{}",
+        owner.uid.map_or_else(|| "-".into(), |u| u.to_string()),
+        owner.gid.map_or_else(|| "-".into(), |g| g.to_string())
+    );
+    Error::UnsafePath {
+        path: path.to_path_buf(),
+        message: format!(
+            "cannot give the file owner {want}: compose-secrets runs as uid {} without the right to chown. \
+             Run it as root (e.g. `sudo make load-secrets`), run it as that user, or remove `owner` from the \
+             secret's x-compose-secrets and make the container's user match yours (see README, \"File owners\")",
+            Uid::effective()
+        ),
+    }
+}
+
+fn random_suffix() -> String {
+    use rand::TryRngCore as _;
+    let mut bytes = [0u8; 8];
+    // A collision only makes O_EXCL fail, which is reported; a fallback keeps this infallible.
+    if rand::rngs::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        bytes = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos().to_le_bytes())
+            .unwrap_or_default()[..8]
+            .try_into()
+            .unwrap_or_default();
+    }
+    hex::encode(bytes)
+}
+
+const fn libc_s_ifmt() -> u32 {
+    0o170_000
+}
+
+const fn libc_s_ifreg() -> u32 {
+    0o100_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_atomically_with_mode() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SecretDir::open(&tmp.path().join("run/secrets"), true).unwrap();
+        dir.write_atomic("a", b"value", 0o400, Owner::default()).unwrap();
+        let st = dir.read("a").unwrap().unwrap();
+        assert_eq!(&*st.contents, b"value");
+        assert_eq!(st.mode, 0o400);
+        dir.write_atomic("a", b"second", 0o440, Owner::default()).unwrap();
+        assert_eq!(&*dir.read("a").unwrap().unwrap().contents, b"second");
+        assert_eq!(dir.entries().unwrap(), vec!["a".to_string()]);
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn refuses_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        assert!(matches!(
+            SecretDir::open(&tmp.path().join("link"), true),
+            Err(Error::UnsafePath { .. })
+        ));
+        let dir = SecretDir::open(&real, false).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", real.join("s")).unwrap();
+        assert!(matches!(dir.read("s"), Err(Error::UnsafePath { .. })));
+        assert!(matches!(dir.read("../x"), Err(Error::UnsafePath { .. })));
+    }
+
+    #[test]
+    fn refuses_world_writable_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("s");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(SecretDir::open(&d, false), Err(Error::UnsafePath { .. })));
+    }
+}

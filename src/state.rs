@@ -1,0 +1,71 @@
+//! `.runtime/state.json`: the version id and fingerprint last written per secret — never a value —
+//! so an unchanged secret is neither fetched nor rewritten.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::secret_files::write_file_atomic;
+use crate::store::VersionInfo;
+
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretState {
+    pub version: Option<String>,
+    pub updated: Option<i64>,
+    pub fingerprint: String,
+}
+
+impl SecretState {
+    /// Whether the store's listing still describes what we wrote last time.
+    pub fn matches_listing(&self, listed: Option<&VersionInfo>, pinned: Option<&str>) -> bool {
+        if let Some(pinned) = pinned {
+            return self.version.as_deref() == Some(pinned);
+        }
+        match listed {
+            Some(l) => {
+                l.enabled
+                    && match (&l.version, &self.version) {
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        _ => l.updated.is_some() && l.updated == self.updated,
+                    }
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    pub format: u32,
+    /// The store the versions belong to; a different source invalidates the cache.
+    pub source: String,
+    pub secrets: BTreeMap<String, SecretState>,
+}
+
+impl State {
+    pub fn new(source: &str) -> Self {
+        Self {
+            format: FORMAT,
+            source: source.to_string(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// The saved state for this source, or an empty one (missing, unreadable or foreign file).
+    pub fn read(path: &Path, source: &str) -> Self {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.format == FORMAT && s.source == source)
+            .unwrap_or_else(|| Self::new(source))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        write_file_atomic(path, &json, 0o600)
+    }
+}
