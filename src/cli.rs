@@ -26,7 +26,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Compose file(s); as `docker compose -f`. Default: compose.yaml … docker-compose.yml here or above, then compose/.
-    #[arg(short = 'f', long = "file", env = "COMPOSE_FILE", value_delimiter = ':', global = true)]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "COMPOSE_FILE",
+        value_delimiter = ':',
+        global = true
+    )]
     pub files: Vec<PathBuf>,
 
     /// Compose project name. Default: the Compose file's `name:`, else its directory's name.
@@ -38,11 +44,21 @@ pub struct GlobalOpts {
     pub project_directory: Option<PathBuf>,
 
     /// The `.env` file holding demo values and settings.
-    #[arg(long, env = "COMPOSE_SECRETS_ENV_FILE", default_value = ".env", global = true)]
+    #[arg(
+        long,
+        env = "COMPOSE_SECRETS_ENV_FILE",
+        default_value = ".env",
+        global = true
+    )]
     pub env_file: PathBuf,
 
     /// Where state, the lock and the audit log live.
-    #[arg(long, env = "COMPOSE_SECRETS_RUNTIME_DIR", default_value = ".runtime", global = true)]
+    #[arg(
+        long,
+        env = "COMPOSE_SECRETS_RUNTIME_DIR",
+        default_value = ".runtime",
+        global = true
+    )]
     pub runtime_dir: PathBuf,
 
     /// Directory for secret files. Default: <runtime-dir>/secrets.
@@ -88,6 +104,9 @@ pub enum Command {
     Rotate(RotateOpts),
     /// Check files, drift, stale containers, leaks, health, vault access and the audit log.
     Verify(VerifyOpts),
+    /// Developer diagnostics.
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -182,4 +201,10 @@ pub struct VerifyOpts {
     /// Skip the Docker checks (stale containers, leaks, container health).
     #[arg(long)]
     pub no_docker: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print the process hardening in effect (core dump limit, dumpable flag) as JSON.
+    Hardening,
 }

@@ -7,7 +7,7 @@ pub mod verify;
 
 use clap::CommandFactory as _;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DebugCommand};
 use crate::context::Context;
 use crate::error::{exit, Result};
 use crate::output::Reporter;
@@ -18,12 +18,16 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         clap_complete::generate(shell, &mut cmd, "compose-secrets", &mut std::io::stdout());
         return Ok(exit::OK);
     }
+    if let Command::Debug(DebugCommand::Hardening) = cli.command {
+        println!("{}", crate::hardening::report());
+        return Ok(exit::OK);
+    }
     let context = Context::new(&cli.global, reporter)?;
     match cli.command {
         Command::Ensure(opts) => ensure::run(&context, &opts).await,
         Command::Load(opts) => load::run(&context, &opts).await,
         Command::Rotate(opts) => rotate::run(&context, &opts).await,
         Command::Verify(opts) => verify::run(&context, &opts).await,
-        Command::Completions { .. } => Ok(exit::OK),
+        Command::Completions { .. } | Command::Debug(_) => Ok(exit::OK),
     }
 }

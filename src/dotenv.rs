@@ -54,10 +54,17 @@ impl DotEnv {
 
     pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<DotEnv> {
         if bytes.len() > MAX_DOTENV_BYTES {
-            return Err(Error::config(path, format!("file is larger than {MAX_DOTENV_BYTES} bytes")));
+            return Err(Error::config(
+                path,
+                format!("file is larger than {MAX_DOTENV_BYTES} bytes"),
+            ));
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             Error::Parse {
                 path: path.to_path_buf(),
                 line,
@@ -228,7 +235,9 @@ fn parse_line(raw: &str) -> std::result::Result<Option<Entry>, String> {
     }
     let offset = body.len() - trimmed.len();
     let (after_export, export_len) = match trimmed.strip_prefix("export") {
-        Some(rest) if rest.starts_with([' ', '\t']) => (rest.trim_start(), trimmed.len() - rest.trim_start().len()),
+        Some(rest) if rest.starts_with([' ', '\t']) => {
+            (rest.trim_start(), trimmed.len() - rest.trim_start().len())
+        }
         _ => (trimmed, 0),
     };
     let eq = after_export
@@ -237,13 +246,24 @@ fn parse_line(raw: &str) -> std::result::Result<Option<Entry>, String> {
     let key = after_export[..eq].trim_end();
     if !is_key(key) {
         // The text is not echoed: on a malformed line it may be part of a value.
-        return Err("invalid key before `=`: keys are letters, digits and `_`, not starting with a digit".into());
+        return Err(
+            "invalid key before `=`: keys are letters, digits and `_`, not starting with a digit"
+                .into(),
+        );
     }
     let value_region_start = offset + export_len + eq + 1;
     let region = &body[value_region_start..];
     let lead = region.len() - region.trim_start_matches([' ', '\t']).len();
     let start = value_region_start + lead;
     let text = &body[start..];
+    if lead > 0 && text.starts_with('#') {
+        // `KEY= # note`: an empty value followed by a comment; a new value goes right after `=`.
+        return Ok(Some(Entry {
+            key: key.to_string(),
+            span: (value_region_start, value_region_start),
+            value: SecretValue::new(String::new()),
+        }));
+    }
     let (value, len) = parse_value(text)?;
     Ok(Some(Entry {
         key: key.to_string(),
@@ -262,9 +282,9 @@ fn is_key(key: &str) -> bool {
 fn parse_value(text: &str) -> std::result::Result<(String, usize), String> {
     match text.chars().next() {
         Some('\'') => {
-            let close = text[1..]
-                .find('\'')
-                .ok_or_else(|| "unterminated single quote (multi-line values are not supported)".to_string())?;
+            let close = text[1..].find('\'').ok_or_else(|| {
+                "unterminated single quote (multi-line values are not supported)".to_string()
+            })?;
             let len = close + 2;
             check_trailing(&text[len..])?;
             Ok((text[1..=close].to_string(), len))
@@ -297,7 +317,10 @@ fn parse_value(text: &str) -> std::result::Result<(String, usize), String> {
         }
         _ => {
             // An unquoted value ends at ` #` (an inline comment) and loses trailing blanks.
-            let end = text.find(" #").or_else(|| text.find("\t#")).unwrap_or(text.len());
+            let end = text
+                .find(" #")
+                .or_else(|| text.find("\t#"))
+                .unwrap_or(text.len());
             let value = text[..end].trim_end_matches([' ', '\t']);
             Ok((value.to_string(), value.len()))
         }
@@ -343,7 +366,10 @@ mod tests {
         env.set("A", &SecretValue::new("abc".into()));
         env.set("B", &SecretValue::new("has space".into()));
         env.set("NEW", &SecretValue::new("n".into()));
-        assert_eq!(&*env.render(), "# top\nA=abc # keep\r\nB='has space'\nNEW=n\r\n");
+        assert_eq!(
+            &*env.render(),
+            "# top\nA=abc # keep\r\nB='has space'\nNEW=n\r\n"
+        );
         let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
         assert_eq!(again.get("B").unwrap().expose(), "has space");
     }
@@ -360,11 +386,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let err = DotEnv::parse(Path::new("x.env"), "A=1\nnot a pair\n").err().unwrap();
+        let err = DotEnv::parse(Path::new("x.env"), "A=1\nnot a pair\n")
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "x.env:2: expected KEY=VALUE");
-        let err = DotEnv::parse(Path::new("x.env"), "A=1\nA=2\n").err().unwrap();
-        assert!(err.to_string().starts_with("x.env:2: duplicate key `A`"), "{err}");
-        let err = DotEnv::parse(Path::new("x.env"), "A='open\n").err().unwrap();
-        assert!(err.to_string().starts_with("x.env:1: unterminated"), "{err}");
+        let err = DotEnv::parse(Path::new("x.env"), "A=1\nA=2\n")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("x.env:2: duplicate key `A`"),
+            "{err}"
+        );
+        let err = DotEnv::parse(Path::new("x.env"), "A='open\n")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("x.env:1: unterminated"),
+            "{err}"
+        );
     }
 }

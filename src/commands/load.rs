@@ -53,7 +53,16 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         } else {
             maps
         };
-        write_env_output(ctx, store.as_ref(), output, &wanted, &outcome.values, opts.dry_run, &mut report).await?;
+        write_env_output(
+            ctx,
+            store.as_ref(),
+            output,
+            &wanted,
+            &outcome.values,
+            opts.dry_run,
+            &mut report,
+        )
+        .await?;
     }
 
     ctx.reporter.print(&report);
@@ -82,7 +91,10 @@ async fn load_files(
     report: &mut Report,
 ) -> Result<Loaded> {
     let remote = store.is_remote();
-    let file_names: BTreeMap<String, String> = manifest.file_names_in(&ctx.secrets_dir)?.into_iter().collect();
+    let file_names: BTreeMap<String, String> = manifest
+        .file_names_in(&ctx.secrets_dir)?
+        .into_iter()
+        .collect();
     check_owners(manifest, &ctx.secrets_dir)?;
 
     let state = State::read(&ctx.state_file(), &store.describe());
@@ -103,9 +115,13 @@ async fn load_files(
     let mut plans = Vec::new();
     let mut missing = Vec::new();
     for spec in manifest.secrets.iter() {
-        let Some(file_name) = file_names.get(&spec.name) else { continue };
+        let Some(file_name) = file_names.get(&spec.name) else {
+            continue;
+        };
         let key = ctx.store_key(spec, remote);
-        let listed = listing.as_ref().map(|l| l.get(&key.to_ascii_lowercase()).cloned());
+        let listed = listing
+            .as_ref()
+            .map(|l| l.get(&key.to_ascii_lowercase()).cloned());
         if let Some(None) = listed {
             if spec.pinned_version.is_none() {
                 missing.push(spec.name.clone());
@@ -133,7 +149,9 @@ async fn load_files(
         let cached = (!opts.no_cache)
             .then(|| state.secrets.get(&plan.spec.name))
             .flatten()
-            .filter(|s| s.matches_listing(plan.listed.as_ref(), plan.spec.pinned_version.as_deref()))
+            .filter(|s| {
+                s.matches_listing(plan.listed.as_ref(), plan.spec.pinned_version.as_deref())
+            })
             .filter(|s| file_matches(dir.as_ref(), &plan.file_name, plan.spec, &s.fingerprint));
         if cached.is_some() {
             unchanged.push(plan);
@@ -148,23 +166,24 @@ async fn load_files(
         .filter(|&n: &usize| n > 0)
         .unwrap_or(DEFAULT_CONCURRENCY);
     let progress = ctx.reporter.progress(to_fetch.len(), "fetching");
-    let fetched: Vec<(usize, Result<FetchedSecret>)> = futures::stream::iter(to_fetch.iter().enumerate())
-        .map(|(i, plan)| {
-            let progress = progress.clone();
-            async move {
-                let result = match &plan.spec.pinned_version {
-                    Some(v) if remote => store.get_version(&plan.key, v).await,
-                    _ => store.get_latest(&plan.key).await,
-                };
-                if let Some(p) = &progress {
-                    p.inc(1);
+    let fetched: Vec<(usize, Result<FetchedSecret>)> =
+        futures::stream::iter(to_fetch.iter().enumerate())
+            .map(|(i, plan)| {
+                let progress = progress.clone();
+                async move {
+                    let result = match &plan.spec.pinned_version {
+                        Some(v) if remote => store.get_version(&plan.key, v).await,
+                        _ => store.get_latest(&plan.key).await,
+                    };
+                    if let Some(p) = &progress {
+                        p.inc(1);
+                    }
+                    (i, result)
                 }
-                (i, result)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -180,7 +199,8 @@ async fn load_files(
                 not_found.push(to_fetch[i].spec.name.clone());
             }
             Err(e) => {
-                ctx.reporter.note(&format!("failed  {}: {e}", to_fetch[i].spec.name));
+                ctx.reporter
+                    .note(&format!("failed  {}: {e}", to_fetch[i].spec.name));
                 first_error.get_or_insert(e);
             }
         }
@@ -199,7 +219,9 @@ async fn load_files(
     let mut new_state = State::new(&store.describe());
     let mut loaded = Loaded::default();
     for plan in &unchanged {
-        report.push(ReportItem::new(&plan.spec.name, "unchanged").with_detail(plan.file_name.clone()));
+        report.push(
+            ReportItem::new(&plan.spec.name, "unchanged").with_detail(plan.file_name.clone()),
+        );
         if let Some(s) = state.secrets.get(&plan.spec.name) {
             new_state.secrets.insert(plan.spec.name.clone(), s.clone());
         }
@@ -237,7 +259,11 @@ async fn load_files(
             plan.spec.name.clone(),
             SecretState {
                 version: fetched.info.version.clone(),
-                updated: plan.listed.as_ref().and_then(|l| l.updated).or(fetched.info.updated),
+                updated: plan
+                    .listed
+                    .as_ref()
+                    .and_then(|l| l.updated)
+                    .or(fetched.info.updated),
                 fingerprint: fetched.value.fingerprint(),
             },
         );
@@ -258,7 +284,9 @@ async fn load_files(
                 }
                 (false, _) => "stray",
             };
-            report.push(ReportItem::new(entry, action).with_detail("no declared secret owns this file"));
+            report.push(
+                ReportItem::new(entry, action).with_detail("no declared secret owns this file"),
+            );
         }
     }
     if !opts.dry_run {
@@ -316,7 +344,7 @@ fn user_in_group(gid: u32) -> bool {
 
 fn file_is(dir: &SecretDir, name: &str, bytes: &[u8], mode: u32, owner: Owner) -> Result<bool> {
     Ok(dir.read(name)?.is_some_and(|st| {
-        &*st.contents == bytes
+        *st.contents == bytes
             && st.mode == mode
             && owner.uid.is_none_or(|u| u == st.uid)
             && owner.gid.is_none_or(|g| g == st.gid)
@@ -363,7 +391,9 @@ async fn write_env_output(
         ctx.cwd.join(output)
     };
     let existing = DotEnv::read(&path)?;
-    let mode = std::fs::metadata(&path).map_or(0o600, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    let mode = std::fs::metadata(&path).map_or(0o600, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+    });
     let mut env = match existing {
         Some(env) => env,
         None => DotEnv::parse(&path, "")?,
@@ -392,7 +422,10 @@ async fn write_env_output(
             (false, true) => "would-set",
             (false, false) => "set",
         };
-        report.push(ReportItem::new(store_key, action).with_detail(format!("{env_key} in {}", path.display())));
+        report.push(
+            ReportItem::new(store_key, action)
+                .with_detail(format!("{env_key} in {}", path.display())),
+        );
     }
     if !missing.is_empty() {
         return Err(Error::MissingSecrets {

@@ -1,0 +1,9 @@
+//! The one integration test crate: every test drives the real `compose-secrets` binary
+//! (or, for the store conformance suite, the library) through `harness`.
+
+mod harness;
+
+mod ensure;
+mod hygiene;
+mod load;
+mod manifest;

@@ -1,0 +1,382 @@
+//! `load` in demo mode: modes, owners, atomicity, idempotence, refusals, reporting, env-file output.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::harness::{is_root, Project, DEMO_SECRETS};
+
+fn loaded_demo() -> Project {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    p
+}
+
+#[test]
+fn writes_each_secret_with_exact_value_mode_and_owner() {
+    let p = loaded_demo();
+    assert_eq!(p.mode(".runtime/secrets"), 0o700);
+    for (name, key) in DEMO_SECRETS {
+        let rel = format!(".runtime/secrets/{name}");
+        assert_eq!(
+            p.read_string(&rel),
+            p.env_value(key),
+            "{name}: exact value, no newline"
+        );
+        assert_eq!(p.mode(&rel), 0o400, "{name}");
+        if is_root() {
+            assert_eq!(p.owner(&rel), (1000, 1000), "{name}: declared owner");
+        }
+    }
+}
+
+#[test]
+fn declared_mode_is_honoured_whatever_the_umask() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {mode: \"0440\"}\n  b:\n    file: .runtime/secrets/b\n",
+    );
+    p.write(".env", "A=aaaa\nB=bbbb\n");
+    for umask in ["000", "077", "022"] {
+        std::fs::remove_dir_all(p.path(".runtime")).ok();
+        let mut run = p.cmd(&[]);
+        run.cmd = std::process::Command::new("sh");
+        run.cmd
+            .args([
+                "-c",
+                &format!("umask {umask}; exec \"$0\" load"),
+                crate::harness::BIN,
+            ])
+            .current_dir(p.dir.path());
+        crate::harness::scrub(&mut run.cmd);
+        run.run().success();
+        assert_eq!(p.mode(".runtime/secrets"), 0o700, "umask {umask}");
+        assert_eq!(p.mode(".runtime/secrets/a"), 0o440, "umask {umask}");
+        assert_eq!(p.mode(".runtime/secrets/b"), 0o400, "umask {umask}");
+    }
+}
+
+#[test]
+fn unchanged_secrets_are_not_rewritten_and_no_temp_file_is_left() {
+    let p = loaded_demo();
+    let inodes: Vec<u64> = DEMO_SECRETS
+        .iter()
+        .map(|(n, _)| p.inode(&format!(".runtime/secrets/{n}")))
+        .collect();
+    let out = p.cmd(&["load", "--json"]).run().success();
+    let json = out.json();
+    let items = json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(items.iter().all(|i| i["action"] == "unchanged"), "{json}");
+    let after: Vec<u64> = DEMO_SECRETS
+        .iter()
+        .map(|(n, _)| p.inode(&format!(".runtime/secrets/{n}")))
+        .collect();
+    assert_eq!(inodes, after);
+    let names: Vec<String> = std::fs::read_dir(p.path(".runtime/secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        4,
+        "only the four secrets, no temp files: {names:?}"
+    );
+}
+
+#[test]
+fn a_changed_value_is_rewritten_atomically_via_a_new_inode() {
+    let p = loaded_demo();
+    let before = p.inode(".runtime/secrets/flask-secret-key");
+    p.cmd(&["ensure", "--force", "flask-secret-key"])
+        .run()
+        .success();
+    let out = p.cmd(&["load", "--json"]).run().success().json();
+    let item = out["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "flask-secret-key")
+        .unwrap()
+        .clone();
+    assert_eq!(item["action"], "written");
+    assert_ne!(
+        p.inode(".runtime/secrets/flask-secret-key"),
+        before,
+        "rename, not an in-place write"
+    );
+    assert_eq!(
+        p.read_string(".runtime/secrets/flask-secret-key"),
+        p.env_value("FLASK_SECRET_KEY")
+    );
+}
+
+#[test]
+fn a_leftover_temp_file_from_a_crash_is_removed() {
+    let p = loaded_demo();
+    p.write(
+        ".runtime/secrets/.compose-secrets.tmp.999.deadbeef",
+        "partial",
+    );
+    p.cmd(&["load"]).run().success();
+    assert!(!p.exists(".runtime/secrets/.compose-secrets.tmp.999.deadbeef"));
+}
+
+#[test]
+fn stray_files_are_reported_and_pruned_only_with_prune() {
+    let p = loaded_demo();
+    p.write(".runtime/secrets/old-secret", "x");
+    p.cmd(&["load"]).run().success().stdout_has("stray");
+    assert!(p.exists(".runtime/secrets/old-secret"));
+    p.cmd(&["load", "--prune", "--dry-run"])
+        .run()
+        .success()
+        .stdout_has("would-prune");
+    assert!(p.exists(".runtime/secrets/old-secret"));
+    p.cmd(&["load", "--prune"])
+        .run()
+        .success()
+        .stdout_has("pruned");
+    assert!(!p.exists(".runtime/secrets/old-secret"));
+}
+
+#[test]
+fn dry_run_reports_and_writes_nothing() {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    let before = p.snapshot();
+    let out = p
+        .cmd(&["load", "--dry-run", "--json"])
+        .run()
+        .success()
+        .json();
+    assert_eq!(p.snapshot(), before);
+    assert!(!p.exists(".runtime"));
+    let items = out["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert!(items.iter().all(|i| i["action"] == "would-write"), "{out}");
+    assert_eq!(out["dry_run"], true);
+}
+
+#[test]
+fn missing_values_fail_with_names_and_leave_existing_files_untouched() {
+    let p = loaded_demo();
+    let env = p.read_string(".env");
+    let flask = p.env_value("FLASK_SECRET_KEY");
+    let audit = p.env_value("AUDIT_LOG_SIGNING_KEY");
+    let env = env
+        .replace(&format!("FLASK_SECRET_KEY={flask}"), "FLASK_SECRET_KEY=")
+        .replace(
+            &format!("AUDIT_LOG_SIGNING_KEY={audit}"),
+            "AUDIT_LOG_SIGNING_KEY=",
+        )
+        .replace("KEYCLOAK_ADMIN_PASSWORD=", "KEYCLOAK_ADMIN_PASSWORD_OLD=")
+        .replace(
+            "KEYCLOAK_SERVICE_CLIENT_SECRET=",
+            "KEYCLOAK_SERVICE_CLIENT_SECRET=changed",
+        );
+    p.write(".env", env);
+    let before = p.snapshot();
+    let out = p.cmd(&["load"]).run().code(3);
+    assert!(out.stderr.contains("flask-secret-key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("audit-log-signing-key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("keycloak-admin-password"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(p.snapshot(), before, "a failed load changes no file");
+}
+
+#[test]
+fn symlinked_secrets_dir_is_refused() {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    std::fs::create_dir_all(p.path("elsewhere")).unwrap();
+    std::fs::create_dir_all(p.path(".runtime")).unwrap();
+    std::os::unix::fs::symlink(p.path("elsewhere"), p.path(".runtime/secrets")).unwrap();
+    let out = p.cmd(&["load"]).run().code(2);
+    assert!(out.stderr.contains("symlink"), "{}", out.stderr);
+    assert!(
+        std::fs::read_dir(p.path("elsewhere"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing written through the link"
+    );
+}
+
+#[test]
+fn symlinked_secret_file_is_refused_not_followed() {
+    let p = loaded_demo();
+    let target = p.path("victim");
+    std::fs::write(&target, "do not touch").unwrap();
+    std::fs::remove_file(p.path(".runtime/secrets/flask-secret-key")).unwrap();
+    std::os::unix::fs::symlink(&target, p.path(".runtime/secrets/flask-secret-key")).unwrap();
+    p.cmd(&["load"]).run().code(2).stderr_has("symlink");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "do not touch");
+}
+
+#[test]
+fn group_or_world_writable_secrets_dir_is_refused() {
+    let p = loaded_demo();
+    std::fs::set_permissions(
+        p.path(".runtime/secrets"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    p.cmd(&["load"]).run().code(2).stderr_has("world-writable");
+}
+
+#[test]
+fn loose_but_safe_dir_mode_is_tightened_to_0700() {
+    let p = loaded_demo();
+    std::fs::set_permissions(
+        p.path(".runtime/secrets"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.mode(".runtime/secrets"), 0o700);
+}
+
+#[test]
+fn a_file_outside_the_secrets_dir_is_refused_naming_the_secret() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services: {}\nsecrets:\n  escape:\n    file: ../outside\n",
+    );
+    p.write(".env", "ESCAPE=x\n");
+    let out = p.cmd(&["load"]).run().code(2);
+    assert!(out.stderr.contains("`escape`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("outside the secrets directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(!p.exists(".runtime/secrets"));
+}
+
+#[test]
+fn secrets_dir_is_configurable() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services: {}\nsecrets:\n  a:\n    file: ./run/a\n",
+    );
+    p.write(".env", "A=value-a\n");
+    p.cmd(&["load", "--secrets-dir", "run"]).run().success();
+    assert_eq!(p.read_string("run/a"), "value-a");
+    assert_eq!(p.mode("run"), 0o700);
+}
+
+#[test]
+fn env_output_writes_key_lines_with_a_name_mapping_and_keeps_other_lines() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n",
+    );
+    p.write(".env", "A=aaa\nDBPASSWORD=meow\nFLASKSECRETKEY=1e9f\n");
+    p.write(
+        "app.env",
+        "# Flask Configuration\nFLASK_SECRET_KEY=casse_aussi\nFLASK_DEBUG=False\n\n# Database\nDB_USER=meow\nDB_PASSWORD=casse\n",
+    );
+    std::fs::set_permissions(p.path("app.env"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    p.cmd(&[
+        "load",
+        "--env-output",
+        "app.env",
+        "--map",
+        "DBPASSWORD=DB_PASSWORD",
+        "--map",
+        "FLASKSECRETKEY=FLASK_SECRET_KEY",
+    ])
+    .run()
+    .success();
+    assert_eq!(
+        p.read_string("app.env"),
+        "# Flask Configuration\nFLASK_SECRET_KEY=1e9f\nFLASK_DEBUG=False\n\n# Database\nDB_USER=meow\nDB_PASSWORD=meow\n"
+    );
+    assert_eq!(p.mode("app.env"), 0o640, "the env file keeps its mode");
+    // Idempotent: nothing changes the second time.
+    let inode = p.inode("app.env");
+    p.cmd(&[
+        "load",
+        "--env-output",
+        "app.env",
+        "--map",
+        "DBPASSWORD=DB_PASSWORD",
+    ])
+    .run()
+    .success()
+    .stdout_has("unchanged");
+    assert_eq!(p.inode("app.env"), inode);
+}
+
+#[test]
+fn env_output_works_without_a_compose_file() {
+    let p = Project::empty();
+    p.write(".env", "DBPASSWORD=meow\n");
+    p.write("app.env", "DB_PASSWORD=\n");
+    p.cmd(&[
+        "load",
+        "--env-output",
+        "app.env",
+        "--map",
+        "DBPASSWORD=DB_PASSWORD",
+    ])
+    .run()
+    .success();
+    assert_eq!(p.read_string("app.env"), "DB_PASSWORD=meow\n");
+}
+
+#[test]
+fn non_root_without_chown_right_gets_a_clear_error_and_nothing_is_written() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {owner: \"4242:4242\"}\n",
+    );
+    p.write(".env", "A=value\n");
+    let mut run = p.cmd(&["load"]);
+    if is_root() {
+        // Drop to an unprivileged user that owns the project, as an operator without sudo would be.
+        let uid = "1001";
+        let status = std::process::Command::new("chown")
+            .args([
+                "-R",
+                &format!("{uid}:{uid}"),
+                p.dir.path().to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::set_permissions(p.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        run.cmd = std::process::Command::new("setpriv");
+        run.cmd
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                crate::harness::BIN,
+                "load",
+            ])
+            .current_dir(p.dir.path());
+        crate::harness::scrub(&mut run.cmd);
+    }
+    let out = run.run().code(2);
+    assert!(out.stderr.contains("cannot chown"), "{}", out.stderr);
+    assert!(out.stderr.contains("4242:4242"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("root"),
+        "says what to do: {}",
+        out.stderr
+    );
+    assert!(!p.exists(".runtime/secrets/a"));
+}
