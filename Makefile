@@ -1,0 +1,82 @@
+# compose-secrets: the targets seed 004's users know, plus the developer loop.
+# `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO        ?= cargo
+CS           := ./target/debug/compose-secrets
+EMULATOR     := ./target/debug/kv-emulator
+COMPOSE_FILE_DEMO := compose/docker-compose.yml
+export COMPOSE_PROJECT_NAME ?= compose-secrets-demo
+# Compose v2 plugin when present, else the v1 `docker-compose` tool.
+COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+SECRET       ?=
+
+.PHONY: help build ensure-secrets load-secrets verify-secrets rotate-secret rotate-secret-dry \
+        quickstart down demo-image emulator test test-fast stress bench fmt lint ci clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## Build compose-secrets, the Key Vault emulator and the demo app
+	$(CARGO) build --workspace --bins
+
+ensure-secrets: build ## Create .env from .env.demo and fill empty secrets (demo mode)
+	$(CS) ensure
+
+load-secrets: build ## Write secrets to .runtime/secrets (from .env, or Key Vault when AZURE_USE_KEYVAULT=true)
+	$(CS) load
+
+verify-secrets: build ## Check files, drift, containers, leaks, health, vault access, audit log
+	$(CS) verify
+
+rotate-secret: build ## Rotate one secret: make rotate-secret SECRET=flask-secret-key
+	@test -n "$(SECRET)" || { echo "usage: make rotate-secret SECRET=<name>" >&2; exit 2; }
+	$(CS) rotate $(SECRET)
+
+rotate-secret-dry: build ## Show the rotation plan without changing anything (SECRET=<name>, default all)
+	$(CS) rotate $(if $(SECRET),$(SECRET),--all) --dry-run
+
+demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)
+	scripts/build-demo-image.sh
+
+quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up, health
+	$(CS) ensure
+	$(CS) load
+	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) up -d
+	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
+	@echo "Demo is up: curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
+
+down: ## Stop the demo stack
+	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) down --remove-orphans
+
+emulator: build ## Run the HTTPS Key Vault emulator in the foreground (state in .runtime/emulator)
+	$(EMULATOR) --persist $(EMULATOR_ARGS)
+
+test: build demo-image ## The full test suite: unit, integration, emulator and Docker tests
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-fast: build ## Tests without Docker (prints which were skipped)
+	COMPOSE_SECRETS_SKIP_DOCKER=1 $(CARGO) nextest run --workspace --no-fail-fast
+
+stress: build demo-image ## Long reliability runs: crash consistency, faults, fuzzing
+	scripts/stress.sh
+
+bench: ## Benchmarks side by side with the peers; writes target/bench/*.md
+	scripts/bench.sh
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+ci: ## What CI runs: fmt --check, clippy -D warnings, the tests
+	$(CARGO) fmt --all -- --check
+	$(MAKE) lint
+	$(MAKE) test
+
+clean: ## Remove build output and runtime state (not .env)
+	$(CARGO) clean
+	rm -rf .runtime
