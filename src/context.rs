@@ -32,7 +32,13 @@ pub struct Context {
 impl Context {
     pub fn new(opts: &GlobalOpts, reporter: Reporter) -> Result<Self> {
         let cwd = std::env::current_dir().map_err(Error::io(".", "find the current directory"))?;
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                cwd.join(p)
+            }
+        };
         let env_file = abs(&opts.env_file);
         let runtime_dir = abs(&opts.runtime_dir);
         let secrets_dir = opts
@@ -60,7 +66,12 @@ impl Context {
         }
         variables.extend(std::env::vars());
         let manifest_options = ManifestOptions {
-            files: opts.files.iter().filter(|f| !f.as_os_str().is_empty()).cloned().collect(),
+            files: opts
+                .files
+                .iter()
+                .filter(|f| !f.as_os_str().is_empty())
+                .cloned()
+                .collect(),
             project_directory: opts.project_directory.clone(),
             project_name: opts.project_name.clone().filter(|n| !n.is_empty()),
             search_from: cwd.clone(),
@@ -109,9 +120,15 @@ impl Context {
         }
         match self.lookup(USE_KEYVAULT).as_deref().map(str::trim) {
             None | Some("") => Ok(false),
-            Some(v) if ["true", "1", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()) => Ok(true),
-            Some(v) if ["false", "0", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => Ok(false),
-            Some(v) => Err(Error::Usage(format!("{USE_KEYVAULT}={v} is not a boolean (use true or false)"))),
+            Some(v) if ["true", "1", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()) => {
+                Ok(true)
+            }
+            Some(v) if ["false", "0", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => {
+                Ok(false)
+            }
+            Some(v) => Err(Error::Usage(format!(
+                "{USE_KEYVAULT}={v} is not a boolean (use true or false)"
+            ))),
         }
     }
 

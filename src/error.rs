@@ -122,10 +122,12 @@ impl Error {
             | Error::Manifest { .. }
             | Error::UnsafePath { .. } => exit::USAGE,
             Error::Io { .. } => exit::FILESYSTEM,
-            Error::MissingSecrets { .. } | Error::SecretNotFound { .. } | Error::SecretDisabled { .. } => {
-                exit::MISSING_SECRET
+            Error::MissingSecrets { .. }
+            | Error::SecretNotFound { .. }
+            | Error::SecretDisabled { .. } => exit::MISSING_SECRET,
+            Error::VaultAuth { .. } | Error::VaultForbidden { .. } | Error::Vault { .. } => {
+                exit::VAULT
             }
-            Error::VaultAuth { .. } | Error::VaultForbidden { .. } | Error::Vault { .. } => exit::VAULT,
             Error::Docker { .. } => exit::DOCKER,
             Error::Health { .. } => exit::HEALTH,
             Error::RolledBack { exit_code, .. } => *exit_code,
@@ -161,7 +163,11 @@ impl Error {
 
     pub fn io(path: impl Into<PathBuf>, action: &'static str) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, action, source }
+        move |source| Error::Io {
+            path,
+            action,
+            source,
+        }
     }
 
     pub fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {

@@ -46,21 +46,25 @@ impl FromStr for Generator {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (kind, len) = s
-            .split_once(':')
-            .ok_or_else(|| format!("generator `{s}` must look like hex:32, base64:16 or alnum:24"))?;
+        let (kind, len) = s.split_once(':').ok_or_else(|| {
+            format!("generator `{s}` must look like hex:32, base64:16 or alnum:24")
+        })?;
         let n: usize = len
             .trim()
             .parse()
             .map_err(|_| format!("generator `{s}`: `{len}` is not a length"))?;
         if n == 0 || n > MAX_BYTES {
-            return Err(format!("generator `{s}`: length must be between 1 and {MAX_BYTES}"));
+            return Err(format!(
+                "generator `{s}`: length must be between 1 and {MAX_BYTES}"
+            ));
         }
         match kind.trim() {
             "hex" => Ok(Generator::Hex(n)),
             "base64" => Ok(Generator::Base64(n)),
             "alnum" => Ok(Generator::Alnum(n)),
-            other => Err(format!("generator `{s}`: unknown kind `{other}` (use hex, base64 or alnum)")),
+            other => Err(format!(
+                "generator `{s}`: unknown kind `{other}` (use hex, base64 or alnum)"
+            )),
         }
     }
 }
@@ -70,7 +74,9 @@ impl Generator {
     pub fn generate(self) -> Result<SecretValue, rand::rand_core::OsError> {
         let value = match self {
             Generator::Hex(n) => hex::encode(&*random_bytes(n)?),
-            Generator::Base64(n) => base64::engine::general_purpose::STANDARD.encode(&*random_bytes(n)?),
+            Generator::Base64(n) => {
+                base64::engine::general_purpose::STANDARD.encode(&*random_bytes(n)?)
+            }
             Generator::Alnum(n) => alnum(n)?,
         };
         Ok(SecretValue::new(value))
@@ -112,7 +118,13 @@ mod tests {
         let b64: Generator = "base64:16".parse().unwrap();
         let v = b64.generate().unwrap();
         assert_eq!(v.len(), 24);
-        assert!(base64::engine::general_purpose::STANDARD.decode(v.expose()).unwrap().len() == 16);
+        assert!(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.expose())
+                .unwrap()
+                .len()
+                == 16
+        );
 
         let an: Generator = "alnum:40".parse().unwrap();
         let v = an.generate().unwrap();
@@ -122,7 +134,11 @@ mod tests {
 
     #[test]
     fn values_are_env_safe_and_distinct() {
-        for g in [Generator::Hex(8), Generator::Base64(33), Generator::Alnum(12)] {
+        for g in [
+            Generator::Hex(8),
+            Generator::Base64(33),
+            Generator::Alnum(12),
+        ] {
             let a = g.generate().unwrap();
             let b = g.generate().unwrap();
             assert_ne!(a, b);

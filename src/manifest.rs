@@ -133,7 +133,9 @@ impl Manifest {
         };
         let project_dir = match &options.project_directory {
             Some(dir) => absolute(&options.search_from, dir),
-            None => files[0].parent().map_or_else(|| options.search_from.clone(), Path::to_path_buf),
+            None => files[0]
+                .parent()
+                .map_or_else(|| options.search_from.clone(), Path::to_path_buf),
         };
         let mut merged = Merged::default();
         for file in &files {
@@ -166,9 +168,9 @@ impl Manifest {
 
     /// Find a secret by its Compose name, vault name or `.env` key.
     pub fn lookup(&self, name: &str) -> Option<&SecretSpec> {
-        self.secrets
-            .iter()
-            .find(|s| s.name == name || s.vault_name.eq_ignore_ascii_case(name) || s.env_key == name)
+        self.secrets.iter().find(|s| {
+            s.name == name || s.vault_name.eq_ignore_ascii_case(name) || s.env_key == name
+        })
     }
 
     /// Check that every `file:` secret lies directly inside `secrets_dir`; returns the file names.
@@ -218,7 +220,10 @@ impl Manifest {
             if !is_valid_env_key(&s.env_key) {
                 return Err(Error::manifest(
                     &s.name,
-                    format!("`{}` is not a valid .env key (set x-compose-secrets.env-key)", s.env_key),
+                    format!(
+                        "`{}` is not a valid .env key (set x-compose-secrets.env-key)",
+                        s.env_key
+                    ),
                 ));
             }
             if let Some(other) = vault.insert(s.vault_name.to_ascii_lowercase(), &s.name) {
@@ -290,7 +295,10 @@ fn read_yaml(path: &Path) -> Result<Value> {
     if meta.len() > MAX_COMPOSE_BYTES {
         return Err(Error::config(
             path,
-            format!("Compose file is {} bytes; refusing files over {MAX_COMPOSE_BYTES}", meta.len()),
+            format!(
+                "Compose file is {} bytes; refusing files over {MAX_COMPOSE_BYTES}",
+                meta.len()
+            ),
         ));
     }
     let text = std::fs::read_to_string(path).map_err(Error::io(path, "read Compose file"))?;
@@ -357,14 +365,16 @@ struct Extension {
 impl Merged {
     fn add(&mut self, file: &Path, doc: &Value, vars: &HashMap<String, String>) -> Result<()> {
         let base = file.parent().unwrap_or(Path::new("."));
-        let interp = |s: &str, what: &str| interpolate(s, vars).map_err(|m| Error::config(file, format!("{what}: {m}")));
+        let interp = |s: &str, what: &str| {
+            interpolate(s, vars).map_err(|m| Error::config(file, format!("{what}: {m}")))
+        };
         if let Some(name) = doc.get("name").and_then(Value::as_str) {
             self.name = Some(interp(name, "name")?);
         }
         if let Some(secrets) = doc.get("secrets") {
-            let map = secrets
-                .as_mapping()
-                .ok_or_else(|| Error::config(file, "`secrets:` must be a mapping of secret names"))?;
+            let map = secrets.as_mapping().ok_or_else(|| {
+                Error::config(file, "`secrets:` must be a mapping of secret names")
+            })?;
             for (key, body) in map {
                 let name = key
                     .as_str()
@@ -379,7 +389,9 @@ impl Merged {
                 } else if let Some(v) = body.get("environment") {
                     SecretSource::Environment(
                         v.as_str()
-                            .ok_or_else(|| Error::manifest(&name, "`environment:` must be a string"))?
+                            .ok_or_else(|| {
+                                Error::manifest(&name, "`environment:` must be a string")
+                            })?
                             .to_string(),
                     )
                 } else if body.get("external").is_some() || body.get("name").is_some() {
@@ -397,10 +409,7 @@ impl Merged {
                 if !self.secrets.contains_key(&name) {
                     self.order.push(name.clone());
                 }
-                self.secrets.insert(
-                    name,
-                    RawSecret { source, ext },
-                );
+                self.secrets.insert(name, RawSecret { source, ext });
             }
         }
         if let Some(services) = doc.get("services") {
@@ -415,11 +424,15 @@ impl Merged {
                 let raw = self.services.entry(service.clone()).or_default();
                 if let Some(list) = body.get("secrets") {
                     let items = list.as_sequence().ok_or_else(|| {
-                        Error::config(file, format!("service `{service}`: `secrets:` must be a list"))
+                        Error::config(
+                            file,
+                            format!("service `{service}`: `secrets:` must be a list"),
+                        )
                     })?;
                     for item in items {
-                        let usage = parse_secret_use(&service, item)
-                            .map_err(|m| Error::config(file, format!("service `{service}`: {m}")))?;
+                        let usage = parse_secret_use(&service, item).map_err(|m| {
+                            Error::config(file, format!("service `{service}`: {m}"))
+                        })?;
                         raw.uses.retain(|u| u.target != usage.target);
                         raw.uses.push(usage);
                     }
@@ -432,7 +445,8 @@ impl Merged {
                 }
                 if let Some(ext) = body.get(EXTENSION_KEY) {
                     if let Some(url) = ext.get("health-url").and_then(Value::as_str) {
-                        raw.health_url = Some(interp(url, &format!("service `{service}` health-url"))?);
+                        raw.health_url =
+                            Some(interp(url, &format!("service `{service}` health-url"))?);
                     }
                 }
             }
@@ -440,7 +454,12 @@ impl Merged {
         Ok(())
     }
 
-    fn build(self, compose_files: Vec<PathBuf>, project_dir: PathBuf, project_name: String) -> Result<Manifest> {
+    fn build(
+        self,
+        compose_files: Vec<PathBuf>,
+        project_dir: PathBuf,
+        project_name: String,
+    ) -> Result<Manifest> {
         let mut services = BTreeMap::new();
         for (name, raw) in &self.services {
             for u in &raw.uses {
@@ -536,7 +555,9 @@ fn parse_secret_use(service: &str, item: &Value) -> std::result::Result<SecretUs
             let target = item.get("target").and_then(Value::as_str).unwrap_or(source);
             let mode = match item.get("mode") {
                 None => None,
-                Some(v) => Some(parse_mode(v).ok_or_else(|| format!("secret `{source}`: invalid mode"))?),
+                Some(v) => {
+                    Some(parse_mode(v).ok_or_else(|| format!("secret `{source}`: invalid mode"))?)
+                }
             };
             Ok(SecretUse::new(
                 service,
@@ -555,7 +576,12 @@ fn parse_environment(env: &Value) -> Vec<(String, String)> {
     match env {
         Value::Mapping(map) => map
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), scalar_string(v).unwrap_or_default())))
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str()?.to_string(),
+                    scalar_string(v).unwrap_or_default(),
+                ))
+            })
             .collect(),
         Value::Sequence(items) => items
             .iter()
@@ -604,7 +630,8 @@ fn parse_extension(
     for (key, value) in map {
         let key = key.as_str().unwrap_or_default();
         let text = || {
-            scalar_string(value).ok_or_else(|| Error::manifest(name, format!("`{key}` must be a string")))
+            scalar_string(value)
+                .ok_or_else(|| Error::manifest(name, format!("`{key}` must be a string")))
         };
         match key {
             "vault-name" => out.vault_name = Some(interp(&text()?, key)?),
@@ -650,11 +677,19 @@ fn parse_extension(
 }
 
 fn parse_owner(name: &str, value: &Value) -> Result<(Option<u32>, Option<u32>)> {
-    let bad = || Error::manifest(name, "`owner` must be \"UID:GID\", \"UID\" or {uid: N, gid: N} with numeric ids");
+    let bad = || {
+        Error::manifest(
+            name,
+            "`owner` must be \"UID:GID\", \"UID\" or {uid: N, gid: N} with numeric ids",
+        )
+    };
     let num = |v: Option<&Value>| -> Result<Option<u32>> {
         match v {
             None => Ok(None),
-            Some(v) => scalar_string(v).and_then(|s| s.parse().ok()).map(Some).ok_or_else(bad),
+            Some(v) => scalar_string(v)
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(bad),
         }
     };
     match value {
@@ -674,7 +709,10 @@ fn parse_owner(name: &str, value: &Value) -> Result<(Option<u32>, Option<u32>)> 
 }
 
 /// Compose-style interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `$$`.
-pub fn interpolate(input: &str, vars: &HashMap<String, String>) -> std::result::Result<String, String> {
+pub fn interpolate(
+    input: &str,
+    vars: &HashMap<String, String>,
+) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(i) = rest.find('$') {
@@ -719,7 +757,11 @@ pub fn interpolate(input: &str, vars: &HashMap<String, String>) -> std::result::
 }
 
 fn absolute(base: &Path, p: &Path) -> PathBuf {
-    lexical_normalize(&if p.is_absolute() { p.to_path_buf() } else { base.join(p) })
+    lexical_normalize(&if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    })
 }
 
 /// Resolve `.` and `..` without touching the filesystem, as Compose does for `file:`.

@@ -112,7 +112,12 @@ impl Reporter {
             return;
         }
         let prefix = if report.dry_run { "[dry-run] " } else { "" };
-        let width = report.items.iter().map(|i| i.action.len()).max().unwrap_or(0);
+        let width = report
+            .items
+            .iter()
+            .map(|i| i.action.len())
+            .max()
+            .unwrap_or(0);
         for item in &report.items {
             let _ = match &item.detail {
                 Some(d) => writeln!(out, "{prefix}{:<width$}  {}  ({d})", item.action, item.name),

@@ -82,7 +82,13 @@ pub fn is_valid_env_key(key: &str) -> bool {
 pub fn default_env_key(secret_name: &str) -> String {
     secret_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

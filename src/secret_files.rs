@@ -113,7 +113,8 @@ impl SecretDir {
             ));
         }
         if mode != 0o700 {
-            fchmod(&fd, Mode::from_bits_truncate(0o700)).map_err(|e| Error::io(path, "chmod 0700")(e.into()))?;
+            fchmod(&fd, Mode::from_bits_truncate(0o700))
+                .map_err(|e| Error::io(path, "chmod 0700")(e.into()))?;
         }
         Ok(SecretDir {
             path: path.to_path_buf(),
@@ -137,7 +138,12 @@ impl SecretDir {
         ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => return Err(unsafe_path(&path, "the secret file is a symlink; remove it")),
+            Err(Errno::ELOOP) => {
+                return Err(unsafe_path(
+                    &path,
+                    "the secret file is a symlink; remove it",
+                ))
+            }
             Err(Errno::EACCES) if Uid::effective().is_root() => {
                 return Err(Error::io(&path, "read")(Errno::EACCES.into()))
             }
@@ -177,7 +183,11 @@ impl SecretDir {
         .map_err(|e| Error::io(&path, "create temp file")(e.into()))?;
         let result = self.fill_and_rename(fd, &temp, name, contents, mode, owner, &path);
         if result.is_err() {
-            let _ = nix::unistd::unlinkat(&self.fd, temp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = nix::unistd::unlinkat(
+                &self.fd,
+                temp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
         result
     }
@@ -194,7 +204,12 @@ impl SecretDir {
         path: &Path,
     ) -> Result<()> {
         if owner.uid.is_some() || owner.gid.is_some() {
-            fchown(&fd, owner.uid.map(Uid::from_raw), owner.gid.map(Gid::from_raw)).map_err(|e| {
+            fchown(
+                &fd,
+                owner.uid.map(Uid::from_raw),
+                owner.gid.map(Gid::from_raw),
+            )
+            .map_err(|e| {
                 if e == Errno::EPERM {
                     ownership_refused(path, owner)
                 } else {
@@ -203,13 +218,16 @@ impl SecretDir {
             })?;
         }
         // chown may clear setuid bits; the mode goes last so it is exactly what was asked.
-        fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| Error::io(path, "chmod")(e.into()))?;
+        fchmod(&fd, Mode::from_bits_truncate(mode))
+            .map_err(|e| Error::io(path, "chmod")(e.into()))?;
         let mut file = File::from(fd);
         file.write_all(contents).map_err(Error::io(path, "write"))?;
         file.sync_all().map_err(Error::io(path, "fsync"))?;
         drop(file);
-        nix::fcntl::renameat(&self.fd, temp, &self.fd, name).map_err(|e| Error::io(path, "rename")(e.into()))?;
-        nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))?;
+        nix::fcntl::renameat(&self.fd, temp, &self.fd, name)
+            .map_err(|e| Error::io(path, "rename")(e.into()))?;
+        nix::unistd::fsync(&self.fd)
+            .map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))?;
         Ok(())
     }
 
@@ -237,12 +255,18 @@ impl SecretDir {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.path).map_err(Error::io(&self.path, "list"))? {
             let Ok(entry) = entry else { continue };
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if name.starts_with(TEMP_PREFIX) {
                 let st = fstatat(&self.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
                 if st.is_ok() {
-                    nix::unistd::unlinkat(&self.fd, name.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                        .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
+                    nix::unistd::unlinkat(
+                        &self.fd,
+                        name.as_str(),
+                        nix::unistd::UnlinkatFlags::NoRemoveDir,
+                    )
+                    .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
                     removed += 1;
                 }
             }
@@ -268,7 +292,10 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
         .ok_or_else(|| Error::config(path, "not a file path"))?;
     let owner = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(unsafe_path(path, "is a symlink; compose-secrets never writes through one"))
+            return Err(unsafe_path(
+                path,
+                "is a symlink; compose-secrets never writes through one",
+            ))
         }
         Ok(meta) => Owner {
             uid: Some(meta.uid()),
@@ -282,9 +309,14 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
         Mode::empty(),
     )
     .map_err(|e| Error::io(&dir, "open directory")(e.into()))?;
-    let holder = SecretDir { path: dir, fd: dir_fd };
+    let holder = SecretDir {
+        path: dir,
+        fd: dir_fd,
+    };
     // Keeping the current owner needs no privilege unless it differs from ours.
-    let owner = if owner.uid == Some(Uid::effective().as_raw()) && owner.gid == Some(Gid::effective().as_raw()) {
+    let owner = if owner.uid == Some(Uid::effective().as_raw())
+        && owner.gid == Some(Gid::effective().as_raw())
+    {
         Owner::default()
     } else {
         owner
@@ -375,11 +407,13 @@ mod tests {
     fn writes_atomically_with_mode() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SecretDir::open(&tmp.path().join("run/secrets"), true).unwrap();
-        dir.write_atomic("a", b"value", 0o400, Owner::default()).unwrap();
+        dir.write_atomic("a", b"value", 0o400, Owner::default())
+            .unwrap();
         let st = dir.read("a").unwrap().unwrap();
         assert_eq!(&*st.contents, b"value");
         assert_eq!(st.mode, 0o400);
-        dir.write_atomic("a", b"second", 0o440, Owner::default()).unwrap();
+        dir.write_atomic("a", b"second", 0o440, Owner::default())
+            .unwrap();
         assert_eq!(&*dir.read("a").unwrap().unwrap().contents, b"second");
         assert_eq!(dir.entries().unwrap(), vec!["a".to_string()]);
         let meta = std::fs::metadata(dir.path()).unwrap();
@@ -408,6 +442,9 @@ mod tests {
         let d = tmp.path().join("s");
         std::fs::create_dir(&d).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(matches!(SecretDir::open(&d, false), Err(Error::UnsafePath { .. })));
+        assert!(matches!(
+            SecretDir::open(&d, false),
+            Err(Error::UnsafePath { .. })
+        ));
     }
 }

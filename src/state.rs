@@ -17,6 +17,9 @@ pub struct SecretState {
     pub version: Option<String>,
     pub updated: Option<i64>,
     pub fingerprint: String,
+    /// Unix seconds when the store was last listed before this entry was confirmed.
+    #[serde(default)]
+    pub checked_at: i64,
 }
 
 impl SecretState {
@@ -30,7 +33,9 @@ impl SecretState {
                 l.enabled
                     && match (&l.version, &self.version) {
                         (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                        _ => l.updated.is_some() && l.updated == self.updated,
+                        // `updated` has one-second resolution: a change in the same second as our
+                        // last check would look unchanged, so only trust strictly older stamps.
+                        _ => l.updated.is_some_and(|u| Some(u) == self.updated && u < self.checked_at),
                     }
             }
             None => false,

@@ -29,7 +29,10 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
             let bytes = std::fs::read(&template).map_err(|e| {
                 Error::config(
                     &template,
-                    format!("cannot create {} from this template: {e}", ctx.env_file.display()),
+                    format!(
+                        "cannot create {} from this template: {e}",
+                        ctx.env_file.display()
+                    ),
                 )
             })?;
             // Parse errors name the template, where the bad line is.
@@ -41,13 +44,27 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let mut report = Report::new("ensure", ctx.env_file.display().to_string(), opts.dry_run);
     if created {
         report.push(
-            ReportItem::new(ctx.env_file.display().to_string(), if opts.dry_run { "would-create" } else { "created" })
-                .with_detail(format!("from {}", template.display())),
+            ReportItem::new(
+                ctx.env_file.display().to_string(),
+                if opts.dry_run {
+                    "would-create"
+                } else {
+                    "created"
+                },
+            )
+            .with_detail(format!("from {}", template.display())),
         );
     }
     let mut changed = created;
-    for spec in manifest.secrets.iter().filter(|s| s.source != crate::manifest::SecretSource::External) {
-        let forced = opts.force.iter().any(|f| manifest.lookup(f).is_some_and(|s| s.name == spec.name));
+    for spec in manifest
+        .secrets
+        .iter()
+        .filter(|s| s.source != crate::manifest::SecretSource::External)
+    {
+        let forced = opts
+            .force
+            .iter()
+            .any(|f| manifest.lookup(f).is_some_and(|s| s.name == spec.name));
         let has_value = env.get(&spec.env_key).is_some_and(|v| !v.is_empty());
         if has_value && !forced {
             report.push(ReportItem::new(&spec.name, "kept").with_detail(spec.env_key.clone()));
@@ -68,7 +85,10 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
             env.set(&spec.env_key, &value);
         }
         changed = true;
-        report.push(ReportItem::new(&spec.name, action).with_detail(format!("{} ({})", spec.env_key, spec.generator)));
+        report.push(
+            ReportItem::new(&spec.name, action)
+                .with_detail(format!("{} ({})", spec.env_key, spec.generator)),
+        );
     }
     if changed && !opts.dry_run {
         write_file_atomic(&ctx.env_file, env.render().as_bytes(), 0o600)?;

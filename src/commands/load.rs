@@ -98,6 +98,7 @@ async fn load_files(
     check_owners(manifest, &ctx.secrets_dir)?;
 
     let state = State::read(&ctx.state_file(), &store.describe());
+    let listed_at = unix_now();
     let listing: Option<HashMap<String, VersionInfo>> = if remote {
         Some(
             store
@@ -223,7 +224,7 @@ async fn load_files(
             ReportItem::new(&plan.spec.name, "unchanged").with_detail(plan.file_name.clone()),
         );
         if let Some(s) = state.secrets.get(&plan.spec.name) {
-            new_state.secrets.insert(plan.spec.name.clone(), s.clone());
+            new_state.secrets.insert(plan.spec.name.clone(), SecretState { checked_at: listed_at, ..s.clone() });
         }
     }
     for (plan, fetched) in to_fetch.iter().zip(values) {
@@ -265,6 +266,7 @@ async fn load_files(
                     .and_then(|l| l.updated)
                     .or(fetched.info.updated),
                 fingerprint: fetched.value.fingerprint(),
+                checked_at: listed_at,
             },
         );
         loaded.values.insert(plan.key.clone(), fetched.value);
@@ -437,6 +439,12 @@ async fn write_env_output(
         write_file_atomic(&path, env.render().as_bytes(), mode)?;
     }
     Ok(())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn short(version: &str) -> &str {

@@ -75,7 +75,12 @@ impl SecretStore for DotenvStore {
         }
     }
 
-    async fn set(&self, name: &str, value: &SecretValue, _tags: &BTreeMap<String, String>) -> Result<VersionInfo> {
+    async fn set(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<VersionInfo> {
         let mut guard = self.env.lock().await;
         // Re-read so that edits made since we opened the file are kept.
         let mut env = match DotEnv::read(&self.path)? {
@@ -101,7 +106,11 @@ impl SecretStore for DotenvStore {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
-        Ok(self.get_latest(name).await.map(|f| vec![f.info]).unwrap_or_default())
+        Ok(self
+            .get_latest(name)
+            .await
+            .map(|f| vec![f.info])
+            .unwrap_or_default())
     }
 
     async fn probe_access(&self, _names: &[String]) -> AccessProbe {
@@ -114,7 +123,10 @@ impl SecretStore for DotenvStore {
             detail: if exists {
                 format!("{} is readable", self.path.display())
             } else {
-                format!("{} does not exist; run `compose-secrets ensure`", self.path.display())
+                format!(
+                    "{} does not exist; run `compose-secrets ensure`",
+                    self.path.display()
+                )
             },
         }
     }

@@ -40,7 +40,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -61,11 +63,17 @@ impl SecretStore for MemoryStore {
             .secrets
             .get(name)
             .and_then(|v| v.last())
-            .ok_or_else(|| Error::SecretNotFound { name: name.into(), version: None })?;
+            .ok_or_else(|| Error::SecretNotFound {
+                name: name.into(),
+                version: None,
+            })?;
         if !info.enabled {
             return Err(Error::SecretDisabled { name: name.into() });
         }
-        Ok(FetchedSecret { value: value.clone(), info: info.clone() })
+        Ok(FetchedSecret {
+            value: value.clone(),
+            info: info.clone(),
+        })
     }
 
     async fn get_version(&self, name: &str, version: &str) -> Result<FetchedSecret> {
@@ -74,12 +82,26 @@ impl SecretStore for MemoryStore {
         let (info, value) = inner
             .secrets
             .get(name)
-            .and_then(|v| v.iter().find(|(i, _)| i.version.as_deref() == Some(version)))
-            .ok_or_else(|| Error::SecretNotFound { name: name.into(), version: Some(version.into()) })?;
-        Ok(FetchedSecret { value: value.clone(), info: info.clone() })
+            .and_then(|v| {
+                v.iter()
+                    .find(|(i, _)| i.version.as_deref() == Some(version))
+            })
+            .ok_or_else(|| Error::SecretNotFound {
+                name: name.into(),
+                version: Some(version.into()),
+            })?;
+        Ok(FetchedSecret {
+            value: value.clone(),
+            info: info.clone(),
+        })
     }
 
-    async fn set(&self, name: &str, value: &SecretValue, tags: &BTreeMap<String, String>) -> Result<VersionInfo> {
+    async fn set(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<VersionInfo> {
         let mut inner = self.lock();
         if inner.fail_set {
             return Err(Error::VaultForbidden {
@@ -96,21 +118,32 @@ impl SecretStore for MemoryStore {
             updated: Some(i64::try_from(inner.counter).unwrap_or(i64::MAX)),
             tags: tags.clone(),
         };
-        inner.secrets.entry(name.into()).or_default().push((info.clone(), value.clone()));
+        inner
+            .secrets
+            .entry(name.into())
+            .or_default()
+            .push((info.clone(), value.clone()));
         Ok(info)
     }
 
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {
         let inner = self.lock();
-        let mut out: Vec<VersionInfo> =
-            inner.secrets.values().filter_map(|v| v.last().map(|(i, _)| i.clone())).collect();
+        let mut out: Vec<VersionInfo> = inner
+            .secrets
+            .values()
+            .filter_map(|v| v.last().map(|(i, _)| i.clone()))
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         let inner = self.lock();
-        Ok(inner.secrets.get(name).map(|v| v.iter().map(|(i, _)| i.clone()).collect()).unwrap_or_default())
+        Ok(inner
+            .secrets
+            .get(name)
+            .map(|v| v.iter().map(|(i, _)| i.clone()).collect())
+            .unwrap_or_default())
     }
 
     async fn probe_access(&self, _names: &[String]) -> AccessProbe {
