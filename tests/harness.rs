@@ -137,11 +137,15 @@ fn snapshot_into(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, 
             continue;
         }
         if meta.is_dir() {
-            out.insert(
-                rel.clone(),
-                (Vec::new(), meta.permissions().mode() & 0o7777),
-            );
+            // An empty directory (or one holding only the lock) is not a change worth failing on.
+            let before = out.len();
             snapshot_into(root, &path, out);
+            if out.len() > before {
+                out.insert(
+                    rel.clone(),
+                    (Vec::new(), meta.permissions().mode() & 0o7777),
+                );
+            }
         } else if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path).unwrap();
             out.insert(rel, (target.into_os_string().into_encoded_bytes(), 0));
@@ -155,6 +159,21 @@ fn snapshot_into(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, 
             );
         }
     }
+}
+
+/// Assert two snapshots are equal, naming only the paths that differ (never their bytes).
+#[track_caller]
+pub fn assert_same_files(
+    before: &BTreeMap<PathBuf, (Vec<u8>, u32)>,
+    after: &BTreeMap<PathBuf, (Vec<u8>, u32)>,
+) {
+    let mut differ = Vec::new();
+    for path in before.keys().chain(after.keys()) {
+        if before.get(path) != after.get(path) && !differ.contains(path) {
+            differ.push(path.clone());
+        }
+    }
+    assert!(differ.is_empty(), "files changed: {differ:?}");
 }
 
 /// Remove inherited variables that would change what the binary does.

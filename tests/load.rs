@@ -150,7 +150,7 @@ fn dry_run_reports_and_writes_nothing() {
         .run()
         .success()
         .json();
-    assert_eq!(p.snapshot(), before);
+    crate::harness::assert_same_files(&before, &p.snapshot());
     assert!(!p.exists(".runtime"));
     let items = out["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
@@ -189,7 +189,7 @@ fn missing_values_fail_with_names_and_leave_existing_files_untouched() {
         "{}",
         out.stderr
     );
-    assert_eq!(p.snapshot(), before, "a failed load changes no file");
+    crate::harness::assert_same_files(&before, &p.snapshot());
 }
 
 #[test]
@@ -379,4 +379,22 @@ fn non_root_without_chown_right_gets_a_clear_error_and_nothing_is_written() {
         out.stderr
     );
     assert!(!p.exists(".runtime/secrets/a"));
+}
+
+#[test]
+fn a_value_over_key_vaults_25_kb_limit_is_refused_naming_the_secret() {
+    let p = Project::empty();
+    p.write("compose.yaml", "secrets:\n  big:\n    file: ./.runtime/secrets/big\n  ok:\n    file: ./.runtime/secrets/ok\n");
+    p.write(
+        ".env",
+        format!("BIG={}\nOK=fine\n", "x".repeat(25 * 1024 + 1)),
+    );
+    let before = p.snapshot();
+    let out = p.cmd(&["load"]).run().code(2);
+    assert!(
+        out.stderr.contains("`big`") && out.stderr.contains("25600"),
+        "{}",
+        out.stderr
+    );
+    crate::harness::assert_same_files(&before, &p.snapshot());
 }

@@ -13,7 +13,7 @@ use crate::error::{exit, Error, Result};
 use crate::lock::RunLock;
 use crate::manifest::{Manifest, SecretSpec};
 use crate::output::{Report, ReportItem};
-use crate::secret::SecretValue;
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::secret_files::{write_file_atomic, Owner, SecretDir};
 use crate::state::{SecretState, State};
 use crate::store::{FetchedSecret, SecretStore, VersionInfo};
@@ -112,7 +112,8 @@ async fn load_files(
         None
     };
 
-    let dir = open_dir(&ctx.secrets_dir, opts.dry_run)?;
+    // Opened read-only here; it is created only once every value is in hand.
+    let existing_dir = open_existing_dir(&ctx.secrets_dir)?;
     let mut plans = Vec::new();
     let mut missing = Vec::new();
     for spec in manifest.secrets.iter() {
@@ -153,7 +154,14 @@ async fn load_files(
             .filter(|s| {
                 s.matches_listing(plan.listed.as_ref(), plan.spec.pinned_version.as_deref())
             })
-            .filter(|s| file_matches(dir.as_ref(), &plan.file_name, plan.spec, &s.fingerprint));
+            .filter(|s| {
+                file_matches(
+                    existing_dir.as_ref(),
+                    &plan.file_name,
+                    plan.spec,
+                    &s.fingerprint,
+                )
+            });
         if cached.is_some() {
             unchanged.push(plan);
         } else {
@@ -195,6 +203,15 @@ async fn load_files(
     for (i, result) in fetched {
         match result {
             Ok(f) if f.value.is_empty() => not_found.push(to_fetch[i].spec.name.clone()),
+            Ok(f) if f.value.len() > MAX_VALUE_BYTES => {
+                first_error.get_or_insert(Error::manifest(
+                    &to_fetch[i].spec.name,
+                    format!(
+                        "its value is {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}; it could not be stored or rotated",
+                        f.value.len()
+                    ),
+                ));
+            }
             Ok(f) => values[i] = Some(f),
             Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
                 not_found.push(to_fetch[i].spec.name.clone());
@@ -217,6 +234,8 @@ async fn load_files(
         });
     }
 
+    drop(existing_dir);
+    let dir = open_dir(&ctx.secrets_dir, opts.dry_run)?;
     let mut new_state = State::new(&store.describe());
     let mut loaded = Loaded::default();
     for plan in &unchanged {
@@ -224,7 +243,13 @@ async fn load_files(
             ReportItem::new(&plan.spec.name, "unchanged").with_detail(plan.file_name.clone()),
         );
         if let Some(s) = state.secrets.get(&plan.spec.name) {
-            new_state.secrets.insert(plan.spec.name.clone(), SecretState { checked_at: listed_at, ..s.clone() });
+            new_state.secrets.insert(
+                plan.spec.name.clone(),
+                SecretState {
+                    checked_at: listed_at,
+                    ..s.clone()
+                },
+            );
         }
     }
     for (plan, fetched) in to_fetch.iter().zip(values) {
@@ -298,6 +323,13 @@ async fn load_files(
         .extra
         .insert("fetched".into(), serde_json::json!(to_fetch.len()));
     Ok(loaded)
+}
+
+fn open_existing_dir(path: &Path) -> Result<Option<SecretDir>> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    SecretDir::open(path, false).map(Some)
 }
 
 fn open_dir(path: &Path, dry_run: bool) -> Result<Option<SecretDir>> {
