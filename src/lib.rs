@@ -20,6 +20,7 @@ pub mod secret;
 pub mod secret_files;
 pub mod state;
 pub mod store;
+pub mod swarm;
 
 use std::process::ExitCode;
 
