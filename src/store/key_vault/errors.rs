@@ -1,0 +1,350 @@
+//! Azure SDK errors → our [`Error`], by HTTP status, Key Vault error code and source chain.
+//!
+//! Nothing from a response body reaches a message except the service's short
+//! error message on a 403 (which names the identity and the missing permission,
+//! and is what an operator needs). Values never appear: they are only in 200 bodies.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use azure_core::error::{ErrorKind, ErrorResponse};
+use azure_core::http::StatusCode;
+
+use super::credential::CredentialFailure;
+use super::transport::{shorten, TransportFailure};
+use crate::error::Error;
+
+/// The secrets permission an operation needs, named as access policies name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Permission {
+    Get,
+    List,
+    Set,
+}
+
+impl Permission {
+    fn as_str(self) -> &'static str {
+        match self {
+            Permission::Get => "get",
+            Permission::List => "list",
+            Permission::Set => "set",
+        }
+    }
+}
+
+/// What was being attempted, for the error's context and variant.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Operation<'a> {
+    pub permission: Permission,
+    pub name: Option<&'a str>,
+    pub version: Option<&'a str>,
+}
+
+impl<'a> Operation<'a> {
+    pub fn get(name: &'a str, version: Option<&'a str>) -> Self {
+        Self {
+            permission: Permission::Get,
+            name: Some(name),
+            version,
+        }
+    }
+
+    pub fn list(name: Option<&'a str>) -> Self {
+        Self {
+            permission: Permission::List,
+            name,
+            version: None,
+        }
+    }
+
+    pub fn set(name: &'a str, version: Option<&'a str>) -> Self {
+        Self {
+            permission: Permission::Set,
+            name: Some(name),
+            version,
+        }
+    }
+
+    fn context(&self) -> String {
+        match (self.permission, self.name, self.version) {
+            (Permission::List, None, _) => "list secrets".into(),
+            (Permission::List, Some(name), _) => format!("list versions of `{name}`"),
+            (p, Some(name), Some(version)) => {
+                format!("{} `{name}` (version {version})", p.as_str())
+            }
+            (p, Some(name), None) => format!("{} `{name}`", p.as_str()),
+            (p, None, _) => p.as_str().to_owned(),
+        }
+    }
+}
+
+/// Map one SDK error. `retry_budget` is quoted when retries ran out.
+pub(super) fn map_error(
+    error: &azure_core::Error,
+    op: Operation<'_>,
+    retry_budget: Duration,
+) -> Error {
+    let context = op.context();
+    let budget = retry_budget.as_secs();
+
+    // Our own wrappers first: they already carry the right words.
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(failure) = e.downcast_ref::<CredentialFailure>() {
+            return Error::VaultAuth {
+                message: failure.message.clone(),
+            };
+        }
+        if let Some(failure) = e.downcast_ref::<TransportFailure>() {
+            return match failure {
+                TransportFailure::ImdsDisabled => Error::VaultAuth {
+                    message: failure.to_string(),
+                },
+                TransportFailure::UntrustedCertificate { .. } => Error::Vault {
+                    context,
+                    message: failure.to_string(),
+                },
+                TransportFailure::Unreachable { .. } => Error::Vault {
+                    context,
+                    message: format!(
+                        "{failure}; gave up after retrying for up to {budget}s. Check AZURE_KEYVAULT_URL / AZURE_KEYVAULT_NAME, DNS and the network path to the vault"
+                    ),
+                },
+            };
+        }
+        current = e.source();
+    }
+
+    match error.kind() {
+        ErrorKind::HttpResponse {
+            status,
+            error_code,
+            raw_response,
+        } => {
+            let body = raw_response
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice::<ErrorResponse>(raw.body().as_ref()).ok())
+                .and_then(|parsed| parsed.error);
+            let inner_code = body
+                .as_ref()
+                .and_then(|detail| detail.inner_error.as_ref())
+                .and_then(|inner| inner.code.clone());
+            let service_message = body.as_ref().and_then(|detail| detail.message.clone());
+            map_status(
+                *status,
+                error_code.as_deref(),
+                inner_code.as_deref(),
+                service_message.as_deref(),
+                op,
+                context,
+                budget,
+            )
+        }
+        ErrorKind::Credential => Error::VaultAuth {
+            message: "the credential could not produce a token".into(),
+        },
+        ErrorKind::DataConversion => Error::Vault {
+            context,
+            message: "the vault's answer could not be read (unexpected response format)".into(),
+        },
+        ErrorKind::Other | ErrorKind::Io | ErrorKind::Connection => {
+            let text = error.to_string();
+            if text.contains("challenge resource") {
+                Error::Vault {
+                    context,
+                    message: "the vault's authentication challenge names a resource outside the vault's domain, so no token was sent; for a trusted private endpoint or emulator set AZURE_KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false".into(),
+                }
+            } else {
+                Error::Vault {
+                    context,
+                    message: shorten(&text, 240),
+                }
+            }
+        }
+    }
+}
+
+fn map_status(
+    status: StatusCode,
+    error_code: Option<&str>,
+    inner_code: Option<&str>,
+    service_message: Option<&str>,
+    op: Operation<'_>,
+    context: String,
+    budget: u64,
+) -> Error {
+    let code_suffix = error_code
+        .map(|code| format!(" ({})", shorten(code, 60)))
+        .unwrap_or_default();
+    let http = format!(
+        "HTTP {} {}{code_suffix}",
+        u16::from(status),
+        status.canonical_reason()
+    );
+    match status {
+        StatusCode::NotFound if op.name.is_some() => Error::SecretNotFound {
+            name: op.name.unwrap_or_default().to_owned(),
+            version: op.version.map(str::to_owned),
+        },
+        StatusCode::Forbidden => {
+            let disabled = inner_code == Some("SecretDisabled")
+                || error_code == Some("SecretDisabled")
+                || service_message.is_some_and(|m| m.contains("disabled secret"));
+            match (disabled, op.name) {
+                (true, Some(name)) => Error::SecretDisabled { name: name.to_owned() },
+                _ => Error::VaultForbidden {
+                    name: op.name.map(str::to_owned),
+                    permission: op.permission.as_str(),
+                    message: service_message
+                        .map(|m| shorten(m, 300))
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or(http),
+                },
+            }
+        }
+        StatusCode::Unauthorized => Error::VaultAuth {
+            message: format!(
+                "the vault refused the access token ({http}); check that AZURE_TENANT_ID is the vault's tenant and that the identity belongs to it"
+            ),
+        },
+        StatusCode::TooManyRequests => Error::Vault {
+            context,
+            message: format!(
+                "throttled by Key Vault ({http}) for longer than the retry budget of {budget}s; lower COMPOSE_SECRETS_KV_CONCURRENCY or try again later"
+            ),
+        },
+        s if s.is_server_error() => Error::Vault {
+            context,
+            message: format!("Key Vault answered {http}, still failing after retrying for up to {budget}s"),
+        },
+        _ => Error::Vault {
+            context,
+            message: format!("Key Vault answered {http}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use azure_core::http::headers::Headers;
+    use azure_core::http::RawResponse;
+
+    use super::*;
+
+    fn http_error(status: StatusCode, body: &str) -> azure_core::Error {
+        let code = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+        let raw = RawResponse::from_bytes(status, Headers::new(), body.as_bytes().to_vec());
+        azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: code,
+                raw_response: Some(Box::new(raw)),
+            },
+            "service message",
+        )
+    }
+
+    const BUDGET: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn not_found_names_secret_and_version() {
+        let err = http_error(
+            StatusCode::NotFound,
+            r#"{"error":{"code":"SecretNotFound","message":"A secret with (name/id) db was not found"}}"#,
+        );
+        match map_error(&err, Operation::get("db", Some("abc")), BUDGET) {
+            Error::SecretNotFound { name, version } => {
+                assert_eq!(name, "db");
+                assert_eq!(version.as_deref(), Some("abc"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn disabled_is_told_apart_from_forbidden() {
+        let disabled = http_error(
+            StatusCode::Forbidden,
+            r#"{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}"#,
+        );
+        assert!(matches!(
+            map_error(&disabled, Operation::get("db", None), BUDGET),
+            Error::SecretDisabled { name } if name == "db"
+        ));
+
+        let denied = http_error(
+            StatusCode::Forbidden,
+            r#"{"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have secrets set permission on key vault 'v'.","innererror":{"code":"AccessDenied"}}}"#,
+        );
+        match map_error(&denied, Operation::set("db", None), BUDGET) {
+            Error::VaultForbidden {
+                name,
+                permission,
+                message,
+            } => {
+                assert_eq!(name.as_deref(), Some("db"));
+                assert_eq!(permission, "set");
+                assert!(
+                    message.contains("does not have secrets set permission"),
+                    "{message}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            map_error(&denied, Operation::list(None), BUDGET),
+            Error::VaultForbidden {
+                permission: "list",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unauthorized_is_auth_and_throttling_names_the_budget() {
+        let err = http_error(
+            StatusCode::Unauthorized,
+            r#"{"error":{"code":"Unauthorized","message":"AKV10000"}}"#,
+        );
+        assert!(matches!(
+            map_error(&err, Operation::get("a", None), BUDGET),
+            Error::VaultAuth { .. }
+        ));
+
+        let err = http_error(
+            StatusCode::TooManyRequests,
+            r#"{"error":{"code":"Throttled","message":"x"}}"#,
+        );
+        let mapped = map_error(&err, Operation::get("a", None), BUDGET);
+        assert!(mapped.to_string().contains("30s"), "{mapped}");
+        assert!(mapped.to_string().contains("get `a`"), "{mapped}");
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_stay_out_of_messages() {
+        let err = http_error(
+            StatusCode::InternalServerError,
+            "<html>value=hunter2</html>",
+        );
+        let mapped = map_error(&err, Operation::get("a", None), BUDGET);
+        assert!(!mapped.to_string().contains("hunter2"), "{mapped}");
+        assert!(mapped.to_string().contains("500"), "{mapped}");
+    }
+
+    #[test]
+    fn credential_failure_wins_anywhere_in_the_chain() {
+        let err = azure_core::Error::new(
+            ErrorKind::Credential,
+            CredentialFailure {
+                message: "managed identity (IMDS) did not answer within 10s".into(),
+            },
+        );
+        let outer = azure_core::Error::with_error(ErrorKind::Other, err, "wrapped");
+        match map_error(&outer, Operation::get("a", None), BUDGET) {
+            Error::VaultAuth { message } => assert!(message.contains("IMDS")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
