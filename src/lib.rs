@@ -3,6 +3,7 @@
 //! `main` parses the command line and hands over to [`commands::run`]; every
 //! error comes back here, is printed once, and becomes its documented exit code.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod context;
