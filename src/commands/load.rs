@@ -318,6 +318,7 @@ async fn load_files(
     }
     if !opts.dry_run {
         new_state.write(&ctx.state_file())?;
+        crate::audit::record_load(ctx, manifest, store, &state, &new_state).await?;
     }
     report
         .extra
