@@ -360,6 +360,7 @@ async fn read_only_identity_cannot_set_and_probe_says_so() {
     }
 
     let probe = reader.probe_access(&["db-password".to_owned()]).await;
+    eprintln!("reader probe: {probe:?}");
     assert!(probe.reachable, "{probe:?}");
     assert_eq!(probe.can_list, Some(true), "{probe:?}");
     assert_eq!(probe.can_get, Some(true), "{probe:?}");
@@ -377,6 +378,7 @@ async fn wrong_client_secret_is_an_auth_error_quickly() {
     let (outcome, elapsed) = timed("wrong client secret", store.get_latest("anything")).await;
     match outcome {
         Err(Error::VaultAuth { message }) => {
+            eprintln!("wrong client secret: {message}");
             assert!(message.contains("client secret"), "{message}");
             assert!(
                 !message.contains("not-the-secret"),
@@ -396,6 +398,7 @@ async fn token_endpoint_down_is_an_auth_error_within_seconds() {
     let (outcome, elapsed) = timed("token endpoint down", store.get_latest("anything")).await;
     match outcome {
         Err(Error::VaultAuth { message }) => {
+            eprintln!("token endpoint down: {message}");
             assert!(message.contains("client secret"), "{message}");
         }
         other => panic!("expected VaultAuth, got {:?}", other.map(|f| f.info)),
@@ -449,6 +452,7 @@ async fn untrusted_certificate_is_a_clear_tls_error() {
     let (outcome, elapsed) = timed("untrusted CA", store.get_latest("anything")).await;
     match outcome {
         Err(Error::Vault { message, .. }) => {
+            eprintln!("untrusted CA: {message}");
             assert!(message.contains("COMPOSE_SECRETS_CA_FILE"), "{message}");
             assert!(message.contains("certificate"), "{message}");
         }
@@ -486,6 +490,7 @@ async fn automatic_credential_without_anything_configured_names_what_to_set() {
     // Fails while choosing the credential: nothing is sent anywhere, IMDS included.
     match outcome {
         Err(Error::VaultAuth { message }) => {
+            eprintln!("nothing configured: {message}");
             assert!(message.contains("AZURE_CLIENT_SECRET"), "{message}");
         }
         Err(other) => panic!("expected VaultAuth, got {other}"),
@@ -587,6 +592,7 @@ async fn managed_identity_with_dead_endpoint_fails_within_the_credential_timeout
     let (outcome, elapsed) = timed("managed identity endpoint down", store.get_latest("x")).await;
     match outcome {
         Err(Error::VaultAuth { message }) => {
+            eprintln!("managed identity endpoint down: {message}");
             assert!(message.contains("managed identity"), "{message}");
             assert!(
                 !message.contains(&header),

@@ -43,6 +43,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(8);
 /// Few retries: azure_core also retries connection failures, and a CLI should
 /// fail in seconds when the vault is unreachable, not after minutes.
 const MAX_RETRIES: u32 = 5;
+/// Retries of a token request (IMDS ignores this and uses its own policy).
+const CREDENTIAL_MAX_RETRIES: u32 = 3;
 /// Longest version id we pass into a URL path (Key Vault's are 32 hex characters).
 const MAX_VERSION_LEN: usize = 64;
 
@@ -105,7 +107,19 @@ impl KeyVaultStore {
             }),
             ..Default::default()
         };
-        let credential = credential::build(resolved, &config, client_options.clone())?;
+        // The token endpoint gets a shorter retry budget than the vault, so a
+        // failing endpoint is reported with its HTTP status before the credential
+        // timeout cuts it off with a vaguer "did not answer".
+        let credential_options = ClientOptions {
+            retry: RetryOptions::exponential(ExponentialRetryOptions {
+                initial_delay: to_sdk_duration(INITIAL_RETRY_DELAY),
+                max_retries: CREDENTIAL_MAX_RETRIES,
+                max_total_elapsed: to_sdk_duration(config.credential_timeout / 2),
+                max_delay: to_sdk_duration(MAX_RETRY_DELAY),
+            }),
+            ..client_options.clone()
+        };
+        let credential = credential::build(resolved, &config, credential_options)?;
         let verify_challenge_resource = config.effective_verify_challenge_resource();
         if !verify_challenge_resource {
             tracing::debug!(vault = %config.vault_url, "challenge resource verification is off");
