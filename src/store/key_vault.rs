@@ -356,9 +356,9 @@ impl SecretStore for KeyVaultStore {
             Err(e) => return Err(e),
         };
         // Oldest first, like the other stores; Key Vault does not promise an order.
-        out.sort_by(|(a, a_created), (b, b_created)| {
-            (a_created, a.updated, &a.version).cmp(&(b_created, b.updated, &b.version))
-        });
+        // Timestamps have one-second resolution; the stable sort keeps the
+        // service's order for versions created within the same second.
+        out.sort_by_key(|(info, created)| (*created, info.updated));
         Ok(out.into_iter().map(|(info, _)| info).collect())
     }
 

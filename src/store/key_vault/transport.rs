@@ -228,6 +228,30 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    #[tokio::test]
+    async fn imds_is_refused_before_anything_is_sent_when_disabled() {
+        let client = VaultHttpClient {
+            client: reqwest::Client::new(),
+            allow_imds: false,
+        };
+        let url = azure_core::http::Url::parse(
+            "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2019-08-01",
+        )
+        .expect("url");
+        let request = Request::new(url, azure_core::http::Method::Get);
+        let err = client
+            .execute_request(&request)
+            .await
+            .expect_err("IMDS must be refused");
+        assert!(
+            matches!(
+                err.downcast_ref::<TransportFailure>(),
+                Some(TransportFailure::ImdsDisabled)
+            ),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn shorten_keeps_first_line_and_caps_length() {
         assert_eq!(shorten("one\ntwo", 10), "one");
