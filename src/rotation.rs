@@ -1,0 +1,1493 @@
+//! The rotation transaction, one secret at a time: new value → hook → push → file → restarts with health gates, rolled back on failure.
+//!
+//! Engine- and store-agnostic: it talks to a [`SecretStore`] and a
+//! [`ContainerEngine`] only, so the same code runs against Key Vault and Docker
+//! or against their in-memory twins. A bind-mounted file replaced by an atomic
+//! rename is invisible to a running container (the mount pins the old inode),
+//! so every container that mounts the secret is restarted, one at a time, and
+//! each must come back ready (running, a new `StartedAt`, Docker health
+//! `healthy` where defined) and answer its HTTP health check before the next
+//! one goes down. Any failure after the push puts back the previous value in
+//! the store (tagged `rollback-of`), the previous file and state entry, and
+//! restarts the containers already restarted.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+
+use crate::audit::{self, AuditEvent, HealthResult, Outcome, Secrets, Versions};
+use crate::docker::{ContainerEngine, ContainerInfo};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SecretSource, SecretSpec};
+use crate::output::ReportItem;
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::secret_files::{FileState, Owner, SecretDir};
+use crate::state::{SecretState, State};
+use crate::store::{tags, SecretStore, VersionInfo};
+
+/// Compose's labels on the containers it creates.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+}
+
+/// In a health URL, replaced by the restarted container's first IP address, so each replica
+/// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
+pub const IP_PLACEHOLDER: &str = "{ip}";
+
+/// One container to restart, as listed before anything changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerTarget {
+    pub id: String,
+    pub name: String,
+    pub number: Option<u32>,
+}
+
+/// A service that mounts the secret and what restarting it involves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub service: String,
+    /// Running containers, in container-number order: restarted in this order.
+    pub containers: Vec<ContainerTarget>,
+    /// Stopped containers: not started by a rotation, they read the new file when started.
+    pub stopped: Vec<String>,
+    /// Whether the containers were listed (a dry run without Docker cannot list them).
+    pub listed: bool,
+    pub health_url: Option<String>,
+}
+
+/// Everything the transaction for one secret needs, resolved before anything changes.
+#[derive(Debug, Clone)]
+pub struct SecretPlan {
+    pub spec: SecretSpec,
+    /// The secret's key in the store (vault name or `.env` key).
+    pub store_key: String,
+    /// File name directly inside the secrets directory.
+    pub file_name: String,
+    /// Every service that mounts the secret, in declaration order.
+    pub services: Vec<ServiceTarget>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Restart the containers that mount the secret (off with `--no-restart`).
+    pub restart: bool,
+    /// Per restarted container: how long to wait for readiness, then for the HTTP check.
+    pub health_timeout: Duration,
+    /// Docker's grace period before it kills a container being restarted.
+    pub stop_timeout: Duration,
+    pub hook_timeout: Duration,
+    /// Directory the rotation hook runs in (the Compose project directory).
+    pub hook_dir: PathBuf,
+    /// `user@host`, for the `rotated-by` tag.
+    pub rotated_by: String,
+}
+
+/// Where the transaction acts.
+pub struct Target<'a> {
+    pub store: &'a dyn SecretStore,
+    /// Required when `settings.restart` is on and a plan has containers.
+    pub engine: Option<&'a dyn ContainerEngine>,
+    pub secrets_dir: &'a Path,
+    pub state_file: &'a Path,
+    pub settings: Settings,
+}
+
+/// What one transaction did, for the report and the audit log. Never holds a value.
+#[derive(Debug)]
+pub struct RotationRecord {
+    pub secret: String,
+    pub store_key: String,
+    pub old_version: Option<String>,
+    pub new_version: Option<String>,
+    /// Container names restarted, in order (rollback restarts included, after the forward ones).
+    pub restarted: Vec<String>,
+    pub health: HealthResult,
+    pub outcome: Outcome,
+    pub steps: Vec<ReportItem>,
+    pub error: Option<Error>,
+}
+
+impl RotationRecord {
+    fn new(plan: &SecretPlan) -> Self {
+        Self {
+            secret: plan.spec.name.clone(),
+            store_key: plan.store_key.clone(),
+            old_version: None,
+            new_version: None,
+            restarted: Vec::new(),
+            health: HealthResult::Skipped,
+            outcome: Outcome::Ok,
+            steps: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn step(&mut self, action: &str, detail: impl Into<String>) {
+        self.steps
+            .push(ReportItem::new(&self.secret, action).with_detail(detail));
+    }
+
+    fn fail(mut self, outcome: Outcome, error: Error) -> Self {
+        self.outcome = outcome;
+        self.error = Some(error);
+        self
+    }
+
+    pub fn audit_event(&self) -> AuditEvent {
+        AuditEvent {
+            action: audit::Action::Rotate,
+            secret: Secrets::One(self.secret.clone()),
+            old_version: Versions::One(self.old_version.clone()),
+            new_version: Versions::One(self.new_version.clone()),
+            services_restarted: self.restarted.clone(),
+            health: self.health,
+            outcome: self.outcome,
+            error: self.error.as_ref().map(ToString::to_string),
+        }
+    }
+
+    /// The error that ended the transaction (`None`: it committed).
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
+    }
+}
+
+/// Find each name by Compose name, vault name or `.env` key; an unknown name is a usage error.
+pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
+    let mut out: Vec<&SecretSpec> = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match manifest.lookup(name) {
+            Some(spec) => {
+                rotatable(spec)?;
+                if !out.iter().any(|s| s.name == spec.name) {
+                    out.push(spec);
+                }
+            }
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = manifest.secrets.iter().map(|s| s.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "unknown secret{} {} (declared: {})",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// Every declared secret that `rotate` can handle (`file:` secrets), for `--all`.
+pub fn all_rotatable(manifest: &Manifest) -> Vec<&SecretSpec> {
+    manifest
+        .secrets
+        .iter()
+        .filter(|s| rotatable(s).is_ok())
+        .collect()
+}
+
+fn rotatable(spec: &SecretSpec) -> Result<()> {
+    match spec.source {
+        SecretSource::File(_) => Ok(()),
+        SecretSource::Environment(_) => Err(Error::manifest(
+            &spec.name,
+            "is an `environment:` secret: Compose copies it at container creation, so a restart cannot deliver a \
+             new value; rotate it in its source and recreate the containers (`docker compose up -d`)",
+        )),
+        SecretSource::External => Err(Error::manifest(
+            &spec.name,
+            "is `external`: it is managed outside Compose, so compose-secrets does not rotate it",
+        )),
+    }
+}
+
+/// Parse an age such as `90d`, `12h`, `30m`, `45s` or `2w`.
+pub fn parse_age(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let bad = || {
+        Error::Usage(format!(
+            "--older-than {text}: expected a number and a unit, e.g. 90d, 12h, 30m"
+        ))
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// When each candidate was last rotated (Unix seconds), or `None` when never.
+///
+/// Key Vault: the `rotated-at` tag of the latest version, from one listing. `.env` keeps no
+/// tags, so the last successful rotation in the audit log stands in.
+pub async fn last_rotated(
+    store: &dyn SecretStore,
+    candidates: &[&SecretSpec],
+    audit_log: &Path,
+) -> Result<BTreeMap<String, Option<i64>>> {
+    let mut out = BTreeMap::new();
+    if store.is_remote() {
+        let listing: BTreeMap<String, VersionInfo> = store
+            .list_properties()
+            .await?
+            .into_iter()
+            .map(|i| (i.name.to_ascii_lowercase(), i))
+            .collect();
+        for spec in candidates {
+            let at = listing
+                .get(&spec.vault_name.to_ascii_lowercase())
+                .and_then(|i| i.tags.get(tags::ROTATED_AT))
+                .and_then(|t| audit::parse_rfc3339(t));
+            out.insert(spec.name.clone(), at);
+        }
+    } else {
+        for spec in candidates {
+            out.insert(
+                spec.name.clone(),
+                audit::last_rotation(audit_log, &spec.name),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Keep the candidates rotated longer than `age` ago, or never.
+pub fn older_than<'m>(
+    candidates: Vec<&'m SecretSpec>,
+    rotated: &BTreeMap<String, Option<i64>>,
+    age: Duration,
+    now: i64,
+) -> Vec<&'m SecretSpec> {
+    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+    candidates
+        .into_iter()
+        .filter(|s| match rotated.get(&s.name).copied().flatten() {
+            Some(at) => now.saturating_sub(at) > age,
+            None => true,
+        })
+        .collect()
+}
+
+/// Read a value from stdin: everything, minus ONE trailing newline; empty or over 25 KB is refused.
+pub fn read_value(mut input: impl Read) -> Result<SecretValue> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    input
+        .by_ref()
+        .take(MAX_VALUE_BYTES as u64 + 3)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("<stdin>", "read the new value"))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(Error::Usage(
+            "--value-stdin: stdin is empty; pipe the new value in (it is never taken from the command line)".into(),
+        ));
+    }
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::Usage(format!(
+            "--value-stdin: the value is over Key Vault's limit of {MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    SecretValue::from_bytes(bytes.to_vec())
+        .map_err(|_| Error::Usage("--value-stdin: the value is not UTF-8".into()))
+}
+
+/// Resolve the store key, file and (unless `containers` is `None`) the containers to restart.
+///
+/// `containers` is the project's container listing; each service that mounts the
+/// secret gets its running containers in container-number order.
+pub fn plan(
+    manifest: &Manifest,
+    specs: &[&SecretSpec],
+    secrets_dir: &Path,
+    remote: bool,
+    containers: Option<&[ContainerInfo]>,
+    health_url_override: Option<&str>,
+) -> Result<Vec<SecretPlan>> {
+    let file_names: BTreeMap<String, String> =
+        manifest.file_names_in(secrets_dir)?.into_iter().collect();
+    let mut plans = Vec::new();
+    for spec in specs {
+        rotatable(spec)?;
+        check_owner(spec, secrets_dir)?;
+        let file_name = file_names.get(&spec.name).cloned().ok_or_else(|| {
+            Error::manifest(&spec.name, "has no file under the secrets directory")
+        })?;
+        let services = spec
+            .services()
+            .into_iter()
+            .map(|service| {
+                let (running, stopped) = containers
+                    .map(|all| service_containers(all, &manifest.project_name, &service))
+                    .unwrap_or_default();
+                ServiceTarget {
+                    listed: containers.is_some(),
+                    health_url: health_url_override.map(str::to_string).or_else(|| {
+                        manifest
+                            .services
+                            .get(&service)
+                            .and_then(|s| s.health_url.clone())
+                    }),
+                    service,
+                    containers: running,
+                    stopped,
+                }
+            })
+            .collect();
+        plans.push(SecretPlan {
+            spec: (*spec).clone(),
+            store_key: if remote {
+                spec.vault_name.clone()
+            } else {
+                spec.env_key.clone()
+            },
+            file_name,
+            services,
+        });
+    }
+    Ok(plans)
+}
+
+/// A service's containers in this project: (running, in number order; names of stopped ones).
+pub fn service_containers(
+    all: &[ContainerInfo],
+    project: &str,
+    service: &str,
+) -> (Vec<ContainerTarget>, Vec<String>) {
+    let mut mine: Vec<&ContainerInfo> = all
+        .iter()
+        .filter(|c| {
+            let label = |k: &str| c.labels.get(k).map(String::as_str);
+            (c.project == project || label(labels::PROJECT) == Some(project))
+                && (c.service == service || label(labels::SERVICE) == Some(service))
+        })
+        .collect();
+    mine.sort_by(|a, b| {
+        a.number
+            .unwrap_or(u32::MAX)
+            .cmp(&b.number.unwrap_or(u32::MAX))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let running = mine
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| ContainerTarget {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            number: c.number,
+        })
+        .collect();
+    let stopped = mine
+        .iter()
+        .filter(|c| !c.running)
+        .map(|c| c.name.clone())
+        .collect();
+    (running, stopped)
+}
+
+/// Refuse, before anything changes, an owner the process cannot give (as `load` does).
+fn check_owner(spec: &SecretSpec, secrets_dir: &Path) -> Result<()> {
+    let euid = nix::unistd::Uid::effective();
+    if euid.is_root() {
+        return Ok(());
+    }
+    let egid = nix::unistd::Gid::effective().as_raw();
+    let in_group = |g: u32| {
+        g == egid
+            || nix::unistd::getgroups()
+                .map(|gs| gs.iter().any(|x| x.as_raw() == g))
+                .unwrap_or(false)
+    };
+    if spec.owner_uid.is_some_and(|u| u != euid.as_raw())
+        || spec.owner_gid.is_some_and(|g| !in_group(g))
+    {
+        return Err(Error::UnsafePath {
+            path: secrets_dir.join(&spec.name),
+            message: format!(
+                "secret `{}` declares an owner that uid {euid} cannot give; run as root or as that user",
+                spec.name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The plan as report lines, for `--dry-run`: nothing is read from or written to the store.
+pub fn describe(
+    plan: &SecretPlan,
+    settings: &Settings,
+    store_describe: &str,
+    from_stdin: bool,
+) -> Vec<ReportItem> {
+    let name = &plan.spec.name;
+    let mut items = vec![ReportItem::new(name, "would-rotate").with_detail(format!(
+        "new value from {}, pushed to `{}` in {store_describe}, file {}",
+        if from_stdin {
+            "stdin".to_string()
+        } else {
+            format!("generator {}", plan.spec.generator)
+        },
+        plan.store_key,
+        plan.file_name
+    ))];
+    if let Some(hook) = &plan.spec.rotation_hook {
+        items.push(ReportItem::new(name, "would-run-hook").with_detail(format!(
+            "`{}` with the new value on stdin, before the push",
+            hook.join(" ")
+        )));
+    }
+    if !settings.restart {
+        items
+            .push(ReportItem::new(name, "would-not-restart").with_detail(
+                "--no-restart: running containers keep the old value until restarted",
+            ));
+        return items;
+    }
+    for service in &plan.services {
+        let checks = health_description(service);
+        let detail = if !service.listed {
+            format!(
+                "service {}: containers unknown (Docker not reachable); {checks}",
+                service.service
+            )
+        } else if service.containers.is_empty() {
+            format!("service {}: no running container", service.service)
+        } else {
+            let names: Vec<&str> = service.containers.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "service {}: {} one at a time; {checks}",
+                service.service,
+                names.join(" → ")
+            )
+        };
+        items.push(ReportItem::new(name, "would-restart").with_detail(detail));
+        if !service.stopped.is_empty() {
+            items.push(ReportItem::new(name, "stopped").with_detail(format!(
+                "service {}: {} not running, not started",
+                service.service,
+                service.stopped.join(", ")
+            )));
+        }
+    }
+    items
+}
+
+fn health_description(service: &ServiceTarget) -> String {
+    match &service.health_url {
+        Some(url) => format!(
+            "health: running + new StartedAt + Docker healthcheck, then GET {url} until 2xx"
+        ),
+        None => "health: running + new StartedAt + Docker healthcheck (no health URL)".into(),
+    }
+}
+
+/// What the transaction must be able to put back.
+struct Previous {
+    /// The store's latest version before the push, if any.
+    store: Option<(SecretValue, Option<String>)>,
+    file: Option<FileState>,
+    state: Option<SecretState>,
+}
+
+/// Run the transaction for one secret. A failure before the push changes nothing.
+///
+/// `value`: the new value (from stdin), or `None` to draw one from the secret's generator.
+pub async fn rotate(
+    target: &Target<'_>,
+    plan: &SecretPlan,
+    value: Option<SecretValue>,
+) -> RotationRecord {
+    let mut record = RotationRecord::new(plan);
+    let spec = &plan.spec;
+
+    let value = match value {
+        Some(v) => v,
+        None => match spec.generator.generate() {
+            Ok(v) => v,
+            Err(e) => {
+                return record.fail(
+                    Outcome::Failed,
+                    Error::Io {
+                        path: target.secrets_dir.join(&plan.file_name),
+                        action: "read OS randomness",
+                        source: std::io::Error::other(e.to_string()),
+                    },
+                )
+            }
+        },
+    };
+    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+        let error = Error::manifest(
+            &spec.name,
+            format!("a new value must be 1 to {MAX_VALUE_BYTES} bytes"),
+        );
+        return record.fail(Outcome::Failed, error);
+    }
+
+    let previous = match read_previous(target, plan).await {
+        Ok(p) => p,
+        Err(e) => return record.fail(Outcome::Failed, e),
+    };
+    record.old_version = previous.store.as_ref().and_then(|(_, v)| v.clone());
+
+    if let Some(hook) = &spec.rotation_hook {
+        if let Err(e) = run_hook(hook, &spec.name, &value, &target.settings).await {
+            return record.fail(Outcome::Failed, e);
+        }
+        record.step("hook-ok", format!("`{}`", hook.join(" ")));
+    }
+
+    let mut push_tags = BTreeMap::from([
+        (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
+        (
+            tags::ROTATED_BY.to_string(),
+            target.settings.rotated_by.clone(),
+        ),
+    ]);
+    if let Some(v) = &record.old_version {
+        push_tags.insert(tags::PREVIOUS_VERSION.to_string(), v.clone());
+    }
+    let pushed = match target.store.set(&plan.store_key, &value, &push_tags).await {
+        Ok(info) => info,
+        Err(e) => return record.fail(Outcome::Failed, e),
+    };
+    record.new_version = pushed.version.clone();
+    record.step(
+        "pushed",
+        format!(
+            "`{}` in {} @ {}",
+            plan.store_key,
+            target.store.describe(),
+            short(pushed.version.as_deref())
+        ),
+    );
+
+    // From here on, any failure is rolled back.
+    let mut progress = Progress::default();
+    let forward = apply(target, plan, &value, &pushed, &mut record, &mut progress).await;
+    let Err(failure) = forward else {
+        record.health = if progress.restarted.is_empty() {
+            HealthResult::Skipped
+        } else {
+            HealthResult::Passed
+        };
+        record.restarted = progress.restarted;
+        record.step("rotated", "committed");
+        return record;
+    };
+    // Restarts had begun, so the last container did not pass its gate (or Docker refused it).
+    if !progress.restarted.is_empty() {
+        record.health = HealthResult::Failed;
+    }
+    let message = format!("secret `{}`: {failure}", spec.name);
+    let exit_code = failure.exit_code();
+    record.step("failed", failure.to_string());
+    let problems = roll_back(target, plan, &previous, &pushed, &progress, &mut record).await;
+    record
+        .restarted
+        .splice(0..0, progress.restarted.iter().cloned());
+    if problems.is_empty() {
+        record.step(
+            "rolled-back",
+            "previous value restored in the store, the file and the containers",
+        );
+        record.fail(
+            Outcome::RolledBack,
+            Error::RolledBack { message, exit_code },
+        )
+    } else {
+        let rollback = problems.join("; ");
+        record.fail(
+            Outcome::RollbackFailed,
+            Error::RollbackFailed { message, rollback },
+        )
+    }
+}
+
+async fn read_previous(target: &Target<'_>, plan: &SecretPlan) -> Result<Previous> {
+    let store = match target.store.get_latest(&plan.store_key).await {
+        Ok(f) => Some((f.value, f.info.version)),
+        Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let file = if std::fs::symlink_metadata(target.secrets_dir).is_ok() {
+        SecretDir::open(target.secrets_dir, false)?.read(&plan.file_name)?
+    } else {
+        None
+    };
+    let state = State::read(target.state_file, &target.store.describe())
+        .secrets
+        .get(&plan.spec.name)
+        .cloned();
+    Ok(Previous { store, file, state })
+}
+
+/// How far the forward path got, so the rollback undoes exactly that.
+#[derive(Default)]
+struct Progress {
+    file_written: bool,
+    state_written: bool,
+    /// Containers restarted so far (the failing one included), in order.
+    restarted: Vec<String>,
+    restarted_targets: Vec<(ContainerTarget, ServiceTarget)>,
+}
+
+async fn apply(
+    target: &Target<'_>,
+    plan: &SecretPlan,
+    value: &SecretValue,
+    pushed: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
+    let spec = &plan.spec;
+    let dir = SecretDir::open(target.secrets_dir, true)?;
+    dir.remove_stale_temps()?;
+    progress.file_written = true;
+    dir.write_atomic(
+        &plan.file_name,
+        value.expose().as_bytes(),
+        spec.mode,
+        Owner {
+            uid: spec.owner_uid,
+            gid: spec.owner_gid,
+        },
+    )?;
+    record.step("written", format!("{} ({:04o})", plan.file_name, spec.mode));
+
+    progress.state_written = true;
+    update_state(
+        target,
+        &spec.name,
+        Some(SecretState {
+            version: pushed.version.clone(),
+            updated: pushed.updated,
+            fingerprint: value.fingerprint(),
+            checked_at: unix_now(),
+        }),
+    )?;
+
+    if !target.settings.restart {
+        record.step(
+            "not-restarted",
+            "--no-restart: running containers keep the old value until restarted",
+        );
+        return Ok(());
+    }
+    for service in &plan.services {
+        if service.containers.is_empty() {
+            record.step(
+                "no-containers",
+                format!("service {}: nothing running to restart", service.service),
+            );
+            continue;
+        }
+        let engine = target.engine.ok_or_else(|| Error::Docker {
+            message: "no Docker engine to restart containers with".into(),
+        })?;
+        for container in &service.containers {
+            progress.restarted.push(container.name.clone());
+            progress
+                .restarted_targets
+                .push((container.clone(), service.clone()));
+            restart_and_gate(engine, container, service, &target.settings).await?;
+            record.step(
+                "restarted",
+                format!(
+                    "service {} container {}: healthy",
+                    service.service, container.name
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Restart one container and wait until it is ready and its health check answers 2xx.
+async fn restart_and_gate(
+    engine: &dyn ContainerEngine,
+    container: &ContainerTarget,
+    service: &ServiceTarget,
+    settings: &Settings,
+) -> Result<()> {
+    let context = |e: Error| annotate(e, &service.service, &container.name);
+    // Read StartedAt right before the restart: an earlier rotation in this run may have restarted it.
+    let before = engine.inspect(&container.id).await.map_err(context)?;
+    engine
+        .restart(&container.id, settings.stop_timeout)
+        .await
+        .map_err(context)?;
+    let ready = crate::health::wait_container_ready(
+        engine,
+        &container.id,
+        before.started_at.as_deref(),
+        settings.health_timeout,
+    )
+    .await
+    .map_err(context)?;
+    if let Some(url) = &service.health_url {
+        let url = match ready.ip_addresses.first() {
+            Some(ip) => url.replace(IP_PLACEHOLDER, ip),
+            None => url.clone(),
+        };
+        crate::health::wait_http_healthy(&url, settings.health_timeout)
+            .await
+            .map_err(context)?;
+    }
+    Ok(())
+}
+
+/// Name the service and container in an engine or health error, keeping its kind (and exit code).
+fn annotate(e: Error, service: &str, container: &str) -> Error {
+    let at = format!("service {service} container {container}");
+    match e {
+        Error::Docker { message } => Error::Docker {
+            message: format!("{at}: {message}"),
+        },
+        Error::Health { message } => Error::Health {
+            message: format!("{at}: {message}"),
+        },
+        other => other,
+    }
+}
+
+/// Undo what `apply` did; returns what could not be undone (empty: fully rolled back).
+async fn roll_back(
+    target: &Target<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    pushed: &VersionInfo,
+    progress: &Progress,
+    record: &mut RotationRecord,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let new_version = pushed.version.clone().unwrap_or_default();
+
+    // The store: the previous value becomes the current version again. With no previous
+    // version, the previous file's contents are what the containers ran with.
+    let restore_value = previous.store.as_ref().map(|(v, _)| v.clone()).or_else(|| {
+        previous
+            .file
+            .as_ref()
+            .and_then(|f| SecretValue::from_bytes(f.contents.to_vec()).ok())
+            .filter(|v| !v.is_empty())
+    });
+    match restore_value {
+        Some(old) => {
+            let rollback_tags = BTreeMap::from([
+                (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
+                (
+                    tags::ROTATED_BY.to_string(),
+                    target.settings.rotated_by.clone(),
+                ),
+                (tags::ROLLBACK_OF.to_string(), new_version.clone()),
+                (tags::PREVIOUS_VERSION.to_string(), new_version.clone()),
+            ]);
+            match target.store.set(&plan.store_key, &old, &rollback_tags).await {
+                Ok(info) => record.step(
+                    "store-restored",
+                    format!("`{}` @ {} (rollback-of {})", plan.store_key, short(info.version.as_deref()), short(Some(&new_version))),
+                ),
+                Err(e) => problems.push(format!(
+                    "the store still holds the new version {} of `{}` (restoring the previous value failed: {e})",
+                    short(Some(&new_version)),
+                    plan.store_key
+                )),
+            }
+        }
+        None => problems.push(format!(
+            "the store keeps the new version {} of `{}`: there was no previous value to restore",
+            short(Some(&new_version)),
+            plan.store_key
+        )),
+    }
+
+    if progress.file_written {
+        let path = target.secrets_dir.join(&plan.file_name);
+        let restored =
+            SecretDir::open(target.secrets_dir, false).and_then(|dir| match &previous.file {
+                Some(f) => dir.write_atomic(
+                    &plan.file_name,
+                    &f.contents,
+                    f.mode,
+                    Owner {
+                        uid: Some(f.uid),
+                        gid: Some(f.gid),
+                    },
+                ),
+                None => match dir.read(&plan.file_name) {
+                    Ok(Some(_)) => dir.remove(&plan.file_name),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            });
+        match restored {
+            Ok(()) => record.step("file-restored", plan.file_name.clone()),
+            Err(e) => problems.push(format!(
+                "{} holds the NEW value (restoring it failed: {e})",
+                path.display()
+            )),
+        }
+    }
+    if progress.state_written {
+        if let Err(e) = update_state(target, &plan.spec.name, previous.state.clone()) {
+            problems.push(format!(
+                "state.json describes the new version ({e}); the next load refetches"
+            ));
+        }
+    }
+
+    // The same containers, in the same order, back onto the previous file.
+    if let Some(engine) = target.engine {
+        for (container, service) in &progress.restarted_targets {
+            let name = &container.name;
+            match restart_and_gate(engine, container, service, &target.settings).await {
+                Ok(()) => {
+                    record.restarted.push(name.clone());
+                    record.step(
+                        "restarted-back",
+                        format!("service {} container {name}: healthy", service.service),
+                    );
+                }
+                Err(e) => {
+                    record.restarted.push(name.clone());
+                    problems.push(format!(
+                        "container {name} did not come back healthy on the previous value: {e}"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn update_state(target: &Target<'_>, name: &str, entry: Option<SecretState>) -> Result<()> {
+    let mut state = State::read(target.state_file, &target.store.describe());
+    match entry {
+        Some(e) => state.secrets.insert(name.to_string(), e),
+        None => state.secrets.remove(name),
+    };
+    state.write(target.state_file)
+}
+
+/// Run the rotation hook with the new value on stdin only; its output is discarded unread,
+/// because a hook may echo what it was given.
+async fn run_hook(
+    hook: &[String],
+    secret: &str,
+    value: &SecretValue,
+    settings: &Settings,
+) -> Result<()> {
+    let failed = |what: String| {
+        Error::manifest(
+            secret,
+            format!(
+                "rotation hook `{}` {what}; nothing was changed",
+                hook.join(" ")
+            ),
+        )
+    };
+    let (program, args) = hook
+        .split_first()
+        .ok_or_else(|| failed("is empty".into()))?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(&settings.hook_dir)
+        .env("COMPOSE_SECRETS_SECRET", secret)
+        .env("COMPOSE_SECRETS_PHASE", "rotate")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("could not start ({})", e.kind())))?;
+    let outcome = tokio::time::timeout(settings.hook_timeout, async {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A hook that does not read its stdin closes the pipe: not an error in itself.
+            let _ = stdin.write_all(value.expose().as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        }
+        child.wait().await
+    })
+    .await;
+    match outcome {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(failed(match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".into(),
+        })),
+        Ok(Err(e)) => Err(failed(format!("could not be waited for ({})", e.kind()))),
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(failed(format!(
+                "timed out after {}s",
+                settings.hook_timeout.as_secs()
+            )))
+        }
+    }
+}
+
+fn short(version: Option<&str>) -> String {
+    match version {
+        // Demo-mode fingerprints are short already.
+        Some(v) if v.starts_with("sha256:") => v.to_string(),
+        Some(v) => v.get(..12).unwrap_or(v).to_string(),
+        None => "-".into(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::manifest::ManifestOptions;
+    use crate::store::memory::MemoryStore;
+
+    /// Containers whose restarts can be scripted to fail or come back unhealthy.
+    #[derive(Default)]
+    struct ScriptedEngine {
+        containers: Mutex<BTreeMap<String, ContainerInfo>>,
+        restarts: Mutex<Vec<String>>,
+        /// Container name -> how many of its next restarts come back unhealthy.
+        unhealthy: Mutex<BTreeMap<String, usize>>,
+        /// Container name -> how many of its next restarts Docker refuses.
+        refuse_restart: Mutex<BTreeMap<String, usize>>,
+        clock: Mutex<u64>,
+    }
+
+    impl ScriptedEngine {
+        fn with(containers: &[(&str, &str, u32)]) -> Self {
+            let engine = Self::default();
+            for (service, name, number) in containers {
+                let info = ContainerInfo {
+                    id: format!("id-{name}"),
+                    name: (*name).into(),
+                    project: "proj".into(),
+                    service: (*service).into(),
+                    number: Some(*number),
+                    running: true,
+                    started_at: Some("t0".into()),
+                    labels: BTreeMap::from([
+                        (labels::PROJECT.into(), "proj".into()),
+                        (labels::SERVICE.into(), (*service).into()),
+                    ]),
+                    ..ContainerInfo::default()
+                };
+                engine
+                    .containers
+                    .lock()
+                    .unwrap()
+                    .insert(info.id.clone(), info);
+            }
+            engine
+        }
+
+        fn restarts(&self) -> Vec<String> {
+            self.restarts.lock().unwrap().clone()
+        }
+
+        fn all(&self) -> Vec<ContainerInfo> {
+            self.containers.lock().unwrap().values().cloned().collect()
+        }
+    }
+
+    #[async_trait]
+    impl ContainerEngine for ScriptedEngine {
+        fn describe(&self) -> String {
+            "scripted".into()
+        }
+        async fn ping(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn project_containers(&self, _project: &str) -> Result<Vec<ContainerInfo>> {
+            Ok(self.all())
+        }
+        async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+            self.containers
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .ok_or_else(|| Error::Docker {
+                    message: format!("no such container {id}"),
+                })
+        }
+        async fn restart(&self, id: &str, _stop_timeout: Duration) -> Result<()> {
+            let mut containers = self.containers.lock().unwrap();
+            let c = containers.get_mut(id).expect("known container");
+            self.restarts.lock().unwrap().push(c.name.clone());
+            if let Some(n) = self.refuse_restart.lock().unwrap().get_mut(&c.name) {
+                if *n > 0 {
+                    *n -= 1;
+                    return Err(Error::Docker {
+                        message: "restart refused (scripted)".into(),
+                    });
+                }
+            }
+            let mut clock = self.clock.lock().unwrap();
+            *clock += 1;
+            c.started_at = Some(format!("t{clock}"));
+            let mut unhealthy = self.unhealthy.lock().unwrap();
+            c.health = match unhealthy.get_mut(&c.name) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    Some("unhealthy".into())
+                }
+                _ => Some("healthy".into()),
+            };
+            Ok(())
+        }
+        async fn start(&self, _id: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    const OLD: &str = "old-value-0123456789";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        manifest: Manifest,
+        store: MemoryStore,
+        engine: ScriptedEngine,
+    }
+
+    impl Fixture {
+        async fn new(hook: Option<&str>) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let hook = hook
+                .map(|h| format!("      rotation-hook: [\"sh\", \"-c\", {h:?}]\n"))
+                .unwrap_or_default();
+            let compose = format!(
+                "name: proj\nservices:\n  app:\n    image: x\n    secrets: [s1]\n  worker:\n    image: x\n    secrets: [s1]\n  other:\n    image: x\n\
+                 secrets:\n  s1:\n    file: ./secrets/s1\n    x-compose-secrets:\n      generator: hex:16\n{hook}"
+            );
+            std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+            let manifest = Manifest::load(&ManifestOptions {
+                search_from: dir.path().to_path_buf(),
+                ..ManifestOptions::default()
+            })
+            .unwrap();
+            let store = MemoryStore::new();
+            store
+                .set("s1", &SecretValue::new(OLD.into()), &BTreeMap::new())
+                .await
+                .unwrap();
+            let secrets = SecretDir::open(&dir.path().join("secrets"), true).unwrap();
+            secrets
+                .write_atomic("s1", OLD.as_bytes(), 0o400, Owner::default())
+                .unwrap();
+            // Listed out of order on purpose: restarts follow container numbers.
+            let engine = ScriptedEngine::with(&[
+                ("app", "proj-app-2", 2),
+                ("worker", "proj-worker-1", 1),
+                ("app", "proj-app-1", 1),
+                ("other", "proj-other-1", 1),
+            ]);
+            Fixture {
+                dir,
+                manifest,
+                store,
+                engine,
+            }
+        }
+
+        fn plan(&self) -> SecretPlan {
+            let specs = resolve_names(&self.manifest, &["s1".into()]).unwrap();
+            let containers = self.engine.all();
+            plan(
+                &self.manifest,
+                &specs,
+                &self.secrets_dir(),
+                true,
+                Some(&containers),
+                None,
+            )
+            .unwrap()
+            .remove(0)
+        }
+
+        fn secrets_dir(&self) -> PathBuf {
+            self.dir.path().join("secrets")
+        }
+
+        fn state_file(&self) -> PathBuf {
+            self.dir.path().join("state.json")
+        }
+
+        async fn rotate(&self, value: Option<&str>) -> RotationRecord {
+            let secrets_dir = self.secrets_dir();
+            let state_file = self.state_file();
+            let target = Target {
+                store: &self.store,
+                engine: Some(&self.engine),
+                secrets_dir: &secrets_dir,
+                state_file: &state_file,
+                settings: Settings {
+                    restart: true,
+                    health_timeout: Duration::from_secs(2),
+                    stop_timeout: Duration::from_secs(1),
+                    hook_timeout: Duration::from_secs(20),
+                    hook_dir: self.dir.path().to_path_buf(),
+                    rotated_by: "tester@host".into(),
+                },
+            };
+            rotate(
+                &target,
+                &self.plan(),
+                value.map(|v| SecretValue::new(v.into())),
+            )
+            .await
+        }
+
+        fn file(&self) -> String {
+            String::from_utf8(std::fs::read(self.secrets_dir().join("s1")).unwrap()).unwrap()
+        }
+
+        async fn latest(&self) -> crate::store::FetchedSecret {
+            self.store.get_latest("s1").await.unwrap()
+        }
+
+        async fn versions(&self) -> usize {
+            self.store.list_versions("s1").await.unwrap().len()
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn success_pushes_with_tags_rewrites_the_file_and_restarts_in_order() {
+        let f = Fixture::new(None).await;
+        let old_version = f.latest().await.info.version;
+        let mut record = f.rotate(None).await;
+        assert!(record.take_error().is_none(), "{:?}", record.steps);
+        assert_eq!(record.outcome, Outcome::Ok);
+        assert_eq!(record.health, HealthResult::Passed);
+
+        let latest = f.latest().await;
+        assert_ne!(latest.value.expose(), OLD);
+        assert_eq!(latest.value.len(), 32, "hex:16");
+        assert_eq!(
+            latest.info.tags.get(tags::PREVIOUS_VERSION),
+            old_version.as_ref()
+        );
+        assert_eq!(
+            latest.info.tags.get(tags::ROTATED_BY).map(String::as_str),
+            Some("tester@host")
+        );
+        let at = latest.info.tags.get(tags::ROTATED_AT).expect("rotated-at");
+        assert!(audit::parse_rfc3339(at).is_some(), "{at}");
+        assert_eq!(record.old_version, old_version);
+        assert_eq!(record.new_version, latest.info.version);
+
+        assert_eq!(f.file(), latest.value.expose());
+        assert_eq!(mode(&f.secrets_dir().join("s1")), 0o400);
+        let state = State::read(&f.state_file(), "memory");
+        assert_eq!(state.secrets["s1"].version, latest.info.version);
+        assert_eq!(state.secrets["s1"].fingerprint, latest.value.fingerprint());
+
+        let order = vec!["proj-app-1", "proj-app-2", "proj-worker-1"];
+        assert_eq!(f.engine.restarts(), order);
+        assert_eq!(record.restarted, order);
+        let event = record.audit_event();
+        assert_eq!(event.outcome, Outcome::Ok);
+    }
+
+    #[tokio::test]
+    async fn the_hook_gets_the_value_on_stdin_only() {
+        let f = Fixture::new(Some(
+            "cat > hook.stdin; printf '%s %s' \"$COMPOSE_SECRETS_SECRET\" \"$COMPOSE_SECRETS_PHASE\" > hook.env; printf '%s' \"$#\" > hook.argc",
+        ))
+        .await;
+        let mut record = f.rotate(Some("given-value-42")).await;
+        assert!(record.take_error().is_none(), "{:?}", record.steps);
+        let read = |n: &str| std::fs::read_to_string(f.dir.path().join(n)).unwrap();
+        assert_eq!(read("hook.stdin"), "given-value-42");
+        assert_eq!(read("hook.env"), "s1 rotate");
+        assert_eq!(read("hook.argc"), "0");
+        assert_eq!(f.latest().await.value.expose(), "given-value-42");
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_changes_nothing() {
+        // The hook echoes its stdin (the value) to stderr and stdout, then fails.
+        let f = Fixture::new(Some("tee /dev/stderr; exit 3")).await;
+        let mut record = f.rotate(Some("hook-echoed-value")).await;
+        let error = record.take_error().expect("hook failure");
+        let message = error.to_string();
+        assert!(
+            message.contains("s1") && message.contains("status 3"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("hook-echoed-value"),
+            "hook output is never echoed: {message}"
+        );
+        assert_eq!(record.outcome, Outcome::Failed);
+        assert_eq!(f.versions().await, 1);
+        assert_eq!(f.latest().await.value.expose(), OLD);
+        assert_eq!(f.file(), OLD);
+        assert!(f.engine.restarts().is_empty());
+        assert!(!f.state_file().exists());
+    }
+
+    #[tokio::test]
+    async fn a_refused_push_changes_nothing() {
+        let f = Fixture::new(None).await;
+        f.store.fail_sets(true);
+        let mut record = f.rotate(None).await;
+        assert!(record.take_error().is_some());
+        assert_eq!(record.outcome, Outcome::Failed);
+        assert_eq!(record.health, HealthResult::Skipped);
+        f.store.fail_sets(false);
+        assert_eq!(f.versions().await, 1);
+        assert_eq!(f.file(), OLD);
+        assert!(f.engine.restarts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_health_failure_rolls_everything_back() {
+        let f = Fixture::new(None).await;
+        f.engine
+            .unhealthy
+            .lock()
+            .unwrap()
+            .insert("proj-app-2".into(), 1);
+        let mut record = f.rotate(None).await;
+        let error = record.take_error().expect("rolled back");
+        assert!(
+            matches!(error, Error::RolledBack { exit_code: 6, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("proj-app-2"), "{error}");
+        assert_eq!(error.exit_code(), 6);
+        assert_eq!(record.outcome, Outcome::RolledBack);
+        assert_eq!(record.health, HealthResult::Failed);
+
+        let versions = f.store.list_versions("s1").await.unwrap();
+        assert_eq!(versions.len(), 3, "old, failed new, rollback");
+        let failed = versions[1].version.clone().unwrap();
+        let latest = f.latest().await;
+        assert_eq!(latest.value.expose(), OLD);
+        assert_eq!(latest.info.tags.get(tags::ROLLBACK_OF), Some(&failed));
+        assert_eq!(f.file(), OLD);
+        assert_eq!(mode(&f.secrets_dir().join("s1")), 0o400);
+        // The worker was never restarted; the two app containers go back in the same order.
+        assert_eq!(
+            f.engine.restarts(),
+            vec!["proj-app-1", "proj-app-2", "proj-app-1", "proj-app-2"]
+        );
+        assert_eq!(record.restarted, f.engine.restarts());
+    }
+
+    #[tokio::test]
+    async fn a_docker_failure_rolls_back_with_the_docker_exit_code() {
+        let f = Fixture::new(None).await;
+        f.engine
+            .refuse_restart
+            .lock()
+            .unwrap()
+            .insert("proj-worker-1".into(), 1);
+        let mut record = f.rotate(None).await;
+        let error = record.take_error().expect("rolled back");
+        assert!(
+            matches!(error, Error::RolledBack { exit_code: 5, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("proj-worker-1"), "{error}");
+        assert_eq!(f.file(), OLD);
+        assert_eq!(f.latest().await.value.expose(), OLD);
+        // The refused container is restarted in the rollback too: it may have been stopped.
+        assert_eq!(
+            f.engine.restarts(),
+            vec![
+                "proj-app-1",
+                "proj-app-2",
+                "proj-worker-1",
+                "proj-app-1",
+                "proj-app-2",
+                "proj-worker-1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_rollback_says_what_is_left() {
+        let f = Fixture::new(None).await;
+        f.engine
+            .unhealthy
+            .lock()
+            .unwrap()
+            .insert("proj-app-1".into(), 5);
+        let mut record = f.rotate(None).await;
+        let error = record.take_error().expect("rollback failed");
+        assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
+        assert_eq!(error.exit_code(), 9);
+        assert!(error.to_string().contains("proj-app-1"), "{error}");
+        assert_eq!(record.outcome, Outcome::RollbackFailed);
+        // Store and file were still put back.
+        assert_eq!(f.latest().await.value.expose(), OLD);
+        assert_eq!(f.file(), OLD);
+    }
+
+    #[tokio::test]
+    async fn no_restart_pushes_and_writes_only() {
+        let f = Fixture::new(None).await;
+        let secrets_dir = f.secrets_dir();
+        let state_file = f.state_file();
+        let target = Target {
+            store: &f.store,
+            engine: None,
+            secrets_dir: &secrets_dir,
+            state_file: &state_file,
+            settings: Settings {
+                restart: false,
+                health_timeout: Duration::from_secs(1),
+                stop_timeout: Duration::from_secs(1),
+                hook_timeout: Duration::from_secs(1),
+                hook_dir: f.dir.path().to_path_buf(),
+                rotated_by: "t@h".into(),
+            },
+        };
+        let specs = resolve_names(&f.manifest, &["S1".into()]).unwrap();
+        let plan = plan(&f.manifest, &specs, &secrets_dir, true, None, None)
+            .unwrap()
+            .remove(0);
+        let mut record = rotate(&target, &plan, None).await;
+        assert!(record.take_error().is_none());
+        assert_eq!(record.health, HealthResult::Skipped);
+        assert_eq!(f.file(), f.latest().await.value.expose());
+        assert!(f.engine.restarts().is_empty());
+        assert!(record.steps.iter().any(|s| s.action == "not-restarted"));
+    }
+
+    #[tokio::test]
+    async fn the_dry_run_plan_names_containers_in_order() {
+        let f = Fixture::new(None).await;
+        let settings = Settings {
+            restart: true,
+            health_timeout: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(1),
+            hook_timeout: Duration::from_secs(1),
+            hook_dir: PathBuf::new(),
+            rotated_by: String::new(),
+        };
+        let items = describe(&f.plan(), &settings, "memory", false);
+        let text: Vec<String> = items
+            .iter()
+            .map(|i| format!("{} {:?}", i.action, i.detail))
+            .collect();
+        assert!(text[0].starts_with("would-rotate"), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("proj-app-1 → proj-app-2")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("service worker: proj-worker-1")),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|t| t.contains("other")), "{text:?}");
+    }
+
+    #[test]
+    fn unknown_names_are_usage_errors_naming_them() {
+        let manifest = Manifest {
+            compose_files: vec![],
+            project_dir: PathBuf::new(),
+            project_name: "p".into(),
+            secrets: vec![],
+            services: BTreeMap::new(),
+        };
+        let e = resolve_names(&manifest, &["nope".into()]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(parse_age("12h").unwrap(), Duration::from_secs(12 * 3600));
+        assert_eq!(parse_age("30m").unwrap(), Duration::from_secs(1800));
+        for bad in ["", "d", "10", "10y", "-1d", "1.5d"] {
+            assert!(parse_age(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn older_than_keeps_old_and_never_rotated() {
+        let spec = |n: &str| SecretSpec {
+            name: n.into(),
+            vault_name: n.into(),
+            env_key: n.to_uppercase(),
+            generator: crate::generator::Generator::default(),
+            source: SecretSource::File(PathBuf::from(n)),
+            owner_uid: None,
+            owner_gid: None,
+            mode: 0o400,
+            pinned_version: None,
+            rotation_hook: None,
+            uses: vec![],
+        };
+        let (a, b, c) = (spec("a"), spec("b"), spec("c"));
+        let rotated = BTreeMap::from([
+            ("a".into(), Some(1000)),
+            ("b".into(), Some(9000)),
+            ("c".into(), None),
+        ]);
+        let due = older_than(
+            vec![&a, &b, &c],
+            &rotated,
+            Duration::from_secs(5000),
+            10_000,
+        );
+        let names: Vec<&str> = due.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[test]
+    fn stdin_values() {
+        assert_eq!(read_value(&b"abc\n"[..]).unwrap().expose(), "abc");
+        assert_eq!(read_value(&b"abc\n\n"[..]).unwrap().expose(), "abc\n");
+        assert_eq!(read_value(&b"abc"[..]).unwrap().expose(), "abc");
+        assert!(read_value(&b""[..]).is_err());
+        assert!(read_value(&b"\n"[..]).is_err());
+        assert!(read_value(&vec![b'a'; MAX_VALUE_BYTES + 1][..]).is_err());
+        assert!(read_value(&vec![b'a'; MAX_VALUE_BYTES][..]).is_ok());
+    }
+}

@@ -1,0 +1,370 @@
+//! `rotate` through the real binary in demo mode: `.env` and files, dry run, stdin values,
+//! refusals before anything changes, the lock, `--older-than`, and the audit log's chain.
+
+use compose_secrets::audit::{self, AuditKey};
+use compose_secrets::secret::SecretValue;
+
+use crate::harness::{assert_same_files, is_root, Project, DEMO_SECRETS};
+
+/// A socket path nothing listens on: Docker is unreachable.
+const NO_DOCKER: &str = "unix:///nonexistent/docker.sock";
+
+fn loaded_demo() -> Project {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    p
+}
+
+fn env_values(p: &Project) -> Vec<String> {
+    DEMO_SECRETS
+        .iter()
+        .map(|(_, key)| p.env_value(key))
+        .collect()
+}
+
+fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
+    p.read_string(".runtime/audit.log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+#[test]
+fn no_restart_rotates_env_and_file_like_load() {
+    let p = loaded_demo();
+    let before = env_values(&p);
+    let out = p
+        .cmd(&["rotate", "flask-secret-key", "--no-restart"])
+        .env("DOCKER_HOST", NO_DOCKER)
+        .run()
+        .success()
+        .stdout_has("not-restarted");
+    let new = p.env_value("FLASK_SECRET_KEY");
+    assert_ne!(new, before[0]);
+    assert_eq!(new.len(), 64, "hex:32");
+    let file = ".runtime/secrets/flask-secret-key";
+    assert_eq!(p.read_string(file), new);
+    assert_eq!(p.mode(file), 0o400);
+    if is_root() {
+        assert_eq!(p.owner(file), (1000, 1000));
+    }
+    // The other secrets are untouched.
+    assert_eq!(env_values(&p)[1..], before[1..]);
+    let mut all = before.clone();
+    all.push(new.clone());
+    out.assert_no_values(&all);
+    // state.json was updated as load would: the next load has nothing to do.
+    let load = p.cmd(&["load", "--json"]).run().success().json();
+    for item in load["items"].as_array().unwrap() {
+        assert_eq!(item["action"], "unchanged", "{item}");
+    }
+}
+
+#[test]
+fn json_report_names_steps_and_versions_not_values() {
+    let p = loaded_demo();
+    let out = p
+        .cmd(&[
+            "--json",
+            "rotate",
+            "KEYCLOAK_SERVICE_CLIENT_SECRET",
+            "--no-restart",
+        ])
+        .run()
+        .success();
+    let doc = out.json();
+    assert_eq!(doc["command"], "rotate");
+    let actions: Vec<&str> = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"pushed") && actions.contains(&"written") && actions.contains(&"rotated"),
+        "{actions:?}"
+    );
+    assert_eq!(doc["extra"]["restart_needed"], serde_json::json!(["app"]));
+    let mut values = env_values(&p);
+    values.push(p.read_string(".runtime/secrets/keycloak-service-client-secret"));
+    out.assert_no_values(&values);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let p = loaded_demo();
+    let before = p.snapshot();
+    for args in [
+        vec!["rotate", "--all", "--dry-run"],
+        vec!["rotate", "flask-secret-key", "--dry-run", "--no-restart"],
+        vec!["rotate", "--older-than", "1d", "--dry-run"],
+    ] {
+        let out = p
+            .cmd(&args)
+            .env("DOCKER_HOST", NO_DOCKER)
+            .run()
+            .success()
+            .stdout_has("would-rotate");
+        out.assert_no_values(&env_values(&p));
+    }
+    let out = p
+        .cmd(&["rotate", "--all", "--dry-run"])
+        .env("DOCKER_HOST", NO_DOCKER)
+        .run()
+        .success();
+    assert!(out.stdout.contains("containers unknown"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("/health"),
+        "names the health check: {}",
+        out.stdout
+    );
+    assert_same_files(&before, &p.snapshot());
+}
+
+#[test]
+fn value_from_stdin_is_used_and_empty_stdin_refused() {
+    let p = loaded_demo();
+    let given = "Stdin-Given-Value-8f3a1c";
+    let out = p
+        .cmd(&[
+            "rotate",
+            "keycloak-admin-password",
+            "--value-stdin",
+            "--no-restart",
+        ])
+        .stdin(format!("{given}\n"))
+        .run()
+        .success();
+    out.assert_no_values(&[given.to_string()]);
+    assert_eq!(p.env_value("KEYCLOAK_ADMIN_PASSWORD"), given);
+    assert_eq!(
+        p.read_string(".runtime/secrets/keycloak-admin-password"),
+        given
+    );
+
+    let before = p.snapshot();
+    for stdin in ["", "\n"] {
+        p.cmd(&[
+            "rotate",
+            "keycloak-admin-password",
+            "--value-stdin",
+            "--no-restart",
+        ])
+        .stdin(stdin)
+        .run()
+        .code(2)
+        .stderr_has("empty");
+    }
+    p.cmd(&["rotate", "--all", "--value-stdin", "--no-restart"])
+        .stdin("x\n")
+        .run()
+        .code(2);
+    p.cmd(&[
+        "rotate",
+        "--value-stdin",
+        "--no-restart",
+        "flask-secret-key",
+        "keycloak-admin-password",
+    ])
+    .stdin("x\n")
+    .run()
+    .code(2);
+    p.cmd(&[
+        "rotate",
+        "keycloak-admin-password",
+        "--value-stdin",
+        "--no-restart",
+    ])
+    .stdin(vec![b'a'; 25 * 1024 + 1])
+    .run()
+    .code(2);
+    assert_same_files(&before, &p.snapshot());
+}
+
+#[test]
+fn unknown_names_and_missing_selection_are_usage_errors() {
+    let p = loaded_demo();
+    let before = p.snapshot();
+    p.cmd(&["rotate", "no-such-secret", "--no-restart"])
+        .run()
+        .code(2)
+        .stderr_has("no-such-secret");
+    p.cmd(&["rotate"]).run().code(2).stderr_has("--all");
+    p.cmd(&["rotate", "--older-than", "ninety", "--no-restart"])
+        .run()
+        .code(2);
+    assert_same_files(&before, &p.snapshot());
+}
+
+#[test]
+fn unreachable_docker_fails_before_anything_is_pushed() {
+    let p = loaded_demo();
+    let env_before = p.read(".env");
+    let file_before = p.read(".runtime/secrets/flask-secret-key");
+    let before = p.snapshot();
+    let out = p
+        .cmd(&["rotate", "flask-secret-key"])
+        .env("DOCKER_HOST", NO_DOCKER)
+        .run()
+        .code(5)
+        .stderr_has("nothing was changed");
+    out.assert_no_values(&env_values(&p));
+    assert_eq!(p.read(".env"), env_before, ".env byte-identical");
+    assert_eq!(p.read(".runtime/secrets/flask-secret-key"), file_before);
+    assert_same_files(&before, &p.snapshot());
+}
+
+#[test]
+fn a_held_lock_makes_a_second_rotate_give_up() {
+    let p = loaded_demo();
+    let lock_file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(p.path(".runtime/.lock"))
+        .expect("load created the lock file");
+    let _held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("lock");
+    let before = p.snapshot();
+    p.cmd(&[
+        "rotate",
+        "flask-secret-key",
+        "--no-restart",
+        "--lock-timeout",
+        "1",
+    ])
+    .run()
+    .code(8)
+    .stderr_has("lock");
+    assert_same_files(&before, &p.snapshot());
+}
+
+#[test]
+fn older_than_rotates_only_what_is_due() {
+    let p = loaded_demo();
+    let before = env_values(&p);
+    p.cmd(&["rotate", "--older-than", "90d", "--no-restart"])
+        .run()
+        .success();
+    let after = env_values(&p);
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(a, b, "never rotated, so due");
+    }
+    let out = p
+        .cmd(&["--json", "rotate", "--older-than", "90d", "--no-restart"])
+        .run()
+        .success();
+    let actions: Vec<String> = out.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, vec!["not-due"; 4]);
+    assert_eq!(env_values(&p), after);
+}
+
+#[test]
+fn a_failing_hook_changes_nothing_and_is_audited() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n    \
+         x-compose-secrets:\n      rotation-hook: [\"sh\", \"-c\", \"cat >&2; exit 4\"]\n",
+    );
+    p.write(".env", "TOKEN=original-token-value-1234\n");
+    p.cmd(&["load"]).run().success();
+    let before = p.read(".env");
+    let out = p
+        .cmd(&["rotate", "token", "--no-restart"])
+        .run()
+        .code(2)
+        .stderr_has("status 4");
+    out.assert_no_values(&["original-token-value-1234".to_string()]);
+    assert_eq!(p.read(".env"), before);
+    assert_eq!(
+        p.read_string(".runtime/secrets/token"),
+        "original-token-value-1234"
+    );
+    let lines = audit_lines(&p);
+    let last = lines.last().unwrap();
+    assert_eq!(last["action"], "rotate");
+    assert_eq!(last["outcome"], "failed");
+    assert_eq!(last["key"], "local", "no audit-log-signing-key declared");
+    assert_eq!(p.mode(".runtime/audit.key"), 0o600);
+    let key = AuditKey::existing_local(&p.path(".runtime"))
+        .unwrap()
+        .unwrap();
+    assert!(audit::verify_chain(&p.path(".runtime/audit.log"), &key)
+        .unwrap()
+        .ok());
+}
+
+#[test]
+fn the_audit_log_chains_every_run_and_holds_no_value() {
+    let p = loaded_demo();
+    let mut seen = env_values(&p);
+    let mut signing_keys = vec![p.env_value("AUDIT_LOG_SIGNING_KEY")];
+    let mut outputs = Vec::new();
+    outputs.push(
+        p.cmd(&["rotate", "flask-secret-key", "--no-restart"])
+            .run()
+            .success(),
+    );
+    outputs.push(
+        p.cmd(&[
+            "rotate",
+            "keycloak-admin-password",
+            "--value-stdin",
+            "--no-restart",
+        ])
+        .stdin("Audit-Test-Value-5e1d\n")
+        .run()
+        .success(),
+    );
+    seen.extend(env_values(&p));
+    // Rotating the signing key itself: later lines are signed with the new value.
+    outputs.push(p.cmd(&["rotate", "--all", "--no-restart"]).run().success());
+    seen.extend(env_values(&p));
+    signing_keys.push(p.env_value("AUDIT_LOG_SIGNING_KEY"));
+    outputs.push(p.cmd(&["load"]).run().success());
+    seen.push("Audit-Test-Value-5e1d".into());
+
+    let lines = audit_lines(&p);
+    // load, 2 single rotations, 4 from --all, load.
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    assert_eq!(lines[0]["action"], "load");
+    assert_eq!(lines[0]["secret"].as_array().unwrap().len(), 4);
+    for line in &lines[1..7] {
+        assert_eq!(line["action"], "rotate");
+        assert_eq!(line["outcome"], "ok");
+        assert_eq!(line["health"], "skipped");
+        assert_eq!(line["key"], "audit-log-signing-key");
+        assert!(
+            line["new_version"].as_str().unwrap().starts_with("sha256:"),
+            "demo versions are fingerprints"
+        );
+        assert_ne!(line["old_version"], line["new_version"]);
+    }
+    let log = p.read_string(".runtime/audit.log");
+    for value in &seen {
+        assert!(
+            !log.contains(value.as_str()),
+            "a value reached the audit log"
+        );
+    }
+    for out in &outputs {
+        out.assert_no_values(&seen);
+    }
+    assert_eq!(p.mode(".runtime/audit.log"), 0o600);
+    let keys: Vec<AuditKey> = signing_keys
+        .iter()
+        .map(|k| AuditKey::from_signing_secret(&SecretValue::new(k.clone())))
+        .collect();
+    let report = audit::verify_chain_with_keys(&p.path(".runtime/audit.log"), &keys).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.lines, 8);
+    // With only the current key, the lines signed before its rotation do not verify.
+    let current = audit::verify_chain(&p.path(".runtime/audit.log"), &keys[1]).unwrap();
+    assert_eq!(current.first_bad_line, Some(1));
+}
