@@ -7,3 +7,5 @@ mod ensure;
 mod hygiene;
 mod load;
 mod manifest;
+mod emulator_process;
+mod store_conformance;
