@@ -16,6 +16,7 @@ pub mod health;
 pub mod lock;
 pub mod manifest;
 pub mod output;
+pub mod rotation;
 pub mod runtime_dir;
 pub mod secret;
 pub mod secret_files;

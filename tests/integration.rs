@@ -9,3 +9,4 @@ mod load;
 mod manifest;
 mod emulator_process;
 mod store_conformance;
+mod rotate;

@@ -1,0 +1,693 @@
+//! The Docker Engine API: the only module that imports bollard. Containers of a Compose
+//! project (inspect, restart), and the Swarm objects of a stack (secrets, services).
+//!
+//! Everything else talks to the [`ContainerEngine`] and [`SwarmEngine`] traits; the
+//! in-memory twins (`MemoryEngine` here, `swarm::memory::MemorySwarm`) stand in for tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bollard::Docker;
+
+use crate::error::{Error, Result};
+use crate::secret::SecretValue;
+use crate::swarm::{SecretMount, SwarmEngine, SwarmSecret, SwarmService};
+
+/// Compose's labels on the containers it creates.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const NUMBER: &str = "com.docker.compose.container-number";
+}
+
+/// Seconds bollard waits for one API call before giving up.
+const API_TIMEOUT_SECS: u64 = 120;
+/// How long `ping` may take: an unreachable engine must fail fast.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What compose-secrets needs to know about one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub number: Option<u32>,
+    pub running: bool,
+    pub status: String,
+    /// `healthy`, `unhealthy` or `starting`; `None` when the container has no HEALTHCHECK.
+    pub health: Option<String>,
+    /// `State.StartedAt`, RFC 3339 as Docker reports it.
+    pub started_at: Option<String>,
+    pub image: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    pub ip_addresses: Vec<String>,
+}
+
+#[async_trait]
+pub trait ContainerEngine: Send + Sync {
+    /// Where the engine is, for messages.
+    fn describe(&self) -> String;
+
+    /// Fail fast, naming the endpoint, when the engine cannot be reached.
+    async fn ping(&self) -> Result<()>;
+
+    /// Every container of a Compose project (any state), inspected, by service then number.
+    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>>;
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo>;
+
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()>;
+
+    async fn start(&self, id: &str) -> Result<()>;
+}
+
+/// The real engine, through bollard.
+pub struct DockerEngine {
+    client: Docker,
+    endpoint: String,
+}
+
+impl DockerEngine {
+    /// Connect as the Docker CLI does: `DOCKER_HOST`, else the local socket.
+    pub fn connect() -> Result<Self> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        Self::connect_to(&host)
+    }
+
+    pub fn connect_to(host: &str) -> Result<Self> {
+        let unreachable = |e: bollard::errors::Error| Error::Docker {
+            message: format!(
+                "Docker engine not reachable at {host}: {}. Start Docker or set DOCKER_HOST",
+                summary(&e)
+            ),
+        };
+        let client = if let Some(path) = host.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(unreachable)?
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(host, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(unreachable)?
+        } else {
+            return Err(Error::Usage(format!(
+                "DOCKER_HOST={host}: only unix:// and tcp:// endpoints are supported"
+            )));
+        };
+        Ok(Self {
+            client,
+            endpoint: host.to_string(),
+        })
+    }
+
+    fn error(&self, action: &str, e: &bollard::errors::Error) -> Error {
+        Error::Docker {
+            message: format!("{action} ({}): {}", self.endpoint, summary(e)),
+        }
+    }
+
+    /// Agree on an API version with the daemon (ours is newer than many engines in the field).
+    async fn negotiated(&self) -> Result<Docker> {
+        tokio::time::timeout(PING_TIMEOUT, self.client.clone().negotiate_version())
+            .await
+            .map_err(|_| Error::Docker {
+                message: format!(
+                    "Docker engine at {} did not answer within {}s. Start Docker or set DOCKER_HOST",
+                    self.endpoint,
+                    PING_TIMEOUT.as_secs()
+                ),
+            })?
+            .map_err(|e| Error::Docker {
+                message: format!(
+                    "Docker engine not reachable at {}: {}. Start Docker or set DOCKER_HOST",
+                    self.endpoint,
+                    summary(&e)
+                ),
+            })
+    }
+}
+
+/// A short, value-free description of a bollard error.
+fn summary(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            format!("engine answered {status_code}: {message}")
+        }
+        bollard::errors::Error::SocketNotFoundError(path) => format!("no socket at {path}"),
+        other => other.to_string(),
+    }
+}
+
+fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+    let config = r.config.unwrap_or_default();
+    let state = r.state.unwrap_or_default();
+    let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
+    let health = state
+        .health
+        .and_then(|h| h.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty() && s != "none");
+    let mut command = config.entrypoint.unwrap_or_default();
+    command.extend(config.cmd.unwrap_or_default());
+    let ip_addresses = r
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|nets| {
+            let mut ips: Vec<String> = nets
+                .into_values()
+                .filter_map(|e| e.ip_address)
+                .filter(|ip| !ip.is_empty())
+                .collect();
+            ips.sort();
+            ips
+        })
+        .unwrap_or_default();
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        project: labels.get(labels::PROJECT).cloned().unwrap_or_default(),
+        service: labels.get(labels::SERVICE).cloned().unwrap_or_default(),
+        number: labels.get(labels::NUMBER).and_then(|n| n.parse().ok()),
+        running: state.running.unwrap_or(false),
+        status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        health,
+        started_at: state.started_at,
+        image: config.image.unwrap_or_default(),
+        user: config.user.unwrap_or_default(),
+        env: config.env.unwrap_or_default(),
+        labels,
+        command,
+        ip_addresses,
+    }
+}
+
+#[async_trait]
+impl ContainerEngine for DockerEngine {
+    fn describe(&self) -> String {
+        self.endpoint.clone()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let client = self.negotiated().await?;
+        tokio::time::timeout(PING_TIMEOUT, client.ping())
+            .await
+            .map_err(|_| Error::Docker {
+                message: format!("Docker engine at {} did not answer a ping", self.endpoint),
+            })?
+            .map(|_| ())
+            .map_err(|e| self.error("ping", &e))
+    }
+
+    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let client = self.negotiated().await?;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={project}", labels::PROJECT)],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let summaries = client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error(&format!("list containers of project {project}"), &e))?;
+        let mut out = Vec::new();
+        for s in summaries {
+            let Some(id) = s.id else { continue };
+            out.push(self.inspect(&id).await?);
+        }
+        out.sort_by(|a, b| (&a.service, a.number, &a.name).cmp(&(&b.service, b.number, &b.name)));
+        Ok(out)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        let client = self.negotiated().await?;
+        client
+            .inspect_container(id, None)
+            .await
+            .map(container_info)
+            .map_err(|e| self.error(&format!("inspect container {id}"), &e))
+    }
+
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()> {
+        let client = self.negotiated().await?;
+        let options = bollard::query_parameters::RestartContainerOptions {
+            t: Some(i32::try_from(stop_timeout.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        client
+            .restart_container(id, Some(options))
+            .await
+            .map_err(|e| self.error(&format!("restart container {id}"), &e))
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let client = self.negotiated().await?;
+        client
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.error(&format!("start container {id}"), &e))
+    }
+}
+
+fn to_swarm_secret(s: bollard::models::Secret) -> SwarmSecret {
+    let spec = s.spec.unwrap_or_default();
+    SwarmSecret {
+        id: s.id.unwrap_or_default(),
+        name: spec.name.unwrap_or_default(),
+        labels: spec.labels.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+fn to_swarm_service(s: bollard::models::Service) -> SwarmService {
+    let spec = s.spec.unwrap_or_default();
+    let secrets = spec
+        .task_template
+        .and_then(|t| t.container_spec)
+        .and_then(|c| c.secrets)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let file = m.file.unwrap_or_default();
+            SecretMount {
+                secret_id: m.secret_id.unwrap_or_default(),
+                secret_name: m.secret_name.unwrap_or_default(),
+                target: file.name.unwrap_or_default(),
+                uid: file.uid.unwrap_or_else(|| "0".into()),
+                gid: file.gid.unwrap_or_else(|| "0".into()),
+                mode: file.mode.unwrap_or(0o444),
+            }
+        })
+        .collect();
+    let status = s.update_status;
+    SwarmService {
+        id: s.id.unwrap_or_default(),
+        name: spec.name.unwrap_or_default(),
+        secrets,
+        update_state: status
+            .as_ref()
+            .and_then(|u| u.state.as_ref())
+            .map(ToString::to_string)
+            .filter(|s| !s.is_empty()),
+        update_message: status.and_then(|u| u.message),
+    }
+}
+
+impl DockerEngine {
+    async fn raw_service(&self, id: &str) -> Result<bollard::models::Service> {
+        let client = self.negotiated().await?;
+        client
+            .inspect_service(id, None)
+            .await
+            .map_err(|e| self.error(&format!("inspect swarm service {id}"), &e))
+    }
+
+    async fn push_service_spec(
+        &self,
+        service: bollard::models::Service,
+        spec: bollard::models::ServiceSpec,
+        rollback: bool,
+    ) -> Result<()> {
+        let client = self.negotiated().await?;
+        let id = service.id.clone().unwrap_or_default();
+        let version = service.version.and_then(|v| v.index).unwrap_or_default();
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            rollback: rollback.then(|| "previous".to_string()),
+            ..Default::default()
+        };
+        client
+            .update_service(&id, spec, options, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(&format!("update swarm service {id}"), &e))
+    }
+}
+
+#[async_trait]
+impl SwarmEngine for DockerEngine {
+    async fn is_manager(&self) -> Result<bool> {
+        let client = self.negotiated().await?;
+        let info = client
+            .info()
+            .await
+            .map_err(|e| self.error("read engine info", &e))?;
+        Ok(info.swarm.is_some_and(|s| {
+            s.control_available == Some(true)
+                && s.local_node_state.map(|n| n.to_string()).as_deref() == Some("active")
+        }))
+    }
+
+    async fn stack_secrets(&self, stack: &str) -> Result<Vec<SwarmSecret>> {
+        let client = self.negotiated().await?;
+        let secrets = client
+            .list_secrets(None::<bollard::query_parameters::ListSecretsOptions>)
+            .await
+            .map_err(|e| self.error("list swarm secrets", &e))?;
+        let prefix = format!("{stack}_");
+        Ok(secrets
+            .into_iter()
+            .map(to_swarm_secret)
+            .filter(|s| {
+                s.labels
+                    .get(crate::swarm::labels::STACK)
+                    .map(String::as_str)
+                    == Some(stack)
+                    || s.name.starts_with(&prefix)
+            })
+            .collect())
+    }
+
+    async fn create_secret(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<SwarmSecret> {
+        let client = self.negotiated().await?;
+        // The API takes the value base64-encoded in the JSON body; it never appears in argv or env.
+        let data = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(value.expose()),
+        );
+        let spec = bollard::models::SecretSpec {
+            name: Some(name.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            data: Some(data.to_string()),
+            ..Default::default()
+        };
+        let created = client
+            .create_secret(spec)
+            .await
+            .map_err(|e| self.error(&format!("create swarm secret {name}"), &e))?;
+        Ok(SwarmSecret {
+            id: created.id,
+            name: name.to_string(),
+            labels: labels.clone(),
+        })
+    }
+
+    async fn remove_secret(&self, id: &str) -> Result<()> {
+        let client = self.negotiated().await?;
+        client
+            .delete_secret(id)
+            .await
+            .map_err(|e| self.error(&format!("remove swarm secret {id}"), &e))
+    }
+
+    async fn stack_services(&self, stack: &str) -> Result<Vec<SwarmService>> {
+        let client = self.negotiated().await?;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}={stack}", crate::swarm::labels::STACK)],
+        )]);
+        let options = bollard::query_parameters::ListServicesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let services = client
+            .list_services(Some(options))
+            .await
+            .map_err(|e| self.error(&format!("list services of stack {stack}"), &e))?;
+        let mut out: Vec<SwarmService> = services.into_iter().map(to_swarm_service).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn service(&self, id: &str) -> Result<SwarmService> {
+        self.raw_service(id).await.map(to_swarm_service)
+    }
+
+    async fn update_service_secrets(
+        &self,
+        service_id: &str,
+        swaps: &[(String, SwarmSecret)],
+        monitor: Duration,
+    ) -> Result<()> {
+        use bollard::models::{
+            ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+            ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+            ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum,
+        };
+        let service = self.raw_service(service_id).await?;
+        let mut spec = service.spec.clone().unwrap_or_default();
+        let mounts = spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+            .and_then(|c| c.secrets.as_mut())
+            .ok_or_else(|| Error::Docker {
+                message: format!("swarm service {service_id} mounts no secrets"),
+            })?;
+        for mount in mounts.iter_mut() {
+            if let Some((_, new)) = swaps
+                .iter()
+                .find(|(old, _)| mount.secret_id.as_deref() == Some(old.as_str()))
+            {
+                // Same target, uid, gid and mode: only the secret behind the file changes.
+                mount.secret_id = Some(new.id.clone());
+                mount.secret_name = Some(new.name.clone());
+            }
+        }
+        let monitor_ns = i64::try_from(monitor.as_nanos()).unwrap_or(i64::MAX);
+        spec.update_config = Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            delay: Some(0),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(monitor_ns),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        });
+        // The rollback must be as gentle as the update: start the old task before stopping the new.
+        spec.rollback_config = Some(ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            delay: Some(0),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(monitor_ns),
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+        });
+        self.push_service_spec(service, spec, false).await
+    }
+
+    async fn rollback_service(&self, service_id: &str) -> Result<()> {
+        let service = self.raw_service(service_id).await?;
+        let spec = service.spec.clone().unwrap_or_default();
+        self.push_service_spec(service, spec, true).await
+    }
+}
+
+/// In-memory engine for unit tests: containers, scripted restart failures and health.
+#[derive(Default)]
+pub struct MemoryEngine {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    containers: Vec<ContainerInfo>,
+    restarts: Vec<String>,
+    clock: u64,
+    fail_restart: Vec<String>,
+    unhealthy_after_restart: Vec<String>,
+    unreachable: bool,
+}
+
+impl MemoryEngine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a running container of `project`/`service` with replica `number`; returns its id.
+    pub fn add(&self, project: &str, service: &str, number: u32, healthcheck: bool) -> String {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let id = format!("{project}-{service}-{number}");
+        let labels = BTreeMap::from([
+            (labels::PROJECT.to_string(), project.to_string()),
+            (labels::SERVICE.to_string(), service.to_string()),
+            (labels::NUMBER.to_string(), number.to_string()),
+        ]);
+        let started_at = stamp(inner.clock);
+        inner.containers.push(ContainerInfo {
+            id: id.clone(),
+            name: format!("{project}_{service}_{number}"),
+            project: project.to_string(),
+            service: service.to_string(),
+            number: Some(number),
+            running: true,
+            status: "running".into(),
+            health: healthcheck.then(|| "healthy".to_string()),
+            started_at: Some(started_at),
+            labels,
+            ..ContainerInfo::default()
+        });
+        id
+    }
+
+    /// Make restarts of this container fail.
+    pub fn fail_restart(&self, id: &str) {
+        self.lock().fail_restart.push(id.to_string());
+    }
+
+    /// After its next restart this container reports `unhealthy`.
+    pub fn unhealthy_after_restart(&self, id: &str) {
+        self.lock().unhealthy_after_restart.push(id.to_string());
+    }
+
+    /// Behave like an engine that cannot be reached.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.lock().unreachable = unreachable;
+    }
+
+    /// Ids restarted so far, in order.
+    pub fn restarts(&self) -> Vec<String> {
+        self.lock().restarts.clone()
+    }
+
+    pub fn set_env(&self, id: &str, env: Vec<String>) {
+        if let Some(c) = self.lock().containers.iter_mut().find(|c| c.id == id) {
+            c.env = env;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check_reachable(inner: &MemoryInner) -> Result<()> {
+        if inner.unreachable {
+            return Err(Error::Docker {
+                message: "Docker engine not reachable at memory://: unreachable. Start Docker or set DOCKER_HOST".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn stamp(clock: u64) -> String {
+    format!(
+        "2026-01-01T00:{:02}:{:02}.000000000Z",
+        (clock / 60) % 60,
+        clock % 60
+    )
+}
+
+#[async_trait]
+impl ContainerEngine for MemoryEngine {
+    fn describe(&self) -> String {
+        "memory://".into()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Self::check_reachable(&self.lock())
+    }
+
+    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let inner = self.lock();
+        Self::check_reachable(&inner)?;
+        let mut out: Vec<ContainerInfo> = inner
+            .containers
+            .iter()
+            .filter(|c| c.project == project)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.service, a.number).cmp(&(&b.service, b.number)));
+        Ok(out)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        let inner = self.lock();
+        Self::check_reachable(&inner)?;
+        inner
+            .containers
+            .iter()
+            .find(|c| c.id == id)
+            .cloned()
+            .ok_or_else(|| Error::Docker {
+                message: format!("no such container: {id}"),
+            })
+    }
+
+    async fn restart(&self, id: &str, _stop_timeout: Duration) -> Result<()> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        if inner.fail_restart.iter().any(|f| f == id) {
+            return Err(Error::Docker {
+                message: format!("restart container {id}: engine answered 500: injected failure"),
+            });
+        }
+        inner.clock += 1;
+        let clock = inner.clock;
+        let unhealthy = inner.unhealthy_after_restart.iter().any(|u| u == id);
+        inner.restarts.push(id.to_string());
+        let container = inner
+            .containers
+            .iter_mut()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::Docker {
+                message: format!("no such container: {id}"),
+            })?;
+        container.running = true;
+        container.status = "running".into();
+        container.started_at = Some(stamp(clock));
+        if container.health.is_some() {
+            container.health = Some(if unhealthy { "unhealthy" } else { "healthy" }.to_string());
+        }
+        Ok(())
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.restart(id, Duration::ZERO).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_engine_restarts_bump_started_at_in_order() {
+        let engine = MemoryEngine::new();
+        let a = engine.add("p", "web", 1, true);
+        let b = engine.add("p", "web", 2, true);
+        engine.add("other", "web", 1, false);
+        let before = engine.inspect(&a).await.unwrap().started_at;
+        engine.restart(&b, Duration::ZERO).await.unwrap();
+        engine.restart(&a, Duration::ZERO).await.unwrap();
+        assert_ne!(engine.inspect(&a).await.unwrap().started_at, before);
+        assert_eq!(engine.restarts(), vec![b, a]);
+        assert_eq!(engine.project_containers("p").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreachable_engine_names_the_endpoint() {
+        let err = match DockerEngine::connect_to("unix:///nonexistent/docker.sock") {
+            Ok(engine) => engine.ping().await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(matches!(err, Error::Docker { .. }));
+        assert!(
+            err.to_string().contains("/nonexistent/docker.sock"),
+            "{err}"
+        );
+    }
+}
