@@ -81,6 +81,17 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub vault_name: Option<String>,
 
+    /// Where containers run: plain Compose, Docker Swarm (versioned swarm secrets, rolling
+    /// updates), or auto (Swarm when the engine is a swarm manager and the stack is deployed).
+    #[arg(
+        long,
+        value_enum,
+        env = "COMPOSE_SECRETS_TARGET",
+        default_value = "auto",
+        global = true
+    )]
+    pub target: DeployTarget,
+
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -92,6 +103,13 @@ pub struct GlobalOpts {
     /// More detail on stderr (-v, -vv, -vvv). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployTarget {
+    Auto,
+    Compose,
+    Swarm,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,8 @@ pub const USE_KEYVAULT: &str = "AZURE_USE_KEYVAULT";
 
 pub struct Context {
     pub cwd: PathBuf,
+    /// Plain Compose, Swarm, or detect.
+    pub target: crate::cli::DeployTarget,
     pub env_file: PathBuf,
     pub runtime_dir: PathBuf,
     pub secrets_dir: PathBuf,
@@ -78,6 +80,7 @@ impl Context {
             variables,
         };
         Ok(Self {
+            target: opts.target,
             cwd,
             env_file,
             runtime_dir,

@@ -94,6 +94,18 @@ pub struct Target<'a> {
     pub secrets_dir: &'a Path,
     pub state_file: &'a Path,
     pub settings: Settings,
+    /// Roll the new version out to a swarm stack instead of restarting Compose containers.
+    pub swarm: Option<SwarmTarget<'a>>,
+}
+
+/// A swarm stack to roll a rotated secret out to.
+pub struct SwarmTarget<'a> {
+    pub engine: &'a dyn crate::swarm::SwarmEngine,
+    pub stack: String,
+    /// How long Swarm watches each new task before it calls the update a success.
+    pub monitor: Duration,
+    /// How long to wait for each service's update to converge.
+    pub timeout: Duration,
 }
 
 /// What one transaction did, for the report and the audit log. Never holds a value.
@@ -697,6 +709,40 @@ async fn apply(
         );
         return Ok(());
     }
+    if let Some(swarm) = &target.swarm {
+        let version = crate::swarm::version_label(pushed.version.as_deref(), value);
+        let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
+        let (secret, _) = crate::swarm::ensure_secret(
+            swarm.engine,
+            &swarm.stack,
+            &spec.name,
+            &version,
+            value,
+            &existing,
+        )
+        .await?;
+        // On failure roll_out has already rolled the services back and removed the new secret.
+        let rollout = crate::swarm::roll_out(
+            swarm.engine,
+            &swarm.stack,
+            &spec.name,
+            &secret,
+            swarm.monitor,
+            swarm.timeout,
+        )
+        .await?;
+        for service in &rollout.services_updated {
+            progress.restarted.push(format!("swarm:{service}"));
+            record.step(
+                "updated",
+                format!("swarm service {service}: converged on {}", secret.name),
+            );
+        }
+        for removed in &rollout.secrets_removed {
+            record.step("removed", format!("old swarm secret {removed}"));
+        }
+        return Ok(());
+    }
     for service in &plan.services {
         if service.containers.is_empty() {
             record.step(
@@ -1163,6 +1209,7 @@ mod tests {
                     hook_dir: self.dir.path().to_path_buf(),
                     rotated_by: "tester@host".into(),
                 },
+                swarm: None,
             };
             rotate(
                 &target,
@@ -1383,6 +1430,7 @@ mod tests {
                 hook_dir: f.dir.path().to_path_buf(),
                 rotated_by: "t@h".into(),
             },
+            swarm: None,
         };
         let specs = resolve_names(&f.manifest, &["S1".into()]).unwrap();
         let plan = plan(&f.manifest, &specs, &secrets_dir, true, None, None)

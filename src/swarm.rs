@@ -136,6 +136,50 @@ pub fn version_label(store_version: Option<&str>, value: &SecretValue) -> String
     }
 }
 
+/// The version label from what the state file keeps: the store's version id, else the fingerprint.
+pub fn version_label_from(store_version: Option<&str>, fingerprint: &str) -> String {
+    match store_version {
+        Some(v) if !v.starts_with("sha256:") => v.chars().take(12).collect(),
+        _ => fingerprint
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect(),
+    }
+}
+
+/// Whether to act on a swarm: `--target swarm` insists, `auto` looks for a manager running the stack.
+pub async fn detect(
+    choice: crate::cli::DeployTarget,
+    stack: &str,
+) -> Result<Option<crate::docker::DockerEngine>> {
+    use crate::cli::DeployTarget;
+    use crate::docker::ContainerEngine as _;
+    if choice == DeployTarget::Compose {
+        return Ok(None);
+    }
+    let probe = async {
+        let engine = crate::docker::DockerEngine::connect()?;
+        engine.ping().await?;
+        let manager = engine.is_manager().await?;
+        let deployed = manager && !engine.stack_services(stack).await?.is_empty();
+        Ok::<_, Error>((engine, manager, deployed))
+    };
+    match (choice, probe.await) {
+        (DeployTarget::Swarm, Ok((engine, true, _))) => Ok(Some(engine)),
+        (DeployTarget::Swarm, Ok((_, false, _))) => Err(Error::Docker {
+            message: "--target swarm: this Docker engine is not a swarm manager (docker swarm init, or use a manager's DOCKER_HOST)".into(),
+        }),
+        (DeployTarget::Swarm, Err(e)) => Err(e),
+        (_, Ok((engine, _, true))) => Ok(Some(engine)),
+        (_, Ok(_)) => Ok(None),
+        (_, Err(e)) => {
+            tracing::debug!("swarm detection skipped: {e}");
+            Ok(None)
+        }
+    }
+}
+
 /// What `load` did to one secret on the swarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwarmLoadAction {

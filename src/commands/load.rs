@@ -73,6 +73,8 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
 #[derive(Default)]
 struct Loaded {
     values: HashMap<String, SecretValue>,
+    /// The same values by Compose secret name.
+    by_secret: HashMap<String, SecretValue>,
 }
 
 struct Planned<'a> {
@@ -294,6 +296,9 @@ async fn load_files(
                 checked_at: listed_at,
             },
         );
+        loaded
+            .by_secret
+            .insert(plan.spec.name.clone(), fetched.value.clone());
         loaded.values.insert(plan.key.clone(), fetched.value);
     }
 
@@ -319,11 +324,68 @@ async fn load_files(
     if !opts.dry_run {
         new_state.write(&ctx.state_file())?;
         crate::audit::record_load(ctx, manifest, store, &state, &new_state).await?;
+        if let (Some(d), Some(swarm)) = (
+            &dir,
+            crate::swarm::detect(ctx.target, &manifest.project_name).await?,
+        ) {
+            sync_swarm(
+                &swarm,
+                &manifest.project_name,
+                d,
+                &file_names,
+                &new_state,
+                &loaded,
+                report,
+            )
+            .await?;
+        }
     }
     report
         .extra
         .insert("fetched".into(), serde_json::json!(to_fetch.len()));
     Ok(loaded)
+}
+
+/// Give every declared secret a swarm secret holding its current version; never a second copy.
+async fn sync_swarm(
+    swarm: &crate::docker::DockerEngine,
+    stack: &str,
+    dir: &SecretDir,
+    file_names: &BTreeMap<String, String>,
+    state: &State,
+    loaded: &Loaded,
+    report: &mut Report,
+) -> Result<()> {
+    use crate::swarm::SwarmEngine as _;
+    let existing = swarm.stack_secrets(stack).await?;
+    for (secret, file_name) in file_names {
+        let Some(entry) = state.secrets.get(secret) else {
+            continue;
+        };
+        let version =
+            crate::swarm::version_label_from(entry.version.as_deref(), &entry.fingerprint);
+        // Values fetched this run are in memory; unchanged ones are exactly what the file holds.
+        let value = match loaded.by_secret.get(secret) {
+            Some(v) => v.clone(),
+            None => match dir.read(file_name)? {
+                Some(st) => SecretValue::from_bytes(st.contents.to_vec()).map_err(|_| {
+                    Error::manifest(
+                        secret,
+                        "the secret file is not UTF-8; reload it with --no-cache",
+                    )
+                })?,
+                None => continue,
+            },
+        };
+        let (created, action) =
+            crate::swarm::ensure_secret(swarm, stack, secret, &version, &value, &existing).await?;
+        let verb = match action {
+            crate::swarm::SwarmLoadAction::Created(_) => "swarm-created",
+            crate::swarm::SwarmLoadAction::Unchanged(_) => "swarm-unchanged",
+        };
+        report.push(ReportItem::new(secret, verb).with_detail(created.name));
+    }
+    Ok(())
 }
 
 fn open_existing_dir(path: &Path) -> Result<Option<SecretDir>> {

@@ -16,6 +16,8 @@ use crate::rotation::{self, Settings, Target};
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+/// Swarm watches each new task this long before it counts the update as a success.
+const SWARM_MONITOR: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     if opts.names.is_empty() && !opts.all && opts.older_than.is_none() {
@@ -78,7 +80,22 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     };
 
     let restart = !opts.no_restart;
-    let engine = connect_docker(restart, opts.dry_run, &mut report).await?;
+    let swarm_engine = if restart {
+        crate::swarm::detect(ctx.target, &manifest.project_name).await?
+    } else {
+        None
+    };
+    let engine = if swarm_engine.is_some() {
+        None
+    } else {
+        connect_docker(restart, opts.dry_run, &mut report).await?
+    };
+    if swarm_engine.is_some() {
+        report.push(
+            ReportItem::new(&manifest.project_name, "swarm")
+                .with_detail("stack services are updated by a start-first rolling update with automatic rollback"),
+        );
+    }
     let containers = match &engine {
         Some(engine) => Some(engine.project_containers(&manifest.project_name).await?),
         None => None,
@@ -116,6 +133,12 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         secrets_dir: &ctx.secrets_dir,
         state_file: &ctx.state_file(),
         settings,
+        swarm: swarm_engine.as_ref().map(|engine| rotation::SwarmTarget {
+            engine,
+            stack: manifest.project_name.clone(),
+            monitor: SWARM_MONITOR,
+            timeout: Duration::from_secs(opts.health_timeout.max(30) * 4),
+        }),
     };
     let mut value = value;
     for (i, plan) in plans.iter().enumerate() {
