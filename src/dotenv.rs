@@ -44,10 +44,8 @@ pub struct DotEnv {
 impl DotEnv {
     /// Read and parse a file; `Ok(None)` when it does not exist.
     pub fn read(path: &Path) -> Result<Option<DotEnv>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => Zeroizing::new(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(path, "read")(e)),
+        let Some(bytes) = read_bounded(path, MAX_DOTENV_BYTES)? else {
+            return Ok(None);
         };
         Self::parse_bytes(path, &bytes).map(Some)
     }
@@ -193,6 +191,29 @@ impl DotEnv {
             "\n"
         }
     }
+}
+
+/// Read at most `max` bytes of a file; a longer one (even one whose size the filesystem does
+/// not report, like a pipe or `/dev/zero`) is refused without being read into memory.
+/// `Ok(None)` when the file does not exist.
+pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    use std::io::Read as _;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, "read")(e)),
+    };
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io(path, "read"))?;
+    if bytes.len() > max {
+        return Err(Error::config(
+            path,
+            format!("file is larger than {max} bytes; refusing to read it"),
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 /// Whether a value can be written bare: Compose and shells read it back unchanged.

@@ -23,7 +23,7 @@ pub const COMPOSE_FILE_NAMES: [&str; 4] = [
 ];
 
 /// Refuse Compose files larger than this before parsing: a real one is a few KB.
-const MAX_COMPOSE_BYTES: u64 = 4 * 1024 * 1024;
+const MAX_COMPOSE_BYTES: usize = 4 * 1024 * 1024;
 
 pub const EXTENSION_KEY: &str = "x-compose-secrets";
 
@@ -291,18 +291,18 @@ pub fn normalize_project_name(name: &str) -> String {
 }
 
 fn read_yaml(path: &Path) -> Result<Value> {
-    let meta = std::fs::metadata(path).map_err(Error::io(path, "read Compose file"))?;
-    if meta.len() > MAX_COMPOSE_BYTES {
-        return Err(Error::config(
-            path,
-            format!(
-                "Compose file is {} bytes; refusing files over {MAX_COMPOSE_BYTES}",
-                meta.len()
-            ),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(Error::io(path, "read Compose file"))?;
-    let value: Value = serde_norway::from_str(&text).map_err(|e| {
+    let bytes = crate::dotenv::read_bounded(path, MAX_COMPOSE_BYTES)?
+        .ok_or_else(|| Error::config(path, "the Compose file does not exist"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+        message: "not valid UTF-8".into(),
+    })?;
+    let value: Value = serde_norway::from_str(text).map_err(|e| {
         let line = e.location().map_or(0, |l| l.line());
         Error::Parse {
             path: path.to_path_buf(),

@@ -5,6 +5,7 @@ use crate::context::Context;
 use crate::dotenv::DotEnv;
 use crate::error::{exit, Error, Result};
 use crate::output::{Report, ReportItem};
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::secret_files::write_file_atomic;
 
 pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
@@ -67,6 +68,16 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
             .any(|f| manifest.lookup(f).is_some_and(|s| s.name == spec.name));
         let has_value = env.get(&spec.env_key).is_some_and(|v| !v.is_empty());
         if has_value && !forced {
+            let len = env.get(&spec.env_key).map_or(0, SecretValue::len);
+            if len > MAX_VALUE_BYTES {
+                return Err(Error::manifest(
+                    &spec.name,
+                    format!(
+                        "its value in {} is {len} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}",
+                        ctx.env_file.display()
+                    ),
+                ));
+            }
             report.push(ReportItem::new(&spec.name, "kept").with_detail(spec.env_key.clone()));
             continue;
         }

@@ -37,12 +37,17 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         Some(RunLock::acquire(&ctx.lock_file(), Duration::from_secs(30))?)
     };
 
+    // A bad --env-output is found before any secret file is written.
+    let env_output = match &opts.env_output {
+        Some(output) => Some(open_env_output(ctx, output)?),
+        None => None,
+    };
     let outcome = match &manifest {
         Some(manifest) => load_files(ctx, manifest, store.as_ref(), opts, &mut report).await?,
         None => Loaded::default(),
     };
 
-    if let Some(output) = &opts.env_output {
+    if let Some((path, env, mode)) = env_output {
         let wanted: Vec<(String, String)> = if maps.is_empty() {
             manifest
                 .iter()
@@ -54,9 +59,10 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             maps
         };
         write_env_output(
-            ctx,
             store.as_ref(),
-            output,
+            &path,
+            env,
+            mode,
             &wanted,
             &outcome.values,
             opts.dry_run,
@@ -473,28 +479,41 @@ fn parse_maps(maps: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-async fn write_env_output(
-    ctx: &Context,
-    store: &dyn SecretStore,
-    output: &Path,
-    wanted: &[(String, String)],
-    already: &HashMap<String, SecretValue>,
-    dry_run: bool,
-    report: &mut Report,
-) -> Result<()> {
+/// Read and check the env file `--env-output` names: parsed, not a symlink. Returns its
+/// absolute path, contents and mode (0600 for a new file).
+fn open_env_output(ctx: &Context, output: &Path) -> Result<(std::path::PathBuf, DotEnv, u32)> {
     let path = if output.is_absolute() {
         output.to_path_buf()
     } else {
         ctx.cwd.join(output)
     };
-    let existing = DotEnv::read(&path)?;
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::UnsafePath {
+            path,
+            message: "is a symlink; compose-secrets never writes through one".into(),
+        });
+    }
     let mode = std::fs::metadata(&path).map_or(0o600, |m| {
         std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
     });
-    let mut env = match existing {
+    let env = match DotEnv::read(&path)? {
         Some(env) => env,
         None => DotEnv::parse(&path, "")?,
     };
+    Ok((path, env, mode))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_env_output(
+    store: &dyn SecretStore,
+    path: &Path,
+    mut env: DotEnv,
+    mode: u32,
+    wanted: &[(String, String)],
+    already: &HashMap<String, SecretValue>,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<()> {
     let mut missing = Vec::new();
     let mut changed = false;
     for (store_key, env_key) in wanted {
@@ -531,7 +550,7 @@ async fn write_env_output(
         });
     }
     if changed && !dry_run {
-        write_file_atomic(&path, env.render().as_bytes(), mode)?;
+        write_file_atomic(path, env.render().as_bytes(), mode)?;
     }
     Ok(())
 }
