@@ -15,7 +15,9 @@ use std::time::Duration;
 use crate::http;
 use crate::server;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+// Replicas sit on a local bridge: a connect that takes longer means the replica is gone
+// (a stopped container's address drops packets rather than refusing).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const UPSTREAM_IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `--listen ADDR --upstream HOST:PORT`.

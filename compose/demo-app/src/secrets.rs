@@ -39,35 +39,47 @@ pub fn fingerprint(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// Read every secret file in `dir` (hidden entries and directories skipped).
-pub fn scan(dir: &Path, reject_prefix: &[u8]) -> Scan {
+/// Read every secret file in `dir` (hidden entries and directories skipped), and each
+/// required name directly: a directory the app may enter but not list still works.
+pub fn scan(dir: &Path, required: &[String], reject_prefix: &[u8]) -> Scan {
     let mut scan = Scan::default();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            scan.dir_error = Some(format!("cannot list {}: {}", dir.display(), e.kind()));
-            return scan;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        match fs::read(entry.path()) {
-            Ok(bytes) if !bytes.is_empty() => {
-                if !reject_prefix.is_empty() && bytes.starts_with(reject_prefix) {
-                    scan.rejected.insert(name.clone());
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') || fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()) {
+                    continue;
                 }
-                scan.fingerprints.insert(name, fingerprint(&bytes));
+                scan.read_secret(dir, name, reject_prefix);
             }
-            // Unreadable (EACCES for the wrong owner), empty, or a dangling link.
-            _ => {
-                scan.unusable.insert(name);
-            }
+        }
+        Err(e) => scan.dir_error = Some(format!("cannot list {}: {}", dir.display(), e.kind())),
+    }
+    for name in required {
+        let seen = scan.fingerprints.contains_key(name) || scan.unusable.contains(name);
+        let plain = !name.contains('/') && !name.starts_with('.');
+        if !seen && plain && fs::symlink_metadata(dir.join(name)).is_ok() {
+            scan.read_secret(dir, name.clone(), reject_prefix);
         }
     }
     scan
+}
+
+impl Scan {
+    fn read_secret(&mut self, dir: &Path, name: String, reject_prefix: &[u8]) {
+        match fs::read(dir.join(&name)) {
+            Ok(bytes) if !bytes.is_empty() => {
+                if !reject_prefix.is_empty() && bytes.starts_with(reject_prefix) {
+                    self.rejected.insert(name.clone());
+                }
+                self.fingerprints.insert(name, fingerprint(&bytes));
+            }
+            // Unreadable (EACCES for the wrong owner), empty, or a dangling link.
+            _ => {
+                self.unusable.insert(name);
+            }
+        }
+    }
 }
 
 /// Healthy only when every required secret and every file present is readable and
@@ -80,13 +92,11 @@ pub fn health_report(scan: &Scan, required: &[String], instance: Option<&str>) -
             .filter(|name| !scan.fingerprints.contains_key(*name))
             .cloned(),
     );
-    let reason = if let Some(e) = &scan.dir_error {
-        Some(e.clone())
-    } else if scan.fingerprints.is_empty() {
-        Some("no readable secrets in the secrets directory".to_string())
-    } else {
-        None
-    };
+    let reason = scan.fingerprints.is_empty().then(|| {
+        scan.dir_error
+            .clone()
+            .unwrap_or_else(|| "no readable secrets in the secrets directory".to_string())
+    });
     let healthy = missing.is_empty() && scan.rejected.is_empty() && reason.is_none();
     let mut fields = vec![
         format!(
@@ -166,7 +176,7 @@ mod tests {
         fs::write(dir.join("db-password"), "s3cret-value").unwrap();
         fs::create_dir(dir.join("subdir")).unwrap();
         fs::write(dir.join(".hidden"), "x").unwrap();
-        let scan = scan(&dir, b"");
+        let scan = scan(&dir, &[], b"");
         let report = health_report(&scan, &["db-password".into()], Some("abc123"));
         assert!(report.healthy, "{}", report.json);
         assert_eq!(
@@ -185,7 +195,7 @@ mod tests {
         let dir = temp_dir("unhealthy");
         fs::write(dir.join("a"), "BAD-new-value").unwrap();
         fs::write(dir.join("empty"), "").unwrap();
-        let scan = scan(&dir, b"BAD-");
+        let scan = scan(&dir, &[], b"BAD-");
         let report = health_report(&scan, &["a".into(), "b".into()], None);
         assert!(!report.healthy);
         assert!(
@@ -205,11 +215,26 @@ mod tests {
     #[test]
     fn no_secrets_at_all_is_unhealthy() {
         let dir = temp_dir("none");
-        let report = health_report(&scan(&dir, b""), &[], None);
+        let report = health_report(&scan(&dir, &[], b""), &[], None);
         assert!(!report.healthy);
         assert!(report.json.contains("\"reason\""));
-        let gone = health_report(&scan(&dir.join("nope"), b""), &[], None);
+        let gone = health_report(&scan(&dir.join("nope"), &[], b""), &[], None);
         assert!(!gone.healthy);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn required_secrets_are_read_even_when_the_directory_cannot_be_listed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("unlistable");
+        fs::write(dir.join("token"), "t0ken").unwrap();
+        // Enter but not list (as root, permission bits do not stop the listing; either way
+        // the required secret must be found).
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o311)).unwrap();
+        let scan = scan(&dir, &["token".into()], b"");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(scan.fingerprints.get("token"), Some(&fingerprint(b"t0ken")));
+        assert!(health_report(&scan, &["token".into()], None).healthy);
         fs::remove_dir_all(dir).unwrap();
     }
 

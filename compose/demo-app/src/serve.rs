@@ -107,7 +107,7 @@ fn respond(config: &Config, request: &http::Request) -> (u16, &'static str, Stri
     }
     match request.path() {
         "/health" | "/healthz" => {
-            let scan = secrets::scan(&config.secrets_dir, &config.reject_prefix);
+            let scan = secrets::scan(&config.secrets_dir, &config.required, &config.reject_prefix);
             let report =
                 secrets::health_report(&scan, &config.required, config.instance.as_deref());
             let status = if report.healthy { 200 } else { 503 };

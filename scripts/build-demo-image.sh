@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build the demo service image compose-secrets-demo:latest (or $DEMO_IMAGE) without a registry:
+# a fully static demo-app binary copied into a FROM scratch image by the legacy builder.
+#
+# Usage: scripts/build-demo-image.sh        (DEMO_IMAGE=name:tag to override the tag)
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+image="${DEMO_IMAGE:-compose-secrets-demo:latest}"
+target="x86_64-unknown-linux-gnu"
+
+die() {
+  echo "build-demo-image: $*" >&2
+  exit 1
+}
+
+command -v docker >/dev/null 2>&1 || die "the docker CLI is not installed"
+# Fail before a long compile when the engine is not there.
+if ! docker_error="$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null)"; then
+  die "Docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}): ${docker_error}. Start Docker or set DOCKER_HOST."
+fi
+
+echo "build-demo-image: building a static demo-app for ${target}" >&2
+# +crt-static links glibc statically: the binary needs nothing from the (empty) image.
+(cd "$repo_root" && RUSTFLAGS='-C target-feature=+crt-static' \
+  cargo build --release -p demo-app --target "$target")
+
+target_dir="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+binary="${target_dir}/${target}/release/demo-app"
+[[ -x "$binary" ]] || die "no binary at ${binary}"
+if command -v file >/dev/null 2>&1 && file "$binary" | grep -q 'dynamically linked'; then
+  die "${binary} is dynamically linked; it would not run in a FROM scratch image"
+fi
+
+context="$(mktemp -d "${TMPDIR:-/tmp}/demo-image.XXXXXX")"
+trap 'rm -rf "$context"' EXIT
+cp "$binary" "$context/demo-app"
+cp "$repo_root/compose/demo-app/Dockerfile" "$context/Dockerfile"
+
+echo "build-demo-image: docker build -t ${image}" >&2
+DOCKER_BUILDKIT=0 docker build --quiet -t "$image" "$context" >/dev/null
+echo "build-demo-image: built ${image}" >&2
