@@ -910,3 +910,105 @@ fn panic_messages_are_withheld_by_the_process_hook() {
         out.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults from the Key Vault emulator: `load` finishes within its retry budget, or fails naming
+// what it could not get and leaves the existing files untouched.
+// ---------------------------------------------------------------------------------------------
+
+const VAULT_SECRETS: [&str; 3] = ["fault-a", "fault-b", "fault-c"];
+
+fn vault_project() -> Project {
+    let p = Project::empty();
+    let mut doc = String::from("services: {}\nsecrets:\n");
+    for n in VAULT_SECRETS {
+        doc.push_str(&format!("  {n}:\n    file: ./.runtime/secrets/{n}\n"));
+    }
+    p.write("compose.yaml", doc);
+    p
+}
+
+fn vault_emulator(extra: &[&str]) -> crate::emulator_process::Emulator {
+    let mut args: Vec<&str> = Vec::new();
+    for n in VAULT_SECRETS {
+        args.extend(["--seed", n]);
+    }
+    args.extend(extra);
+    crate::emulator_process::Emulator::start(&args)
+}
+
+fn vault_cmd(p: &Project, emulator: &crate::emulator_process::Emulator, args: &[&str]) -> Command {
+    let mut cmd = p.cmd(args).cmd;
+    for (k, v) in &emulator.env {
+        if !k.starts_with("KV_EMULATOR_") {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("AZURE_USE_KEYVAULT", "true")
+        .env("AZURE_CREDENTIAL", "managed-identity")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    cmd
+}
+
+/// Rotate every vault secret from a second project, so the next `load` here has work to do.
+fn rotate_elsewhere(emulator: &crate::emulator_process::Emulator) {
+    let operator = vault_project();
+    let mut args = vec!["rotate"];
+    args.extend(VAULT_SECRETS);
+    args.push("--no-restart");
+    let out = run_bounded(vault_cmd(&operator, emulator, &args));
+    assert_eq!(out.code, 0, "operator rotate: {}", out.stderr);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_throttling_burst_is_ridden_out_within_the_retry_budget() {
+    let emulator = vault_emulator(&[]);
+    let p = vault_project();
+    let out = run_bounded(vault_cmd(&p, &emulator, &["load"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    rotate_elsewhere(&emulator);
+    runtime()
+        .block_on(emulator.set_faults(serde_json::json!({"fault_429_every": 2, "retry_after": 1})));
+    let out = run_bounded(vault_cmd(&p, &emulator, &["load"]));
+    eprintln!(
+        "load under 429 every 2nd request: exit {} in {:?}",
+        out.code, out.elapsed
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    runtime().block_on(emulator.set_faults(serde_json::json!({"fault_429_every": 0})));
+    // Converged: a load without faults has nothing to change.
+    let out = run_bounded(vault_cmd(&p, &emulator, &["load", "--json", "--no-cache"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for item in doc["items"].as_array().unwrap() {
+        assert_eq!(item["action"], "unchanged", "{item}");
+    }
+}
+
+#[test]
+fn a_token_endpoint_that_is_down_fails_within_a_minute_and_writes_nothing() {
+    let emulator = vault_emulator(&["--token-endpoint-down"]);
+    let p = vault_project();
+    let before = tree(p.dir.path());
+    let out = run_bounded(vault_cmd(&p, &emulator, &["load"]));
+    eprintln!(
+        "load with the token endpoint down: exit {} in {:?}: {}",
+        out.code,
+        out.elapsed,
+        out.stderr.trim()
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.elapsed < Duration::from_secs(60),
+        "took {:?}",
+        out.elapsed
+    );
+    assert_same_tree("token endpoint down", &before, &tree(p.dir.path()));
+}
