@@ -3,10 +3,14 @@
 
 mod harness;
 
+mod crash;
+mod emulator_process;
 mod ensure;
+mod hostile;
 mod hygiene;
 mod load;
 mod manifest;
-mod emulator_process;
-mod store_conformance;
+mod properties;
 mod rotate;
+mod store_conformance;
+mod swarm;

@@ -1,0 +1,442 @@
+//! Docker Swarm target on a single-node swarm the test makes (and leaves): versioned swarm
+//! secrets, a 3-replica rotation by start-first rolling update with zero failed requests,
+//! automatic rollback, and no second copy of an unchanged value.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{repo_root, Project};
+
+const IMAGE: &str = "compose-secrets-demo:latest";
+
+/// Skip only on the explicit opt-out; otherwise a missing engine is a failure that says why.
+fn docker_or_skip(test: &str) -> bool {
+    if std::env::var("COMPOSE_SECRETS_SKIP_DOCKER").as_deref() == Ok("1") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (COMPOSE_SECRETS_SKIP_DOCKER=1): {test}"
+        );
+        return false;
+    }
+    let ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "Docker engine not reachable (DOCKER_HOST={}): the Docker tests need it. Start Docker, or set \
+         COMPOSE_SECRETS_SKIP_DOCKER=1 to skip them.",
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    );
+    let image = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .unwrap();
+    if !image.status.success() {
+        let built = Command::new(repo_root().join("scripts/build-demo-image.sh"))
+            .status()
+            .unwrap();
+        assert!(built.success(), "scripts/build-demo-image.sh failed");
+    }
+    true
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn swarm_active() -> bool {
+    docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).trim() == "active"
+}
+
+/// A single-node swarm and one deployed stack, torn down (and the swarm left, if we made it) on drop.
+struct SwarmStack {
+    stack: String,
+    made_swarm: bool,
+    port: u16,
+}
+
+impl SwarmStack {
+    fn deploy(p: &Project, reject_prefix: &str) -> SwarmStack {
+        let made_swarm = !swarm_active();
+        if made_swarm {
+            docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        }
+        let port = free_port();
+        let stack = format!("cs{}x{}", std::process::id(), port);
+        p.write(
+            "compose.yaml",
+            format!(
+                r#"version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    environment:
+      DEMO_REQUIRED_SECRETS: s1
+      DEMO_REJECT_PREFIX: "{reject_prefix}"
+    secrets:
+      - source: s1
+        target: s1
+        uid: "1000"
+        gid: "1000"
+        mode: 0400
+    deploy:
+      replicas: 3
+  lb:
+    image: {IMAGE}
+    command: ["proxy", "--listen", "0.0.0.0:8080", "--upstream", "tasks.web:8000"]
+    healthcheck:
+      disable: true
+    ports:
+      - target: 8080
+        published: {port}
+        mode: host
+secrets:
+  s1:
+    file: ./.runtime/secrets/s1
+"#
+            ),
+        );
+        p.write(".env.demo", "S1=\n");
+        p.cmd(&["ensure"]).run().success();
+        p.cmd(&["--target", "compose", "load"]).run().success();
+        let out = Command::new("docker")
+            .args([
+                "stack",
+                "deploy",
+                "--resolve-image",
+                "never",
+                "-c",
+                "compose.yaml",
+                &stack,
+            ])
+            .current_dir(p.dir.path())
+            .output()
+            .unwrap();
+        let guard = SwarmStack {
+            stack,
+            made_swarm,
+            port,
+        };
+        assert!(
+            out.status.success(),
+            "stack deploy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard.wait_healthy();
+        guard
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/health", self.port)
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let replicas = docker(&[
+                "service",
+                "ls",
+                "--filter",
+                &format!("name={}_web", self.stack),
+                "--format",
+                "{{.Replicas}}",
+            ]);
+            if replicas.trim() == "3/3" && get(&self.url()).is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stack {} never became healthy",
+                self.stack
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Swarm secrets of the stack: (name, version label).
+    fn secrets(&self) -> Vec<(String, String)> {
+        docker(&["secret", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .filter(|n| n.starts_with(&format!("{}_", self.stack)))
+            .map(|n| {
+                let label = docker(&[
+                    "secret",
+                    "inspect",
+                    "--format",
+                    "{{index .Spec.Labels \"com.compose-secrets.version\"}}",
+                    n,
+                ]);
+                (n.to_string(), label.trim().to_string())
+            })
+            .collect()
+    }
+
+    fn web_secret_names(&self) -> Vec<String> {
+        let json = docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Secrets}}",
+            &format!("{}_web", self.stack),
+        ]);
+        let mounts: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                assert_eq!(m["File"]["Name"], "s1", "same target");
+                assert_eq!(m["File"]["UID"], "1000", "same uid");
+                assert_eq!(m["File"]["Mode"], 256, "same mode (0400)");
+                m["SecretName"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    /// Fingerprints the replicas report, sampled through the proxy.
+    fn fingerprints(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            if let Some((200, body)) = get(&self.url()) {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let fp = v["secrets"]["s1"].as_str().unwrap_or_default().to_string();
+                if !seen.contains(&fp) {
+                    seen.push(fp);
+                }
+            }
+        }
+        seen
+    }
+}
+
+impl Drop for SwarmStack {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["stack", "rm", &self.stack])
+            .output();
+        // Services must be gone before their secrets can be removed.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let left = Command::new("docker")
+                .args([
+                    "service",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.stack.namespace={}", self.stack),
+                ])
+                .output()
+                .map(|o| o.stdout.is_empty())
+                .unwrap_or(true);
+            if left {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let names = Command::new("docker")
+            .args(["secret", "ls", "--format", "{{.Name}}"])
+            .output();
+        if let Ok(names) = names {
+            for name in String::from_utf8_lossy(&names.stdout).lines() {
+                if name.starts_with(&format!("{}_", self.stack)) {
+                    let _ = Command::new("docker").args(["secret", "rm", name]).output();
+                }
+            }
+        }
+        if self.made_swarm {
+            let _ = Command::new("docker")
+                .args(["swarm", "leave", "--force"])
+                .output();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tiny HTTP GET on loopback: (status, body), or None when nothing answered.
+fn get(url: &str) -> Option<(u16, String)> {
+    use std::io::Read as _;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let addr: std::net::SocketAddr = host.parse().ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((status, body))
+}
+
+/// Poll `url` every 50 ms until stopped; returns (requests, failed).
+fn poller(url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<(usize, usize)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || {
+        let total = AtomicUsize::new(0);
+        let failed = AtomicUsize::new(0);
+        while !flag.load(Ordering::SeqCst) {
+            total.fetch_add(1, Ordering::SeqCst);
+            if !get(&url).is_some_and(|(s, _)| s == 200) {
+                failed.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (total.into_inner(), failed.into_inner())
+    });
+    (stop, handle)
+}
+
+fn fingerprint(value: &str) -> String {
+    use sha2::Digest as _;
+    format!(
+        "sha256:{}",
+        hex::encode(&sha2::Sha256::digest(value.as_bytes())[..8])
+    )
+}
+
+#[test]
+fn swarm_rotation_of_three_replicas_has_zero_failed_requests_and_keeps_one_copy_per_version() {
+    if !docker_or_skip("swarm::swarm_rotation_of_three_replicas_has_zero_failed_requests_and_keeps_one_copy_per_version") {
+        return;
+    }
+    let p = Project::empty();
+    let swarm = SwarmStack::deploy(&p, "");
+    let old = p.env_value("S1");
+    assert_eq!(swarm.fingerprints(), vec![fingerprint(&old)]);
+
+    // load on the swarm: one versioned copy of the current value, and never a second one.
+    let stack = swarm.stack.clone();
+    let run = |args: &[&str]| p.cmd(args).env("COMPOSE_PROJECT_NAME", &stack);
+    run(&["--target", "swarm", "load"])
+        .run()
+        .success()
+        .stdout_has("swarm-created");
+    run(&["--target", "swarm", "load"])
+        .run()
+        .success()
+        .stdout_has("swarm-unchanged");
+    let versions_before = swarm.secrets();
+
+    let (stop, handle) = poller(swarm.url());
+    std::thread::sleep(Duration::from_millis(500));
+    let out = run(&["rotate", "s1", "--health-timeout", "60"]).run();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (total, failed) = handle.join().unwrap();
+    let _ = writeln!(
+        std::io::stderr(),
+        "swarm rotation: {total} requests during the rotation, {failed} failed"
+    );
+    let out = out.success();
+    assert!(out.stdout.contains("converged"), "{}", out.stdout);
+    assert!(
+        total >= 20,
+        "the poller ran through the rotation ({total} requests)"
+    );
+    assert_eq!(
+        failed, 0,
+        "a client polling every 50 ms saw failed requests"
+    );
+
+    let new = p.env_value("S1");
+    assert_ne!(new, old);
+    assert_eq!(
+        swarm.fingerprints(),
+        vec![fingerprint(&new)],
+        "every replica holds the new value"
+    );
+    let names = swarm.web_secret_names();
+    let after = swarm.secrets();
+    assert_eq!(
+        after.len(),
+        1,
+        "old versions are removed after success: {after:?} (before: {versions_before:?})"
+    );
+    assert_eq!(
+        names,
+        vec![after[0].0.clone()],
+        "the service mounts the new version"
+    );
+    assert!(
+        !after[0].1.is_empty(),
+        "the swarm secret is labelled with its version"
+    );
+    run(&["--target", "swarm", "load"])
+        .run()
+        .success()
+        .stdout_has("swarm-unchanged");
+    assert_eq!(
+        swarm.secrets().len(),
+        1,
+        "load made no second copy of the rotated value"
+    );
+}
+
+#[test]
+fn swarm_rotation_that_breaks_the_service_is_rolled_back_everywhere() {
+    if !docker_or_skip("swarm::swarm_rotation_that_breaks_the_service_is_rolled_back_everywhere") {
+        return;
+    }
+    let p = Project::empty();
+    let swarm = SwarmStack::deploy(&p, "bad-");
+    let old = p.env_value("S1");
+    let before = swarm.web_secret_names();
+    let stack = swarm.stack.clone();
+    let out = p
+        .cmd(&["rotate", "s1", "--value-stdin", "--health-timeout", "60"])
+        .env("COMPOSE_PROJECT_NAME", &stack)
+        .stdin("bad-value-the-service-rejects")
+        .run()
+        .code(6);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    assert!(!out.stderr.contains("bad-value-the-service-rejects"));
+    assert_eq!(
+        p.env_value("S1"),
+        old,
+        "the source holds the previous value again"
+    );
+    assert_eq!(
+        p.read_string(".runtime/secrets/s1"),
+        old,
+        "the file holds the previous value again"
+    );
+    swarm.wait_healthy();
+    assert_eq!(
+        swarm.web_secret_names(),
+        before,
+        "the service mounts the previous secret again"
+    );
+    assert_eq!(swarm.fingerprints(), vec![fingerprint(&old)]);
+    assert_eq!(
+        swarm.secrets().len(),
+        1,
+        "the rejected version's swarm secret is removed"
+    );
+}
