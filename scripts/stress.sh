@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Long reliability runs (`make stress`): crash consistency with many SIGKILLs, the property
+# tests with many cases, the hostile corpus and the vault fault tests. Every phase runs even
+# if an earlier one fails; the summary names the failures and the exit status is non-zero.
+#
+#   CRASH_ITERATIONS   kills per crash test        (default 500)
+#   PROPTEST_CASES     cases per property          (default 20000)
+#   CRASH_SEED         replay one crash run        (printed by each crash test)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+export CRASH_ITERATIONS="${CRASH_ITERATIONS:-500}"
+export PROPTEST_CASES="${PROPTEST_CASES:-20000}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+CARGO="${CARGO:-cargo}"
+LOG_DIR="${STRESS_LOG_DIR:-target/stress}"
+mkdir -p "$LOG_DIR"
+
+# The test binary needs kv-emulator next to compose-secrets.
+"$CARGO" build --workspace --bins
+"$CARGO" test --test integration --no-run
+
+declare -a failed=()
+declare -a summary=()
+
+# phase NAME FILTER...: run the integration tests matching FILTER, log to $LOG_DIR/NAME.log.
+phase() {
+    local name="$1"
+    shift
+    local log="$LOG_DIR/$name.log"
+    local started=$SECONDS
+    echo "==> $name ($*)"
+    if "$CARGO" test --test integration -- "$@" --nocapture --test-threads=2 >"$log" 2>&1; then
+        status=ok
+    else
+        status=FAILED
+        failed+=("$name")
+    fi
+    local passed
+    passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | tail -1 || true)
+    summary+=("$(printf '%-10s %-7s %5ss  %s' "$name" "$status" "$((SECONDS - started))" "$passed")")
+    grep -E '^crash-summary' "$log" || true
+    if [[ $status == FAILED ]]; then
+        grep -E "^    [a-z_:]+$|panicked at|CRASH_SEED|minimal failing input" "$log" | head -40 || true
+    fi
+}
+
+phase crash crash::
+phase properties properties::
+phase hostile hostile::
+
+echo
+echo "== stress summary (CRASH_ITERATIONS=$CRASH_ITERATIONS PROPTEST_CASES=$PROPTEST_CASES)"
+printf '%s\n' "${summary[@]}"
+grep -h '^crash-summary' "$LOG_DIR"/crash.log || true
+echo "logs: $LOG_DIR/"
+if ((${#failed[@]})); then
+    echo "FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "all phases passed"
