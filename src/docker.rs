@@ -23,10 +23,15 @@ pub mod labels {
     pub const NUMBER: &str = "com.docker.compose.container-number";
 }
 
-/// Seconds bollard waits for one API call before giving up.
-const API_TIMEOUT_SECS: u64 = 120;
-/// How long `ping` may take: an unreachable engine must fail fast.
+/// Seconds bollard waits for one API call before giving up: inspect and list answer in
+/// milliseconds, so a daemon this slow is stuck, not busy.
+const API_TIMEOUT_SECS: u64 = 30;
+/// Added to the stop timeout for a restart: Docker answers only once the container is
+/// stopped (up to the stop timeout, then SIGKILL) and started again.
+const RESTART_MARGIN: Duration = Duration::from_secs(30);
+/// How long `ping` (and the version negotiation) may take: an unreachable engine must fail fast.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// What compose-secrets needs to know about one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,6 +77,9 @@ pub trait ContainerEngine: Send + Sync {
 pub struct DockerEngine {
     client: Docker,
     endpoint: String,
+    /// The client after version negotiation, agreed once on first use. bollard speaks a
+    /// newer API than many engines in the field (20.10 speaks 1.41) and would be refused.
+    negotiated: tokio::sync::OnceCell<Docker>,
 }
 
 impl DockerEngine {
@@ -80,10 +88,12 @@ impl DockerEngine {
         let host = std::env::var("DOCKER_HOST")
             .ok()
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
         Self::connect_to(&host)
     }
 
+    /// Connect to `unix:///path`, `tcp://host:port` or `http://host:port`. Only a missing
+    /// socket fails here; an engine that does not answer fails at the first call (see `ping`).
     pub fn connect_to(host: &str) -> Result<Self> {
         let unreachable = |e: bollard::errors::Error| Error::Docker {
             message: format!(
@@ -98,13 +108,16 @@ impl DockerEngine {
             Docker::connect_with_http(host, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
                 .map_err(unreachable)?
         } else {
-            return Err(Error::Usage(format!(
-                "DOCKER_HOST={host}: only unix:// and tcp:// endpoints are supported"
-            )));
+            return Err(Error::Docker {
+                message: format!(
+                    "Docker engine endpoint {host} is not supported: use unix://, tcp:// or http:// in DOCKER_HOST"
+                ),
+            });
         };
         Ok(Self {
             client,
             endpoint: host.to_string(),
+            negotiated: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -114,8 +127,15 @@ impl DockerEngine {
         }
     }
 
-    /// Agree on an API version with the daemon (ours is newer than many engines in the field).
+    /// The client, with the API version agreed with the daemon (once; retried after a failure).
     async fn negotiated(&self) -> Result<Docker> {
+        self.negotiated
+            .get_or_try_init(|| self.negotiate())
+            .await
+            .cloned()
+    }
+
+    async fn negotiate(&self) -> Result<Docker> {
         tokio::time::timeout(PING_TIMEOUT, self.client.clone().negotiate_version())
             .await
             .map_err(|_| Error::Docker {
@@ -231,7 +251,18 @@ impl ContainerEngine for DockerEngine {
         let mut out = Vec::new();
         for s in summaries {
             let Some(id) = s.id else { continue };
-            out.push(self.inspect(&id).await?);
+            match client.inspect_container(&id, None).await {
+                Ok(r) => out.push(container_info(r)),
+                // Removed between the listing and the inspect (a concurrent `down`): not ours to report.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => {
+                    return Err(
+                        self.error(&format!("inspect container {id} of project {project}"), &e)
+                    )
+                }
+            }
         }
         out.sort_by(|a, b| (&a.service, a.number, &a.name).cmp(&(&b.service, b.number, &b.name)));
         Ok(out)
@@ -247,7 +278,11 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()> {
-        let client = self.negotiated().await?;
+        // The call lasts as long as the stop, so it gets the stop timeout plus a margin.
+        let client = self
+            .negotiated()
+            .await?
+            .with_timeout(stop_timeout + RESTART_MARGIN);
         let options = bollard::query_parameters::RestartContainerOptions {
             t: Some(i32::try_from(stop_timeout.as_secs()).unwrap_or(i32::MAX)),
             signal: None,
