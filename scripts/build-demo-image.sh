@@ -5,7 +5,7 @@
 # Usage: scripts/build-demo-image.sh        (DEMO_IMAGE=name:tag to override the tag)
 set -euo pipefail
 
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 image="${DEMO_IMAGE:-compose-secrets-demo:latest}"
 target="x86_64-unknown-linux-gnu"
 
