@@ -597,8 +597,13 @@ impl MemoryEngine {
     }
 
     pub fn set_env(&self, id: &str, env: Vec<String>) {
+        self.update(id, |c| c.env = env);
+    }
+
+    /// Change a container in place (health, state, IPs...), as the engine would on its own.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut ContainerInfo)) {
         if let Some(c) = self.lock().containers.iter_mut().find(|c| c.id == id) {
-            c.env = env;
+            change(c);
         }
     }
 
