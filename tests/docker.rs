@@ -287,12 +287,26 @@ fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED ({why}): {test}");
 }
 
+/// `/health` through the port the container publishes on 127.0.0.1: tests talk to
+/// loopback only, never to the bridge network's addresses.
 fn health_url(container: &ContainerInfo) -> String {
-    let ip = container
-        .ip_addresses
-        .first()
-        .unwrap_or_else(|| panic!("container {} has no IP address", container.name));
-    format!("http://{ip}:8000/health")
+    format!("http://{}/health", published_address(&container.id, 8000))
+}
+
+/// `127.0.0.1:<port>` where the container's `container_port` is published.
+fn published_address(id: &str, container_port: u16) -> String {
+    let output = Command::new("docker")
+        .args(["port", id, &format!("{container_port}/tcp")])
+        .output()
+        .expect("docker port");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|line| line.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| {
+            panic!("container {id} publishes no 127.0.0.1 port for {container_port}: {text}")
+        })
+        .trim()
+        .to_string()
 }
 
 /// The demo app's `/health` answer, whatever its status.
@@ -369,6 +383,8 @@ services:
   web:
     image: compose-secrets-demo:latest
     user: "1000:1000"
+    ports:
+      - "127.0.0.1::8000"
     environment:
       DEMO_REQUIRED_SECRETS: api-key
     secrets:
@@ -547,6 +563,8 @@ services:
   owner:
     image: compose-secrets-demo:latest
     user: "1000:1000"
+    ports:
+      - "127.0.0.1::8000"
     environment:
       DEMO_REQUIRED_SECRETS: owned
     secrets:
@@ -554,6 +572,8 @@ services:
   stranger:
     image: compose-secrets-demo:latest
     user: "1000:1000"
+    ports:
+      - "127.0.0.1::8000"
     environment:
       DEMO_REQUIRED_SECRETS: foreign
     secrets:
@@ -561,6 +581,8 @@ services:
   rejecting:
     image: compose-secrets-demo:latest
     user: "1000:1000"
+    ports:
+      - "127.0.0.1::8000"
     environment:
       DEMO_REJECT_PREFIX: "REJECT-"
     secrets:
@@ -668,4 +690,122 @@ async fn a_non_root_container_reads_a_0400_secret_only_when_it_owns_it() {
     for value in [&owned, &foreign, &marked] {
         assert!(!seen.contains(std::str::from_utf8(value).unwrap()));
     }
+}
+
+const PROXIED_STACK: &str = r#"version: "3.8"
+services:
+  web:
+    image: compose-secrets-demo:latest
+    user: "1000:1000"
+    environment:
+      DEMO_REQUIRED_SECRETS: api-key
+    secrets:
+      - api-key
+  proxy:
+    image: compose-secrets-demo:latest
+    user: "1000:1000"
+    command: ["proxy", "--listen", "0.0.0.0:8080", "--upstream", "web:8000"]
+    environment:
+      PORT: "8080"
+    ports:
+      - "127.0.0.1::8080"
+secrets:
+  api-key:
+    file: ./secrets/api-key
+"#;
+
+/// Upper bounds for the polling client: it stops by itself whatever happens.
+const POLL_EVERY: Duration = Duration::from_millis(25);
+const MAX_POLLS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_replicas_one_at_a_time_behind_the_proxy_drops_no_request() {
+    let test = "restarting_replicas_one_at_a_time_behind_the_proxy_drops_no_request";
+    if !docker_available_or_skip(test) {
+        return;
+    }
+    if !is_root() {
+        return skip(test, "needs root to chown the secret to 1000:1000");
+    }
+    ensure_demo_image();
+    let value = test_value("api-key");
+    let mut project = ComposeProject::new(
+        "proxy",
+        PROXIED_STACK,
+        &[SecretFile {
+            name: "api-key",
+            value: &value,
+            uid: 1000,
+            gid: 1000,
+        }],
+    );
+    project.up(&["--scale", "web=2"]);
+    let engine = connect();
+    let listed = engine
+        .project_containers(&project.name)
+        .await
+        .expect("list");
+    for container in &listed {
+        wait_container_ready(&engine, &container.id, None, READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{} not ready: {e}", container.name));
+    }
+    let proxy = by_service(&listed, "proxy")[0].clone();
+    let url = format!("http://{}/health", published_address(&proxy.id, 8080));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = tokio::spawn(poll_until_stopped(url, std::sync::Arc::clone(&stop)));
+    for web in by_service(&listed, "web") {
+        let before = engine.inspect(&web.id).await.expect("inspect").started_at;
+        engine
+            .restart(&web.id, Duration::from_secs(10))
+            .await
+            .expect("restart");
+        wait_container_ready(&engine, &web.id, before.as_deref(), READY_TIMEOUT)
+            .await
+            .expect("replica ready after restart");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let statuses = poller.await.expect("poller");
+
+    let failures: Vec<&String> = statuses.iter().filter(|s| *s != "200").collect();
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: {} requests through the proxy while 2 replicas restarted, {} failed",
+        statuses.len(),
+        failures.len()
+    );
+    assert!(
+        statuses.len() >= 10,
+        "only {} requests made",
+        statuses.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the restarts: {failures:?}",
+        failures.len(),
+        statuses.len()
+    );
+}
+
+/// GET `url` until told to stop (or the bounds are hit); each answer's status, or the error.
+async fn poll_until_stopped(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut statuses = Vec::new();
+    while !stop.load(Ordering::SeqCst) && statuses.len() < MAX_POLLS && Instant::now() < deadline {
+        let status = match client.get(&url).send().await {
+            Ok(response) => response.status().as_u16().to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        statuses.push(status);
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+    statuses
 }
