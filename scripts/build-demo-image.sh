@@ -17,7 +17,7 @@ die() {
 command -v docker >/dev/null 2>&1 || die "the docker CLI is not installed"
 # Fail before a long compile when the engine is not there.
 if ! docker_error="$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null)"; then
-  die "Docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}): ${docker_error}. Start Docker or set DOCKER_HOST."
+  die "Docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}): ${docker_error%.}. Start Docker or set DOCKER_HOST."
 fi
 
 echo "build-demo-image: building a static demo-app for ${target}" >&2
@@ -25,8 +25,13 @@ echo "build-demo-image: building a static demo-app for ${target}" >&2
 (cd "$repo_root" && RUSTFLAGS='-C target-feature=+crt-static' \
   cargo build --release -p demo-app --target "$target")
 
-target_dir="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+# Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
+if command -v python3 >/dev/null 2>&1; then
+  target_dir="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+else
+  target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+fi
 binary="${target_dir}/${target}/release/demo-app"
 [[ -x "$binary" ]] || die "no binary at ${binary}"
 if command -v file >/dev/null 2>&1 && file "$binary" | grep -q 'dynamically linked'; then
