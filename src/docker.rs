@@ -586,6 +586,14 @@ impl MemoryEngine {
         self.lock().unhealthy_after_restart.push(id.to_string());
     }
 
+    /// Undo `fail_restart` and `unhealthy_after_restart`: its next restart succeeds healthy
+    /// (a rollback putting back a good value).
+    pub fn recover(&self, id: &str) {
+        let mut inner = self.lock();
+        inner.fail_restart.retain(|f| f != id);
+        inner.unhealthy_after_restart.retain(|u| u != id);
+    }
+
     /// Behave like an engine that cannot be reached.
     pub fn set_unreachable(&self, unreachable: bool) {
         self.lock().unreachable = unreachable;
@@ -716,6 +724,105 @@ mod tests {
         assert_ne!(engine.inspect(&a).await.unwrap().started_at, before);
         assert_eq!(engine.restarts(), vec![b, a]);
         assert_eq!(engine.project_containers("p").await.unwrap().len(), 2);
+    }
+
+    /// `docker inspect` as Engine 20.10 (API 1.41) answers it, trimmed to what we read:
+    /// bollard's models are generated for a newer API, and must still take this.
+    const INSPECT_API_1_41: &str = r#"{
+      "Id": "0e2c2114071e",
+      "Name": "/proj_web_2",
+      "State": {"Status": "running", "Running": true, "Paused": false, "Restarting": false,
+        "OOMKilled": false, "Dead": false, "Pid": 25278, "ExitCode": 0, "Error": "",
+        "StartedAt": "2026-11-22T10:57:14.345264157Z", "FinishedAt": "0001-01-01T00:00:00Z",
+        "Health": {"Status": "starting", "FailingStreak": 0, "Log": []}},
+      "Image": "sha256:0f53979b35b1",
+      "Config": {"User": "1000:1000", "Env": ["PATH=/bin", "DEMO_REQUIRED_SECRETS=k"],
+        "Cmd": ["serve"], "Image": "compose-secrets-demo:latest", "Entrypoint": ["/demo-app"],
+        "Labels": {"com.docker.compose.container-number": "2",
+          "com.docker.compose.project": "proj", "com.docker.compose.service": "web"},
+        "ExposedPorts": {"8000/tcp": {}},
+        "Healthcheck": {"Test": ["CMD", "/demo-app", "healthcheck"], "Interval": 1000000000,
+          "Timeout": 2000000000, "StartPeriod": 1000000000, "Retries": 3}},
+      "NetworkSettings": {"Ports": {"8000/tcp": null}, "Networks": {
+        "proj_default": {"IPAMConfig": null, "Links": null, "Aliases": ["web"],
+          "NetworkID": "c6be7df06ef1", "EndpointID": "4d984cba3cdf", "Gateway": "172.18.0.1",
+          "IPAddress": "172.18.0.3", "IPPrefixLen": 16, "IPv6Gateway": "",
+          "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "02:42:ac:12:00:03",
+          "DriverOpts": null},
+        "bridge": {"IPAddress": "172.17.0.2"}}}
+    }"#;
+
+    #[test]
+    fn an_api_1_41_inspect_maps_to_container_info() {
+        let response: bollard::models::ContainerInspectResponse =
+            serde_json::from_str(INSPECT_API_1_41).expect("API 1.41 JSON");
+        let info = container_info(response);
+        assert_eq!(info.id, "0e2c2114071e");
+        assert_eq!(info.name, "proj_web_2", "leading slash dropped");
+        assert_eq!(
+            (info.project.as_str(), info.service.as_str(), info.number),
+            ("proj", "web", Some(2))
+        );
+        assert!(info.running);
+        assert_eq!(info.status, "running");
+        assert_eq!(info.health.as_deref(), Some("starting"));
+        assert_eq!(
+            info.started_at.as_deref(),
+            Some("2026-11-22T10:57:14.345264157Z")
+        );
+        assert_eq!(
+            info.image, "compose-secrets-demo:latest",
+            "the name, not the digest"
+        );
+        assert_eq!(info.user, "1000:1000");
+        assert_eq!(info.command, ["/demo-app", "serve"], "entrypoint then cmd");
+        assert_eq!(info.env.len(), 2);
+        assert_eq!(info.ip_addresses, ["172.17.0.2", "172.18.0.3"]);
+        assert_eq!(info.labels.len(), 3);
+    }
+
+    #[test]
+    fn no_healthcheck_means_no_health() {
+        for state in [
+            r#"{"Status": "exited", "Running": false}"#,
+            r#"{"Status": "running", "Running": true, "Health": {"Status": "none"}}"#,
+            r#"{"Status": "running", "Running": true, "Health": {"Status": ""}}"#,
+        ] {
+            let json = format!(r#"{{"Id": "x", "Name": "/x", "State": {state}}}"#);
+            let info = container_info(serde_json::from_str(&json).unwrap());
+            assert_eq!(info.health, None, "{state}");
+            assert_eq!(info.number, None);
+            assert!(info.ip_addresses.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_engine_scripts_failures_and_unhealthy_restarts() {
+        let engine = MemoryEngine::new();
+        let a = engine.add("p", "web", 1, true);
+        let b = engine.add("p", "web", 2, false);
+        engine.fail_restart(&a);
+        let err = engine.restart(&a, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(err, Error::Docker { .. }));
+        assert!(err.to_string().contains(&a), "{err}");
+        assert!(
+            engine.restarts().is_empty(),
+            "a refused restart is not recorded"
+        );
+        engine.unhealthy_after_restart(&b);
+        engine.restart(&b, Duration::ZERO).await.unwrap();
+        // Without a HEALTHCHECK there is no health to turn bad.
+        assert_eq!(engine.inspect(&b).await.unwrap().health, None);
+        engine.recover(&a);
+        engine.restart(&a, Duration::ZERO).await.unwrap();
+        assert_eq!(engine.restarts(), [b.clone(), a.clone()]);
+        assert_eq!(
+            engine.inspect(&a).await.unwrap().health.as_deref(),
+            Some("healthy")
+        );
+        engine.set_unreachable(true);
+        assert!(matches!(engine.ping().await, Err(Error::Docker { .. })));
+        assert!(engine.project_containers("p").await.is_err());
     }
 
     #[tokio::test]
