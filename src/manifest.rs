@@ -303,11 +303,15 @@ fn read_yaml(path: &Path) -> Result<Value> {
         message: "not valid UTF-8".into(),
     })?;
     let value: Value = serde_norway::from_str(text).map_err(|e| {
-        let line = e.location().map_or(0, |l| l.line());
-        Error::Parse {
-            path: path.to_path_buf(),
-            line,
-            message: format!("invalid YAML: {}", yaml_message(&e)),
+        let message = format!("invalid YAML: {}", yaml_message(&e));
+        match e.location() {
+            Some(l) => Error::Parse {
+                path: path.to_path_buf(),
+                line: l.line(),
+                message,
+            },
+            // Some errors (an alias bomb, too deep a nesting) have no single line to blame.
+            None => Error::config(path, message),
         }
     })?;
     match value {

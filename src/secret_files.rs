@@ -274,6 +274,40 @@ impl SecretDir {
         Ok(removed)
     }
 
+    /// Remove temp files whose writing process no longer exists. Safe without the run lock:
+    /// a live writer's temp file is never touched.
+    pub fn remove_orphaned_temps(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(_) => return Ok(0),
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+                continue;
+            };
+            let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let alive = pid == i32::try_from(std::process::id()).unwrap_or(0)
+                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                    != Err(Errno::ESRCH);
+            if !alive {
+                nix::unistd::unlinkat(
+                    &self.fd,
+                    name.as_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                )
+                .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub fn as_fd(&self) -> impl AsFd + '_ {
         self.fd.as_fd()
     }
@@ -322,6 +356,22 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
         owner
     };
     holder.write_atomic(name, contents, mode, owner)
+}
+
+/// Clear temp files orphaned by killed runs in the directory holding `file` (e.g. `.env`).
+pub fn remove_orphaned_temps_beside(file: &Path) -> Result<usize> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(fd) = nix::fcntl::open(
+        &dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(0);
+    };
+    SecretDir { path: dir, fd }.remove_orphaned_temps()
 }
 
 /// Permissions and ownership of a path, for `verify`.

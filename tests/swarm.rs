@@ -303,7 +303,7 @@ fn poller(url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<(usize, usiz
         let failed = AtomicUsize::new(0);
         while !flag.load(Ordering::SeqCst) {
             total.fetch_add(1, Ordering::SeqCst);
-            if !get(&url).is_some_and(|(s, _)| s == 200) {
+            if get(&url).is_none_or(|(s, _)| s != 200) {
                 failed.fetch_add(1, Ordering::SeqCst);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -101,6 +101,9 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
                 .with_detail(format!("{} ({})", spec.env_key, spec.generator)),
         );
     }
+    if !opts.dry_run {
+        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
+    }
     if changed && !opts.dry_run {
         write_file_atomic(&ctx.env_file, env.render().as_bytes(), 0o600)?;
     }

@@ -34,7 +34,10 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         None
     } else {
         crate::runtime_dir::ensure(&ctx.runtime_dir)?;
-        Some(RunLock::acquire(&ctx.lock_file(), Duration::from_secs(30))?)
+        let lock = RunLock::acquire(&ctx.lock_file(), Duration::from_secs(30))?;
+        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
+        crate::secret_files::remove_orphaned_temps_beside(&ctx.state_file())?;
+        Some(lock)
     };
 
     // A bad --env-output is found before any secret file is written.

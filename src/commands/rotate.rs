@@ -55,10 +55,10 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         None
     } else {
         crate::runtime_dir::ensure(&ctx.runtime_dir)?;
-        Some(RunLock::acquire(
-            &ctx.lock_file(),
-            Duration::from_secs(opts.lock_timeout),
-        )?)
+        let lock = RunLock::acquire(&ctx.lock_file(), Duration::from_secs(opts.lock_timeout))?;
+        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
+        crate::secret_files::remove_orphaned_temps_beside(&ctx.state_file())?;
+        Some(lock)
     };
 
     let specs: Vec<&SecretSpec> = match age {
