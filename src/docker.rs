@@ -165,7 +165,15 @@ fn summary(e: &bollard::errors::Error) -> String {
             format!("engine answered {status_code}: {message}")
         }
         bollard::errors::Error::SocketNotFoundError(path) => format!("no socket at {path}"),
-        other => other.to_string(),
+        // The transport's own words ("client error (Connect)") say nothing a user can act
+        // on; the innermost cause ("Connection refused", "Permission denied") does.
+        other => {
+            let mut innermost: &(dyn std::error::Error + 'static) = other;
+            while let Some(source) = innermost.source() {
+                innermost = source;
+            }
+            innermost.to_string()
+        }
     }
 }
 
@@ -836,5 +844,24 @@ mod tests {
             err.to_string().contains("/nonexistent/docker.sock"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let host = format!("tcp://127.0.0.1:{port}");
+        let err = DockerEngine::connect_to(&host)
+            .unwrap()
+            .ping()
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(&host), "{message}");
+        assert!(message.to_lowercase().contains("refused"), "{message}");
+        assert!(message.contains("DOCKER_HOST"), "{message}");
     }
 }
