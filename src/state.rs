@@ -35,7 +35,9 @@ impl SecretState {
                         (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
                         // `updated` has one-second resolution: a change in the same second as our
                         // last check would look unchanged, so only trust strictly older stamps.
-                        _ => l.updated.is_some_and(|u| Some(u) == self.updated && u < self.checked_at),
+                        _ => l
+                            .updated
+                            .is_some_and(|u| Some(u) == self.updated && u < self.checked_at),
                     }
             }
             None => false,

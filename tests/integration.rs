@@ -4,6 +4,7 @@
 mod harness;
 
 mod crash;
+mod docker;
 mod emulator_process;
 mod ensure;
 mod hostile;

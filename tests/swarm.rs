@@ -8,39 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::{repo_root, Project};
+use crate::harness::Project;
 
-const IMAGE: &str = "compose-secrets-demo:latest";
+const IMAGE: &str = crate::docker::DEMO_IMAGE;
 
 /// Skip only on the explicit opt-out; otherwise a missing engine is a failure that says why.
 fn docker_or_skip(test: &str) -> bool {
-    if std::env::var("COMPOSE_SECRETS_SKIP_DOCKER").as_deref() == Ok("1") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (COMPOSE_SECRETS_SKIP_DOCKER=1): {test}"
-        );
+    if !crate::docker::docker_available_or_skip(test) {
         return false;
     }
-    let ok = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "Docker engine not reachable (DOCKER_HOST={}): the Docker tests need it. Start Docker, or set \
-         COMPOSE_SECRETS_SKIP_DOCKER=1 to skip them.",
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-    );
-    let image = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .unwrap();
-    if !image.status.success() {
-        let built = Command::new(repo_root().join("scripts/build-demo-image.sh"))
-            .status()
-            .unwrap();
-        assert!(built.success(), "scripts/build-demo-image.sh failed");
-    }
+    crate::docker::ensure_demo_image();
     true
 }
 
@@ -314,11 +291,7 @@ fn poller(url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<(usize, usiz
 }
 
 fn fingerprint(value: &str) -> String {
-    use sha2::Digest as _;
-    format!(
-        "sha256:{}",
-        hex::encode(&sha2::Sha256::digest(value.as_bytes())[..8])
-    )
+    crate::docker::fingerprint(value.as_bytes())
 }
 
 #[test]
