@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ pub const MAX_VALUE_BYTES: usize = 25 * 1024;
 pub const MAX_NAME_CHARS: usize = 127;
 pub const RECOVERABLE_DAYS: i64 = 90;
 pub const MAX_PAGE: usize = 25;
-const BACKUP_PREFIX: &str = "KvEmulatorSecretBackupV1.";
+const BACKUP_MAGIC: &[u8] = b"KvEmulatorSecretBackupV1";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Version {
@@ -357,17 +357,19 @@ impl Vault {
 
     pub fn backup(&self, name: &str) -> Result<String, VaultError> {
         let secret = self.secret(name)?;
-        let json = serde_json::to_vec(secret).expect("secret serializes");
-        Ok(format!("{BACKUP_PREFIX}{}", URL_SAFE_NO_PAD.encode(json)))
+        let mut blob = BACKUP_MAGIC.to_vec();
+        blob.extend(serde_json::to_vec(secret).expect("secret serializes"));
+        // Padded base64url: the Rust SDK decodes this field with a canonical-padding decoder.
+        Ok(URL_SAFE.encode(blob))
     }
 
     pub fn restore(&mut self, blob: &str) -> Result<&Secret, VaultError> {
         let bad = || VaultError::BadParameter("Backup blob is corrupt.".into());
-        let encoded = blob.strip_prefix(BACKUP_PREFIX).ok_or_else(bad)?;
-        let json = URL_SAFE_NO_PAD
-            .decode(encoded.trim_end_matches('='))
+        let raw = URL_SAFE_NO_PAD
+            .decode(blob.trim_end_matches('='))
             .map_err(|_| bad())?;
-        let secret: Secret = serde_json::from_slice(&json).map_err(|_| bad())?;
+        let json = raw.strip_prefix(BACKUP_MAGIC).ok_or_else(bad)?;
+        let secret: Secret = serde_json::from_slice(json).map_err(|_| bad())?;
         validate_name(&secret.name)?;
         if secret.versions.is_empty() {
             return Err(bad());
