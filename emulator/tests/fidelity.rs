@@ -702,7 +702,6 @@ async fn managed_identity_via_app_service_endpoint() {
     let user = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
         user_assigned_id: Some(UserAssignedId::ClientId("app-reader".into())),
         client_options: emu.client_options(RetryOptions::none()),
-        ..Default::default()
     }))
     .expect("user-assigned managed identity");
     let reader = emu.secret_client_with(user, low_retries());
@@ -716,7 +715,6 @@ async fn managed_identity_via_app_service_endpoint() {
     let impostor = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
         user_assigned_id: Some(UserAssignedId::ClientId("impostor".into())),
         client_options: emu.client_options(RetryOptions::none()),
-        ..Default::default()
     }))
     .unwrap();
     let impostor = emu.secret_client_with(impostor, RetryOptions::none());
