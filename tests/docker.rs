@@ -142,7 +142,7 @@ impl BuildLock {
 }
 
 /// `docker compose` (v2) when present, else `docker-compose` (v1), as the Makefile chooses.
-fn compose_command() -> Command {
+pub fn compose_command() -> Command {
     static V2: OnceLock<bool> = OnceLock::new();
     let v2 = *V2.get_or_init(|| {
         Command::new("docker")

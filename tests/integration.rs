@@ -13,5 +13,6 @@ mod load;
 mod manifest;
 mod properties;
 mod rotate;
+mod rotate_docker;
 mod store_conformance;
 mod swarm;

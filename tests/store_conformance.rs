@@ -235,7 +235,7 @@ fn config_for(emulator: &Emulator, overrides: &[(&str, &str)]) -> KeyVaultConfig
     KeyVaultConfig::from_lookup(&|key| vars.get(key).cloned()).expect("valid Key Vault config")
 }
 
-fn store_for(emulator: &Emulator, overrides: &[(&str, &str)]) -> KeyVaultStore {
+pub fn store_for(emulator: &Emulator, overrides: &[(&str, &str)]) -> KeyVaultStore {
     KeyVaultStore::new(config_for(emulator, overrides)).expect("build the Key Vault store")
 }
 

@@ -1,0 +1,275 @@
+//! `rotate` on the real Docker engine, in demo mode and against the Key Vault emulator:
+//! the container restarts with the new value, a value the service rejects is rolled back
+//! everywhere (source, file, container).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use compose_secrets::store::SecretStore as _;
+
+use crate::docker::{
+    compose_command, docker_available_or_skip, ensure_demo_image, fingerprint, DEMO_IMAGE,
+};
+use crate::harness::{Project, Run};
+
+/// A Compose project started from the temp project's compose.yaml; brought down on drop.
+struct Stack<'p> {
+    project: &'p Project,
+    name: String,
+    port: u16,
+}
+
+impl<'p> Stack<'p> {
+    fn write(p: &'p Project, tag: &str) -> Stack<'p> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        p.write(
+            "compose.yaml",
+            format!(
+                r#"services:
+  app:
+    image: {DEMO_IMAGE}
+    user: "1000:1000"
+    ports: ["127.0.0.1:{port}:8000"]
+    environment:
+      DEMO_REQUIRED_SECRETS: s1
+      DEMO_REJECT_PREFIX: bad-
+    healthcheck:
+      test: ["CMD", "/demo-app", "healthcheck"]
+      interval: 200ms
+      timeout: 1s
+      retries: 3
+    secrets: [s1]
+    x-compose-secrets:
+      health-url: http://127.0.0.1:{port}/health
+secrets:
+  s1:
+    file: ./.runtime/secrets/s1
+    x-compose-secrets:
+      owner: "1000:1000"
+      generator: hex:24
+"#
+            ),
+        );
+        Stack {
+            project: p,
+            name: format!("csrot{tag}{}x{port}", std::process::id()),
+            port,
+        }
+    }
+
+    fn up(&self) {
+        let out = compose_command()
+            .args(["-p", &self.name, "-f", "compose.yaml", "up", "-d"])
+            .current_dir(self.project.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "compose up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.health().is_none_or(|(s, _)| s != 200) {
+            assert!(
+                Instant::now() < deadline,
+                "the demo service never became healthy"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Run {
+        self.project
+            .cmd(args)
+            .env("COMPOSE_PROJECT_NAME", &self.name)
+    }
+
+    fn health(&self) -> Option<(u16, serde_json::Value)> {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        let status = r.split_whitespace().nth(1)?.parse().ok()?;
+        let body = serde_json::from_str(r.split("\r\n\r\n").nth(1)?).ok()?;
+        Some((status, body))
+    }
+
+    fn fingerprint_seen(&self) -> String {
+        let (_, body) = self.health().expect("health answers");
+        body["secrets"]["s1"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn started_at(&self) -> String {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.name),
+            ])
+            .output()
+            .unwrap();
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let out = Command::new("docker")
+            .args(["inspect", "--format", "{{.State.StartedAt}}", &id])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Stack<'_> {
+    fn drop(&mut self) {
+        let _ = compose_command()
+            .args([
+                "-p",
+                &self.name,
+                "-f",
+                "compose.yaml",
+                "down",
+                "-v",
+                "-t",
+                "1",
+            ])
+            .current_dir(self.project.dir.path())
+            .output();
+    }
+}
+
+fn ready(test: &str) -> bool {
+    if !docker_available_or_skip(test) {
+        return false;
+    }
+    ensure_demo_image();
+    true
+}
+
+#[test]
+fn demo_rotate_restarts_the_container_with_the_new_value_and_rolls_back_a_rejected_one() {
+    if !ready("rotate_docker::demo_rotate_restarts_the_container_with_the_new_value_and_rolls_back_a_rejected_one") {
+        return;
+    }
+    let p = Project::empty();
+    p.write(".env.demo", "S1=\n");
+    let stack = Stack::write(&p, "demo");
+    stack.cmd(&["ensure"]).run().success();
+    stack.cmd(&["load"]).run().success();
+    stack.up();
+    let old = p.env_value("S1");
+    assert_eq!(stack.fingerprint_seen(), fingerprint(old.as_bytes()));
+    let started = stack.started_at();
+    let inode = p.inode(".runtime/secrets/s1");
+
+    let out = stack.cmd(&["rotate", "s1"]).run().success();
+    out.assert_no_values(std::slice::from_ref(&old));
+    let new = p.env_value("S1");
+    assert_ne!(new, old);
+    assert_eq!(p.read_string(".runtime/secrets/s1"), new);
+    assert_eq!(p.mode(".runtime/secrets/s1"), 0o400);
+    assert_ne!(p.inode(".runtime/secrets/s1"), inode, "replaced by rename");
+    assert_ne!(stack.started_at(), started, "the container was restarted");
+    assert_eq!(
+        stack.fingerprint_seen(),
+        fingerprint(new.as_bytes()),
+        "it sees the new value"
+    );
+    out.assert_no_values(std::slice::from_ref(&new));
+
+    // A value the service rejects: unhealthy after the restart, so everything goes back.
+    let started = stack.started_at();
+    let out = stack
+        .cmd(&["rotate", "s1", "--value-stdin", "--health-timeout", "20"])
+        .stdin("bad-rejected-value")
+        .run();
+    let out = out.code(6);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    out.assert_no_values(&["bad-rejected-value".to_string(), new.clone()]);
+    assert_eq!(p.env_value("S1"), new, ".env holds the previous value");
+    assert_eq!(
+        p.read_string(".runtime/secrets/s1"),
+        new,
+        "the file holds the previous value"
+    );
+    assert_ne!(
+        stack.started_at(),
+        started,
+        "restarted again by the rollback"
+    );
+    assert_eq!(stack.health().map(|(s, _)| s), Some(200));
+    assert_eq!(stack.fingerprint_seen(), fingerprint(new.as_bytes()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_vault_rotate_pushes_a_tagged_version_restarts_and_rolls_back_in_the_vault() {
+    if !ready("rotate_docker::key_vault_rotate_pushes_a_tagged_version_restarts_and_rolls_back_in_the_vault") {
+        return;
+    }
+    let emulator = crate::emulator_process::Emulator::start(&["--seed", "s1"]);
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let p = Project::empty();
+    let stack = Stack::write(&p, "kv");
+    let kv = |args: &[&str]| {
+        let mut run = stack
+            .cmd(args)
+            .env("AZURE_USE_KEYVAULT", "true")
+            .env("AZURE_CREDENTIAL", "managed-identity");
+        for (k, v) in emulator.vars() {
+            run = run.env(&k, v);
+        }
+        run
+    };
+    kv(&["load"]).run().success();
+    stack.up();
+    let before = store.get_latest("s1").await.unwrap();
+    let started = stack.started_at();
+
+    kv(&["rotate", "s1"]).run().success();
+    let after = store.get_latest("s1").await.unwrap();
+    assert_ne!(after.info.version, before.info.version, "a new version");
+    assert_eq!(
+        after.info.tags.get("previous-version"),
+        before.info.version.as_ref()
+    );
+    assert!(
+        after.info.tags.contains_key("rotated-at") && after.info.tags.contains_key("rotated-by")
+    );
+    assert_eq!(p.read_string(".runtime/secrets/s1"), after.value.expose());
+    assert_ne!(stack.started_at(), started);
+    assert_eq!(
+        stack.fingerprint_seen(),
+        fingerprint(after.value.expose().as_bytes())
+    );
+
+    let out = kv(&["rotate", "s1", "--value-stdin", "--health-timeout", "20"])
+        .stdin("bad-rejected-value")
+        .run()
+        .code(6);
+    assert!(out.stderr.contains("rolled back"), "{}", out.stderr);
+    let current = store.get_latest("s1").await.unwrap();
+    assert_eq!(
+        current.value, after.value,
+        "the previous value is current again"
+    );
+    assert!(
+        current.info.tags.contains_key("rollback-of"),
+        "tagged as a rollback"
+    );
+    assert_eq!(p.read_string(".runtime/secrets/s1"), after.value.expose());
+    assert_eq!(
+        stack.fingerprint_seen(),
+        fingerprint(after.value.expose().as_bytes())
+    );
+}
