@@ -18,8 +18,10 @@ use crate::log::Logger;
 use crate::respond::{empty, json, KvError, Resp};
 use crate::vault::{self, Deleted, Secret, SetParams, UpdateParams, Vault, VaultError, Version};
 
-pub const API_VERSIONS: [&str; 4] = ["7.4", "7.5", "7.6", "2025-07-01"];
-const LATEST_API_VERSION: &str = "2025-07-01";
+/// 2026-04-01 is accepted because azure-keyvault-secrets 4.12 (Python) sends it by default;
+/// it is answered with the same shapes as 2025-07-01.
+pub const API_VERSIONS: [&str; 5] = ["7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"];
+const LATEST_API_VERSION: &str = "2026-04-01";
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub struct AppState {
