@@ -78,6 +78,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_spike_ms: u64,
 
+    /// Apply --latency-spike-ms to every Nth data-plane request (0 = off).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub latency_spike_every: u64,
 
