@@ -16,3 +16,4 @@ mod rotate;
 mod rotate_docker;
 mod store_conformance;
 mod swarm;
+mod verify;

@@ -1,9 +1,188 @@
-//! `verify`: not available yet (its issue is in progress).
+//! `verify`: run every check (see `checks`), print a table or JSON, exit 1 on a failure
+//! (or a warning with `--strict`).
 
+use std::io::{IsTerminal as _, Write as _};
+
+use crate::checks::{self, Findings, Status};
 use crate::cli::VerifyOpts;
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::docker::ContainerEngine as _;
+use crate::error::{exit, Error, Result};
+use crate::state::State;
 
-pub async fn run(_ctx: &Context, _opts: &VerifyOpts) -> Result<u8> {
-    Err(Error::Usage("`verify` is not available yet".into()))
+pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
+    let manifest = ctx.manifest()?;
+    let mut f = Findings::default();
+
+    let locals = checks::check_files(&mut f, &manifest, &ctx.secrets_dir);
+    let store = match ctx.store() {
+        Ok(store) => Some(store),
+        Err(e) => {
+            f.add(Status::Fail, "vault", "source", e.to_string());
+            None
+        }
+    };
+    let state = store
+        .as_ref()
+        .map(|s| State::read(&ctx.state_file(), &s.describe()))
+        .unwrap_or_else(|| State::new(""));
+    if let Some(store) = &store {
+        checks::check_drift(&mut f, &locals, store.as_ref(), &state, store.is_remote()).await;
+        if store.is_remote() {
+            let names: Vec<String> = locals.iter().map(|l| l.spec.vault_name.clone()).collect();
+            checks::check_vault(&mut f, store.as_ref(), &names).await;
+        }
+    }
+    checks::check_compose_environment(&mut f, &manifest, &locals);
+    checks::check_git_and_env(&mut f, &ctx.cwd, &ctx.env_file, &ctx.runtime_dir);
+
+    if opts.no_docker {
+        f.add(
+            Status::Skip,
+            "containers",
+            &manifest.project_name,
+            "--no-docker",
+        );
+    } else {
+        let mut running = Vec::new();
+        match crate::docker::DockerEngine::connect() {
+            Ok(engine) => match engine.ping().await {
+                Ok(()) => match engine.project_containers(&manifest.project_name).await {
+                    Ok(containers) => {
+                        running = containers
+                            .iter()
+                            .filter(|c| c.running)
+                            .map(|c| c.service.clone())
+                            .collect();
+                        checks::check_containers(&mut f, &manifest, &locals, &containers);
+                    }
+                    Err(e) => f.add(
+                        Status::Fail,
+                        "containers",
+                        &manifest.project_name,
+                        e.to_string(),
+                    ),
+                },
+                Err(e) => f.add(
+                    Status::Fail,
+                    "containers",
+                    engine.describe(),
+                    format!("{e} (or pass --no-docker)"),
+                ),
+            },
+            Err(e) => f.add(
+                Status::Fail,
+                "containers",
+                "docker",
+                format!("{e} (or pass --no-docker)"),
+            ),
+        }
+        if let Ok(Some(swarm)) = crate::swarm::detect(ctx.target, &manifest.project_name).await {
+            checks::check_swarm(&mut f, &swarm, &manifest.project_name, &locals, &state).await;
+        }
+        checks::check_http_health(&mut f, &manifest, &running).await;
+    }
+
+    let keys = audit_keys(ctx, &manifest, store.as_deref()).await;
+    checks::check_audit(&mut f, &ctx.audit_log(), &keys);
+
+    print(ctx, &f);
+    let (failed, warned) = (f.count(Status::Fail), f.count(Status::Warn));
+    if failed > 0 || (opts.strict && warned > 0) {
+        return Err(Error::VerifyFailed { failed, warned });
+    }
+    Ok(exit::OK)
+}
+
+/// The current signing key, plus earlier versions of it from the vault: lines written before a
+/// rotation of `audit-log-signing-key` were signed with the value of that time.
+async fn audit_keys(
+    ctx: &Context,
+    manifest: &crate::manifest::Manifest,
+    store: Option<&dyn crate::store::SecretStore>,
+) -> Vec<crate::audit::AuditKey> {
+    let mut keys = Vec::new();
+    if let Ok(key) =
+        crate::audit::project_key(&ctx.runtime_dir, &ctx.secrets_dir, Some(manifest), store).await
+    {
+        keys.push(key);
+    }
+    if let Ok(Some(local)) = crate::audit::AuditKey::existing_local(&ctx.runtime_dir) {
+        keys.push(local);
+    }
+    if let (Some(store), Some(spec)) = (
+        store.filter(|s| s.is_remote()),
+        manifest.lookup(crate::audit::SIGNING_KEY_SECRET),
+    ) {
+        if let Ok(versions) = store.list_versions(&spec.vault_name).await {
+            for v in versions
+                .iter()
+                .rev()
+                .take(10)
+                .filter_map(|v| v.version.as_deref())
+            {
+                if let Ok(old) = store.get_version(&spec.vault_name, v).await {
+                    keys.push(crate::audit::AuditKey::from_signing_secret(&old.value));
+                }
+            }
+        }
+    }
+    keys
+}
+
+fn print(ctx: &Context, f: &Findings) {
+    let summary = serde_json::json!({
+        "pass": f.count(Status::Pass),
+        "warn": f.count(Status::Warn),
+        "fail": f.count(Status::Fail),
+        "skip": f.count(Status::Skip),
+    });
+    let mut out = std::io::stdout().lock();
+    if ctx.reporter.json {
+        let doc =
+            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+        return;
+    }
+    if ctx.reporter.quiet {
+        return;
+    }
+    let color = std::io::stdout().is_terminal();
+    let width = f
+        .checks
+        .iter()
+        .map(|c| c.subject.len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for c in &f.checks {
+        let (label, code) = match c.status {
+            Status::Pass => ("PASS", "32"),
+            Status::Warn => ("WARN", "33"),
+            Status::Fail => ("FAIL", "31"),
+            Status::Skip => ("SKIP", "2"),
+        };
+        let label = if color {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{label}  {:<10}  {:<width$}  {}",
+            c.category, c.subject, c.message
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} passed, {} failed, {} warnings, {} skipped",
+        f.count(Status::Pass),
+        f.count(Status::Fail),
+        f.count(Status::Warn),
+        f.count(Status::Skip)
+    );
 }

@@ -1,0 +1,305 @@
+//! `verify`: each check fails for the right reason, and passes once the cause is fixed.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::harness::{Project, DEMO_SECRETS};
+
+/// A loaded demo project inside its own git repository with the repo's .gitignore.
+fn loaded() -> Project {
+    let p = Project::demo();
+    p.write(
+        ".gitignore",
+        std::fs::read(crate::harness::repo_root().join(".gitignore")).unwrap(),
+    );
+    git(&p, &["init", "-q"]);
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    p
+}
+
+fn git(p: &Project, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+        .args(args)
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run `verify --json --no-docker`; returns (exit code, checks).
+fn verify(p: &Project, extra: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let mut args = vec!["verify", "--json", "--no-docker"];
+    args.extend_from_slice(extra);
+    let out = p.cmd(&args).run();
+    let values: Vec<String> = DEMO_SECRETS
+        .iter()
+        .filter_map(|(_, k)| {
+            std::fs::read_to_string(p.path(".env")).ok().and_then(|e| {
+                e.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")).map(str::to_string))
+            })
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    out.assert_no_values(&values);
+    let json = out.json();
+    (out.code, json["checks"].as_array().unwrap().clone())
+}
+
+fn status_of(checks: &[serde_json::Value], category: &str, subject_part: &str) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| {
+            c["category"] == category && c["subject"].as_str().unwrap().contains(subject_part)
+        })
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[track_caller]
+fn assert_status(checks: &[serde_json::Value], category: &str, subject: &str, want: &str) {
+    let got = status_of(checks, category, subject);
+    assert!(
+        got.iter().any(|s| s == want),
+        "{category}/{subject}: want {want}, got {got:?}\n{checks:#?}"
+    );
+}
+
+#[test]
+fn a_sound_demo_deployment_passes() {
+    let p = loaded();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 0, "{checks:#?}");
+    assert!(checks.iter().all(|c| c["status"] != "fail"));
+    assert_status(&checks, "audit", "audit.log", "pass");
+    assert_status(&checks, "git", ".env", "pass");
+}
+
+#[test]
+fn a_missing_file_fails_and_load_fixes_it() {
+    let p = loaded();
+    std::fs::remove_file(p.path(".runtime/secrets/flask-secret-key")).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "files", "flask-secret-key", "fail");
+    p.cmd(&["load"]).run().success();
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn a_wrong_mode_or_owner_fails_and_load_fixes_it() {
+    let p = loaded();
+    let file = p.path(".runtime/secrets/keycloak-admin-password");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "files", "keycloak-admin-password", "fail");
+    if crate::harness::is_root() {
+        std::os::unix::fs::chown(&file, Some(0), Some(0)).unwrap();
+        let (_, checks) = verify(&p, &[]);
+        let msg = checks
+            .iter()
+            .find(|c| c["subject"] == "keycloak-admin-password" && c["category"] == "files")
+            .unwrap();
+        assert!(
+            msg["message"].as_str().unwrap().contains("owner 0:0"),
+            "{msg}"
+        );
+    }
+    p.cmd(&["load"]).run().success();
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn an_unsafe_directory_fails() {
+    let p = loaded();
+    std::fs::set_permissions(
+        p.path(".runtime/secrets"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "files", ".runtime/secrets", "fail");
+    std::fs::set_permissions(
+        p.path(".runtime/secrets"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    assert_eq!(verify(&p, &[]).0, 0);
+    std::fs::rename(p.path(".runtime/secrets"), p.path(".runtime/real")).unwrap();
+    std::os::unix::fs::symlink(p.path(".runtime/real"), p.path(".runtime/secrets")).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["message"].as_str().unwrap().contains("symlink")),
+        "{checks:#?}"
+    );
+}
+
+#[test]
+fn a_stray_file_warns_and_strict_fails_until_pruned() {
+    let p = loaded();
+    p.write(".runtime/secrets/old-thing", "x");
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 0);
+    assert_status(&checks, "files", "old-thing", "warn");
+    assert_eq!(verify(&p, &["--strict"]).0, 1);
+    p.cmd(&["load", "--prune"]).run().success();
+    assert_eq!(verify(&p, &["--strict"]).0, 0);
+}
+
+#[test]
+fn drift_between_file_and_env_fails_and_load_fixes_it() {
+    let p = loaded();
+    p.cmd(&["ensure", "--force", "flask-secret-key"])
+        .run()
+        .success();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "drift", "flask-secret-key", "fail");
+    p.cmd(&["load"]).run().success();
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn env_mode_ignore_rules_and_history_are_checked() {
+    let p = loaded();
+    std::fs::set_permissions(p.path(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "leaks", ".env", "fail");
+    std::fs::set_permissions(p.path(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(verify(&p, &[]).0, 0);
+
+    std::fs::write(p.path(".gitignore"), "target/\n").unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "git", ".env", "fail");
+    assert_status(&checks, "git", ".runtime", "fail");
+
+    git(&p, &["add", "-f", ".env"]);
+    git(&p, &["commit", "-qm", "oops"]);
+    std::fs::write(p.path(".gitignore"), ".env\n.runtime/\n").unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        checks.iter().any(|c| c["category"] == "git"
+            && c["message"]
+                .as_str()
+                .unwrap()
+                .contains("committed in history")),
+        "{checks:#?}"
+    );
+}
+
+#[test]
+fn a_secret_value_in_compose_environment_fails() {
+    let p = loaded();
+    let value = p.env_value("FLASK_SECRET_KEY");
+    let compose = p.read_string("compose/docker-compose.yml");
+    let leaky = compose.replace(
+        "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}",
+        &format!("DEMO_REJECT_PREFIX: ${{DEMO_REJECT_PREFIX:-}}\n      LEAK: {value}"),
+    );
+    assert_ne!(leaky, compose);
+    p.write("compose/docker-compose.yml", &leaky);
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "leaks", "service app", "fail");
+    p.write("compose/docker-compose.yml", &compose);
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn a_tampered_audit_log_fails() {
+    let p = loaded();
+    p.cmd(&["load", "--no-cache"]).run().success();
+    let log = p.read_string(".runtime/audit.log");
+    let tampered = log.replacen("\"load\"", "\"lead\"", 1);
+    assert_ne!(tampered, log);
+    std::fs::write(p.path(".runtime/audit.log"), tampered).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "audit", "audit.log", "fail");
+    std::fs::write(p.path(".runtime/audit.log"), log).unwrap();
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
+    use compose_secrets::store::SecretStore as _;
+    let emulator = crate::emulator_process::Emulator::start(&[
+        "--seed",
+        "flask-secret-key",
+        "--seed",
+        "keycloak-service-client-secret",
+        "--seed",
+        "keycloak-admin-password",
+        "--seed",
+        "audit-log-signing-key",
+        "--permissions",
+        "reader=get,list",
+    ]);
+    let p = Project::demo();
+    let kv = |args: &[&str], identity: Option<&str>| {
+        let mut run = p
+            .cmd(args)
+            .env("AZURE_USE_KEYVAULT", "true")
+            .env("AZURE_CREDENTIAL", "managed-identity");
+        for (k, v) in emulator.vars() {
+            run = run.env(&k, v);
+        }
+        if let Some(id) = identity {
+            run = run.env("AZURE_CLIENT_ID", id);
+        }
+        run
+    };
+    // Key Vault stamps `updated` in whole seconds: let the seeded versions age first.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    kv(&["load"], None).run().success();
+    let out = kv(&["verify", "--json", "--no-docker"], None).run();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert_status(&checks, "drift", "flask-secret-key", "pass");
+
+    // Rotated in the vault behind our back: the file is stale until the next load.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    store
+        .set(
+            "flask-secret-key",
+            &compose_secrets::secret::SecretValue::new("rotated-elsewhere-123".into()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let out = kv(&["verify", "--json", "--no-docker"], None).run().code(1);
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert_status(&checks, "drift", "flask-secret-key", "fail");
+    assert!(!out.stdout.contains("rotated-elsewhere-123"));
+    kv(&["load"], None).run().success();
+    let out = kv(&["verify", "--json", "--no-docker"], None).run();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert_status(&checks, "drift", "flask-secret-key", "pass");
+
+    // A get-only identity (the seeds' VM): load works, verify says rotate would not.
+    let out = kv(&["verify", "--json", "--no-docker"], Some("reader")).run();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert!(
+        checks.iter().any(|c| c["category"] == "vault"
+            && c["status"] == "warn"
+            && c["message"].as_str().unwrap().contains("`set`")),
+        "{checks:#?}"
+    );
+    assert!(checks
+        .iter()
+        .any(|c| c["category"] == "vault"
+            && c["message"].as_str().unwrap().contains("`get` permitted")));
+}
