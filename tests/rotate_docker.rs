@@ -273,3 +273,99 @@ async fn key_vault_rotate_pushes_a_tagged_version_restarts_and_rolls_back_in_the
         fingerprint(after.value.expose().as_bytes())
     );
 }
+
+#[test]
+fn verify_names_a_stale_container_and_a_value_leaked_into_a_container_env() {
+    if !ready(
+        "rotate_docker::verify_names_a_stale_container_and_a_value_leaked_into_a_container_env",
+    ) {
+        return;
+    }
+    let p = Project::empty();
+    p.write(".env.demo", "S1=\n");
+    let stack = Stack::write(&p, "verify");
+    stack.cmd(&["ensure"]).run().success();
+    stack.cmd(&["load"]).run().success();
+    stack.up();
+    let checks = |run: Run| -> (i32, Vec<serde_json::Value>) {
+        let out = run.run();
+        let json = out.json();
+        (out.code, json["checks"].as_array().unwrap().clone())
+    };
+    let find = |checks: &[serde_json::Value], category: &str, subject: &str| -> Vec<String> {
+        checks
+            .iter()
+            .filter(|c| {
+                c["category"] == category && c["subject"].as_str().unwrap().contains(subject)
+            })
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, c) = checks(stack.cmd(&["verify", "--json"]));
+    assert_eq!(code, 0, "{c:#?}");
+    assert_eq!(find(&c, "health", "service app"), vec!["pass"]);
+
+    // Rotated without a restart: the running container still holds the old value.
+    std::thread::sleep(Duration::from_millis(1100));
+    stack.cmd(&["rotate", "s1", "--no-restart"]).run().success();
+    let (code, c) = checks(stack.cmd(&["verify", "--json"]));
+    assert_eq!(code, 1);
+    assert!(
+        find(&c, "containers", "(app)").contains(&"fail".to_string()),
+        "{c:#?}"
+    );
+    let id = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", stack.name),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(Command::new("docker")
+        .args(["restart", "-t", "1", &id])
+        .status()
+        .unwrap()
+        .success());
+    let (_, c) = checks(stack.cmd(&["verify", "--json"]));
+    assert_eq!(find(&c, "containers", "(app)"), vec!["pass"], "{c:#?}");
+
+    // A container of the project that carries a secret value in its environment.
+    let value = p.env_value("S1");
+    let leak = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--rm",
+            "--label",
+            &format!("com.docker.compose.project={}", stack.name),
+            "--label",
+            "com.docker.compose.service=leaky",
+            "-e",
+            &format!("LEAKED={value}"),
+            "--entrypoint",
+            "/demo-app",
+            DEMO_IMAGE,
+            "serve",
+        ])
+        .output()
+        .unwrap();
+    assert!(leak.status.success());
+    let leak_id = String::from_utf8_lossy(&leak.stdout).trim().to_string();
+    let out = stack.cmd(&["verify", "--json"]).run().code(1);
+    out.assert_no_values(std::slice::from_ref(&value));
+    let c = out.json()["checks"].as_array().unwrap().clone();
+    assert!(
+        find(&c, "leaks", "(leaky)").contains(&"fail".to_string()),
+        "{c:#?}"
+    );
+    let _ = Command::new("docker").args(["rm", "-f", &leak_id]).output();
+    let (code, c) = checks(stack.cmd(&["verify", "--json"]));
+    assert_eq!(code, 0, "{c:#?}");
+}

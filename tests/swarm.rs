@@ -370,6 +370,16 @@ fn swarm_rotation_of_three_replicas_has_zero_failed_requests_and_keeps_one_copy_
         1,
         "load made no second copy of the rotated value"
     );
+
+    // verify on Swarm: the service mounts the current version and nothing stale is left.
+    let out = run(&["--target", "swarm", "verify", "--json"]).run();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    let swarm_checks: Vec<_> = checks.iter().filter(|c| c["category"] == "swarm").collect();
+    assert!(!swarm_checks.is_empty(), "{checks:#?}");
+    assert!(
+        swarm_checks.iter().all(|c| c["status"] == "pass"),
+        "{swarm_checks:#?}"
+    );
 }
 
 #[test]
