@@ -77,6 +77,21 @@ pub trait SecretStore: Send + Sync {
     /// Latest version of every secret in the store, in one listing.
     async fn list_properties(&self) -> Result<Vec<VersionInfo>>;
 
+    /// The same listing as a stream, item by item as pages arrive, so work on the first
+    /// page can start before the last one is read.
+    fn list_properties_stream(&self) -> futures::stream::BoxStream<'_, Result<VersionInfo>> {
+        use futures::StreamExt as _;
+        Box::pin(
+            futures::stream::once(self.list_properties()).flat_map(|listing| {
+                let items: Vec<Result<VersionInfo>> = match listing {
+                    Ok(items) => items.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            }),
+        )
+    }
+
     /// Every version of one secret.
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>>;
 

@@ -45,8 +45,23 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         Some(output) => Some(open_env_output(ctx, output)?),
         None => None,
     };
+    // Whether the stack runs on a swarm is asked of Docker while the vault is being read.
+    let swarm_probe = manifest.as_ref().filter(|_| !opts.dry_run).map(|m| {
+        let (target, stack) = (ctx.target, m.project_name.clone());
+        tokio::spawn(async move { crate::swarm::detect(target, &stack).await })
+    });
     let outcome = match &manifest {
-        Some(manifest) => load_files(ctx, manifest, store.as_ref(), opts, &mut report).await?,
+        Some(manifest) => {
+            load_files(
+                ctx,
+                manifest,
+                store.as_ref(),
+                opts,
+                &mut report,
+                swarm_probe,
+            )
+            .await?
+        }
         None => Loaded::default(),
     };
 
@@ -78,6 +93,8 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     Ok(exit::OK)
 }
 
+type SwarmProbe = tokio::task::JoinHandle<Result<Option<crate::docker::DockerEngine>>>;
+
 /// Values fetched during this run, by store key, for reuse by `--env-output`.
 #[derive(Default)]
 struct Loaded {
@@ -100,6 +117,7 @@ async fn load_files(
     store: &dyn SecretStore,
     opts: &LoadOpts,
     report: &mut Report,
+    swarm_probe: Option<SwarmProbe>,
 ) -> Result<Loaded> {
     let remote = store.is_remote();
     let file_names: BTreeMap<String, String> = manifest
@@ -110,103 +128,130 @@ async fn load_files(
 
     let state = State::read(&ctx.state_file(), &store.describe());
     let listed_at = unix_now();
-    let listing: Option<HashMap<String, VersionInfo>> = if remote {
-        Some(
-            store
-                .list_properties()
-                .await?
-                .into_iter()
-                .map(|i| (i.name.to_ascii_lowercase(), i))
-                .collect(),
-        )
-    } else {
-        None
-    };
-
     // Opened read-only here; it is created only once every value is in hand.
     let existing_dir = open_existing_dir(&ctx.secrets_dir)?;
-    let mut plans = Vec::new();
-    let mut missing = Vec::new();
-    for spec in manifest.secrets.iter() {
-        let Some(file_name) = file_names.get(&spec.name) else {
-            continue;
-        };
-        let key = ctx.store_key(spec, remote);
-        let listed = listing
-            .as_ref()
-            .map(|l| l.get(&key.to_ascii_lowercase()).cloned());
-        if let Some(None) = listed {
-            if spec.pinned_version.is_none() {
-                missing.push(spec.name.clone());
-                continue;
+
+    // Every declared file secret, in manifest order: (spec, file name, store key).
+    let candidates: Vec<(&SecretSpec, String, String)> = manifest
+        .secrets
+        .iter()
+        .filter_map(|spec| {
+            file_names
+                .get(&spec.name)
+                .map(|f| (spec, f.clone(), ctx.store_key(spec, remote)))
+        })
+        .collect();
+    let by_key: HashMap<String, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, key))| (key.to_ascii_lowercase(), i))
+        .collect();
+    // A secret whose listed version matches what we last wrote, with the file intact, needs no GET.
+    let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
+        let (spec, file_name, _) = &candidates[i];
+        !opts.no_cache
+            && state.secrets.get(&spec.name).is_some_and(|s| {
+                s.matches_listing(listed, spec.pinned_version.as_deref())
+                    && file_matches(existing_dir.as_ref(), file_name, spec, &s.fingerprint)
+            })
+    };
+    let concurrency = ctx
+        .lookup("COMPOSE_SECRETS_KV_CONCURRENCY")
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    let progress = ctx.reporter.progress(candidates.len(), "fetching");
+
+    // Listing and fetching overlap: a secret is fetched as soon as the page naming it
+    // arrives, instead of after the last page.
+    let (wanted, wanted_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let listing = async {
+        let wanted = wanted;
+        let mut listed: HashMap<usize, VersionInfo> = HashMap::new();
+        if !remote {
+            for i in (0..candidates.len()).filter(|&i| !is_cached(i, None)) {
+                let _ = wanted.send(i);
+            }
+            return Ok(listed);
+        }
+        // A pinned version does not depend on the listing.
+        for (i, (spec, ..)) in candidates.iter().enumerate() {
+            if spec.pinned_version.is_some() && !is_cached(i, None) {
+                let _ = wanted.send(i);
             }
         }
-        plans.push(Planned {
-            spec,
-            file_name: file_name.clone(),
-            key,
-            listed: listed.flatten(),
-        });
+        let mut stream = store.list_properties_stream();
+        while let Some(item) = stream.next().await {
+            let info = item?;
+            if let Some(&i) = by_key.get(&info.name.to_ascii_lowercase()) {
+                if candidates[i].0.pinned_version.is_none() && !is_cached(i, Some(&info)) {
+                    let _ = wanted.send(i);
+                }
+                listed.insert(i, info);
+            }
+        }
+        Ok::<_, Error>(listed)
+    };
+    let fetching = futures::stream::unfold(wanted_rx, |mut rx| async move {
+        rx.recv().await.map(|i| (i, rx))
+    })
+    .map(|i| {
+        let progress = progress.clone();
+        let (spec, _, key) = &candidates[i];
+        async move {
+            let result = match &spec.pinned_version {
+                Some(v) if remote => store.get_version(key, v).await,
+                _ => store.get_latest(key).await,
+            };
+            if let Some(p) = &progress {
+                p.inc(1);
+            }
+            (i, result)
+        }
+    })
+    .buffer_unordered(concurrency)
+    .collect::<Vec<_>>();
+    let (listed, fetched_by_candidate) = tokio::join!(listing, fetching);
+    if let Some(p) = progress {
+        p.finish_and_clear();
     }
+    let mut listed = listed?;
+
+    let missing: Vec<String> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, (spec, ..))| {
+            remote && spec.pinned_version.is_none() && !listed.contains_key(i)
+        })
+        .map(|(_, (spec, ..))| spec.name.clone())
+        .collect();
     if !missing.is_empty() {
         return Err(Error::MissingSecrets {
             names: missing,
             origin: store.describe(),
         });
     }
-
-    // A secret whose listed version matches what we last wrote, with the file intact, needs no GET.
     let mut to_fetch = Vec::new();
     let mut unchanged = Vec::new();
-    for plan in plans {
-        let cached = (!opts.no_cache)
-            .then(|| state.secrets.get(&plan.spec.name))
-            .flatten()
-            .filter(|s| {
-                s.matches_listing(plan.listed.as_ref(), plan.spec.pinned_version.as_deref())
-            })
-            .filter(|s| {
-                file_matches(
-                    existing_dir.as_ref(),
-                    &plan.file_name,
-                    plan.spec,
-                    &s.fingerprint,
-                )
-            });
-        if cached.is_some() {
-            unchanged.push(plan);
-        } else {
+    let mut position: HashMap<usize, usize> = HashMap::new();
+    for (i, (spec, file_name, key)) in candidates.iter().enumerate() {
+        let plan = Planned {
+            spec,
+            file_name: file_name.clone(),
+            key: key.clone(),
+            listed: listed.remove(&i),
+        };
+        if fetched_by_candidate.iter().any(|(c, _)| *c == i) {
+            position.insert(i, to_fetch.len());
             to_fetch.push(plan);
+        } else {
+            unchanged.push(plan);
         }
     }
-
-    let concurrency = ctx
-        .lookup("COMPOSE_SECRETS_KV_CONCURRENCY")
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n > 0)
-        .unwrap_or(DEFAULT_CONCURRENCY);
-    let progress = ctx.reporter.progress(to_fetch.len(), "fetching");
-    let fetched: Vec<(usize, Result<FetchedSecret>)> =
-        futures::stream::iter(to_fetch.iter().enumerate())
-            .map(|(i, plan)| {
-                let progress = progress.clone();
-                async move {
-                    let result = match &plan.spec.pinned_version {
-                        Some(v) if remote => store.get_version(&plan.key, v).await,
-                        _ => store.get_latest(&plan.key).await,
-                    };
-                    if let Some(p) = &progress {
-                        p.inc(1);
-                    }
-                    (i, result)
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    let fetched: Vec<(usize, Result<FetchedSecret>)> = fetched_by_candidate
+        .into_iter()
+        .map(|(i, result)| (position[&i], result))
+        .collect();
 
     let mut values: Vec<Option<FetchedSecret>> = (0..to_fetch.len()).map(|_| None).collect();
     let mut not_found = Vec::new();
@@ -263,28 +308,13 @@ async fn load_files(
             );
         }
     }
-    for (plan, fetched) in to_fetch.iter().zip(values) {
-        let Some(fetched) = fetched else { continue };
-        let owner = Owner {
-            uid: plan.spec.owner_uid,
-            gid: plan.spec.owner_gid,
-        };
-        let bytes = fetched.value.expose().as_bytes();
-        let same = dir
-            .as_ref()
-            .map(|d| file_is(d, &plan.file_name, bytes, plan.spec.mode, owner))
-            .transpose()?
-            .unwrap_or(false);
-        let action = match (same, opts.dry_run) {
-            (true, _) => "unchanged",
-            (false, true) => "would-write",
-            (false, false) => {
-                if let Some(d) = &dir {
-                    d.write_atomic(&plan.file_name, bytes, plan.spec.mode, owner)?;
-                }
-                "written"
-            }
-        };
+    let fetched_plans: Vec<(&Planned<'_>, FetchedSecret)> = to_fetch
+        .iter()
+        .zip(values)
+        .filter_map(|(plan, fetched)| fetched.map(|f| (plan, f)))
+        .collect();
+    let actions = write_files(dir.as_ref(), &fetched_plans, opts.dry_run)?;
+    for ((plan, fetched), action) in fetched_plans.into_iter().zip(actions) {
         let mut item = ReportItem::new(&plan.spec.name, action).with_detail(plan.file_name.clone());
         if let Some(v) = &fetched.info.version {
             if remote {
@@ -333,10 +363,13 @@ async fn load_files(
     if !opts.dry_run {
         new_state.write(&ctx.state_file())?;
         crate::audit::record_load(ctx, manifest, store, &state, &new_state).await?;
-        if let (Some(d), Some(swarm)) = (
-            &dir,
-            crate::swarm::detect(ctx.target, &manifest.project_name).await?,
-        ) {
+        let swarm = match swarm_probe {
+            Some(probe) => probe.await.map_err(|e| Error::Docker {
+                message: format!("swarm detection did not finish: {e}"),
+            })??,
+            None => None,
+        };
+        if let (Some(d), Some(swarm)) = (&dir, swarm) {
             sync_swarm(
                 &swarm,
                 &manifest.project_name,
@@ -395,6 +428,57 @@ async fn sync_swarm(
         report.push(ReportItem::new(secret, verb).with_detail(created.name));
     }
     Ok(())
+}
+
+/// Compare and write every fetched value; returns each one's action, in order.
+///
+/// Each atomic write waits on an fsync; run on a few threads the filesystem can merge
+/// them into fewer journal commits, which is most of a cold load's local time.
+fn write_files(
+    dir: Option<&SecretDir>,
+    items: &[(&Planned<'_>, FetchedSecret)],
+    dry_run: bool,
+) -> Result<Vec<&'static str>> {
+    let one = |(plan, fetched): &(&Planned<'_>, FetchedSecret)| -> Result<&'static str> {
+        let owner = Owner {
+            uid: plan.spec.owner_uid,
+            gid: plan.spec.owner_gid,
+        };
+        let bytes = fetched.value.expose().as_bytes();
+        let same = dir
+            .map(|d| file_is(d, &plan.file_name, bytes, plan.spec.mode, owner))
+            .transpose()?
+            .unwrap_or(false);
+        Ok(match (same, dry_run, dir) {
+            (true, _, _) => "unchanged",
+            (false, true, _) | (false, false, None) => "would-write",
+            (false, false, Some(d)) => {
+                d.write_atomic(&plan.file_name, bytes, plan.spec.mode, owner)?;
+                "written"
+            }
+        })
+    };
+    const WRITERS: usize = 8;
+    if items.len() < 2 * WRITERS {
+        return items.iter().map(one).collect();
+    }
+    let chunk = items.len().div_ceil(WRITERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for handle in handles {
+            let part = handle.join().map_err(|_| Error::Io {
+                path: dir.map(|d| d.path().to_path_buf()).unwrap_or_default(),
+                action: "write secret files",
+                source: std::io::Error::other("a writer thread panicked"),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
 }
 
 fn open_existing_dir(path: &Path) -> Result<Option<SecretDir>> {

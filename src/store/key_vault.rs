@@ -345,6 +345,19 @@ impl SecretStore for KeyVaultStore {
         Ok(out)
     }
 
+    fn list_properties_stream(&self) -> futures::stream::BoxStream<'_, Result<VersionInfo>> {
+        let op = Operation::list(None);
+        match self.client.list_secret_properties(None) {
+            Ok(pager) => Box::pin(pager.map(move |item| {
+                item.map(|properties| version_info_of_properties(&properties, None).0)
+                    .map_err(|e| self.map(&e, op))
+            })),
+            Err(e) => Box::pin(futures::stream::once(futures::future::ready(Err(
+                self.map(&e, op)
+            )))),
+        }
+    }
+
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         check_name(name)?;
         let op = Operation::list(Some(name));

@@ -32,6 +32,9 @@ pub(super) struct TransportSettings<'a> {
 /// Build the shared transport. Never panics: a missing CA file, a bundle without
 /// certificates or a system without roots come back as errors that say what to set.
 pub(super) fn build_transport(settings: &TransportSettings<'_>) -> Result<Transport> {
+    // ring as the process-wide rustls provider: aws-lc (the default) seeds a jitter-entropy
+    // DRBG on first use, ~45 ms of CPU on every start of this short-lived command.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .read_timeout(settings.read_timeout)
