@@ -10,6 +10,7 @@ mod ensure;
 mod hostile;
 mod hygiene;
 mod load;
+mod load_keyvault;
 mod manifest;
 mod properties;
 mod rotate;

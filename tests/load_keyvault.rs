@@ -1,0 +1,249 @@
+//! `load` (and `rotate`) from Key Vault through the real binary against the emulator: every
+//! credential kind, pinned versions, the warm path that fetches nothing, and errors that
+//! name the secret and the missing permission.
+
+use std::time::Duration;
+
+use compose_secrets::secret::SecretValue;
+use compose_secrets::store::SecretStore as _;
+
+use crate::emulator_process::Emulator;
+use crate::harness::{Project, Run};
+
+const TWO: &str = "secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n  api-key:\n    file: ./.runtime/secrets/api-key\n";
+
+/// The binary pointed at the emulator with one credential kind.
+fn kv(p: &Project, emulator: &Emulator, args: &[&str], credential: &str) -> Run {
+    let mut run = p
+        .cmd(args)
+        .env("AZURE_USE_KEYVAULT", "true")
+        .env("AZURE_CREDENTIAL", credential);
+    for (k, v) in emulator.vars() {
+        run = run.env(&k, v);
+    }
+    run
+}
+
+fn started(seeds: &[&str], extra: &[&str]) -> Emulator {
+    let mut args: Vec<&str> = Vec::new();
+    for s in seeds {
+        args.extend(["--seed", s]);
+    }
+    args.extend_from_slice(extra);
+    let emulator = Emulator::start(&args);
+    // `updated` has one-second resolution: let seeded versions age past it.
+    std::thread::sleep(Duration::from_millis(1100));
+    emulator
+}
+
+#[test]
+fn every_credential_kind_loads_the_same_files() {
+    let emulator = started(&["db-password", "api-key"], &[]);
+    let token_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        token_file.path(),
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3b3JrbG9hZCJ9.c2ln",
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("managed-identity", vec![]),
+        ("auto", vec![]),
+        (
+            "client-secret",
+            vec![
+                ("AZURE_CLIENT_ID", "ci-app".into()),
+                ("AZURE_CLIENT_SECRET", emulator.client_secret.clone()),
+            ],
+        ),
+        (
+            "workload-identity",
+            vec![
+                ("AZURE_CLIENT_ID", "wl-app".into()),
+                (
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    token_file.path().display().to_string(),
+                ),
+            ],
+        ),
+    ];
+    let mut contents = Vec::new();
+    for (credential, extra) in cases {
+        let p = Project::empty();
+        p.write("compose.yaml", TWO);
+        let mut run = kv(&p, &emulator, &["load", "--json"], credential);
+        for (k, v) in &extra {
+            run = run.env(k, v);
+        }
+        let out = run.run();
+        out.assert_no_values(std::slice::from_ref(&emulator.client_secret));
+        let out = out.success();
+        assert!(
+            out.stdout.contains("written"),
+            "{credential}: {}",
+            out.stdout
+        );
+        assert_eq!(p.mode(".runtime/secrets/db-password"), 0o400);
+        contents.push((
+            p.read(".runtime/secrets/db-password"),
+            p.read(".runtime/secrets/api-key"),
+        ));
+    }
+    assert!(
+        contents.windows(2).all(|w| w[0] == w[1]),
+        "every credential reads the same values"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_load_lists_once_and_fetches_nothing() {
+    let emulator = started(&["db-password", "api-key"], &[]);
+    let p = Project::empty();
+    p.write("compose.yaml", TWO);
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .run()
+        .success();
+    emulator.reset_stats().await;
+    let inode = p.inode(".runtime/secrets/db-password");
+    kv(&p, &emulator, &["load", "--json"], "managed-identity")
+        .run()
+        .success()
+        .stdout_has("unchanged");
+    let stats = emulator.stats().await;
+    assert_eq!(
+        stats["by_operation"]["get"].as_u64().unwrap_or(0),
+        0,
+        "{stats}"
+    );
+    assert!(
+        stats["by_operation"]["list"].as_u64().unwrap_or(0) >= 1,
+        "{stats}"
+    );
+    assert_eq!(
+        p.inode(".runtime/secrets/db-password"),
+        inode,
+        "not rewritten"
+    );
+
+    // Rotated in the vault: only that secret is fetched and rewritten.
+    std::thread::sleep(Duration::from_millis(1100));
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    store
+        .set(
+            "db-password",
+            &SecretValue::new("fresh-value-42".into()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    emulator.reset_stats().await;
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .run()
+        .success();
+    let stats = emulator.stats().await;
+    assert_eq!(stats["gets_by_secret"]["db-password"], 1, "{stats}");
+    assert!(stats["gets_by_secret"].get("api-key").is_none(), "{stats}");
+    assert_eq!(
+        p.read_string(".runtime/secrets/db-password"),
+        "fresh-value-42"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_version_is_loaded_instead_of_the_latest() {
+    let emulator = started(&[], &[]);
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let old = store
+        .set(
+            "db-password",
+            &SecretValue::new("pinned-one".into()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .set(
+            "db-password",
+            &SecretValue::new("latest-two".into()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        format!(
+            "secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      version: {}\n",
+            old.version.unwrap()
+        ),
+    );
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .run()
+        .success();
+    assert_eq!(p.read_string(".runtime/secrets/db-password"), "pinned-one");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_name_the_secret_and_change_nothing() {
+    let emulator = started(
+        &["db-password", "api-key"],
+        &["--permissions", "reader=get,list"],
+    );
+    let p = Project::empty();
+    p.write("compose.yaml", TWO);
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .run()
+        .success();
+    let before = p.snapshot();
+
+    // Not found: exit 3 naming it.
+    p.write(
+        "compose.yaml",
+        format!("{TWO}  ghost:\n    file: ./.runtime/secrets/ghost\n"),
+    );
+    let before_ghost = p.snapshot();
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .run()
+        .code(3)
+        .stderr_has("ghost");
+    crate::harness::assert_same_files(&before_ghost, &p.snapshot());
+    p.write("compose.yaml", TWO);
+
+    // Disabled: exit 3 naming it.
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    store.set_enabled("api-key", None, false).await.unwrap();
+    kv(&p, &emulator, &["load", "--no-cache"], "managed-identity")
+        .run()
+        .code(3)
+        .stderr_has("`api-key` is disabled");
+    store.set_enabled("api-key", None, true).await.unwrap();
+
+    // The seeds' VM identity may only get: load works, rotate names the `set` permission.
+    kv(&p, &emulator, &["load"], "managed-identity")
+        .env("AZURE_CLIENT_ID", "reader")
+        .run()
+        .success();
+    let out = kv(
+        &p,
+        &emulator,
+        &["rotate", "db-password", "--no-restart"],
+        "managed-identity",
+    )
+    .env("AZURE_CLIENT_ID", "reader")
+    .run()
+    .code(4);
+    assert!(
+        out.stderr.contains("`set`") && out.stderr.contains("db-password"),
+        "{}",
+        out.stderr
+    );
+    let after = p.snapshot();
+    let changed: Vec<_> = before
+        .keys()
+        .filter(|k| {
+            before.get(*k) != after.get(*k)
+                && !k.ends_with("audit.log")
+                && !k.ends_with("state.json")
+        })
+        .collect();
+    assert!(changed.is_empty(), "a refused rotation changed {changed:?}");
+}
