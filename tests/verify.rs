@@ -116,32 +116,38 @@ fn a_wrong_mode_or_owner_fails_and_load_fixes_it() {
 }
 
 #[test]
-fn an_unsafe_directory_fails() {
+fn an_unsafe_directory_fails_until_fixed() {
     let p = loaded();
-    std::fs::set_permissions(
-        p.path(".runtime/secrets"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let (code, checks) = verify(&p, &[]);
-    assert_eq!(code, 1);
-    assert_status(&checks, "files", ".runtime/secrets", "fail");
+    for loose in [0o755, 0o777] {
+        std::fs::set_permissions(
+            p.path(".runtime/secrets"),
+            std::fs::Permissions::from_mode(loose),
+        )
+        .unwrap();
+        let (code, checks) = verify(&p, &[]);
+        assert_eq!(code, 1);
+        assert_status(&checks, "files", ".runtime/secrets", "fail");
+    }
     std::fs::set_permissions(
         p.path(".runtime/secrets"),
         std::fs::Permissions::from_mode(0o700),
     )
     .unwrap();
     assert_eq!(verify(&p, &[]).0, 0);
+
     std::fs::rename(p.path(".runtime/secrets"), p.path(".runtime/real")).unwrap();
     std::os::unix::fs::symlink(p.path(".runtime/real"), p.path(".runtime/secrets")).unwrap();
     let (code, checks) = verify(&p, &[]);
     assert_eq!(code, 1);
     assert!(
-        checks
-            .iter()
-            .any(|c| c["message"].as_str().unwrap().contains("symlink")),
+        checks.iter().any(|c| c["subject"] == ".runtime/secrets"
+            && c["status"] == "fail"
+            && c["message"].as_str().unwrap().contains("symlink")),
         "{checks:#?}"
     );
+    std::fs::remove_file(p.path(".runtime/secrets")).unwrap();
+    std::fs::rename(p.path(".runtime/real"), p.path(".runtime/secrets")).unwrap();
+    assert_eq!(verify(&p, &[]).0, 0);
 }
 
 #[test]
@@ -167,6 +173,50 @@ fn drift_between_file_and_env_fails_and_load_fixes_it() {
     assert_status(&checks, "drift", "flask-secret-key", "fail");
     p.cmd(&["load"]).run().success();
     assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn a_hand_edited_file_drifts_until_load_rewrites_it() {
+    let p = loaded();
+    let file = p.path(".runtime/secrets/keycloak-admin-password");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&file, "edited-by-hand-0123456789").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "drift", "keycloak-admin-password", "fail");
+    assert!(!serde_json::to_string(&checks)
+        .unwrap()
+        .contains("edited-by-hand-0123456789"));
+    p.cmd(&["load"]).run().success();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 0, "{checks:#?}");
+    assert_status(&checks, "drift", "keycloak-admin-password", "pass");
+}
+
+#[test]
+fn outside_a_git_repository_history_is_not_checked_and_strict_fails() {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 0, "{checks:#?}");
+    assert!(
+        checks.iter().any(|c| c["category"] == "git"
+            && c["status"] == "warn"
+            && c["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a git repository")),
+        "{checks:#?}"
+    );
+    assert_eq!(verify(&p, &["--strict"]).0, 1);
+    p.write(
+        ".gitignore",
+        std::fs::read(crate::harness::repo_root().join(".gitignore")).unwrap(),
+    );
+    git(&p, &["init", "-q"]);
+    assert_eq!(verify(&p, &["--strict"]).0, 0);
 }
 
 #[test]
@@ -216,6 +266,98 @@ fn a_secret_value_in_compose_environment_fails() {
     assert_status(&checks, "leaks", "service app", "fail");
     p.write("compose/docker-compose.yml", &compose);
     assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn a_secret_interpolated_into_compose_environment_fails() {
+    let p = loaded();
+    let compose = p.read_string("compose/docker-compose.yml");
+    let leaky = compose.replace(
+        "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}",
+        "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}\n      SECRET_KEY: ${FLASK_SECRET_KEY}",
+    );
+    assert_ne!(leaky, compose);
+    p.write("compose/docker-compose.yml", &leaky);
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    let leak = checks
+        .iter()
+        .find(|c| c["category"] == "leaks" && c["subject"] == "service app")
+        .unwrap();
+    assert_eq!(leak["status"], "fail");
+    assert!(
+        leak["message"]
+            .as_str()
+            .unwrap()
+            .contains("SECRET_KEY interpolates ${FLASK_SECRET_KEY} (secret flask-secret-key)"),
+        "{leak}"
+    );
+    p.write("compose/docker-compose.yml", &compose);
+    assert_eq!(verify(&p, &[]).0, 0);
+}
+
+#[test]
+fn an_unreachable_docker_engine_is_one_failure_naming_docker_host() {
+    let p = loaded();
+    let host = format!("unix://{}", p.path("no-such-docker.sock").display());
+    let out = p
+        .cmd(&["verify", "--json"])
+        .env("DOCKER_HOST", &host)
+        .run()
+        .code(1);
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    let failed: Vec<&serde_json::Value> = checks.iter().filter(|c| c["status"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{checks:#?}");
+    assert_eq!(failed[0]["category"], "containers");
+    assert_eq!(failed[0]["subject"], format!("DOCKER_HOST={host}"));
+    assert!(failed[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--no-docker"));
+
+    // --no-docker: the Docker checks are one skip, and nothing fails.
+    let out = p
+        .cmd(&["verify", "--json", "--no-docker"])
+        .env("DOCKER_HOST", &host)
+        .run()
+        .success();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert_status(&checks, "containers", "project", "skip");
+}
+
+#[test]
+fn the_table_has_a_header_every_check_and_a_summary_and_no_value() {
+    let p = loaded();
+    std::fs::set_permissions(p.path(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = p.cmd(&["verify", "--no-docker"]).run().code(1);
+    let values: Vec<String> = DEMO_SECRETS.iter().map(|(_, k)| p.env_value(k)).collect();
+    out.assert_no_values(&values);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["STATUS", "CHECK", "SUBJECT", "MESSAGE"],
+        "{}",
+        out.stdout
+    );
+    // Columns line up: every row's category starts where the header's CHECK does.
+    let check_col = lines[0].find("CHECK").unwrap();
+    assert!(lines[1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .all(|l| l.get(check_col..check_col + 1).is_some_and(|c| c != " ")));
+    assert!(out
+        .stdout
+        .lines()
+        .any(|l| l.starts_with("FAIL") && l.contains(".env") && l.contains("mode 0644")));
+    assert!(
+        out.stdout
+            .contains("passed, 1 failed, 0 warnings, 1 skipped"),
+        "{}",
+        out.stdout
+    );
+    // The report is complete on stdout; the error goes to stderr.
+    assert!(out.stderr.contains("1 check(s) failed"), "{}", out.stderr);
 }
 
 #[test]
