@@ -7,6 +7,7 @@ mod crash;
 mod docker;
 mod emulator_process;
 mod ensure;
+mod faults;
 mod hostile;
 mod hygiene;
 mod load;
