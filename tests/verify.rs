@@ -445,3 +445,349 @@ async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
         .any(|c| c["category"] == "vault"
             && c["message"].as_str().unwrap().contains("`get` permitted")));
 }
+
+#[test]
+fn an_identity_without_get_fails_naming_the_permission() {
+    let emulator = crate::emulator_process::Emulator::start(&[
+        "--seed",
+        "flask-secret-key",
+        "--seed",
+        "keycloak-service-client-secret",
+        "--seed",
+        "keycloak-admin-password",
+        "--seed",
+        "audit-log-signing-key",
+        "--permissions",
+        "lister=list",
+    ]);
+    let p = Project::demo();
+    let kv = |args: &[&str], identity: Option<&str>| {
+        let mut run = p
+            .cmd(args)
+            .env("AZURE_USE_KEYVAULT", "true")
+            .env("AZURE_CREDENTIAL", "managed-identity");
+        for (k, v) in emulator.vars() {
+            run = run.env(&k, v);
+        }
+        if let Some(id) = identity {
+            run = run.env("AZURE_CLIENT_ID", id);
+        }
+        run
+    };
+    kv(&["load"], None).run().success();
+    let out = kv(&["verify", "--json", "--no-docker"], Some("lister"))
+        .run()
+        .code(1);
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert!(
+        checks.iter().any(|c| c["category"] == "vault"
+            && c["status"] == "fail"
+            && c["message"]
+                .as_str()
+                .unwrap()
+                .contains("lacks the secrets `get` permission")),
+        "{checks:#?}"
+    );
+    // The identity with every permission (the emulator's default) passes the probe.
+    let out = kv(&["verify", "--json", "--no-docker"], None).run();
+    let checks = out.json()["checks"].as_array().unwrap().clone();
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["category"] == "vault")
+            .all(|c| c["status"] == "pass"),
+        "{checks:#?}"
+    );
+}
+
+/// Docker tests: standalone containers of the demo image labelled as a Compose project of
+/// their own, so verify finds them through the API as it finds Compose's containers.
+mod docker {
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::{assert_status, loaded};
+    use crate::docker::{docker_available_or_skip, ensure_demo_image, DEMO_IMAGE};
+    use crate::harness::{Project, Run, DEMO_SECRETS};
+
+    /// Generous: two cores may be busy compiling while a container starts.
+    const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
+
+    /// Containers of one test's project, removed on drop, on success and on panic.
+    struct Containers {
+        project: String,
+        ids: Vec<String>,
+    }
+
+    impl Containers {
+        fn new(test: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            Self {
+                project: format!(
+                    "csverify{}{}{}",
+                    test.chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .take(12)
+                        .collect::<String>(),
+                    std::process::id(),
+                    NEXT.fetch_add(1, Ordering::SeqCst)
+                )
+                .to_ascii_lowercase(),
+                ids: Vec::new(),
+            }
+        }
+
+        /// `docker run -d` a demo-app container of service `service` with the secret files
+        /// mounted; `env_file` and
+        /// `label_file` keep any value off the command line. Returns (id, host port).
+        fn run(
+            &mut self,
+            p: &Project,
+            service: &str,
+            env_file: Option<&str>,
+            label_file: Option<&str>,
+        ) -> (String, u16) {
+            let mut cmd = Command::new("docker");
+            cmd.args(["run", "-d", "-p", "127.0.0.1::8000"])
+                .args([
+                    "--label",
+                    &format!("com.docker.compose.project={}", self.project),
+                ])
+                .args(["--label", &format!("com.docker.compose.service={service}")])
+                .args(["--label", "com.docker.compose.container-number=1"]);
+            // Each secret file bind-mounted as Compose mounts file secrets, as the demo's user.
+            cmd.args(["--user", "1000:1000"]);
+            for (name, _) in DEMO_SECRETS {
+                cmd.arg("-v").arg(format!(
+                    "{}:/run/secrets/{name}:ro",
+                    p.path(&format!(".runtime/secrets/{name}")).display()
+                ));
+            }
+            if let Some(f) = env_file {
+                cmd.arg("--env-file").arg(p.path(f));
+            }
+            if let Some(f) = label_file {
+                cmd.arg("--label-file").arg(p.path(f));
+            }
+            let out = cmd.args([DEMO_IMAGE, "serve"]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "docker run: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            self.ids.push(id.clone());
+            let port = Self::port_of(&id);
+            (id, port)
+        }
+
+        fn remove(&mut self, id: &str) {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            self.ids.retain(|i| i != id);
+        }
+
+        /// Wait for Docker's health status (no timing assertion: only a generous deadline).
+        fn wait_health(&self, id: &str, want: &str) {
+            let deadline = Instant::now() + HEALTH_TIMEOUT;
+            loop {
+                let out = Command::new("docker")
+                    .args(["inspect", "--format", "{{.State.Health.Status}}", id])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&out.stdout).trim() == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{id} never became {want}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+
+        /// `verify --json` for this project, the demo app's health URL on `port`.
+        fn verify(&self, p: &Project, port: u16) -> Run {
+            p.cmd(&["--project-name", &self.project, "verify", "--json"])
+                .env("DEMO_APP_PORT", port.to_string())
+        }
+    }
+
+    impl Drop for Containers {
+        fn drop(&mut self) {
+            for id in std::mem::take(&mut self.ids) {
+                let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+            }
+        }
+    }
+
+    fn values(p: &Project) -> Vec<String> {
+        DEMO_SECRETS.iter().map(|(_, k)| p.env_value(k)).collect()
+    }
+
+    fn checks_of(run: Run, p: &Project) -> (i32, Vec<serde_json::Value>) {
+        let out = run.run();
+        out.assert_no_values(&values(p));
+        (out.code, out.json()["checks"].as_array().unwrap().clone())
+    }
+
+    fn ready(test: &str) -> bool {
+        if !docker_available_or_skip(test) {
+            return false;
+        }
+        ensure_demo_image();
+        true
+    }
+
+    #[test]
+    fn a_container_started_before_its_secret_was_rewritten_is_stale_until_restarted() {
+        if !ready("verify::docker::a_container_started_before_its_secret_was_rewritten_is_stale_until_restarted") {
+            return;
+        }
+        let p = loaded();
+        let mut containers = Containers::new("stale");
+        let (id, port) = containers.run(&p, "app", None, None);
+        containers.wait_health(&id, "healthy");
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 0, "{checks:#?}");
+        assert_status(&checks, "containers", "(app)", "pass");
+        assert_status(&checks, "health", "(app)", "pass");
+        assert_status(&checks, "health", "service app", "pass");
+
+        // A new value written after the container started: it still holds the old one.
+        p.cmd(&["ensure", "--force", "flask-secret-key"])
+            .run()
+            .success();
+        p.cmd(&["load"]).run().success();
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 1);
+        let stale = checks
+            .iter()
+            .find(|c| {
+                c["category"] == "containers" && c["subject"].as_str().unwrap().ends_with("(app)")
+            })
+            .unwrap();
+        assert_eq!(stale["status"], "fail");
+        let message = stale["message"].as_str().unwrap();
+        assert!(
+            message.contains("service app") && message.contains("flask-secret-key"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("keycloak"),
+            "only the rewritten secret: {message}"
+        );
+
+        assert!(Command::new("docker")
+            .args(["restart", "-t", "1", &id])
+            .status()
+            .unwrap()
+            .success());
+        let port = Containers::port_of(&id);
+        containers.wait_health(&id, "healthy");
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 0, "{checks:#?}");
+        assert_status(&checks, "containers", "(app)", "pass");
+    }
+
+    #[test]
+    fn a_value_in_a_container_env_or_label_fails_until_the_container_is_gone() {
+        if !ready(
+            "verify::docker::a_value_in_a_container_env_or_label_fails_until_the_container_is_gone",
+        ) {
+            return;
+        }
+        let p = loaded();
+        let value = p.env_value("KEYCLOAK_ADMIN_PASSWORD");
+        p.write("leak.env", format!("ADMIN_PASSWORD={value}\n"));
+        p.write("leak.labels", format!("admin.password={value}\n"));
+        let mut containers = Containers::new("leak");
+        let (clean, port) = containers.run(&p, "app", None, None);
+        let (env_leak, _) = containers.run(&p, "worker", Some("leak.env"), None);
+        let (label_leak, _) = containers.run(&p, "proxy", None, Some("leak.labels"));
+        containers.wait_health(&clean, "healthy");
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 1);
+        let leak_message = |service: &str| {
+            checks
+                .iter()
+                .find(|c| {
+                    c["category"] == "leaks"
+                        && c["subject"]
+                            .as_str()
+                            .unwrap()
+                            .ends_with(&format!("({service})"))
+                })
+                .map(|c| {
+                    (
+                        c["status"].clone(),
+                        c["message"].as_str().unwrap().to_string(),
+                    )
+                })
+                .unwrap()
+        };
+        let (status, message) = leak_message("worker");
+        assert_eq!(status, "fail");
+        assert!(
+            message.contains("keycloak-admin-password in Config.Env"),
+            "{message}"
+        );
+        let (status, message) = leak_message("proxy");
+        assert_eq!(status, "fail");
+        assert!(
+            message.contains("keycloak-admin-password in labels"),
+            "{message}"
+        );
+        assert_eq!(leak_message("app").0, "pass");
+
+        containers.remove(&env_leak);
+        containers.remove(&label_leak);
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 0, "{checks:#?}");
+    }
+
+    #[test]
+    fn an_unhealthy_container_fails_docker_and_http_health_until_replaced() {
+        if !ready(
+            "verify::docker::an_unhealthy_container_fails_docker_and_http_health_until_replaced",
+        ) {
+            return;
+        }
+        let p = loaded();
+        // The demo app answers 503 on /health while a required secret is missing.
+        p.write("unhealthy.env", "DEMO_REQUIRED_SECRETS=no-such-secret\n");
+        let mut containers = Containers::new("health");
+        let (sick, port) = containers.run(&p, "app", Some("unhealthy.env"), None);
+        containers.wait_health(&sick, "unhealthy");
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 1);
+        assert_status(&checks, "health", "(app)", "fail");
+        let http = checks
+            .iter()
+            .find(|c| c["category"] == "health" && c["subject"] == "service app")
+            .unwrap();
+        assert_eq!(http["status"], "fail", "{http}");
+        assert!(http["message"].as_str().unwrap().contains("503"), "{http}");
+
+        containers.remove(&sick);
+        let (healthy, port) = containers.run(&p, "app", None, None);
+        containers.wait_health(&healthy, "healthy");
+        let (code, checks) = checks_of(containers.verify(&p, port), &p);
+        assert_eq!(code, 0, "{checks:#?}");
+        assert_status(&checks, "health", "(app)", "pass");
+        assert_status(&checks, "health", "service app", "pass");
+    }
+
+    impl Containers {
+        /// The host port Docker published for 8000/tcp (a restart may change it).
+        fn port_of(id: &str) -> u16 {
+            let out = Command::new("docker")
+                .args(["port", id, "8000/tcp"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .and_then(|l| l.rsplit(':').next())
+                .and_then(|p| p.trim().parse().ok())
+                .expect("a published port")
+        }
+    }
+}
