@@ -98,7 +98,7 @@ class Checker:
     def client_secret_credential(self, client_id, secret):
         from azure.identity import ClientSecretCredential
 
-        # Instance discovery would ask login.microsoftonline.com about the authority.
+        # Instance discovery would ask the public Entra authority about this one; never leave loopback.
         return ClientSecretCredential(
             self.tenant,
             client_id,
