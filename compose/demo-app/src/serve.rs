@@ -21,6 +21,9 @@ pub struct Config {
     pub required: Vec<String>,
     /// A marker (not a secret) that tests put at the start of a value to make it "bad".
     pub reject_prefix: Vec<u8>,
+    /// Like `reject_prefix`, but the service refuses to start at all: a test's stand-in for
+    /// a program that exits at once on a credential it cannot use.
+    pub fatal_prefix: Vec<u8>,
     /// The container's host name, so a caller can tell replicas apart.
     pub instance: Option<String>,
 }
@@ -42,6 +45,9 @@ impl Config {
             reject_prefix: env::var("DEMO_REJECT_PREFIX")
                 .unwrap_or_default()
                 .into_bytes(),
+            fatal_prefix: env::var("DEMO_FATAL_PREFIX")
+                .unwrap_or_default()
+                .into_bytes(),
             instance: env::var("HOSTNAME").ok().filter(|h| !h.is_empty()),
         })
     }
@@ -59,6 +65,15 @@ pub fn port_from_env() -> Result<u16, String> {
 }
 
 pub fn run(config: Config) -> io::Result<()> {
+    if !config.fatal_prefix.is_empty() {
+        let scan = secrets::scan(&config.secrets_dir, &config.required, &config.fatal_prefix);
+        if let Some(name) = scan.rejected.first() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("refusing to start: secret {name} is not accepted"),
+            ));
+        }
+    }
     let stop = server::install_stop_flag()?;
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], config.port)))?;
     println!(

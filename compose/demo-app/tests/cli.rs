@@ -57,6 +57,7 @@ fn serve(port: u16, secrets_dir: &Path, extra_env: &[(&str, &str)]) -> Running {
         .env("SECRETS_DIR", secrets_dir)
         .env_remove("DEMO_REQUIRED_SECRETS")
         .env_remove("DEMO_REJECT_PREFIX")
+        .env_remove("DEMO_FATAL_PREFIX")
         .stdout(Stdio::null());
     for (k, v) in extra_env {
         command.env(k, v);
@@ -155,6 +156,43 @@ fn missing_and_rejected_secrets_answer_503() {
     assert!(body.contains("\"rejected\":[\"a\"]"), "{body}");
     assert!(!body.contains("BAD-value"));
     assert!(!healthcheck(port));
+    app.signal("INT");
+    assert!(app.wait_exit(Duration::from_secs(2)).success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_secret_with_the_fatal_prefix_stops_the_service_at_start_without_its_value() {
+    let dir = secrets_dir(&[("a", "FATAL-value")]);
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("PORT", free_port().to_string())
+        .env("SECRETS_DIR", &dir)
+        .env("DEMO_REQUIRED_SECRETS", "a")
+        .env("DEMO_FATAL_PREFIX", "FATAL-")
+        .env_remove("DEMO_REJECT_PREFIX")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("secret a is not accepted"), "{stderr}");
+    assert!(
+        !stderr.contains("FATAL-value")
+            && !String::from_utf8_lossy(&out.stdout).contains("FATAL-value")
+    );
+
+    // Any other value starts as usual.
+    std::fs::write(dir.join("a"), "fine").unwrap();
+    let port = free_port();
+    let mut app = serve(
+        port,
+        &dir,
+        &[
+            ("DEMO_REQUIRED_SECRETS", "a"),
+            ("DEMO_FATAL_PREFIX", "FATAL-"),
+        ],
+    );
+    assert_eq!(get(port, "/health").0, 200);
     app.signal("INT");
     assert!(app.wait_exit(Duration::from_secs(2)).success());
     std::fs::remove_dir_all(dir).unwrap();
