@@ -122,9 +122,16 @@ impl DockerEngine {
     }
 
     fn error(&self, action: &str, e: &bollard::errors::Error) -> Error {
-        Error::Docker {
-            message: format!("{action} ({}): {}", self.endpoint, summary(e)),
-        }
+        let message = if engine_unreachable(e) {
+            format!(
+                "{action}: Docker engine not reachable at {}: {}",
+                self.endpoint,
+                summary(e)
+            )
+        } else {
+            format!("{action} ({}): {}", self.endpoint, summary(e))
+        };
+        Error::Docker { message }
     }
 
     /// The client, with the API version agreed with the daemon (once; retried after a failure).
@@ -153,6 +160,36 @@ impl DockerEngine {
                 ),
             })
     }
+}
+
+/// The engine is gone (no socket, refused, or the connection dropped), as opposed to an
+/// engine that answered with an error: the operator's next step differs.
+fn engine_unreachable(e: &bollard::errors::Error) -> bool {
+    use std::io::ErrorKind;
+    if matches!(e, bollard::errors::Error::SocketNotFoundError(_)) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            );
+        }
+        if c.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A short, value-free description of a bollard error.

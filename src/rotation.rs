@@ -810,6 +810,12 @@ async fn restart_and_gate(
 fn annotate(e: Error, service: &str, container: &str) -> Error {
     let at = format!("service {service} container {container}");
     match e {
+        // The health gate's own words already name the container (and its service).
+        Error::Docker { ref message } | Error::Health { ref message }
+            if message.contains(container) =>
+        {
+            e
+        }
         Error::Docker { message } => Error::Docker {
             message: format!("{at}: {message}"),
         },
@@ -921,7 +927,8 @@ async fn roll_back(
                 Err(e) => {
                     record.restarted.push(name.clone());
                     problems.push(format!(
-                        "container {name} did not come back healthy on the previous value: {e}"
+                        "container {name} is not confirmed running on the previous value ({e}); \
+                         once the engine answers, restart it (`docker restart {name}`)"
                     ));
                 }
             }
