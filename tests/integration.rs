@@ -5,6 +5,7 @@ mod harness;
 
 mod crash;
 mod docker;
+mod docker_faults;
 mod emulator_process;
 mod ensure;
 mod faults;

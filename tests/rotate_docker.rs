@@ -13,14 +13,21 @@ use crate::docker::{
 use crate::harness::{Project, Run};
 
 /// A Compose project started from the temp project's compose.yaml; brought down on drop.
-struct Stack<'p> {
+pub struct Stack<'p> {
     project: &'p Project,
-    name: String,
+    pub name: String,
     port: u16,
 }
 
 impl<'p> Stack<'p> {
     fn write(p: &'p Project, tag: &str) -> Stack<'p> {
+        Stack::write_with(p, tag, "")
+    }
+
+    /// The one-service stack; `service_extra` is more YAML for the service (4-space indented).
+    /// A value starting with `bad-` makes the service unhealthy; one starting with `dead-`
+    /// makes it exit at start.
+    pub fn write_with(p: &'p Project, tag: &str, service_extra: &str) -> Stack<'p> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,7 +44,8 @@ impl<'p> Stack<'p> {
     environment:
       DEMO_REQUIRED_SECRETS: s1
       DEMO_REJECT_PREFIX: bad-
-    healthcheck:
+      DEMO_FATAL_PREFIX: dead-
+{service_extra}    healthcheck:
       test: ["CMD", "/demo-app", "healthcheck"]
       interval: 200ms
       timeout: 1s
@@ -61,7 +69,7 @@ secrets:
         }
     }
 
-    fn up(&self) {
+    pub fn up(&self) {
         let out = compose_command()
             .args(["-p", &self.name, "-f", "compose.yaml", "up", "-d"])
             .current_dir(self.project.dir.path())
@@ -82,13 +90,13 @@ secrets:
         }
     }
 
-    fn cmd(&self, args: &[&str]) -> Run {
+    pub fn cmd(&self, args: &[&str]) -> Run {
         self.project
             .cmd(args)
             .env("COMPOSE_PROJECT_NAME", &self.name)
     }
 
-    fn health(&self) -> Option<(u16, serde_json::Value)> {
+    pub fn health(&self) -> Option<(u16, serde_json::Value)> {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -104,7 +112,7 @@ secrets:
         Some((status, body))
     }
 
-    fn fingerprint_seen(&self) -> String {
+    pub fn fingerprint_seen(&self) -> String {
         let (_, body) = self.health().expect("health answers");
         body["secrets"]["s1"]
             .as_str()
@@ -112,7 +120,7 @@ secrets:
             .to_string()
     }
 
-    fn started_at(&self) -> String {
+    pub fn started_at(&self) -> String {
         let out = Command::new("docker")
             .args([
                 "ps",
@@ -149,7 +157,7 @@ impl Drop for Stack<'_> {
     }
 }
 
-fn ready(test: &str) -> bool {
+pub fn ready(test: &str) -> bool {
     if !docker_available_or_skip(test) {
         return false;
     }
