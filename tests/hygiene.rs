@@ -66,3 +66,58 @@ fn usage_errors_exit_2() {
     p.cmd(&["load", "--no-such-flag"]).run().code(2);
     p.cmd(&["frobnicate"]).run().code(2);
 }
+
+#[test]
+fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
+    let p = Project::empty();
+    // The hook records what it was started with: its argv, its environment, the argv and
+    // environment of its parent (compose-secrets itself), and a digest of its stdin.
+    p.write(
+        "hook.sh",
+        "#!/bin/sh\nprintf '%s\\n' \"$0\" \"$@\" > hook-argv\nenv > hook-env\n\
+         tr '\\0' '\\n' < /proc/$PPID/cmdline > parent-argv\n\
+         tr '\\0' '\\n' < /proc/$PPID/environ > parent-env\n\
+         sha256sum | cut -d' ' -f1 > hook-stdin-digest\n",
+    );
+    std::fs::set_permissions(
+        p.path("hook.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n    \
+         x-compose-secrets:\n      rotation-hook: [\"./hook.sh\", \"--for\", \"token\"]\n",
+    );
+    p.write(".env", "TOKEN=original-token-value-1234\n");
+    p.cmd(&["load"]).run().success();
+    let out = p
+        .cmd(&["-vvv", "rotate", "token", "--no-restart"])
+        .env("RUST_LOG", "trace")
+        .run()
+        .success();
+    let new = p.env_value("TOKEN");
+    assert_ne!(new, "original-token-value-1234");
+    let values = vec![new.clone(), "original-token-value-1234".to_string()];
+    out.assert_no_values(&values);
+
+    let argv = p.read_string("hook-argv");
+    assert!(argv.contains("--for\ntoken"), "the hook ran: {argv}");
+    for record in ["hook-argv", "hook-env", "parent-argv", "parent-env"] {
+        let text = p.read_string(record);
+        assert!(!text.is_empty(), "{record} was recorded");
+        for value in &values {
+            assert!(!text.contains(value.as_str()), "{record} holds a value");
+        }
+    }
+    let digest = {
+        use sha2::Digest as _;
+        let d = sha2::Sha256::digest(new.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_eq!(
+        p.read_string("hook-stdin-digest").trim(),
+        digest,
+        "the new value arrived on stdin"
+    );
+}
