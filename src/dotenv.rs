@@ -137,11 +137,13 @@ impl DotEnv {
 
     /// Set a value, rewriting only its span, or append `KEY=value` when the key is absent.
     pub fn set(&mut self, key: &str, value: &SecretValue) {
-        let encoded = encode_value(value.expose());
         if let Some(&i) = self.index.get(key) {
             let line = &mut self.lines[i];
             if let Some(entry) = &mut line.entry {
                 let (start, end) = entry.span;
+                // `'old'#note` is legal after a quote; an unquoted value there would swallow
+                // the `#note` into itself.
+                let encoded = encode_value(value.expose(), line.raw[end..].starts_with('#'));
                 let mut raw = Zeroizing::new(String::with_capacity(line.raw.len() + encoded.len()));
                 raw.push_str(&line.raw[..start]);
                 raw.push_str(&encoded);
@@ -158,6 +160,7 @@ impl DotEnv {
                 last.raw.push_str(ending);
             }
         }
+        let encoded = encode_value(value.expose(), false);
         let prefix = format!("{key}=");
         let mut raw = Zeroizing::new(format!("{prefix}{}{ending}", &*encoded));
         raw.shrink_to_fit();
@@ -223,8 +226,9 @@ fn is_bare_safe(value: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b"_-.,:/+=@%^~".contains(&b))
 }
 
-fn encode_value(value: &str) -> Zeroizing<String> {
-    if is_bare_safe(value) {
+/// The source text for `value`; `quoted` forces quotes even where a bare value would do.
+fn encode_value(value: &str, quoted: bool) -> Zeroizing<String> {
+    if !quoted && is_bare_safe(value) {
         return Zeroizing::new(value.to_string());
     }
     // Single quotes are literal in Compose, shells and systemd: no `$` expansion.
@@ -393,6 +397,18 @@ mod tests {
         );
         let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
         assert_eq!(again.get("B").unwrap().expose(), "has space");
+    }
+
+    #[test]
+    fn a_comment_right_after_a_closing_quote_stays_a_comment() {
+        // Found by the `dotenv` fuzz target: a bare value here read back as "abc#note".
+        for value in ["abc", ""] {
+            let mut env = parse("K='old'#note\n");
+            env.set("K", &SecretValue::new(value.into()));
+            assert_eq!(*env.render(), format!("K='{value}'#note\n"));
+            let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
+            assert_eq!(again.get("K").unwrap().expose(), value);
+        }
     }
 
     #[test]
