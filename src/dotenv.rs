@@ -156,7 +156,11 @@ impl DotEnv {
         }
         let ending = self.line_ending();
         if let Some(last) = self.lines.last_mut() {
-            if !last.raw.ends_with('\n') {
+            if last.raw.ends_with('\r') {
+                // A last line cut after its CR: completing the CRLF keeps its value; another
+                // CRLF would leave that CR inside it.
+                last.raw.push('\n');
+            } else if !last.raw.ends_with('\n') {
                 last.raw.push_str(ending);
             }
         }
@@ -408,6 +412,19 @@ mod tests {
             assert_eq!(*env.render(), format!("K='{value}'#note\n"));
             let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
             assert_eq!(again.get("K").unwrap().expose(), value);
+        }
+    }
+
+    #[test]
+    fn appending_after_a_last_line_that_ends_in_a_bare_cr_keeps_its_value() {
+        // Found by the `dotenv` fuzz target: the old value read back as "old\r".
+        for text in ["A=old\r", "A=x\r\nB=old\r"] {
+            let mut env = parse(text);
+            env.set("NEW", &SecretValue::new("n".into()));
+            let again = DotEnv::parse(Path::new(".env"), &env.render()).unwrap();
+            let last = if text.starts_with("A=x") { "B" } else { "A" };
+            assert_eq!(again.get(last).unwrap().expose(), "old");
+            assert_eq!(again.get("NEW").unwrap().expose(), "n");
         }
     }
 
