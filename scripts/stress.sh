@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Long reliability runs (`make stress`): crash consistency with many SIGKILLs, the property
-# tests with many cases, the hostile corpus and the vault fault tests. Every phase runs even
+# tests with many cases, the hostile corpus, the Docker fault tests and the fuzz targets. Every phase runs even
 # if an earlier one fails; the summary names the failures and the exit status is non-zero.
 #
 #   CRASH_ITERATIONS   kills per crash test        (default 500)
 #   PROPTEST_CASES     cases per property          (default 20000)
 #   CRASH_SEED         replay one crash run        (printed by each crash test)
+#   FUZZ_SECONDS       fuzzing time per target     (default 120)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,6 +50,14 @@ phase() {
 phase crash crash::
 phase properties properties::
 phase hostile hostile::
+phase docker-faults docker_faults::
+
+# Coverage-guided fuzzing: bounded time per target (FUZZ_SECONDS), its own log.
+started=$SECONDS
+echo "==> fuzz (scripts/fuzz.sh, FUZZ_SECONDS=${FUZZ_SECONDS:-120})"
+if scripts/fuzz.sh >"$LOG_DIR/fuzz.log" 2>&1; then status=ok; else status=FAILED; failed+=(fuzz); fi
+summary+=("$(printf '%-10s %-7s %5ss  %s' fuzz "$status" "$((SECONDS - started))" "$(grep -c 'no crash' "$LOG_DIR/fuzz.log" || true) targets without a crash")")
+grep -E '^fuzz |^stat::number_of_executed_units' "$LOG_DIR/fuzz.log" || true
 
 echo
 echo "== stress summary (CRASH_ITERATIONS=$CRASH_ITERATIONS PROPTEST_CASES=$PROPTEST_CASES)"

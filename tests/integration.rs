@@ -9,6 +9,8 @@ mod docker_faults;
 mod emulator_process;
 mod ensure;
 mod faults;
+#[path = "../fuzz/checks.rs"]
+mod fuzz_checks;
 mod hostile;
 mod hygiene;
 mod load;

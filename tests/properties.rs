@@ -604,3 +604,50 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // Regressions: inputs the properties found, kept as plain tests.
 // ---------------------------------------------------------------------------------------------
+
+/// The fuzz targets' inputs kept in the repository (`fuzz/regressions/<target>/`: every crash
+/// the fuzzer found, plus seeds for the tricky paths) and the hostile corpus still hold the
+/// fuzz invariants (`fuzz/checks.rs`).
+#[test]
+fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
+    let root = crate::harness::repo_root();
+    let files_in = |dir: PathBuf| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    };
+    // tests/corpus/<case>/<name> for every case that has one.
+    let corpus = |name: &str| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("tests/corpus"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    };
+
+    let dotenv = files_in(root.join("fuzz/regressions/dotenv"));
+    assert!(!dotenv.is_empty(), "no .env regressions kept");
+    for file in dotenv.iter().chain(&corpus(".env")) {
+        let data = std::fs::read(file).unwrap();
+        if std::panic::catch_unwind(|| crate::fuzz_checks::dotenv(&data)).is_err() {
+            panic!("{} breaks a .env invariant", file.display());
+        }
+    }
+
+    let manifests = files_in(root.join("fuzz/regressions/manifest"));
+    assert!(!manifests.is_empty(), "no manifest regressions kept");
+    let project = tempfile::tempdir().unwrap();
+    for file in manifests.iter().chain(&corpus("compose.yaml")) {
+        let data = std::fs::read(file).unwrap();
+        let dir = project.path();
+        if std::panic::catch_unwind(|| crate::fuzz_checks::manifest(&data, dir)).is_err() {
+            panic!("{} breaks a manifest invariant", file.display());
+        }
+    }
+}

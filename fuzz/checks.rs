@@ -1,0 +1,150 @@
+//! The invariants the fuzz targets hold the `.env` reader/writer and the Compose manifest
+//! parser to. Shared by the cargo-fuzz targets and by the integration tests, which replay
+//! every input kept under `fuzz/regressions/` through the same functions.
+//!
+//! Each function panics on a broken invariant (that is what the fuzzer records as a crash).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use compose_secrets::dotenv::DotEnv;
+use compose_secrets::error::exit;
+use compose_secrets::manifest::{Manifest, ManifestOptions, SecretSource};
+use compose_secrets::secret::{is_valid_env_key, is_valid_vault_name, SecretValue};
+
+/// Where an input splits into the `.env` bytes and the value `set` writes: a byte that
+/// cannot occur in UTF-8 text, so the file part stays free to be anything.
+const SPLIT: u8 = 0xff;
+
+/// `.env`: parsing never panics; an error is an input error naming the file; what parses
+/// renders back to exactly its bytes; `set` of any key to any value reads back that value,
+/// keeps every other key's value and leaves every other line byte-identical.
+pub fn dotenv(data: &[u8]) {
+    let (file, rest) = match data.iter().position(|&b| b == SPLIT) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let path = Path::new("fuzz.env");
+    let mut env = match DotEnv::parse_bytes(path, file) {
+        Ok(env) => env,
+        Err(e) => {
+            assert_eq!(e.exit_code(), exit::USAGE, "{e}");
+            assert!(e.to_string().starts_with("fuzz.env:"), "{e}");
+            return;
+        }
+    };
+    assert_eq!(env.render().as_bytes(), file, "render is not lossless");
+
+    let (pick, value) = rest.split_first().map_or((0, ""), |(p, v)| {
+        (usize::from(*p), std::str::from_utf8(v).unwrap_or(""))
+    });
+    let keys: Vec<String> = env.keys().map(String::from).collect();
+    let key = if keys.is_empty() || pick == 0xfe {
+        "FUZZ_NEW_KEY".to_string()
+    } else {
+        keys[pick % keys.len()].clone()
+    };
+    let others: HashMap<String, String> = keys
+        .iter()
+        .filter(|k| **k != key)
+        .map(|k| (k.clone(), env.get(k).unwrap().expose().to_string()))
+        .collect();
+    let changed_line = env.line_of(&key);
+    let before = lines_of(std::str::from_utf8(file).unwrap());
+    env.set(&key, &SecretValue::new(value.to_string()));
+    let rendered = env.render();
+    let again = DotEnv::parse(path, &rendered)
+        .unwrap_or_else(|e| panic!("set produced a file that does not parse: {e}"));
+    assert_eq!(again.get(&key).map(SecretValue::expose), Some(value));
+    for (k, v) in &others {
+        assert_eq!(
+            again.get(k).map(SecretValue::expose),
+            Some(v.as_str()),
+            "key {k}"
+        );
+    }
+    let after = lines_of(&rendered);
+    match changed_line {
+        Some(n) => {
+            assert_eq!(before.len(), after.len());
+            for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+                assert!(i + 1 == n || b == a, "line {} changed", i + 1);
+            }
+        }
+        None => {
+            assert_eq!(after.len(), before.len() + 1);
+            let last = before.len().saturating_sub(1);
+            for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+                if i == last && !b.ends_with('\n') {
+                    assert!(a.starts_with(b), "the last line was rewritten");
+                } else {
+                    assert_eq!(b, a, "line {} changed", i + 1);
+                }
+            }
+        }
+    }
+}
+
+fn lines_of(text: &str) -> Vec<&str> {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .split_inclusive('\n')
+        .collect()
+}
+
+/// Compose manifest: loading any bytes as `compose.yaml` never panics; an error is an input
+/// error (exit 2) with a message; a manifest that loads holds only names the vault and a
+/// `.env` can store, never two secrets on one vault name, key or file, and the file names
+/// it derives for the secrets directory are plain names.
+pub fn manifest(data: &[u8], project: &Path) {
+    let file = project.join("compose.yaml");
+    std::fs::write(&file, data).expect("write compose.yaml");
+    let options = ManifestOptions {
+        files: vec![file],
+        search_from: project.to_path_buf(),
+        variables: HashMap::from([("X".to_string(), "x".to_string())]),
+        ..ManifestOptions::default()
+    };
+    let manifest = match Manifest::load(&options) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(!message.trim().is_empty());
+            assert_eq!(e.exit_code(), exit::USAGE, "{message}");
+            return;
+        }
+    };
+    let (mut vault, mut keys, mut files) = (Vec::new(), Vec::new(), Vec::new());
+    for s in &manifest.secrets {
+        if s.source == SecretSource::External {
+            continue;
+        }
+        assert!(is_valid_vault_name(&s.vault_name), "{}", s.vault_name);
+        assert!(is_valid_env_key(&s.env_key), "{}", s.env_key);
+        assert!(s.mode <= 0o777 && s.mode & 0o444 != 0, "mode {:o}", s.mode);
+        let lower = s.vault_name.to_ascii_lowercase();
+        assert!(!vault.contains(&lower), "two secrets on vault name {lower}");
+        vault.push(lower);
+        assert!(
+            !keys.contains(&s.env_key),
+            "two secrets on key {}",
+            s.env_key
+        );
+        keys.push(s.env_key.clone());
+        if let SecretSource::File(p) = &s.source {
+            assert!(!files.contains(p), "two secrets on {}", p.display());
+            files.push(p.clone());
+        }
+    }
+    match manifest.file_names_in(&project.join(".runtime/secrets")) {
+        Ok(names) => {
+            for (_, name) in names {
+                assert!(
+                    !name.is_empty() && !name.contains('/') && name != ".." && name != ".",
+                    "{name}"
+                );
+            }
+        }
+        Err(e) => assert_eq!(e.exit_code(), exit::USAGE, "{e}"),
+    }
+}
