@@ -492,8 +492,17 @@ pub fn check_containers(
     }
 }
 
+/// How far a file's mtime may lag the moment it was written. A new file's timestamp comes
+/// from the kernel's coarse clock, which advances once a tick (4 ms at HZ=250, 10 ms at
+/// HZ=100), while Docker's `StartedAt` is exact: a container started a few milliseconds
+/// before a write can look as if it started after it (seen here: a rollback writing the
+/// file 1-4 ms after the engine restarted the container).
+const MTIME_SLACK_NS: i128 = 10_000_000;
+
 /// A running container that started before one of its secret files was last written still
-/// holds the old value (Compose bind-mounts the file; the app read it at start).
+/// holds the old value (Compose bind-mounts the file; the app read it at start). Within the
+/// mtime's slack the order cannot be told, and a container that might be stale is reported
+/// as stale: `load` or `rotate` and a restart are never that close together.
 fn check_staleness(f: &mut Findings, subject: &str, c: &ContainerInfo, locals: &[LocalSecret<'_>]) {
     let Some(started) = c.started_at.as_deref().and_then(parse_rfc3339_ns) else {
         f.add(
@@ -507,7 +516,10 @@ fn check_staleness(f: &mut Findings, subject: &str, c: &ContainerInfo, locals: &
     let stale: Vec<&str> = locals
         .iter()
         .filter(|l| l.spec.services().contains(&c.service))
-        .filter(|l| l.mtime_ns.is_some_and(|written| written > started))
+        .filter(|l| {
+            l.mtime_ns
+                .is_some_and(|written| written + MTIME_SLACK_NS > started)
+        })
         .map(|l| l.spec.name.as_str())
         .collect();
     if stale.is_empty() {
@@ -523,8 +535,8 @@ fn check_staleness(f: &mut Findings, subject: &str, c: &ContainerInfo, locals: &
             "containers",
             subject,
             format!(
-                "service {} container {} started before secret {} was last written: it still holds the old value; \
-                 restart it (`load` and `rotate --no-restart` do not restart containers)",
+                "service {} container {} started before secret {} was last written (or too close to the write to tell): \
+                 it may still hold the old value; restart it (`load` and `rotate --no-restart` do not restart containers)",
                 c.service,
                 c.name,
                 stale.join(", ")
@@ -1358,13 +1370,30 @@ secrets:
         // The worker mounts no secret: nothing it holds can be stale.
         assert_only(&f, "containers", "(worker)", Status::Pass, "started after");
 
-        // Restarted after the write (a nanosecond later is enough).
         let written = locals[0].mtime_ns.unwrap();
-        let restarted = time::OffsetDateTime::from_unix_timestamp_nanos(written + 1)
-            .unwrap()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap();
-        engine.update(&app, |c| c.started_at = Some(restarted));
+        let at = |ns: i128| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        };
+        // Started just after the mtime: within the coarse clock's slack, so maybe before the
+        // write itself. Reported stale.
+        engine.update(&app, |c| c.started_at = Some(at(written + 3_000_000)));
+        let mut f = Findings::default();
+        check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
+        assert_only(
+            &f,
+            "containers",
+            "(app)",
+            Status::Fail,
+            "started before secret",
+        );
+
+        // Restarted clearly after the write.
+        engine.update(&app, |c| {
+            c.started_at = Some(at(written + MTIME_SLACK_NS + 1))
+        });
         let mut f = Findings::default();
         check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
         assert_only(&f, "containers", "(app)", Status::Pass, "started after");
