@@ -16,6 +16,7 @@ pub mod hardening;
 pub mod health;
 pub mod lock;
 pub mod manifest;
+pub mod memory_audit;
 pub mod output;
 pub mod rotation;
 pub mod runtime_dir;
@@ -45,7 +46,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(error::exit::FILESYSTEM);
         }
     };
-    match runtime.block_on(commands::run(cli, reporter.clone())) {
+    let outcome = runtime.block_on(commands::run(cli, reporter.clone()));
+    // Every task and its buffers are gone before the (test-only) search for leftover values.
+    drop(runtime);
+    memory_audit::run_if_requested();
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             reporter.error(&e);

@@ -1,5 +1,7 @@
 //! Secret hygiene across every command: no value in any output, whatever the verbosity or failure.
 
+use compose_secrets::store::SecretStore as _;
+
 use crate::harness::{Project, DEMO_SECRETS};
 
 #[test]
@@ -120,4 +122,123 @@ fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
         digest,
         "the new value arrived on stdin"
     );
+}
+
+/// A needle file for `COMPOSE_SECRETS_MEMORY_AUDIT`: each value as length, 4-byte prefix and
+/// SHA-256, then a control that is always in memory (the needle file's own path, which sits
+/// in the environment): a search that could not find it would prove nothing.
+fn memory_needles(p: &Project, values: &[String]) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let path = p.path("needles");
+    let control = path.to_string_lossy().into_owned();
+    let mut text = String::new();
+    for v in values.iter().chain(std::iter::once(&control)) {
+        let b = v.as_bytes();
+        text.push_str(&format!(
+            "{} {} {}\n",
+            b.len(),
+            hex::encode(&b[..4]),
+            hex::encode(sha2::Sha256::digest(b))
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Of the values (not the control), how many the process still held when it ended.
+fn assert_wiped(out: &crate::harness::Output, values: &[String], what: &str) {
+    let control = values.len() + 1;
+    let expected = format!("memory-audit: 1 of {control} values still in memory");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("memory-audit:"))
+        .unwrap_or_else(|| panic!("{what}: no memory-audit line: {}", out.stderr));
+    assert!(
+        line.starts_with(&expected) && line.ends_with(&format!("; lines {control}")),
+        "{what}: values left in memory (only the control line {control} may be found): {line}"
+    );
+}
+
+#[test]
+fn no_value_is_left_in_memory_when_a_demo_command_ends() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [alpha, bravo]\nsecrets:\n  alpha:\n    file: .runtime/secrets/alpha\n    \
+         x-compose-secrets: {generator: hex:24}\n  bravo:\n    file: .runtime/secrets/bravo\n",
+    );
+    let alpha = "AlphaValue-0123456789-abcdefghijklmnop".to_string();
+    let bravo = "Bravo value with spaces and 'quotes' 0123456789".to_string();
+    p.write(".env", format!("ALPHA={alpha}\nBRAVO=\"{bravo}\"\n"));
+    let values = vec![alpha.clone(), bravo.clone()];
+    let needles = memory_needles(&p, &values);
+    let audited = |args: &[&str]| {
+        p.cmd(args)
+            .env(compose_secrets::memory_audit::ENV_VAR, &needles)
+            .run()
+    };
+    for args in [
+        &["load"][..],
+        &["load", "--env-output", "out.env"],
+        &["verify"],
+        &["-vvv", "load", "--dry-run"],
+    ] {
+        let out = audited(args);
+        // verify may find fault with the test project (a 0644 .env); it still reads every value.
+        let allowed = if args == ["verify"] { 1 } else { 0 };
+        assert!(out.code <= allowed, "{args:?}: {}", out.stderr);
+        assert_wiped(&out, &values, &format!("{args:?}"));
+    }
+    assert_eq!(p.read_string(".runtime/secrets/bravo"), bravo);
+    // rotate and ensure --force hold the old value for a rollback; it is wiped at the end too.
+    let out = audited(&["rotate", "alpha", "--no-restart"]).success();
+    assert_wiped(&out, &values, "rotate");
+    assert_ne!(p.env_value("ALPHA"), alpha);
+    let out = audited(&["ensure", "--force", "bravo"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_wiped(&out, &values, "ensure --force");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
+    let emulator =
+        crate::emulator_process::Emulator::start(&["--seed", "alpha", "--seed", "bravo"]);
+    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let mut values = Vec::new();
+    for name in ["alpha", "bravo"] {
+        values.push(
+            store
+                .get_latest(name)
+                .await
+                .unwrap()
+                .value
+                .expose()
+                .to_string(),
+        );
+    }
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "secrets:\n  alpha:\n    file: .runtime/secrets/alpha\n  bravo:\n    file: .runtime/secrets/bravo\n",
+    );
+    let needles = memory_needles(&p, &values);
+    let kv = |args: &[&str]| {
+        let mut run = p
+            .cmd(args)
+            .env("AZURE_USE_KEYVAULT", "true")
+            .env("AZURE_CREDENTIAL", "managed-identity")
+            .env(compose_secrets::memory_audit::ENV_VAR, &needles);
+        for (k, v) in emulator.vars() {
+            run = run.env(&k, v);
+        }
+        run.run()
+    };
+    let out = kv(&["load"]).success();
+    assert_eq!(p.read_string(".runtime/secrets/alpha"), values[0]);
+    assert_wiped(&out, &values, "Key Vault load");
+    // rotate reads the old value (kept for a rollback) and pushes a new one.
+    let out = kv(&["rotate", "alpha", "--no-restart"]).success();
+    assert_ne!(p.read_string(".runtime/secrets/alpha"), values[0]);
+    assert_wiped(&out, &values, "Key Vault rotate");
 }
