@@ -1370,33 +1370,26 @@ secrets:
         // The worker mounts no secret: nothing it holds can be stale.
         assert_only(&f, "containers", "(worker)", Status::Pass, "started after");
 
+        // The app's verdict when it started `after_ns` past its secret's mtime.
         let written = locals[0].mtime_ns.unwrap();
-        let at = |ns: i128| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+        let start_app_at = |after_ns: i128| {
+            let started = time::OffsetDateTime::from_unix_timestamp_nanos(written + after_ns)
                 .unwrap()
                 .format(&time::format_description::well_known::Rfc3339)
-                .unwrap()
+                .unwrap();
+            engine.update(&app, |c| c.started_at = Some(started));
         };
-        // Started just after the mtime: within the coarse clock's slack, so maybe before the
-        // write itself. Reported stale.
-        engine.update(&app, |c| c.started_at = Some(at(written + 3_000_000)));
-        let mut f = Findings::default();
-        check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
-        assert_only(
-            &f,
-            "containers",
-            "(app)",
-            Status::Fail,
-            "started before secret",
-        );
-
-        // Restarted clearly after the write.
-        engine.update(&app, |c| {
-            c.started_at = Some(at(written + MTIME_SLACK_NS + 1))
-        });
-        let mut f = Findings::default();
-        check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
-        assert_only(&f, "containers", "(app)", Status::Pass, "started after");
+        // 3 ms after the mtime is within the coarse clock's slack, so maybe before the write
+        // itself: stale. Past the slack: restarted after the write.
+        for (after_ns, status, message) in [
+            (3_000_000, Status::Fail, "started before secret"),
+            (MTIME_SLACK_NS + 1, Status::Pass, "started after"),
+        ] {
+            start_app_at(after_ns);
+            let mut f = Findings::default();
+            check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
+            assert_only(&f, "containers", "(app)", status, message);
+        }
     }
 
     #[tokio::test]
