@@ -114,6 +114,13 @@ pub fn manifest(data: &[u8], project: &Path) {
             return;
         }
     };
+    manifest_promises(project, &manifest);
+}
+
+/// What a loaded manifest promises: only names the vault and a `.env` can store, never two
+/// secrets on one vault name, key or file, and plain file names for the secrets directory
+/// (or an input error).
+pub fn manifest_promises(project: &Path, manifest: &Manifest) {
     let (mut vault, mut keys, mut files) = (Vec::new(), Vec::new(), Vec::new());
     for s in &manifest.secrets {
         if s.source == SecretSource::External {

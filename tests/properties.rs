@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use compose_secrets::dotenv::DotEnv;
 use compose_secrets::error::exit;
-use compose_secrets::manifest::{interpolate, Manifest, ManifestOptions, SecretSource};
+use compose_secrets::manifest::{interpolate, Manifest, ManifestOptions};
 use compose_secrets::secret::SecretValue;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -487,58 +487,10 @@ fn load_manifest(
     (dir, result)
 }
 
-/// What a successful load promises: names the vault and a `.env` can hold, no two secrets on
-/// one vault name, key or file, and `file_names_in` either names plain files or refuses.
+/// What a successful load promises (the fuzz target's invariants, `fuzz/checks.rs`); a
+/// panic there fails the property like any other.
 fn check_manifest(dir: &Path, m: &Manifest) -> Result<(), TestCaseError> {
-    let mut vault = Vec::new();
-    let mut keys = Vec::new();
-    let mut files = Vec::new();
-    for s in &m.secrets {
-        if s.source == SecretSource::External {
-            continue;
-        }
-        prop_assert!(
-            compose_secrets::secret::is_valid_vault_name(&s.vault_name),
-            "{}",
-            s.vault_name
-        );
-        prop_assert!(
-            compose_secrets::secret::is_valid_env_key(&s.env_key),
-            "{}",
-            s.env_key
-        );
-        prop_assert!(s.mode <= 0o777 && s.mode & 0o444 != 0, "mode {:o}", s.mode);
-        let lower = s.vault_name.to_ascii_lowercase();
-        prop_assert!(
-            !vault.contains(&lower),
-            "two secrets on vault name {}",
-            lower
-        );
-        vault.push(lower);
-        prop_assert!(
-            !keys.contains(&s.env_key),
-            "two secrets on key {}",
-            s.env_key
-        );
-        keys.push(s.env_key.clone());
-        if let SecretSource::File(p) = &s.source {
-            prop_assert!(!files.contains(p), "two secrets on {}", p.display());
-            files.push(p.clone());
-        }
-    }
-    let secrets_dir: PathBuf = dir.join(".runtime/secrets");
-    match m.file_names_in(&secrets_dir) {
-        Ok(names) => {
-            for (_, name) in names {
-                prop_assert!(
-                    !name.is_empty() && !name.contains('/') && name != ".." && name != ".",
-                    "{}",
-                    name
-                );
-            }
-        }
-        Err(e) => prop_assert_eq!(e.exit_code(), exit::USAGE, "{}", e),
-    }
+    crate::fuzz_checks::manifest_promises(dir, m);
     Ok(())
 }
 
