@@ -6,7 +6,6 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,37 +24,11 @@ fn audit_outcomes(p: &Project) -> Vec<String> {
         .collect()
 }
 
-/// `docker inspect` of the stack's one container, running or not.
-fn container_state(stack: &Stack<'_>) -> (String, String, i64) {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=com.docker.compose.project={}", stack.name),
-        ])
-        .output()
-        .unwrap();
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !id.is_empty() && !id.contains('\n'),
-        "one container: {id:?}"
-    );
-    let out = Command::new("docker")
-        .args([
-            "inspect",
-            "--format",
-            "{{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}",
-            &id,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let mut parts = text.split(' ');
-    let status = parts.next().unwrap_or_default().to_string();
-    let started = parts.next().unwrap_or_default().to_string();
-    let restarts = parts.next().and_then(|n| n.parse().ok()).unwrap_or(-1);
-    (status, started, restarts)
+/// Status and StartedAt of the stack's one container, running or not.
+fn container_state(stack: &Stack<'_>) -> (String, String) {
+    let text = stack.inspect("{{.State.Status}} {{.State.StartedAt}}");
+    let (status, started) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    (status.to_string(), started.to_string())
 }
 
 /// Set up a demo-mode stack with one secret, loaded and running; returns the current value.
@@ -77,7 +50,7 @@ fn a_container_that_exits_on_the_new_value_is_rolled_back_and_started_on_the_old
     }
     let p = Project::empty();
     let (stack, old) = running_stack(&p, "exit", "");
-    let (_, started, _) = container_state(&stack);
+    let (_, started) = container_state(&stack);
 
     let out = stack
         .cmd(&["rotate", "s1", "--value-stdin", "--health-timeout", "30"])
@@ -95,7 +68,7 @@ fn a_container_that_exits_on_the_new_value_is_rolled_back_and_started_on_the_old
     assert_eq!(p.env_value("S1"), old, ".env holds the previous value");
     assert_eq!(p.read_string(".runtime/secrets/s1"), old);
     assert_eq!(p.mode(".runtime/secrets/s1"), 0o400);
-    let (status, started_now, _) = container_state(&stack);
+    let (status, started_now) = container_state(&stack);
     assert_eq!(status, "running", "started again by the rollback");
     assert_ne!(started_now, started);
     assert_eq!(stack.health().map(|(s, _)| s), Some(200));
@@ -127,7 +100,7 @@ fn a_crash_looping_container_times_out_the_gate_and_is_rolled_back() {
 
     assert_eq!(p.env_value("S1"), old);
     assert_eq!(p.read_string(".runtime/secrets/s1"), old);
-    let (status, _, _) = container_state(&stack);
+    let (status, _) = container_state(&stack);
     assert_eq!(status, "running");
     assert_eq!(stack.health().map(|(s, _)| s), Some(200));
     assert_eq!(stack.fingerprint_seen(), fingerprint(old.as_bytes()));
@@ -271,7 +244,7 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
     }
     let p = Project::empty();
     let (stack, old) = running_stack(&p, "gone", "");
-    let (_, started, _) = container_state(&stack);
+    let (_, started) = container_state(&stack);
     let relay_dir = tempfile::tempdir().unwrap();
     let daemon = DyingDaemon::start(relay_dir.path());
 
@@ -304,7 +277,7 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
     // The engine did restart the container onto the new value, which nothing else holds now.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, started_now, _) = container_state(&stack);
+        let (status, started_now) = container_state(&stack);
         if status == "running" && started_now != started && stack.health().is_some() {
             break;
         }
@@ -331,26 +304,7 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
     );
 
     // The remedy verify gives: restart it. Then everything agrees again.
-    let id = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", stack.name),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    assert!(Command::new("docker")
-        .args(["restart", "-t", "1", &id])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    stack.restart_by_hand();
     let deadline = Instant::now() + Duration::from_secs(30);
     while stack.health().is_none_or(|(s, _)| s != 200) {
         assert!(Instant::now() < deadline, "never healthy after the restart");

@@ -120,22 +120,49 @@ secrets:
             .to_string()
     }
 
-    pub fn started_at(&self) -> String {
+    /// The id of the stack's one container, running or not.
+    pub fn container_id(&self) -> String {
         let out = Command::new("docker")
             .args([
                 "ps",
-                "-q",
+                "-aq",
                 "--filter",
                 &format!("label=com.docker.compose.project={}", self.name),
             ])
             .output()
             .unwrap();
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            !id.is_empty() && !id.contains('\n'),
+            "one container: {id:?}"
+        );
+        id
+    }
+
+    /// `docker inspect --format` of the stack's container.
+    pub fn inspect(&self, format: &str) -> String {
         let out = Command::new("docker")
-            .args(["inspect", "--format", "{{.State.StartedAt}}", &id])
+            .args(["inspect", "--format", format, &self.container_id()])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn started_at(&self) -> String {
+        self.inspect("{{.State.StartedAt}}")
+    }
+
+    /// Restart the container by hand, as an operator would (`docker restart -t 1`).
+    pub fn restart_by_hand(&self) {
+        let out = Command::new("docker")
+            .args(["restart", "-t", "1", &self.container_id()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -322,25 +349,7 @@ fn verify_names_a_stale_container_and_a_value_leaked_into_a_container_env() {
         find(&c, "containers", "(app)").contains(&"fail".to_string()),
         "{c:#?}"
     );
-    let id = String::from_utf8_lossy(
-        &Command::new("docker")
-            .args([
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", stack.name),
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .trim()
-    .to_string();
-    assert!(Command::new("docker")
-        .args(["restart", "-t", "1", &id])
-        .status()
-        .unwrap()
-        .success());
+    stack.restart_by_hand();
     let (_, c) = checks(stack.cmd(&["verify", "--json"]));
     assert_eq!(find(&c, "containers", "(app)"), vec!["pass"], "{c:#?}");
 
