@@ -182,6 +182,8 @@ fn engine_unreachable(e: &bollard::errors::Error) -> bool {
                     | ErrorKind::UnexpectedEof
             );
         }
+        // hyper's "incomplete message" has no io::Error beneath it; its wording is the only
+        // handle on it short of depending on hyper directly.
         if c.to_string()
             .contains("connection closed before message completed")
         {

@@ -76,16 +76,12 @@ fn audit(path: &std::path::Path) -> std::io::Result<(Vec<usize>, usize, u64)> {
     let mut mem = std::fs::File::open("/proc/self/mem")?;
     let mut found: Vec<usize> = Vec::new();
     let mut scanned = 0u64;
+    let regions: Vec<(u64, u64)> = maps.lines().filter_map(writable_region).collect();
     // One buffer for every region, allocated before the search so that it is not a region
     // that changes while being read.
-    let largest = maps
-        .lines()
-        .filter_map(writable_region)
-        .map(|(start, end)| end - start)
-        .max()
-        .unwrap_or(0);
-    let mut buffer = vec![0u8; usize::try_from(largest).unwrap_or(0)];
-    for (start, end) in maps.lines().filter_map(writable_region) {
+    let largest = regions.iter().map(|(start, end)| end - start).max();
+    let mut buffer = vec![0u8; largest.map_or(0, |l| usize::try_from(l).unwrap_or(0))];
+    for &(start, end) in &regions {
         let len = usize::try_from(end - start).unwrap_or(0);
         let chunk = &mut buffer[..len];
         if mem.seek(SeekFrom::Start(start)).is_err() || mem.read_exact(chunk).is_err() {

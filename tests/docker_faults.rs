@@ -14,14 +14,11 @@ use crate::docker::fingerprint;
 use crate::harness::Project;
 use crate::rotate_docker::{ready, Stack};
 
-fn audit_outcomes(p: &Project) -> Vec<String> {
-    p.read_string(".runtime/audit.log")
-        .lines()
-        .map(|l| {
-            let line: serde_json::Value = serde_json::from_str(l).expect("audit line is JSON");
-            line["outcome"].as_str().unwrap_or_default().to_string()
-        })
-        .collect()
+/// The outcome the audit log recorded for the last run.
+fn last_audit_outcome(p: &Project) -> String {
+    let lines = crate::rotate::audit_lines(p);
+    let last = lines.last().expect("an audit line");
+    last["outcome"].as_str().unwrap_or_default().to_string()
 }
 
 /// Status and StartedAt of the stack's one container, running or not.
@@ -73,10 +70,7 @@ fn a_container_that_exits_on_the_new_value_is_rolled_back_and_started_on_the_old
     assert_ne!(started_now, started);
     assert_eq!(stack.health().map(|(s, _)| s), Some(200));
     assert_eq!(stack.fingerprint_seen(), fingerprint(old.as_bytes()));
-    assert_eq!(
-        audit_outcomes(&p).last().map(String::as_str),
-        Some("rolled-back")
-    );
+    assert_eq!(last_audit_outcome(&p), "rolled-back");
     stack.cmd(&["verify"]).run().success();
 }
 
@@ -104,10 +98,7 @@ fn a_crash_looping_container_times_out_the_gate_and_is_rolled_back() {
     assert_eq!(status, "running");
     assert_eq!(stack.health().map(|(s, _)| s), Some(200));
     assert_eq!(stack.fingerprint_seen(), fingerprint(old.as_bytes()));
-    assert_eq!(
-        audit_outcomes(&p).last().map(String::as_str),
-        Some("rolled-back")
-    );
+    assert_eq!(last_audit_outcome(&p), "rolled-back");
 }
 
 /// A unix-socket relay in front of the Docker engine that dies like a daemon would: it passes
@@ -269,10 +260,7 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
     assert_eq!(p.env_value("S1"), old, ".env holds the previous value");
     assert_eq!(p.read_string(".runtime/secrets/s1"), old);
     assert_eq!(p.mode(".runtime/secrets/s1"), 0o400);
-    assert_eq!(
-        audit_outcomes(&p).last().map(String::as_str),
-        Some("rollback-failed")
-    );
+    assert_eq!(last_audit_outcome(&p), "rollback-failed");
 
     // The engine did restart the container onto the new value, which nothing else holds now.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -305,11 +293,7 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
 
     // The remedy verify gives: restart it. Then everything agrees again.
     stack.restart_by_hand();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stack.health().is_none_or(|(s, _)| s != 200) {
-        assert!(Instant::now() < deadline, "never healthy after the restart");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    stack.wait_healthy(Duration::from_secs(30));
     assert_eq!(stack.fingerprint_seen(), fingerprint(old.as_bytes()));
     let out = stack.cmd(&["verify", "--json"]).run();
     assert_eq!(out.code, 0, "{}", out.stdout);

@@ -23,7 +23,7 @@ fn env_values(p: &Project) -> Vec<String> {
         .collect()
 }
 
-fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
+pub fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
     p.read_string(".runtime/audit.log")
         .lines()
         .map(|l| serde_json::from_str(l).expect("audit line is JSON"))

@@ -80,7 +80,12 @@ secrets:
             "compose up: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_healthy(Duration::from_secs(60));
+    }
+
+    /// Poll `/health` until it answers 200.
+    pub fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         while self.health().is_none_or(|(s, _)| s != 200) {
             assert!(
                 Instant::now() < deadline,
