@@ -24,10 +24,10 @@ use zeroize::Zeroizing;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::files::secret_dir::SecretDir;
+use crate::files::state::{SecretState, State};
 use crate::manifest::{Manifest, SecretSpec};
 use crate::secret::SecretValue;
-use crate::secret_files::SecretDir;
-use crate::state::{SecretState, State};
 use crate::store::SecretStore;
 
 type HmacSha256 = Hmac<Sha256>;

@@ -8,23 +8,18 @@ pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod context;
-pub mod docker;
+pub mod deploy;
 pub mod dotenv;
 pub mod error;
+pub mod files;
 pub mod generator;
 pub mod hardening;
-pub mod health;
-pub mod lock;
 pub mod manifest;
 pub mod memory_audit;
 pub mod output;
 pub mod rotation;
-pub mod runtime_dir;
 pub mod secret;
-pub mod secret_files;
-pub mod state;
 pub mod store;
-pub mod swarm;
 
 use std::process::ExitCode;
 

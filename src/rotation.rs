@@ -19,13 +19,13 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::audit::{self, AuditEvent, HealthResult, Outcome, Secrets, Versions};
-use crate::docker::{ContainerEngine, ContainerInfo};
+use crate::deploy::{ContainerEngine, ContainerInfo};
 use crate::error::{Error, Result};
+use crate::files::secret_dir::{FileState, Owner, SecretDir};
+use crate::files::state::{SecretState, State};
 use crate::manifest::{Manifest, SecretSource, SecretSpec};
 use crate::output::ReportItem;
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::secret_files::{FileState, Owner, SecretDir};
-use crate::state::{SecretState, State};
 use crate::store::{tags, SecretStore, VersionInfo};
 
 /// Compose's labels on the containers it creates.
@@ -100,7 +100,7 @@ pub struct Target<'a> {
 
 /// A swarm stack to roll a rotated secret out to.
 pub struct SwarmTarget<'a> {
-    pub engine: &'a dyn crate::swarm::SwarmEngine,
+    pub engine: &'a dyn crate::deploy::swarm::SwarmEngine,
     pub stack: String,
     /// How long Swarm watches each new task before it calls the update a success.
     pub monitor: Duration,
@@ -710,9 +710,9 @@ async fn apply(
         return Ok(());
     }
     if let Some(swarm) = &target.swarm {
-        let version = crate::swarm::version_label(pushed.version.as_deref(), value);
+        let version = crate::deploy::swarm::version_label(pushed.version.as_deref(), value);
         let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
-        let (secret, _) = crate::swarm::ensure_secret(
+        let (secret, _) = crate::deploy::swarm::ensure_secret(
             swarm.engine,
             &swarm.stack,
             &spec.name,
@@ -722,7 +722,7 @@ async fn apply(
         )
         .await?;
         // On failure roll_out has already rolled the services back and removed the new secret.
-        let rollout = crate::swarm::roll_out(
+        let rollout = crate::deploy::swarm::roll_out(
             swarm.engine,
             &swarm.stack,
             &spec.name,
@@ -786,7 +786,7 @@ async fn restart_and_gate(
         .restart(&container.id, settings.stop_timeout)
         .await
         .map_err(context)?;
-    let ready = crate::health::wait_container_ready(
+    let ready = crate::deploy::health::wait_container_ready(
         engine,
         &container.id,
         before.started_at.as_deref(),
@@ -799,7 +799,7 @@ async fn restart_and_gate(
             Some(ip) => url.replace(IP_PLACEHOLDER, ip),
             None => url.clone(),
         };
-        crate::health::wait_http_healthy(&url, settings.health_timeout)
+        crate::deploy::health::wait_http_healthy(&url, settings.health_timeout)
             .await
             .map_err(context)?;
     }

@@ -6,6 +6,7 @@
 
 pub mod dotenv;
 pub mod key_vault;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 
 use std::collections::BTreeMap;

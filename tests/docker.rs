@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use compose_secrets::docker::{ContainerEngine, ContainerInfo, DockerEngine};
+use compose_secrets::deploy::health::{wait_container_ready, wait_http_healthy};
+use compose_secrets::deploy::{ContainerEngine, ContainerInfo, DockerEngine};
 use compose_secrets::error::Error;
-use compose_secrets::health::{wait_container_ready, wait_http_healthy};
 use sha2::Digest as _;
 
 /// The demo image every Docker test runs (built by `scripts/build-demo-image.sh`).

@@ -4,9 +4,9 @@ use crate::cli::EnsureOpts;
 use crate::context::Context;
 use crate::dotenv::DotEnv;
 use crate::error::{exit, Error, Result};
+use crate::files::secret_dir::write_file_atomic;
 use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::secret_files::write_file_atomic;
 
 pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let manifest = ctx.manifest()?;
@@ -102,7 +102,7 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
         );
     }
     if !opts.dry_run {
-        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.env_file)?;
     }
     if changed && !opts.dry_run {
         write_file_atomic(&ctx.env_file, env.render().as_bytes(), 0o600)?;

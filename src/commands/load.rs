@@ -10,12 +10,12 @@ use crate::cli::LoadOpts;
 use crate::context::Context;
 use crate::dotenv::DotEnv;
 use crate::error::{exit, Error, Result};
-use crate::lock::RunLock;
+use crate::files::lock::RunLock;
+use crate::files::secret_dir::{write_file_atomic, Owner, SecretDir};
+use crate::files::state::{SecretState, State};
 use crate::manifest::{Manifest, SecretSpec};
 use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::secret_files::{write_file_atomic, Owner, SecretDir};
-use crate::state::{SecretState, State};
 use crate::store::{FetchedSecret, SecretStore, VersionInfo};
 
 /// Default bound on concurrent vault requests.
@@ -33,10 +33,10 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let _lock = if opts.dry_run {
         None
     } else {
-        crate::runtime_dir::ensure(&ctx.runtime_dir)?;
+        crate::files::runtime_dir::ensure(&ctx.runtime_dir)?;
         let lock = RunLock::acquire(&ctx.lock_file(), Duration::from_secs(30))?;
-        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
-        crate::secret_files::remove_orphaned_temps_beside(&ctx.state_file())?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.env_file)?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.state_file())?;
         Some(lock)
     };
 
@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     // Whether the stack runs on a swarm is asked of Docker while the vault is being read.
     let swarm_probe = manifest.as_ref().filter(|_| !opts.dry_run).map(|m| {
         let (target, stack) = (ctx.target, m.project_name.clone());
-        tokio::spawn(async move { crate::swarm::detect(target, &stack).await })
+        tokio::spawn(async move { crate::deploy::detect_swarm(target, &stack).await })
     });
     let outcome = match &manifest {
         Some(manifest) => {
@@ -93,7 +93,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     Ok(exit::OK)
 }
 
-type SwarmProbe = tokio::task::JoinHandle<Result<Option<crate::docker::DockerEngine>>>;
+type SwarmProbe = tokio::task::JoinHandle<Result<Option<crate::deploy::DockerEngine>>>;
 
 /// Values fetched during this run, by store key, for reuse by `--env-output`.
 #[derive(Default)]
@@ -390,7 +390,7 @@ async fn load_files(
 
 /// Give every declared secret a swarm secret holding its current version; never a second copy.
 async fn sync_swarm(
-    swarm: &crate::docker::DockerEngine,
+    swarm: &crate::deploy::DockerEngine,
     stack: &str,
     dir: &SecretDir,
     file_names: &BTreeMap<String, String>,
@@ -398,14 +398,14 @@ async fn sync_swarm(
     loaded: &Loaded,
     report: &mut Report,
 ) -> Result<()> {
-    use crate::swarm::SwarmEngine as _;
+    use crate::deploy::swarm::SwarmEngine as _;
     let existing = swarm.stack_secrets(stack).await?;
     for (secret, file_name) in file_names {
         let Some(entry) = state.secrets.get(secret) else {
             continue;
         };
         let version =
-            crate::swarm::version_label_from(entry.version.as_deref(), &entry.fingerprint);
+            crate::deploy::swarm::version_label_from(entry.version.as_deref(), &entry.fingerprint);
         // Values fetched this run are in memory; unchanged ones are exactly what the file holds.
         let value = match loaded.by_secret.get(secret) {
             Some(v) => v.clone(),
@@ -420,10 +420,11 @@ async fn sync_swarm(
             },
         };
         let (created, action) =
-            crate::swarm::ensure_secret(swarm, stack, secret, &version, &value, &existing).await?;
+            crate::deploy::swarm::ensure_secret(swarm, stack, secret, &version, &value, &existing)
+                .await?;
         let verb = match action {
-            crate::swarm::SwarmLoadAction::Created(_) => "swarm-created",
-            crate::swarm::SwarmLoadAction::Unchanged(_) => "swarm-unchanged",
+            crate::deploy::swarm::SwarmLoadAction::Created(_) => "swarm-created",
+            crate::deploy::swarm::SwarmLoadAction::Unchanged(_) => "swarm-unchanged",
         };
         report.push(ReportItem::new(secret, verb).with_detail(created.name));
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use crate::audit;
 use crate::cli::RotateOpts;
 use crate::context::Context;
-use crate::docker::{ContainerEngine, DockerEngine};
+use crate::deploy::{ContainerEngine, DockerEngine};
 use crate::error::{exit, Error, Result};
-use crate::lock::RunLock;
+use crate::files::lock::RunLock;
 use crate::manifest::SecretSpec;
 use crate::output::{Report, ReportItem};
 use crate::rotation::{self, Settings, Target};
@@ -54,10 +54,10 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         lock_check(ctx, &mut report);
         None
     } else {
-        crate::runtime_dir::ensure(&ctx.runtime_dir)?;
+        crate::files::runtime_dir::ensure(&ctx.runtime_dir)?;
         let lock = RunLock::acquire(&ctx.lock_file(), Duration::from_secs(opts.lock_timeout))?;
-        crate::secret_files::remove_orphaned_temps_beside(&ctx.env_file)?;
-        crate::secret_files::remove_orphaned_temps_beside(&ctx.state_file())?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.env_file)?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.state_file())?;
         Some(lock)
     };
 
@@ -81,7 +81,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
 
     let restart = !opts.no_restart;
     let swarm_engine = if restart {
-        crate::swarm::detect(ctx.target, &manifest.project_name).await?
+        crate::deploy::detect_swarm(ctx.target, &manifest.project_name).await?
     } else {
         None
     };

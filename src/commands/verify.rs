@@ -7,10 +7,10 @@ use std::io::{IsTerminal as _, Write as _};
 use crate::checks::{self, Findings, Status};
 use crate::cli::VerifyOpts;
 use crate::context::Context;
-use crate::docker::ContainerEngine as _;
+use crate::deploy::ContainerEngine as _;
 use crate::dotenv::DotEnv;
 use crate::error::{exit, Error, Result};
-use crate::state::State;
+use crate::files::state::State;
 
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let manifest = ctx.manifest()?;
@@ -48,7 +48,9 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         );
     } else {
         let running = check_docker(&mut f, &manifest, &locals).await;
-        if let Ok(Some(swarm)) = crate::swarm::detect(ctx.target, &manifest.project_name).await {
+        if let Ok(Some(swarm)) =
+            crate::deploy::detect_swarm(ctx.target, &manifest.project_name).await
+        {
             checks::check_swarm(&mut f, &swarm, &manifest.project_name, &locals, &state).await;
         }
         checks::check_http_health(&mut f, &manifest, &running).await;
@@ -80,7 +82,7 @@ async fn check_docker(
             || "docker engine".to_string(),
             |h| format!("DOCKER_HOST={h}"),
         );
-    let engine = match crate::docker::DockerEngine::connect() {
+    let engine = match crate::deploy::DockerEngine::connect() {
         Ok(engine) => engine,
         Err(e) => {
             f.add(

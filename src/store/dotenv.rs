@@ -9,8 +9,8 @@ use tokio::sync::Mutex;
 use super::{AccessProbe, FetchedSecret, SecretStore, VersionInfo};
 use crate::dotenv::DotEnv;
 use crate::error::{Error, Result};
+use crate::files::secret_dir::write_file_atomic;
 use crate::secret::SecretValue;
-use crate::secret_files::write_file_atomic;
 
 /// `.env` has no history: a value's fingerprint stands in for its version id,
 /// so "unchanged" and "rotated" read the same as with Key Vault.

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::docker::{ContainerEngine, ContainerInfo};
+use crate::deploy::{ContainerEngine, ContainerInfo};
 use crate::error::{Error, Result};
 
 /// How often the gate looks again.
@@ -200,7 +200,7 @@ fn cause(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::MemoryEngine;
+    use crate::deploy::memory::MemoryEngine;
     use std::io::{Read as _, Write as _};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;

@@ -1,27 +1,17 @@
-//! The Docker Engine API: the only module that imports bollard. Containers of a Compose
-//! project (inspect, restart), and the Swarm objects of a stack (secrets, services).
-//!
-//! Everything else talks to the [`ContainerEngine`] and [`SwarmEngine`] traits; the
-//! in-memory twins (`MemoryEngine` here, `swarm::memory::MemorySwarm`) stand in for tests.
+//! The Docker Engine API through bollard, the only module that imports it: containers of a
+//! Compose project (inspect, restart) and the Swarm objects of a stack (secrets, services).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use bollard::Docker;
 
+use super::swarm::{SecretMount, SwarmEngine, SwarmSecret, SwarmService};
+use super::{labels, ContainerEngine, ContainerInfo};
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
-use crate::swarm::{SecretMount, SwarmEngine, SwarmSecret, SwarmService};
-
-/// Compose's labels on the containers it creates.
-pub mod labels {
-    pub const PROJECT: &str = "com.docker.compose.project";
-    pub const SERVICE: &str = "com.docker.compose.service";
-    pub const NUMBER: &str = "com.docker.compose.container-number";
-}
 
 /// Seconds bollard waits for one API call before giving up: inspect and list answer in
 /// milliseconds, so a daemon this slow is stuck, not busy.
@@ -32,46 +22,6 @@ const RESTART_MARGIN: Duration = Duration::from_secs(30);
 /// How long `ping` (and the version negotiation) may take: an unreachable engine must fail fast.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
-
-/// What compose-secrets needs to know about one container.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContainerInfo {
-    pub id: String,
-    pub name: String,
-    pub project: String,
-    pub service: String,
-    pub number: Option<u32>,
-    pub running: bool,
-    pub status: String,
-    /// `healthy`, `unhealthy` or `starting`; `None` when the container has no HEALTHCHECK.
-    pub health: Option<String>,
-    /// `State.StartedAt`, RFC 3339 as Docker reports it.
-    pub started_at: Option<String>,
-    pub image: String,
-    pub user: String,
-    pub env: Vec<String>,
-    pub labels: BTreeMap<String, String>,
-    pub command: Vec<String>,
-    pub ip_addresses: Vec<String>,
-}
-
-#[async_trait]
-pub trait ContainerEngine: Send + Sync {
-    /// Where the engine is, for messages.
-    fn describe(&self) -> String;
-
-    /// Fail fast, naming the endpoint, when the engine cannot be reached.
-    async fn ping(&self) -> Result<()>;
-
-    /// Every container of a Compose project (any state), inspected, by service then number.
-    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>>;
-
-    async fn inspect(&self, id: &str) -> Result<ContainerInfo>;
-
-    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()>;
-
-    async fn start(&self, id: &str) -> Result<()>;
-}
 
 /// The real engine, through bollard.
 pub struct DockerEngine {
@@ -449,7 +399,7 @@ impl SwarmEngine for DockerEngine {
             .map(to_swarm_secret)
             .filter(|s| {
                 s.labels
-                    .get(crate::swarm::labels::STACK)
+                    .get(crate::deploy::swarm::labels::STACK)
                     .map(String::as_str)
                     == Some(stack)
                     || s.name.starts_with(&prefix)
@@ -497,7 +447,7 @@ impl SwarmEngine for DockerEngine {
         let client = self.negotiated().await?;
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![format!("{}={stack}", crate::swarm::labels::STACK)],
+            vec![format!("{}={stack}", crate::deploy::swarm::labels::STACK)],
         )]);
         let options = bollard::query_parameters::ListServicesOptions {
             filters: Some(filters),
@@ -575,204 +525,9 @@ impl SwarmEngine for DockerEngine {
     }
 }
 
-/// In-memory engine for unit tests: containers, scripted restart failures and health.
-#[derive(Default)]
-pub struct MemoryEngine {
-    inner: Mutex<MemoryInner>,
-}
-
-#[derive(Default)]
-struct MemoryInner {
-    containers: Vec<ContainerInfo>,
-    restarts: Vec<String>,
-    clock: u64,
-    fail_restart: Vec<String>,
-    unhealthy_after_restart: Vec<String>,
-    unreachable: bool,
-}
-
-impl MemoryEngine {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add a running container of `project`/`service` with replica `number`; returns its id.
-    pub fn add(&self, project: &str, service: &str, number: u32, healthcheck: bool) -> String {
-        let mut inner = self.lock();
-        inner.clock += 1;
-        let id = format!("{project}-{service}-{number}");
-        let labels = BTreeMap::from([
-            (labels::PROJECT.to_string(), project.to_string()),
-            (labels::SERVICE.to_string(), service.to_string()),
-            (labels::NUMBER.to_string(), number.to_string()),
-        ]);
-        let started_at = stamp(inner.clock);
-        inner.containers.push(ContainerInfo {
-            id: id.clone(),
-            name: format!("{project}_{service}_{number}"),
-            project: project.to_string(),
-            service: service.to_string(),
-            number: Some(number),
-            running: true,
-            status: "running".into(),
-            health: healthcheck.then(|| "healthy".to_string()),
-            started_at: Some(started_at),
-            labels,
-            ..ContainerInfo::default()
-        });
-        id
-    }
-
-    /// Make restarts of this container fail.
-    pub fn fail_restart(&self, id: &str) {
-        self.lock().fail_restart.push(id.to_string());
-    }
-
-    /// After its next restart this container reports `unhealthy`.
-    pub fn unhealthy_after_restart(&self, id: &str) {
-        self.lock().unhealthy_after_restart.push(id.to_string());
-    }
-
-    /// Undo `fail_restart` and `unhealthy_after_restart`: its next restart succeeds healthy
-    /// (a rollback putting back a good value).
-    pub fn recover(&self, id: &str) {
-        let mut inner = self.lock();
-        inner.fail_restart.retain(|f| f != id);
-        inner.unhealthy_after_restart.retain(|u| u != id);
-    }
-
-    /// Behave like an engine that cannot be reached.
-    pub fn set_unreachable(&self, unreachable: bool) {
-        self.lock().unreachable = unreachable;
-    }
-
-    /// Ids restarted so far, in order.
-    pub fn restarts(&self) -> Vec<String> {
-        self.lock().restarts.clone()
-    }
-
-    pub fn set_env(&self, id: &str, env: Vec<String>) {
-        self.update(id, |c| c.env = env);
-    }
-
-    /// Change a container in place (health, state, IPs...), as the engine would on its own.
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut ContainerInfo)) {
-        if let Some(c) = self.lock().containers.iter_mut().find(|c| c.id == id) {
-            change(c);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn check_reachable(inner: &MemoryInner) -> Result<()> {
-        if inner.unreachable {
-            return Err(Error::Docker {
-                message: "Docker engine not reachable at memory://: unreachable. Start Docker or set DOCKER_HOST".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-fn stamp(clock: u64) -> String {
-    format!(
-        "2026-01-01T00:{:02}:{:02}.000000000Z",
-        (clock / 60) % 60,
-        clock % 60
-    )
-}
-
-#[async_trait]
-impl ContainerEngine for MemoryEngine {
-    fn describe(&self) -> String {
-        "memory://".into()
-    }
-
-    async fn ping(&self) -> Result<()> {
-        Self::check_reachable(&self.lock())
-    }
-
-    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>> {
-        let inner = self.lock();
-        Self::check_reachable(&inner)?;
-        let mut out: Vec<ContainerInfo> = inner
-            .containers
-            .iter()
-            .filter(|c| c.project == project)
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| (&a.service, a.number).cmp(&(&b.service, b.number)));
-        Ok(out)
-    }
-
-    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
-        let inner = self.lock();
-        Self::check_reachable(&inner)?;
-        inner
-            .containers
-            .iter()
-            .find(|c| c.id == id)
-            .cloned()
-            .ok_or_else(|| Error::Docker {
-                message: format!("no such container: {id}"),
-            })
-    }
-
-    async fn restart(&self, id: &str, _stop_timeout: Duration) -> Result<()> {
-        let mut inner = self.lock();
-        Self::check_reachable(&inner)?;
-        if inner.fail_restart.iter().any(|f| f == id) {
-            return Err(Error::Docker {
-                message: format!("restart container {id}: engine answered 500: injected failure"),
-            });
-        }
-        inner.clock += 1;
-        let clock = inner.clock;
-        let unhealthy = inner.unhealthy_after_restart.iter().any(|u| u == id);
-        inner.restarts.push(id.to_string());
-        let container = inner
-            .containers
-            .iter_mut()
-            .find(|c| c.id == id)
-            .ok_or_else(|| Error::Docker {
-                message: format!("no such container: {id}"),
-            })?;
-        container.running = true;
-        container.status = "running".into();
-        container.started_at = Some(stamp(clock));
-        if container.health.is_some() {
-            container.health = Some(if unhealthy { "unhealthy" } else { "healthy" }.to_string());
-        }
-        Ok(())
-    }
-
-    async fn start(&self, id: &str) -> Result<()> {
-        self.restart(id, Duration::ZERO).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn memory_engine_restarts_bump_started_at_in_order() {
-        let engine = MemoryEngine::new();
-        let a = engine.add("p", "web", 1, true);
-        let b = engine.add("p", "web", 2, true);
-        engine.add("other", "web", 1, false);
-        let before = engine.inspect(&a).await.unwrap().started_at;
-        engine.restart(&b, Duration::ZERO).await.unwrap();
-        engine.restart(&a, Duration::ZERO).await.unwrap();
-        assert_ne!(engine.inspect(&a).await.unwrap().started_at, before);
-        assert_eq!(engine.restarts(), vec![b, a]);
-        assert_eq!(engine.project_containers("p").await.unwrap().len(), 2);
-    }
-
     /// `docker inspect` as Engine 20.10 (API 1.41) answers it, trimmed to what we read:
     /// bollard's models are generated for a newer API, and must still take this.
     const INSPECT_API_1_41: &str = r#"{
@@ -841,35 +596,6 @@ mod tests {
             assert_eq!(info.number, None);
             assert!(info.ip_addresses.is_empty());
         }
-    }
-
-    #[tokio::test]
-    async fn memory_engine_scripts_failures_and_unhealthy_restarts() {
-        let engine = MemoryEngine::new();
-        let a = engine.add("p", "web", 1, true);
-        let b = engine.add("p", "web", 2, false);
-        engine.fail_restart(&a);
-        let err = engine.restart(&a, Duration::ZERO).await.unwrap_err();
-        assert!(matches!(err, Error::Docker { .. }));
-        assert!(err.to_string().contains(&a), "{err}");
-        assert!(
-            engine.restarts().is_empty(),
-            "a refused restart is not recorded"
-        );
-        engine.unhealthy_after_restart(&b);
-        engine.restart(&b, Duration::ZERO).await.unwrap();
-        // Without a HEALTHCHECK there is no health to turn bad.
-        assert_eq!(engine.inspect(&b).await.unwrap().health, None);
-        engine.recover(&a);
-        engine.restart(&a, Duration::ZERO).await.unwrap();
-        assert_eq!(engine.restarts(), [b.clone(), a.clone()]);
-        assert_eq!(
-            engine.inspect(&a).await.unwrap().health.as_deref(),
-            Some("healthy")
-        );
-        engine.set_unreachable(true);
-        assert!(matches!(engine.ping().await, Err(Error::Docker { .. })));
-        assert!(engine.project_containers("p").await.is_err());
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::secret_files::write_file_atomic;
+use crate::files::secret_dir::write_file_atomic;
 use crate::store::VersionInfo;
 
 const FORMAT: u32 = 1;

@@ -1,0 +1,313 @@
+//! Drift: each file against the source's current version, by digest and version id.
+
+use super::*;
+
+/// Drift: each file against the source's current version, by digest and version id.
+///
+/// Demo mode compares the file's fingerprint with the `.env` value's. Key Vault compares the
+/// file with the fingerprint recorded at load (an edited file), and the version recorded at
+/// load with the vault's current one (stale: rotated in the vault, not loaded yet).
+pub async fn check_drift(
+    f: &mut Findings,
+    locals: &[LocalSecret<'_>],
+    store: &dyn SecretStore,
+    state: &State,
+    remote: bool,
+) {
+    if !remote {
+        for local in locals {
+            let Some(file_fp) = &local.fingerprint else {
+                continue;
+            };
+            let name = &local.spec.name;
+            let key = &local.spec.env_key;
+            match store.get_latest(key).await {
+                Ok(current) if &current.value.fingerprint() == file_fp => {
+                    f.add(Status::Pass, "drift", name, format!("matches {key}"));
+                }
+                Ok(_) => f.add(
+                    Status::Fail,
+                    "drift",
+                    name,
+                    format!(
+                        "the file differs from {key} in {}; run `compose-secrets load`",
+                        store.describe()
+                    ),
+                ),
+                Err(e) => f.add(Status::Fail, "drift", name, e.to_string()),
+            }
+        }
+        return;
+    }
+    let listing: BTreeMap<String, VersionInfo> = match store.list_properties().await {
+        Ok(list) => list
+            .into_iter()
+            .map(|i| (i.name.to_ascii_lowercase(), i))
+            .collect(),
+        Err(e) => {
+            f.add(
+                Status::Fail,
+                "drift",
+                store.describe(),
+                format!("cannot list the vault: {e}"),
+            );
+            return;
+        }
+    };
+    for local in locals {
+        let Some(file_fp) = &local.fingerprint else {
+            continue;
+        };
+        let name = &local.spec.name;
+        let listed = listing.get(&local.spec.vault_name.to_ascii_lowercase());
+        let Some(saved) = state.secrets.get(name) else {
+            f.add(
+                Status::Warn,
+                "drift",
+                name,
+                "no record of the loaded version; run `compose-secrets load`",
+            );
+            continue;
+        };
+        let Some(listed) = listed else {
+            f.add(
+                Status::Fail,
+                "drift",
+                name,
+                format!("`{}` is not in the vault", local.spec.vault_name),
+            );
+            continue;
+        };
+        if &saved.fingerprint != file_fp {
+            f.add(
+                Status::Fail,
+                "drift",
+                name,
+                "the file was changed since it was loaded (digest differs); run `compose-secrets load`",
+            );
+            continue;
+        }
+        match vault_currency(store, local.spec, listed, saved).await {
+            Ok(Currency::Current) => f.add(
+                Status::Pass,
+                "drift",
+                name,
+                format!("matches version {}", short(saved.version.as_deref())),
+            ),
+            Ok(Currency::Stale { current }) => f.add(
+                Status::Fail,
+                "drift",
+                name,
+                format!(
+                    "stale: the vault's current version is {}, the file holds {}; run `compose-secrets load`",
+                    current.as_deref().map_or("newer".into(), |v| short(Some(v))),
+                    short(saved.version.as_deref())
+                ),
+            ),
+            Ok(Currency::Disabled) => f.add(
+                Status::Fail,
+                "drift",
+                name,
+                "the vault's current version is disabled",
+            ),
+            Err(e) => f.add(
+                Status::Warn,
+                "drift",
+                name,
+                format!("cannot confirm the vault's current version: {e}"),
+            ),
+        }
+    }
+}
+
+enum Currency {
+    Current,
+    Stale { current: Option<String> },
+    Disabled,
+}
+
+/// Whether the version recorded at load is still the vault's current (or pinned) one.
+async fn vault_currency(
+    store: &dyn SecretStore,
+    spec: &SecretSpec,
+    listed: &VersionInfo,
+    saved: &SecretState,
+) -> crate::error::Result<Currency> {
+    let same = |a: Option<&str>, b: Option<&str>| matches!((a, b), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    if let Some(pinned) = spec.pinned_version.as_deref() {
+        return Ok(if same(saved.version.as_deref(), Some(pinned)) {
+            Currency::Current
+        } else {
+            Currency::Stale {
+                current: Some(pinned.to_string()),
+            }
+        });
+    }
+    if saved.matches_listing(Some(listed), None) {
+        return Ok(Currency::Current);
+    }
+    if !listed.enabled {
+        return Ok(Currency::Disabled);
+    }
+    let moved_on = match (&listed.version, &saved.version) {
+        (Some(now), Some(_)) => !same(Some(now), saved.version.as_deref()),
+        _ => matches!((listed.updated, saved.updated), (Some(now), Some(then)) if now > then),
+    };
+    if moved_on {
+        return Ok(Currency::Stale {
+            current: listed.version.clone(),
+        });
+    }
+    // `updated` has one-second resolution and listings carry no version id: a rotation in
+    // the second of the last load looks unchanged, so ask for the current version itself.
+    let current = store.get_latest(&spec.vault_name).await?;
+    let unchanged = match (&current.info.version, &saved.version) {
+        (Some(now), Some(then)) => now.eq_ignore_ascii_case(then),
+        _ => current.value.fingerprint() == saved.fingerprint,
+    };
+    Ok(if unchanged {
+        Currency::Current
+    } else {
+        Currency::Stale {
+            current: current.info.version,
+        }
+    })
+}
+
+/// The first 8 characters of a version id, for messages.
+fn short(version: Option<&str>) -> String {
+    version.map_or_else(|| "-".into(), |v| v.get(..8).unwrap_or(v).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::fixture::*;
+
+    #[tokio::test]
+    async fn demo_drift_compares_the_file_with_the_env_value() {
+        let fx = Fixture::new(COMPOSE);
+        let store = MemoryStore::new();
+        let set = |v: &str| {
+            let store = &store;
+            let v = v.to_string();
+            async move {
+                store
+                    .set("DB_PASSWORD", &SecretValue::new(v), &BTreeMap::new())
+                    .await
+                    .unwrap()
+            }
+        };
+        set("another-value-entirely").await;
+        let (mut f, locals) = fx.files();
+        check_drift(&mut f, &locals, &store, &State::new(""), false).await;
+        assert_only(
+            &f,
+            "drift",
+            "db-password",
+            Status::Fail,
+            "differs from DB_PASSWORD",
+        );
+
+        set(VALUE).await;
+        let (mut f, locals) = fx.files();
+        check_drift(&mut f, &locals, &store, &State::new(""), false).await;
+        assert_only(
+            &f,
+            "drift",
+            "db-password",
+            Status::Pass,
+            "matches DB_PASSWORD",
+        );
+    }
+
+    #[tokio::test]
+    async fn vault_drift_reports_an_edited_file_and_a_stale_version() {
+        let fx = Fixture::new(COMPOSE);
+        let store = MemoryStore::new();
+        let loaded = store
+            .set(
+                "db-password",
+                &SecretValue::new(VALUE.into()),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        let mut state = State::new("memory");
+        state.secrets.insert(
+            "db-password".into(),
+            SecretState {
+                version: loaded.version.clone(),
+                updated: loaded.updated,
+                fingerprint: fingerprint_bytes(VALUE.as_bytes()),
+                checked_at: 0,
+            },
+        );
+        let drift = |state: &State| {
+            let (store, state, fx) = (&store, state.clone(), &fx);
+            async move {
+                let (mut f, locals) = fx.files();
+                check_drift(&mut f, &locals, store, &state, true).await;
+                f
+            }
+        };
+        assert_only(
+            &drift(&state).await,
+            "drift",
+            "db-password",
+            Status::Pass,
+            "matches version",
+        );
+
+        // Edited by hand: the digest no longer matches what was loaded.
+        fx.write_secret("edited-by-hand-123");
+        assert_only(
+            &drift(&state).await,
+            "drift",
+            "db-password",
+            Status::Fail,
+            "digest differs",
+        );
+        fx.write_secret(VALUE);
+
+        // Rotated in the vault, not loaded yet.
+        let newer = store
+            .set(
+                "db-password",
+                &SecretValue::new("rotated-value-456".into()),
+                &BTreeMap::new(),
+            )
+            .await
+            .unwrap();
+        assert_only(
+            &drift(&state).await,
+            "drift",
+            "db-password",
+            Status::Fail,
+            "stale",
+        );
+
+        // Loading the new version fixes it.
+        fx.write_secret("rotated-value-456");
+        let entry = state.secrets.get_mut("db-password").unwrap();
+        entry.version = newer.version;
+        entry.updated = newer.updated;
+        entry.fingerprint = fingerprint_bytes(b"rotated-value-456");
+        assert_only(
+            &drift(&state).await,
+            "drift",
+            "db-password",
+            Status::Pass,
+            "matches version",
+        );
+
+        // Never loaded: nothing recorded to compare with.
+        assert_only(
+            &drift(&State::new("memory")).await,
+            "drift",
+            "db-password",
+            Status::Warn,
+            "no record",
+        );
+    }
+}

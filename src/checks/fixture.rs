@@ -1,0 +1,113 @@
+//! Shared test fixture for the checks: a project with a Compose file and a loaded secret.
+
+pub(crate) use std::os::unix::fs::PermissionsExt as _;
+
+use super::*;
+pub(crate) use super::{Check, Findings, LocalSecret, Status};
+pub(crate) use crate::deploy::{memory::MemoryEngine, ContainerEngine as _};
+pub(crate) use crate::files::secret_dir::Owner;
+pub(crate) use crate::manifest::ManifestOptions;
+pub(crate) use crate::store::memory::MemoryStore;
+pub(crate) use crate::store::AccessProbe;
+pub(crate) use std::path::{Path, PathBuf};
+
+pub(crate) const PROJECT: &str = "unit";
+pub(crate) const VALUE: &str = "correct-horse-battery-staple";
+pub(crate) const COMPOSE: &str = "\
+services:
+  app:
+    image: demo
+    environment:
+      PLAIN: hello
+    secrets: [db-password]
+  worker:
+    image: demo
+secrets:
+  db-password:
+    file: ./secrets/db-password
+";
+
+/// A project directory with a Compose file and a loaded `db-password` file.
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) manifest: Manifest,
+}
+
+impl Fixture {
+    pub(crate) fn new(compose: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+        let manifest = Manifest::load(&ManifestOptions {
+            search_from: dir.path().to_path_buf(),
+            project_name: Some(PROJECT.into()),
+            ..ManifestOptions::default()
+        })
+        .unwrap();
+        let fixture = Self { dir, manifest };
+        fixture.write_secret(VALUE);
+        fixture
+    }
+
+    pub(crate) fn secrets_dir(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    pub(crate) fn secret_file(&self) -> PathBuf {
+        self.secrets_dir().join("db-password")
+    }
+
+    /// Write the file as `load` does: atomically, mode 0400.
+    pub(crate) fn write_secret(&self, value: &str) {
+        SecretDir::open(&self.secrets_dir(), true)
+            .unwrap()
+            .write_atomic("db-password", value.as_bytes(), 0o400, Owner::default())
+            .unwrap();
+    }
+
+    pub(crate) fn files(&self) -> (Findings, Vec<LocalSecret<'_>>) {
+        let mut f = Findings::relative_to(self.dir.path());
+        let locals = check_files(&mut f, &self.manifest, &self.secrets_dir());
+        (f, locals)
+    }
+}
+
+pub(crate) fn statuses(f: &Findings, category: &str, subject: &str) -> Vec<Status> {
+    f.checks
+        .iter()
+        .filter(|c| c.category == category && c.subject.contains(subject))
+        .map(|c| c.status)
+        .collect()
+}
+
+#[track_caller]
+pub(crate) fn assert_only(f: &Findings, category: &str, subject: &str, want: Status, says: &str) {
+    let found: Vec<&Check> = f
+        .checks
+        .iter()
+        .filter(|c| c.category == category && c.subject.contains(subject))
+        .collect();
+    assert!(
+        !found.is_empty() && found.iter().all(|c| c.status == want),
+        "{category}/{subject}: want only {want:?}\n{:#?}",
+        f.checks
+    );
+    assert!(
+        found.iter().any(|c| c.message.contains(says)),
+        "{category}/{subject}: no message says {says:?}\n{found:#?}"
+    );
+    assert_no_value(f);
+}
+
+#[track_caller]
+pub(crate) fn assert_no_value(f: &Findings) {
+    for c in &f.checks {
+        assert!(
+            !c.message.contains(VALUE) && !c.subject.contains(VALUE),
+            "a value leaked into {c:?}"
+        );
+    }
+}
+
+pub(crate) fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}

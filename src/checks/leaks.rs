@@ -1,0 +1,211 @@
+//! Leaks outside containers: secret values in Compose `environment:` and a readable `.env`.
+
+use super::*;
+
+/// Compose `environment:` must not carry a secret value, literally, through `${VAR}`
+/// interpolation of another variable, or by interpolating a secret's own `.env` key.
+///
+/// `variables` are those Compose interpolates with (process environment over `.env`).
+pub fn check_compose_environment(
+    f: &mut Findings,
+    manifest: &Manifest,
+    locals: &[LocalSecret<'_>],
+    variables: &HashMap<String, String>,
+) {
+    let values: HashMap<&str, &SecretValue> = locals
+        .iter()
+        .filter_map(|l| Some((l.spec.name.as_str(), l.value.as_ref()?)))
+        .filter(|(_, v)| v.len() >= MIN_LEAK_LEN)
+        .collect();
+    for service in manifest.services.values() {
+        let mut hits: Vec<String> = Vec::new();
+        for (key, raw) in &service.environment {
+            let referenced = referenced_variables(raw);
+            let interpolated = crate::manifest::interpolate(raw, variables).unwrap_or_default();
+            for spec in manifest
+                .secrets
+                .iter()
+                .filter(|s| s.source != SecretSource::External)
+            {
+                if referenced.contains(&spec.env_key.as_str()) {
+                    hits.push(format!(
+                        "{key} interpolates ${{{}}} (secret {})",
+                        spec.env_key, spec.name
+                    ));
+                } else if values
+                    .get(spec.name.as_str())
+                    .is_some_and(|v| raw.contains(v.expose()) || interpolated.contains(v.expose()))
+                {
+                    hits.push(format!("{key} holds the value of secret {}", spec.name));
+                }
+            }
+        }
+        let subject = format!("service {}", service.name);
+        if hits.is_empty() {
+            f.add(
+                Status::Pass,
+                "leaks",
+                subject,
+                "no secret value in Compose `environment:`",
+            );
+        } else {
+            f.add(
+                Status::Fail,
+                "leaks",
+                subject,
+                format!(
+                    "Compose `environment:` {}; mount the secret file instead",
+                    hits.join("; ")
+                ),
+            );
+        }
+    }
+}
+
+/// Names a Compose value interpolates: `$VAR`, `${VAR}`, `${VAR:-default}` and those nested
+/// in defaults; `$$` is a literal dollar.
+fn referenced_variables(value: &str) -> Vec<&str> {
+    let bytes = value.as_bytes();
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                let start = i + 2;
+                let len = value[start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(value.len() - start);
+                if len > 0 {
+                    names.push(&value[start..start + len]);
+                }
+                i = start + len;
+            }
+            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+                let start = i + 1;
+                let len = value[start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(value.len() - start);
+                names.push(&value[start..start + len]);
+                i = start + len;
+            }
+            _ => i += 1,
+        }
+    }
+    names
+}
+
+/// `.env` is 0600 and not a symlink.
+pub fn check_env_file(f: &mut Findings, env_file: &Path) {
+    let subject = f.path_subject(env_file);
+    match crate::files::secret_dir::describe_mode(env_file) {
+        Err(_) => f.add(Status::Skip, "leaks", subject, "no .env file"),
+        Ok((_, _, _, true)) => f.add(
+            Status::Fail,
+            "leaks",
+            subject,
+            "is a symlink: its secrets live wherever it points; make it a regular 0600 file",
+        ),
+        Ok((mode, _, _, false)) if mode & 0o077 != 0 => f.add(
+            Status::Fail,
+            "leaks",
+            subject,
+            format!("mode {mode:04o}, expected 0600 (chmod 600)"),
+        ),
+        Ok((mode, _, _, false)) => {
+            f.add(Status::Pass, "leaks", subject, format!("mode {mode:04o}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::fixture::*;
+
+    #[test]
+    fn a_secret_in_compose_environment_is_a_leak_literal_interpolated_or_by_reference() {
+        let check = |env_line: &str, variables: &[(&str, &str)]| {
+            let fx = Fixture::new(&COMPOSE.replace("PLAIN: hello", env_line));
+            let (_, locals) = fx.files();
+            let variables = variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut f = Findings::default();
+            check_compose_environment(&mut f, &fx.manifest, &locals, &variables);
+            f
+        };
+        let f = check(&format!("PASSWORD: \"{VALUE}\""), &[]);
+        assert_only(
+            &f,
+            "leaks",
+            "service app",
+            Status::Fail,
+            "PASSWORD holds the value of secret db-password",
+        );
+        let f = check("PASSWORD: ${DB_PASSWORD}", &[]);
+        assert_only(
+            &f,
+            "leaks",
+            "service app",
+            Status::Fail,
+            "PASSWORD interpolates ${DB_PASSWORD} (secret db-password)",
+        );
+        let f = check("DSN: postgres://app:${PGPASS:-x}@db", &[("PGPASS", VALUE)]);
+        assert_only(
+            &f,
+            "leaks",
+            "service app",
+            Status::Fail,
+            "DSN holds the value of secret db-password",
+        );
+        // `$$` is a literal dollar, not a reference.
+        let f = check(
+            "PASSWORD_FILE: /run/secrets/db-password$${DB_PASSWORD}",
+            &[],
+        );
+        assert_only(&f, "leaks", "service app", Status::Pass, "no secret value");
+        assert_only(
+            &f,
+            "leaks",
+            "service worker",
+            Status::Pass,
+            "no secret value",
+        );
+    }
+
+    #[test]
+    fn referenced_variables_follow_compose_interpolation() {
+        assert_eq!(
+            referenced_variables("$A ${B} ${C:-${D}} ${E-x} $$F $1 ${G?err} $"),
+            vec!["A", "B", "C", "D", "E", "G"]
+        );
+    }
+
+    #[test]
+    fn a_readable_env_file_fails_until_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join(".env");
+        std::fs::write(&env, "A=b\n").unwrap();
+        set_mode(&env, 0o644);
+        let mut f = Findings::relative_to(dir.path());
+        check_env_file(&mut f, &env);
+        assert_only(
+            &f,
+            "leaks",
+            ".env",
+            Status::Fail,
+            "mode 0644, expected 0600",
+        );
+        set_mode(&env, 0o600);
+        let mut f = Findings::relative_to(dir.path());
+        check_env_file(&mut f, &env);
+        assert_only(&f, "leaks", ".env", Status::Pass, "0600");
+        assert_eq!(f.checks[0].subject, ".env");
+    }
+}

@@ -1,0 +1,99 @@
+//! Where containers run: the Compose containers of a project and the services of a Swarm stack.
+//!
+//! Everything outside `deploy::docker` sees containers through [`ContainerEngine`] and swarms
+//! through [`swarm::SwarmEngine`]; `deploy::docker` is the only module that imports bollard,
+//! and the in-memory twins in `deploy::memory` stand in for tests.
+
+pub mod docker;
+pub mod health;
+#[cfg(any(test, feature = "testing"))]
+pub mod memory;
+pub mod swarm;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use docker::DockerEngine;
+
+use crate::error::{Error, Result};
+use swarm::SwarmEngine as _;
+
+/// Compose's labels on the containers it creates.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const NUMBER: &str = "com.docker.compose.container-number";
+}
+
+/// What compose-secrets needs to know about one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub number: Option<u32>,
+    pub running: bool,
+    pub status: String,
+    /// `healthy`, `unhealthy` or `starting`; `None` when the container has no HEALTHCHECK.
+    pub health: Option<String>,
+    /// `State.StartedAt`, RFC 3339 as Docker reports it.
+    pub started_at: Option<String>,
+    pub image: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    pub ip_addresses: Vec<String>,
+}
+
+#[async_trait]
+pub trait ContainerEngine: Send + Sync {
+    /// Where the engine is, for messages.
+    fn describe(&self) -> String;
+
+    /// Fail fast, naming the endpoint, when the engine cannot be reached.
+    async fn ping(&self) -> Result<()>;
+
+    /// Every container of a Compose project (any state), inspected, by service then number.
+    async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>>;
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo>;
+
+    async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()>;
+
+    async fn start(&self, id: &str) -> Result<()>;
+}
+
+/// Whether to act on a swarm: `--target swarm` insists, `auto` looks for a manager running the stack.
+pub async fn detect_swarm(
+    choice: crate::cli::DeployTarget,
+    stack: &str,
+) -> Result<Option<DockerEngine>> {
+    use crate::cli::DeployTarget;
+    if choice == DeployTarget::Compose {
+        return Ok(None);
+    }
+    let probe = async {
+        let engine = DockerEngine::connect()?;
+        engine.ping().await?;
+        let manager = engine.is_manager().await?;
+        let deployed = manager && !engine.stack_services(stack).await?.is_empty();
+        Ok::<_, Error>((engine, manager, deployed))
+    };
+    match (choice, probe.await) {
+        (DeployTarget::Swarm, Ok((engine, true, _))) => Ok(Some(engine)),
+        (DeployTarget::Swarm, Ok((_, false, _))) => Err(Error::Docker {
+            message: "--target swarm: this Docker engine is not a swarm manager (docker swarm init, or use a manager's DOCKER_HOST)".into(),
+        }),
+        (DeployTarget::Swarm, Err(e)) => Err(e),
+        (_, Ok((engine, _, true))) => Ok(Some(engine)),
+        (_, Ok(_)) => Ok(None),
+        (_, Err(e)) => {
+            tracing::debug!("swarm detection skipped: {e}");
+            Ok(None)
+        }
+    }
+}
