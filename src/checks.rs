@@ -130,13 +130,6 @@ pub use leaks::{check_compose_environment, check_env_file};
 pub use swarm::check_swarm;
 pub use vault::check_vault;
 
-/// RFC 3339 (Docker's `State.StartedAt`, nanoseconds included) as Unix nanoseconds.
-fn parse_rfc3339_ns(s: &str) -> Option<i128> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(time::OffsetDateTime::unix_timestamp_nanos)
-}
-
 fn or_unknown(s: &str) -> &str {
     if s.is_empty() {
         "state unknown"

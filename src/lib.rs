@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod checks;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod context;
 pub mod deploy;

@@ -12,64 +12,30 @@
 //! restarts the containers already restarted.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt as _;
-
 use crate::audit::{self, AuditEvent, HealthResult, Outcome, Secrets, Versions};
-use crate::deploy::{ContainerEngine, ContainerInfo};
+use crate::deploy::ContainerEngine;
 use crate::error::{Error, Result};
 use crate::files::secret_dir::{FileState, Owner, SecretDir};
 use crate::files::state::{SecretState, State};
-use crate::manifest::{Manifest, SecretSource, SecretSpec};
+
 use crate::output::ReportItem;
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
-/// Compose's labels on the containers it creates.
-pub mod labels {
-    pub const PROJECT: &str = "com.docker.compose.project";
-    pub const SERVICE: &str = "com.docker.compose.service";
-}
+mod hook;
+mod plan;
+mod select;
+
+use hook::run_hook;
+pub use plan::{describe, plan, service_containers, ContainerTarget, SecretPlan, ServiceTarget};
+pub use select::{all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names};
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
 pub const IP_PLACEHOLDER: &str = "{ip}";
-
-/// One container to restart, as listed before anything changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerTarget {
-    pub id: String,
-    pub name: String,
-    pub number: Option<u32>,
-}
-
-/// A service that mounts the secret and what restarting it involves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceTarget {
-    pub service: String,
-    /// Running containers, in container-number order: restarted in this order.
-    pub containers: Vec<ContainerTarget>,
-    /// Stopped containers: not started by a rotation, they read the new file when started.
-    pub stopped: Vec<String>,
-    /// Whether the containers were listed (a dry run without Docker cannot list them).
-    pub listed: bool,
-    pub health_url: Option<String>,
-}
-
-/// Everything the transaction for one secret needs, resolved before anything changes.
-#[derive(Debug, Clone)]
-pub struct SecretPlan {
-    pub spec: SecretSpec,
-    /// The secret's key in the store (vault name or `.env` key).
-    pub store_key: String,
-    /// File name directly inside the secrets directory.
-    pub file_name: String,
-    /// Every service that mounts the secret, in declaration order.
-    pub services: Vec<ServiceTarget>,
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -165,354 +131,6 @@ impl RotationRecord {
     /// The error that ended the transaction (`None`: it committed).
     pub fn take_error(&mut self) -> Option<Error> {
         self.error.take()
-    }
-}
-
-/// Find each name by Compose name, vault name or `.env` key; an unknown name is a usage error.
-pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
-    let mut out: Vec<&SecretSpec> = Vec::new();
-    let mut unknown = Vec::new();
-    for name in names {
-        match manifest.lookup(name) {
-            Some(spec) => {
-                rotatable(spec)?;
-                if !out.iter().any(|s| s.name == spec.name) {
-                    out.push(spec);
-                }
-            }
-            None => unknown.push(name.as_str()),
-        }
-    }
-    if !unknown.is_empty() {
-        let known: Vec<&str> = manifest.secrets.iter().map(|s| s.name.as_str()).collect();
-        return Err(Error::Usage(format!(
-            "unknown secret{} {} (declared: {})",
-            if unknown.len() == 1 { "" } else { "s" },
-            unknown.join(", "),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        )));
-    }
-    Ok(out)
-}
-
-/// Every declared secret that `rotate` can handle (`file:` secrets), for `--all`.
-pub fn all_rotatable(manifest: &Manifest) -> Vec<&SecretSpec> {
-    manifest
-        .secrets
-        .iter()
-        .filter(|s| rotatable(s).is_ok())
-        .collect()
-}
-
-fn rotatable(spec: &SecretSpec) -> Result<()> {
-    match spec.source {
-        SecretSource::File(_) => Ok(()),
-        SecretSource::Environment(_) => Err(Error::manifest(
-            &spec.name,
-            "is an `environment:` secret: Compose copies it at container creation, so a restart cannot deliver a \
-             new value; rotate it in its source and recreate the containers (`docker compose up -d`)",
-        )),
-        SecretSource::External => Err(Error::manifest(
-            &spec.name,
-            "is `external`: it is managed outside Compose, so compose-secrets does not rotate it",
-        )),
-    }
-}
-
-/// Parse an age such as `90d`, `12h`, `30m`, `45s` or `2w`.
-pub fn parse_age(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let bad = || {
-        Error::Usage(format!(
-            "--older-than {text}: expected a number and a unit, e.g. 90d, 12h, 30m"
-        ))
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
-}
-
-/// When each candidate was last rotated (Unix seconds), or `None` when never.
-///
-/// Key Vault: the `rotated-at` tag of the latest version, from one listing. `.env` keeps no
-/// tags, so the last successful rotation in the audit log stands in.
-pub async fn last_rotated(
-    store: &dyn SecretStore,
-    candidates: &[&SecretSpec],
-    audit_log: &Path,
-) -> Result<BTreeMap<String, Option<i64>>> {
-    let mut out = BTreeMap::new();
-    if store.is_remote() {
-        let listing: BTreeMap<String, VersionInfo> = store
-            .list_properties()
-            .await?
-            .into_iter()
-            .map(|i| (i.name.to_ascii_lowercase(), i))
-            .collect();
-        for spec in candidates {
-            let at = listing
-                .get(&spec.vault_name.to_ascii_lowercase())
-                .and_then(|i| i.tags.get(tags::ROTATED_AT))
-                .and_then(|t| audit::parse_rfc3339(t));
-            out.insert(spec.name.clone(), at);
-        }
-    } else {
-        for spec in candidates {
-            out.insert(
-                spec.name.clone(),
-                audit::last_rotation(audit_log, &spec.name),
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// Keep the candidates rotated longer than `age` ago, or never.
-pub fn older_than<'m>(
-    candidates: Vec<&'m SecretSpec>,
-    rotated: &BTreeMap<String, Option<i64>>,
-    age: Duration,
-    now: i64,
-) -> Vec<&'m SecretSpec> {
-    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
-    candidates
-        .into_iter()
-        .filter(|s| match rotated.get(&s.name).copied().flatten() {
-            Some(at) => now.saturating_sub(at) > age,
-            None => true,
-        })
-        .collect()
-}
-
-/// Read a value from stdin: everything, minus ONE trailing newline; empty or over 25 KB is refused.
-pub fn read_value(mut input: impl Read) -> Result<SecretValue> {
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    input
-        .by_ref()
-        .take(MAX_VALUE_BYTES as u64 + 3)
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("<stdin>", "read the new value"))?;
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-    if bytes.is_empty() {
-        return Err(Error::Usage(
-            "--value-stdin: stdin is empty; pipe the new value in (it is never taken from the command line)".into(),
-        ));
-    }
-    if bytes.len() > MAX_VALUE_BYTES {
-        return Err(Error::Usage(format!(
-            "--value-stdin: the value is over Key Vault's limit of {MAX_VALUE_BYTES} bytes"
-        )));
-    }
-    SecretValue::from_bytes(bytes.to_vec())
-        .map_err(|_| Error::Usage("--value-stdin: the value is not UTF-8".into()))
-}
-
-/// Resolve the store key, file and (unless `containers` is `None`) the containers to restart.
-///
-/// `containers` is the project's container listing; each service that mounts the
-/// secret gets its running containers in container-number order.
-pub fn plan(
-    manifest: &Manifest,
-    specs: &[&SecretSpec],
-    secrets_dir: &Path,
-    remote: bool,
-    containers: Option<&[ContainerInfo]>,
-    health_url_override: Option<&str>,
-) -> Result<Vec<SecretPlan>> {
-    let file_names: BTreeMap<String, String> =
-        manifest.file_names_in(secrets_dir)?.into_iter().collect();
-    let mut plans = Vec::new();
-    for spec in specs {
-        rotatable(spec)?;
-        check_owner(spec, secrets_dir)?;
-        let file_name = file_names.get(&spec.name).cloned().ok_or_else(|| {
-            Error::manifest(&spec.name, "has no file under the secrets directory")
-        })?;
-        let services = spec
-            .services()
-            .into_iter()
-            .map(|service| {
-                let (running, stopped) = containers
-                    .map(|all| service_containers(all, &manifest.project_name, &service))
-                    .unwrap_or_default();
-                ServiceTarget {
-                    listed: containers.is_some(),
-                    health_url: health_url_override.map(str::to_string).or_else(|| {
-                        manifest
-                            .services
-                            .get(&service)
-                            .and_then(|s| s.health_url.clone())
-                    }),
-                    service,
-                    containers: running,
-                    stopped,
-                }
-            })
-            .collect();
-        plans.push(SecretPlan {
-            spec: (*spec).clone(),
-            store_key: if remote {
-                spec.vault_name.clone()
-            } else {
-                spec.env_key.clone()
-            },
-            file_name,
-            services,
-        });
-    }
-    Ok(plans)
-}
-
-/// A service's containers in this project: (running, in number order; names of stopped ones).
-pub fn service_containers(
-    all: &[ContainerInfo],
-    project: &str,
-    service: &str,
-) -> (Vec<ContainerTarget>, Vec<String>) {
-    let mut mine: Vec<&ContainerInfo> = all
-        .iter()
-        .filter(|c| {
-            let label = |k: &str| c.labels.get(k).map(String::as_str);
-            (c.project == project || label(labels::PROJECT) == Some(project))
-                && (c.service == service || label(labels::SERVICE) == Some(service))
-        })
-        .collect();
-    mine.sort_by(|a, b| {
-        a.number
-            .unwrap_or(u32::MAX)
-            .cmp(&b.number.unwrap_or(u32::MAX))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    let running = mine
-        .iter()
-        .filter(|c| c.running)
-        .map(|c| ContainerTarget {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            number: c.number,
-        })
-        .collect();
-    let stopped = mine
-        .iter()
-        .filter(|c| !c.running)
-        .map(|c| c.name.clone())
-        .collect();
-    (running, stopped)
-}
-
-/// Refuse, before anything changes, an owner the process cannot give (as `load` does).
-fn check_owner(spec: &SecretSpec, secrets_dir: &Path) -> Result<()> {
-    let euid = nix::unistd::Uid::effective();
-    if euid.is_root() {
-        return Ok(());
-    }
-    let egid = nix::unistd::Gid::effective().as_raw();
-    let in_group = |g: u32| {
-        g == egid
-            || nix::unistd::getgroups()
-                .map(|gs| gs.iter().any(|x| x.as_raw() == g))
-                .unwrap_or(false)
-    };
-    if spec.owner_uid.is_some_and(|u| u != euid.as_raw())
-        || spec.owner_gid.is_some_and(|g| !in_group(g))
-    {
-        return Err(Error::UnsafePath {
-            path: secrets_dir.join(&spec.name),
-            message: format!(
-                "secret `{}` declares an owner that uid {euid} cannot give; run as root or as that user",
-                spec.name
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The plan as report lines, for `--dry-run`: nothing is read from or written to the store.
-pub fn describe(
-    plan: &SecretPlan,
-    settings: &Settings,
-    store_describe: &str,
-    from_stdin: bool,
-) -> Vec<ReportItem> {
-    let name = &plan.spec.name;
-    let mut items = vec![ReportItem::new(name, "would-rotate").with_detail(format!(
-        "new value from {}, pushed to `{}` in {store_describe}, file {}",
-        if from_stdin {
-            "stdin".to_string()
-        } else {
-            format!("generator {}", plan.spec.generator)
-        },
-        plan.store_key,
-        plan.file_name
-    ))];
-    if let Some(hook) = &plan.spec.rotation_hook {
-        items.push(ReportItem::new(name, "would-run-hook").with_detail(format!(
-            "`{}` with the new value on stdin, before the push",
-            hook.join(" ")
-        )));
-    }
-    if !settings.restart {
-        items
-            .push(ReportItem::new(name, "would-not-restart").with_detail(
-                "--no-restart: running containers keep the old value until restarted",
-            ));
-        return items;
-    }
-    for service in &plan.services {
-        let checks = health_description(service);
-        let detail = if !service.listed {
-            format!(
-                "service {}: containers unknown (Docker not reachable); {checks}",
-                service.service
-            )
-        } else if service.containers.is_empty() {
-            format!("service {}: no running container", service.service)
-        } else {
-            let names: Vec<&str> = service.containers.iter().map(|c| c.name.as_str()).collect();
-            format!(
-                "service {}: {} one at a time; {checks}",
-                service.service,
-                names.join(" → ")
-            )
-        };
-        items.push(ReportItem::new(name, "would-restart").with_detail(detail));
-        if !service.stopped.is_empty() {
-            items.push(ReportItem::new(name, "stopped").with_detail(format!(
-                "service {}: {} not running, not started",
-                service.service,
-                service.stopped.join(", ")
-            )));
-        }
-    }
-    items
-}
-
-fn health_description(service: &ServiceTarget) -> String {
-    match &service.health_url {
-        Some(url) => format!(
-            "health: running + new StartedAt + Docker healthcheck, then GET {url} until 2xx"
-        ),
-        None => "health: running + new StartedAt + Docker healthcheck (no health URL)".into(),
     }
 }
 
@@ -698,7 +316,7 @@ async fn apply(
             version: pushed.version.clone(),
             updated: pushed.updated,
             fingerprint: value.fingerprint(),
-            checked_at: unix_now(),
+            checked_at: crate::clock::unix_now(),
         }),
     )?;
 
@@ -946,63 +564,6 @@ fn update_state(target: &Target<'_>, name: &str, entry: Option<SecretState>) -> 
     state.write(target.state_file)
 }
 
-/// Run the rotation hook with the new value on stdin only; its output is discarded unread,
-/// because a hook may echo what it was given.
-async fn run_hook(
-    hook: &[String],
-    secret: &str,
-    value: &SecretValue,
-    settings: &Settings,
-) -> Result<()> {
-    let failed = |what: String| {
-        Error::manifest(
-            secret,
-            format!(
-                "rotation hook `{}` {what}; nothing was changed",
-                hook.join(" ")
-            ),
-        )
-    };
-    let (program, args) = hook
-        .split_first()
-        .ok_or_else(|| failed("is empty".into()))?;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(&settings.hook_dir)
-        .env("COMPOSE_SECRETS_SECRET", secret)
-        .env("COMPOSE_SECRETS_PHASE", "rotate")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| failed(format!("could not start ({})", e.kind())))?;
-    let outcome = tokio::time::timeout(settings.hook_timeout, async {
-        if let Some(mut stdin) = child.stdin.take() {
-            // A hook that does not read its stdin closes the pipe: not an error in itself.
-            let _ = stdin.write_all(value.expose().as_bytes()).await;
-            let _ = stdin.shutdown().await;
-        }
-        child.wait().await
-    })
-    .await;
-    match outcome {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(failed(match status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => "was killed by a signal".into(),
-        })),
-        Ok(Err(e)) => Err(failed(format!("could not be waited for ({})", e.kind()))),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(failed(format!(
-                "timed out after {}s",
-                settings.hook_timeout.as_secs()
-            )))
-        }
-    }
-}
-
 fn short(version: Option<&str>) -> String {
     match version {
         // Demo-mode fingerprints are short already.
@@ -1010,12 +571,6 @@ fn short(version: Option<&str>) -> String {
         Some(v) => v.get(..12).unwrap_or(v).to_string(),
         None => "-".into(),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -1026,7 +581,8 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::manifest::ManifestOptions;
+    use crate::deploy::{labels, ContainerInfo};
+    use crate::manifest::{Manifest, ManifestOptions, SecretSource, SecretSpec};
     use crate::store::memory::MemoryStore;
 
     /// Containers whose restarts can be scripted to fail or come back unhealthy.

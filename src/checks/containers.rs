@@ -76,7 +76,11 @@ const MTIME_SLACK_NS: i128 = 10_000_000;
 /// mtime's slack the order cannot be told, and a container that might be stale is reported
 /// as stale: `load` or `rotate` and a restart are never that close together.
 fn check_staleness(f: &mut Findings, subject: &str, c: &ContainerInfo, locals: &[LocalSecret<'_>]) {
-    let Some(started) = c.started_at.as_deref().and_then(parse_rfc3339_ns) else {
+    let Some(started) = c
+        .started_at
+        .as_deref()
+        .and_then(crate::clock::parse_rfc3339_ns)
+    else {
         f.add(
             Status::Warn,
             "containers",

@@ -127,7 +127,7 @@ async fn load_files(
     check_owners(manifest, &ctx.secrets_dir)?;
 
     let state = State::read(&ctx.state_file(), &store.describe());
-    let listed_at = unix_now();
+    let listed_at = crate::clock::unix_now();
     // Opened read-only here; it is created only once every value is in hand.
     let existing_dir = open_existing_dir(&ctx.secrets_dir)?;
 
@@ -641,12 +641,6 @@ async fn write_env_output(
         write_file_atomic(path, env.render().as_bytes(), mode)?;
     }
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn short(version: &str) -> &str {

@@ -64,7 +64,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     let specs: Vec<&SecretSpec> = match age {
         Some(age) => {
             let rotated = rotation::last_rotated(store.as_ref(), &named, &ctx.audit_log()).await?;
-            let due = rotation::older_than(named.clone(), &rotated, age, unix_now());
+            let due = rotation::older_than(named.clone(), &rotated, age, crate::clock::unix_now());
             for spec in named
                 .iter()
                 .filter(|s| !due.iter().any(|d| d.name == s.name))
@@ -230,10 +230,4 @@ fn lock_check(ctx: &Context, report: &mut Report) {
                 "another compose-secrets is running; a real rotate would wait for it",
             ));
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

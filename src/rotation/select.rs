@@ -1,0 +1,171 @@
+//! Which secrets a `rotate` covers: names, `--all`, `--older-than`, and a value from stdin.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::audit;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SecretSource, SecretSpec};
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::store::{tags, SecretStore, VersionInfo};
+
+/// Find each name by Compose name, vault name or `.env` key; an unknown name is a usage error.
+pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
+    let mut out: Vec<&SecretSpec> = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match manifest.lookup(name) {
+            Some(spec) => {
+                rotatable(spec)?;
+                if !out.iter().any(|s| s.name == spec.name) {
+                    out.push(spec);
+                }
+            }
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = manifest.secrets.iter().map(|s| s.name.as_str()).collect();
+        return Err(Error::Usage(format!(
+            "unknown secret{} {} (declared: {})",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", "),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    Ok(out)
+}
+
+/// Every declared secret that `rotate` can handle (`file:` secrets), for `--all`.
+pub fn all_rotatable(manifest: &Manifest) -> Vec<&SecretSpec> {
+    manifest
+        .secrets
+        .iter()
+        .filter(|s| rotatable(s).is_ok())
+        .collect()
+}
+
+pub(super) fn rotatable(spec: &SecretSpec) -> Result<()> {
+    match spec.source {
+        SecretSource::File(_) => Ok(()),
+        SecretSource::Environment(_) => Err(Error::manifest(
+            &spec.name,
+            "is an `environment:` secret: Compose copies it at container creation, so a restart cannot deliver a \
+             new value; rotate it in its source and recreate the containers (`docker compose up -d`)",
+        )),
+        SecretSource::External => Err(Error::manifest(
+            &spec.name,
+            "is `external`: it is managed outside Compose, so compose-secrets does not rotate it",
+        )),
+    }
+}
+
+/// Parse an age such as `90d`, `12h`, `30m`, `45s` or `2w`.
+pub fn parse_age(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let bad = || {
+        Error::Usage(format!(
+            "--older-than {text}: expected a number and a unit, e.g. 90d, 12h, 30m"
+        ))
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// When each candidate was last rotated (Unix seconds), or `None` when never.
+///
+/// Key Vault: the `rotated-at` tag of the latest version, from one listing. `.env` keeps no
+/// tags, so the last successful rotation in the audit log stands in.
+pub async fn last_rotated(
+    store: &dyn SecretStore,
+    candidates: &[&SecretSpec],
+    audit_log: &Path,
+) -> Result<BTreeMap<String, Option<i64>>> {
+    let mut out = BTreeMap::new();
+    if store.is_remote() {
+        let listing: BTreeMap<String, VersionInfo> = store
+            .list_properties()
+            .await?
+            .into_iter()
+            .map(|i| (i.name.to_ascii_lowercase(), i))
+            .collect();
+        for spec in candidates {
+            let at = listing
+                .get(&spec.vault_name.to_ascii_lowercase())
+                .and_then(|i| i.tags.get(tags::ROTATED_AT))
+                .and_then(|t| audit::parse_rfc3339(t));
+            out.insert(spec.name.clone(), at);
+        }
+    } else {
+        for spec in candidates {
+            out.insert(
+                spec.name.clone(),
+                audit::last_rotation(audit_log, &spec.name),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Keep the candidates rotated longer than `age` ago, or never.
+pub fn older_than<'m>(
+    candidates: Vec<&'m SecretSpec>,
+    rotated: &BTreeMap<String, Option<i64>>,
+    age: Duration,
+    now: i64,
+) -> Vec<&'m SecretSpec> {
+    let age = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+    candidates
+        .into_iter()
+        .filter(|s| match rotated.get(&s.name).copied().flatten() {
+            Some(at) => now.saturating_sub(at) > age,
+            None => true,
+        })
+        .collect()
+}
+
+/// Read a value from stdin: everything, minus ONE trailing newline; empty or over 25 KB is refused.
+pub fn read_value(mut input: impl Read) -> Result<SecretValue> {
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    input
+        .by_ref()
+        .take(MAX_VALUE_BYTES as u64 + 3)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("<stdin>", "read the new value"))?;
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(Error::Usage(
+            "--value-stdin: stdin is empty; pipe the new value in (it is never taken from the command line)".into(),
+        ));
+    }
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::Usage(format!(
+            "--value-stdin: the value is over Key Vault's limit of {MAX_VALUE_BYTES} bytes"
+        )));
+    }
+    SecretValue::from_bytes(bytes.to_vec())
+        .map_err(|_| Error::Usage("--value-stdin: the value is not UTF-8".into()))
+}
