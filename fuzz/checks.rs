@@ -4,13 +4,16 @@
 //!
 //! Each function panics on a broken invariant (that is what the fuzzer records as a crash).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use compose_secrets::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
 use compose_secrets::dotenv::DotEnv;
 use compose_secrets::error::exit;
-use compose_secrets::manifest::{Manifest, ManifestOptions, SecretSource};
-use compose_secrets::secret::{is_valid_env_key, is_valid_vault_name, SecretValue};
+use compose_secrets::files::layout::{Layout, Protected};
+use compose_secrets::secret::{is_valid_env_key, SecretValue};
+use compose_secrets::store::dotenv::DotenvStore;
+use compose_secrets::store::SecretStore as _;
 
 /// Where an input splits into the `.env` bytes and the value `set` writes: a byte that
 /// cannot occur in UTF-8 text, so the file part stays free to be anything.
@@ -92,20 +95,18 @@ fn lines_of(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Compose manifest: loading any bytes as `compose.yaml` never panics; an error is an input
-/// error (exit 2) with a message; a manifest that loads holds only names the vault and a
-/// `.env` can store, never two secrets on one vault name, key or file, and the file names
-/// it derives for the secrets directory are plain names.
+/// Compose project: loading any bytes as `compose.yaml` never panics; an error is an input
+/// error (exit 2) with a message; a project that loads keeps the promises below.
 pub fn manifest(data: &[u8], project: &Path) {
     let file = project.join("compose.yaml");
     std::fs::write(&file, data).expect("write compose.yaml");
-    let options = ManifestOptions {
+    let options = ProjectOptions {
         files: vec![file],
-        search_from: project.to_path_buf(),
-        variables: HashMap::from([("X".to_string(), "x".to_string())]),
-        ..ManifestOptions::default()
+        cwd: project.to_path_buf(),
+        process_env: BTreeMap::from([("X".to_string(), "x".to_string())]),
+        ..ProjectOptions::default()
     };
-    let manifest = match Manifest::load(&options) {
+    let manifest = match Project::load(&options) {
         Ok(m) => m,
         Err(e) => {
             let message = e.to_string();
@@ -117,38 +118,52 @@ pub fn manifest(data: &[u8], project: &Path) {
     manifest_promises(project, &manifest);
 }
 
-/// What a loaded manifest promises: only names the vault and a `.env` can store, never two
-/// secrets on one vault name, key or file, and plain file names for the secrets directory
-/// (or an input error).
-pub fn manifest_promises(project: &Path, manifest: &Manifest) {
-    let (mut vault, mut keys, mut files) = (Vec::new(), Vec::new(), Vec::new());
+/// What a loaded project promises: valid `.env` keys and modes, never two secrets on one
+/// file; the keys a store would use are either accepted or refused as an input error; and
+/// every secret file it would write lies inside the project (or is an input error).
+pub fn manifest_promises(project: &Path, manifest: &Project) {
+    let mut files = Vec::new();
     for s in &manifest.secrets {
-        if s.source == SecretSource::External {
+        if s.is_external() {
             continue;
         }
-        assert!(is_valid_vault_name(&s.vault_name), "{}", s.vault_name);
         assert!(is_valid_env_key(&s.env_key), "{}", s.env_key);
         assert!(s.mode <= 0o777 && s.mode & 0o444 != 0, "mode {:o}", s.mode);
-        let lower = s.vault_name.to_ascii_lowercase();
-        assert!(!vault.contains(&lower), "two secrets on vault name {lower}");
-        vault.push(lower);
-        assert!(
-            !keys.contains(&s.env_key),
-            "two secrets on key {}",
-            s.env_key
-        );
-        keys.push(s.env_key.clone());
         if let SecretSource::File(p) = &s.source {
-            assert!(!files.contains(p), "two secrets on {}", p.display());
-            files.push(p.clone());
+            let p = compose_secrets::files::lexical_normalize(p);
+            assert!(!files.contains(&p), "two secrets on {}", p.display());
+            files.push(p);
         }
     }
-    match manifest.file_names_in(&project.join(".runtime/secrets")) {
-        Ok(names) => {
-            for (_, name) in names {
+    let specs: Vec<&SecretSpec> = manifest.secrets.iter().collect();
+    let store = DotenvStore::open(&project.join(".env.none")).expect("an absent .env opens");
+    if let Err(e) = store.check_keys(&specs) {
+        assert_eq!(e.exit_code(), exit::USAGE, "{e}");
+    }
+    let runtime = project.join(".runtime");
+    let layout = Layout::plan(
+        manifest,
+        &runtime,
+        &runtime.join("secrets"),
+        &Protected {
+            project: manifest,
+            env_file: &project.join(".env"),
+            template: &project.join(".env.demo"),
+        },
+    );
+    match layout {
+        Ok(layout) => {
+            for p in &layout.placements {
+                let name = &p.file_name;
                 assert!(
                     !name.is_empty() && !name.contains('/') && name != ".." && name != ".",
                     "{name}"
+                );
+                assert!(
+                    p.path.starts_with(&layout.project_dir)
+                        || p.path.starts_with(&layout.secrets_dir),
+                    "{} escapes the project",
+                    p.path.display()
                 );
             }
         }

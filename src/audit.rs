@@ -19,10 +19,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::compose::Project;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::files::layout::Layout;
 use crate::files::state::{SecretState, State};
-use crate::manifest::Manifest;
 use crate::store::SecretStore;
 
 mod chain;
@@ -206,7 +207,8 @@ fn last_line(file: &mut File) -> std::io::Result<(Option<String>, bool)> {
 /// (Key Vault) or fingerprint (demo) before and after.
 pub async fn record_load(
     ctx: &Context,
-    manifest: &Manifest,
+    project: &Project,
+    layout: &Layout,
     store: &dyn SecretStore,
     before: &State,
     after: &State,
@@ -235,14 +237,45 @@ pub async fn record_load(
         outcome: Outcome::Ok,
         error: None,
     };
-    let key = project_key(
-        &ctx.runtime_dir,
-        &ctx.secrets_dir,
-        Some(manifest),
-        Some(store),
-    )
-    .await?;
+    let key = project_key(&ctx.runtime_dir, Some((project, layout)), Some(store)).await?;
     append(&ctx.audit_log(), &key, &event)
+}
+
+/// The current signing key, plus earlier versions of it from the vault: lines written before a
+/// rotation of `audit-log-signing-key` were signed with the value of that time.
+pub async fn verification_keys(
+    runtime_dir: &Path,
+    project: &Project,
+    layout: Option<&Layout>,
+    store: Option<&dyn SecretStore>,
+) -> Vec<AuditKey> {
+    let mut keys = Vec::new();
+    if let Some(layout) = layout {
+        if let Ok(key) = project_key(runtime_dir, Some((project, layout)), store).await {
+            keys.push(key);
+        }
+    }
+    if let Ok(Some(local)) = AuditKey::existing_local(runtime_dir) {
+        keys.push(local);
+    }
+    if let (Some(store), Some(spec)) = (
+        store.filter(|s| s.keeps_versions()),
+        project.lookup(SIGNING_KEY_SECRET),
+    ) {
+        if let Ok(versions) = store.list_versions(&store.key_for(spec)).await {
+            for v in versions
+                .iter()
+                .rev()
+                .take(10)
+                .filter_map(|v| v.version.as_deref())
+            {
+                if let Ok(old) = store.get_version(&store.key_for(spec), v).await {
+                    keys.push(AuditKey::from_signing_secret(&old.value));
+                }
+            }
+        }
+    }
+    keys
 }
 
 /// Time the last `ok` rotation of `secret` was recorded, as Unix seconds (for `--older-than`

@@ -1,25 +1,22 @@
 //! The checks behind `verify`: files, drift, stale containers, leaks, health, vault access,
 //! the audit chain and Swarm versions.
 //!
-//! Each check is a function over inputs the command gathered (the manifest, the secrets
-//! directory, a [`SecretStore`], the containers an engine listed, the git work tree), so
+//! Each check is a function over inputs the command gathered (the project, its layout, a [`SecretStore`], the containers an engine listed, the git work tree), so
 //! unit tests drive them with `MemoryStore`, `MemoryEngine` and temp dirs. Every finding
 //! names the secret, file, service or container it concerns. Values are read into memory
 //! only to be compared (by fingerprint, or as substrings for leak detection); no message
 //! ever contains one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::compose::{Project, SecretSpec};
 use crate::deploy::swarm::SwarmEngine;
 use crate::deploy::ContainerInfo;
-use crate::files::secret_dir::SecretDir;
 use crate::files::state::{SecretState, State};
-use crate::manifest::{Manifest, SecretSource, SecretSpec};
 use crate::secret::{fingerprint_bytes, SecretValue};
 use crate::store::{SecretStore, VersionInfo};
 
@@ -100,7 +97,7 @@ impl Findings {
 /// What is on disk for one declared file secret (value kept only for leak matching).
 pub struct LocalSecret<'m> {
     pub spec: &'m SecretSpec,
-    pub file_name: String,
+    pub path: PathBuf,
     pub value: Option<SecretValue>,
     pub fingerprint: Option<String>,
     /// Last write of the file, in Unix nanoseconds: container start times have nanoseconds
@@ -118,10 +115,11 @@ mod git;
 mod health;
 mod leaks;
 mod swarm;
+pub mod table;
 mod vault;
 
 pub use audit::check_audit;
-pub use containers::check_containers;
+pub use containers::{check_containers, check_docker};
 pub use drift::check_drift;
 pub use files::check_files;
 pub use git::check_git;
@@ -136,11 +134,6 @@ fn or_unknown(s: &str) -> &str {
     } else {
         s
     }
-}
-
-/// Secrets whose value a leak check needs: file sources only.
-pub fn is_file_secret(spec: &SecretSpec) -> bool {
-    matches!(spec.source, SecretSource::File(_))
 }
 
 #[cfg(test)]

@@ -1,4 +1,9 @@
 //! Command-line interface: flags, environment variables, subcommands (clap derive).
+//!
+//! The Compose flags (`-f`, `-p`, `--project-directory`, `--env-file`, `--profile`) mean what
+//! they mean to `docker compose`; `COMPOSE_FILE`, `COMPOSE_PROJECT_NAME`, `COMPOSE_PROFILES`
+//! and friends are read by the project model, from the environment or the project's `.env`,
+//! exactly as Compose reads them.
 
 use std::path::PathBuf;
 
@@ -10,10 +15,9 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Load and rotate secrets for Docker Compose applications",
     long_about = "Load and rotate secrets for Docker Compose applications: random secrets in demo mode, \
-                  Azure Key Vault in production, files under .runtime/secrets for Compose file secrets.",
-    after_help = "Exit codes: 0 ok, 1 verify failed, 2 usage/config error, 3 missing secret, 4 Key Vault error, \
-                  5 Docker error, 6 health check failed (rolled back), 7 filesystem error, 8 lock busy, \
-                  9 rollback failed."
+                  Azure Key Vault in production, written as the files your Compose file secrets name.",
+    after_help = crate::error::exit::help(),
+    subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -24,45 +28,39 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
-    /// Compose file(s); as `docker compose -f`. Default: compose.yaml … docker-compose.yml here or above, then compose/.
-    #[arg(
-        short = 'f',
-        long = "file",
-        env = "COMPOSE_FILE",
-        value_delimiter = ':',
-        global = true
-    )]
+    /// Compose file(s), as `docker compose -f` (default: COMPOSE_FILE, else compose.yaml … here or above).
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
     pub files: Vec<PathBuf>,
 
-    /// Compose project name. Default: the Compose file's `name:`, else its directory's name.
-    #[arg(short = 'p', long, env = "COMPOSE_PROJECT_NAME", global = true)]
+    /// Compose project name (default: COMPOSE_PROJECT_NAME, else `name:`, else the directory's name).
+    #[arg(short = 'p', long, value_name = "NAME", global = true)]
     pub project_name: Option<String>,
 
-    /// Compose project directory. Default: the directory of the first Compose file.
-    #[arg(long, env = "COMPOSE_PROJECT_DIRECTORY", global = true)]
+    /// Compose project directory (default: the first Compose file's directory).
+    #[arg(long, value_name = "DIR", global = true)]
     pub project_directory: Option<PathBuf>,
 
-    /// The `.env` file holding demo values and settings.
-    #[arg(
-        long,
-        env = "COMPOSE_SECRETS_ENV_FILE",
-        default_value = ".env",
-        global = true
-    )]
-    pub env_file: PathBuf,
+    /// Env file(s) for interpolation and demo values, as `docker compose --env-file` (default: <project>/.env).
+    #[arg(long = "env-file", value_name = "FILE", global = true)]
+    pub env_files: Vec<PathBuf>,
 
-    /// Where state, the lock and the audit log live.
+    /// Compose profile(s) to enable (default: COMPOSE_PROFILES).
+    #[arg(long = "profile", value_name = "PROFILE", global = true)]
+    pub profiles: Vec<String>,
+
+    /// Where state, the lock and the audit log live (default: <project>/.runtime).
     #[arg(
         long,
+        value_name = "DIR",
         env = "COMPOSE_SECRETS_RUNTIME_DIR",
-        default_value = ".runtime",
         global = true
     )]
-    pub runtime_dir: PathBuf,
+    pub runtime_dir: Option<PathBuf>,
 
-    /// Directory for secret files. Default: <runtime-dir>/secrets.
-    #[arg(long, env = "COMPOSE_SECRETS_DIR", global = true)]
+    /// compose-secrets' own directory for secret files (default: <runtime-dir>/secrets).
+    #[arg(long, value_name = "DIR", env = "COMPOSE_SECRETS_DIR", global = true)]
     pub secrets_dir: Option<PathBuf>,
 
     /// Use Azure Key Vault (same as AZURE_USE_KEYVAULT=true).
@@ -74,15 +72,15 @@ pub struct GlobalOpts {
     pub demo: bool,
 
     /// Key Vault URL (overrides AZURE_KEYVAULT_URL).
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "URL", global = true)]
     pub vault_url: Option<String>,
 
     /// Key Vault name, for https://NAME.vault.azure.net (overrides AZURE_KEYVAULT_NAME).
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "NAME", global = true)]
     pub vault_name: Option<String>,
 
-    /// Where containers run: plain Compose, Docker Swarm (versioned swarm secrets, rolling
-    /// updates), or auto (Swarm when the engine is a swarm manager and the stack is deployed).
+    /// Where containers run: plain Compose, Docker Swarm, or auto (Swarm when the engine is a
+    /// swarm manager and the stack is deployed).
     #[arg(
         long,
         value_enum,
@@ -92,7 +90,7 @@ pub struct GlobalOpts {
     )]
     pub target: DeployTarget,
 
-    /// Machine-readable JSON on stdout.
+    /// Machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -115,17 +113,39 @@ pub enum DeployTarget {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create .env from .env.demo and fill empty secrets with random values (demo mode).
+    #[command(after_help = "Examples:
+  compose-secrets ensure                       # create .env, fill every empty secret
+  compose-secrets ensure --dry-run             # show what would be generated
+  compose-secrets ensure --force db-password   # draw a new value for one secret")]
     Ensure(EnsureOpts),
-    /// Write every declared secret to its file under the secrets directory.
+    /// Write every declared secret to the file its Compose `file:` names.
+    #[command(after_help = "Examples:
+  compose-secrets load                         # from .env (demo) or Key Vault (AZURE_USE_KEYVAULT=true)
+  compose-secrets load --dry-run --json        # what would change, for a script
+  compose-secrets -f deploy/compose.yaml load --prune
+  compose-secrets load --env-output .env.app --map DBPASSWORD=DB_PASSWORD")]
     Load(LoadOpts),
     /// Rotate secrets: new value, push, rewrite, restart users, health gate, roll back on failure.
+    #[command(after_help = "Examples:
+  compose-secrets rotate db-password           # one secret, its services restarted one at a time
+  compose-secrets rotate --all --dry-run       # the plan: values, hooks, containers, health checks
+  compose-secrets rotate --all --older-than 90d
+  printf %s \"$NEW\" | compose-secrets rotate api-token --value-stdin")]
     Rotate(RotateOpts),
     /// Check files, drift, stale containers, leaks, health, vault access and the audit log.
+    #[command(after_help = "Examples:
+  compose-secrets verify                       # the table; exit 1 if a check failed
+  compose-secrets verify --json --strict       # for CI: warnings fail too
+  compose-secrets verify --no-docker           # files, drift, git and audit only")]
     Verify(VerifyOpts),
     /// Developer diagnostics.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
-    /// Print shell completions.
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:
+  compose-secrets completions bash > ~/.local/share/bash-completion/completions/compose-secrets
+  compose-secrets completions zsh > \"${fpath[1]}/_compose-secrets\"
+  compose-secrets completions fish > ~/.config/fish/completions/compose-secrets.fish")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -134,9 +154,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct EnsureOpts {
-    /// Template copied to .env when .env is missing.
-    #[arg(long, env = "COMPOSE_SECRETS_TEMPLATE", default_value = ".env.demo")]
-    pub template: PathBuf,
+    /// Template copied to .env when .env is missing (default: <project>/.env.demo).
+    #[arg(long, value_name = "FILE", env = "COMPOSE_SECRETS_TEMPLATE")]
+    pub template: Option<PathBuf>,
 
     /// Regenerate this secret even if it has a value (secret name or .env key; repeatable).
     #[arg(long, value_name = "NAME")]
@@ -153,7 +173,7 @@ pub struct LoadOpts {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Remove files in the secrets directory that no declared secret owns.
+    /// Remove stray files from directories compose-secrets created (never a file of the project).
     #[arg(long)]
     pub prune: bool,
 
@@ -225,4 +245,7 @@ pub struct VerifyOpts {
 pub enum DebugCommand {
     /// Print the process hardening in effect (core dump limit, dumpable flag) as JSON.
     Hardening,
+    /// Print the resolved Compose project model as JSON (what the differential test compares
+    /// with `docker compose config`).
+    Model,
 }

@@ -29,3 +29,20 @@ pub fn parse_rfc3339_ns(s: &str) -> Option<i128> {
         .ok()
         .map(time::OffsetDateTime::unix_timestamp_nanos)
 }
+
+/// A period such as `90d`, `12h`, `30m`, `45s` or `2w`.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit_secs).map(std::time::Duration::from_secs)
+}

@@ -23,6 +23,14 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         return Ok(exit::OK);
     }
     let context = Context::new(&cli.global, reporter)?;
+    if let Command::Debug(DebugCommand::Model) = cli.command {
+        let project = context.project()?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&project.debug_json()).unwrap_or_default()
+        );
+        return Ok(exit::OK);
+    }
     match cli.command {
         Command::Ensure(opts) => ensure::run(&context, &opts).await,
         Command::Load(opts) => load::run(&context, &opts).await,

@@ -1,53 +1,74 @@
-//! Settings resolved once per run: paths, the store to use, and the one precedence rule
-//! (flags > process environment > `.env` > defaults).
+//! Settings resolved once per run: the Compose project (found as `docker compose` finds it),
+//! the paths that follow the project directory, the store to use, and the one precedence rule
+//! for settings (flags > process environment > `.env` > defaults).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::cli::GlobalOpts;
-use crate::dotenv::DotEnv;
+use crate::compose::{self, Discovered, Project, ProjectOptions};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, ManifestOptions, SecretSpec};
+use crate::files::layout::{Layout, Protected};
 use crate::output::Reporter;
 use crate::store::dotenv::DotenvStore;
 use crate::store::key_vault::{KeyVaultConfig, KeyVaultStore};
 use crate::store::SecretStore;
 
-/// `.env` keys that choose the source, read with the usual precedence.
+/// The setting that chooses the source, read with the usual precedence.
 pub const USE_KEYVAULT: &str = "AZURE_USE_KEYVAULT";
 
 pub struct Context {
+    /// The working directory, as the shell names it.
     pub cwd: PathBuf,
     /// Plain Compose, Swarm, or detect.
     pub target: crate::cli::DeployTarget,
+    /// The project directory: `.env`, `.runtime` and relative secret paths follow it.
+    pub project_dir: PathBuf,
+    /// The `.env` compose-secrets reads demo values from and `ensure` writes.
     pub env_file: PathBuf,
+    pub template: PathBuf,
     pub runtime_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub reporter: Reporter,
-    manifest_options: ManifestOptions,
-    /// Settings from `.env` (read once; `ensure` may create it later).
-    dotenv: Option<DotEnv>,
+    options: ProjectOptions,
+    discovered: Discovered,
     flag_overrides: HashMap<&'static str, String>,
     force_demo: bool,
 }
 
 impl Context {
     pub fn new(opts: &GlobalOpts, reporter: Reporter) -> Result<Self> {
-        let cwd = std::env::current_dir().map_err(Error::io(".", "find the current directory"))?;
-        let abs = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                cwd.join(p)
-            }
+        let cwd = compose::logical_cwd()?;
+        let options = ProjectOptions {
+            files: opts
+                .files
+                .iter()
+                .filter(|f| !f.as_os_str().is_empty())
+                .cloned()
+                .collect(),
+            project_directory: opts.project_directory.clone(),
+            project_name: opts.project_name.clone().filter(|n| !n.is_empty()),
+            env_files: opts.env_files.clone(),
+            profiles: opts.profiles.clone(),
+            cwd: cwd.clone(),
+            process_env: std::env::vars().collect::<BTreeMap<_, _>>(),
         };
-        let env_file = abs(&opts.env_file);
-        let runtime_dir = abs(&opts.runtime_dir);
+        let discovered = compose::discover(&options)?;
+        let project_dir = discovered.working_dir.clone();
+        let abs = |p: &Path| absolute(&cwd, p);
+        let env_file = match (discovered.explicit_env_files, discovered.env_files.last()) {
+            (true, Some(last)) => last.clone(),
+            _ => project_dir.join(".env"),
+        };
+        let runtime_dir = opts
+            .runtime_dir
+            .as_deref()
+            .map_or_else(|| project_dir.join(".runtime"), abs);
         let secrets_dir = opts
             .secrets_dir
             .as_deref()
             .map_or_else(|| runtime_dir.join("secrets"), abs);
-        let dotenv = DotEnv::read(&env_file)?;
+        let template = project_dir.join(".env.demo");
         let mut flag_overrides = HashMap::new();
         if opts.keyvault {
             flag_overrides.insert(USE_KEYVAULT, "true".to_string());
@@ -58,63 +79,52 @@ impl Context {
         if let Some(name) = &opts.vault_name {
             flag_overrides.insert("AZURE_KEYVAULT_NAME", name.clone());
         }
-        let mut variables: HashMap<String, String> = HashMap::new();
-        if let Some(env) = &dotenv {
-            for key in env.keys() {
-                if let Some(v) = env.get(key) {
-                    variables.insert(key.to_string(), v.expose().to_string());
-                }
-            }
-        }
-        variables.extend(std::env::vars());
-        let manifest_options = ManifestOptions {
-            files: opts
-                .files
-                .iter()
-                .filter(|f| !f.as_os_str().is_empty())
-                .cloned()
-                .collect(),
-            project_directory: opts.project_directory.clone(),
-            project_name: opts.project_name.clone().filter(|n| !n.is_empty()),
-            search_from: cwd.clone(),
-            variables,
-        };
         Ok(Self {
-            target: opts.target,
             cwd,
+            target: opts.target,
+            project_dir,
             env_file,
+            template,
             runtime_dir,
             secrets_dir,
             reporter,
-            manifest_options,
-            dotenv,
+            options,
+            discovered,
             flag_overrides,
             force_demo: opts.demo,
         })
     }
 
-    pub fn manifest(&self) -> Result<Manifest> {
-        Manifest::load(&self.manifest_options)
+    /// Load the Compose project (its files were found when the context was made).
+    pub fn project(&self) -> Result<Project> {
+        Project::from_discovered(&self.options, self.discovered.clone())
     }
 
-    /// Whether a Compose file can be found at all (for commands that can do without one).
-    pub fn has_manifest_source(&self) -> bool {
-        !self.manifest_options.files.is_empty()
-            || crate::manifest::find_compose_file(&self.manifest_options.search_from).is_ok()
+    /// Whether a Compose file was found (for commands that can do without one).
+    pub fn has_project(&self) -> bool {
+        !self.discovered.files.is_empty()
     }
 
-    /// Flags > process environment > `.env`.
+    /// Where each secret's file goes, refusing unsafe places before anything is written.
+    pub fn layout(&self, project: &Project) -> Result<Layout> {
+        Layout::plan(
+            project,
+            &self.runtime_dir,
+            &self.secrets_dir,
+            &Protected {
+                project,
+                env_file: &self.env_file,
+                template: &self.template,
+            },
+        )
+    }
+
+    /// Flags > process environment > `.env` (the variables Compose interpolates with).
     pub fn lookup(&self, key: &str) -> Option<String> {
         if let Some(v) = self.flag_overrides.get(key) {
             return Some(v.clone());
         }
-        if let Ok(v) = std::env::var(key) {
-            return Some(v);
-        }
-        self.dotenv
-            .as_ref()
-            .and_then(|e| e.get(key))
-            .map(|v| v.expose().to_string())
+        self.discovered.env.get(key).cloned()
     }
 
     pub fn use_keyvault(&self) -> Result<bool> {
@@ -145,13 +155,14 @@ impl Context {
         }
     }
 
-    /// The key a secret has in the selected store.
-    pub fn store_key(&self, spec: &SecretSpec, remote: bool) -> String {
-        if remote {
-            spec.vault_name.clone()
-        } else {
-            spec.env_key.clone()
-        }
+    /// Take the run lock (creating the runtime directory), then clear temp files that killed
+    /// runs left beside `.env` and the state file. Every command that writes starts here.
+    pub fn lock(&self, timeout: std::time::Duration) -> Result<crate::files::lock::RunLock> {
+        crate::files::runtime_dir::ensure(&self.runtime_dir)?;
+        let lock = crate::files::lock::RunLock::acquire(&self.lock_file(), timeout)?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&self.env_file)?;
+        crate::files::secret_dir::remove_orphaned_temps_beside(&self.state_file())?;
+        Ok(lock)
     }
 
     pub fn state_file(&self) -> PathBuf {
@@ -165,4 +176,22 @@ impl Context {
     pub fn audit_log(&self) -> PathBuf {
         self.runtime_dir.join("audit.log")
     }
+
+    /// A path as the user would write it: relative to the working directory when below it.
+    pub fn show(&self, path: &Path) -> String {
+        path.strip_prefix(&self.cwd)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    crate::files::lexical_normalize(&if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    })
 }

@@ -9,6 +9,53 @@ use std::path::PathBuf;
 
 /// Exit codes, documented in the README. Stable: scripts depend on them.
 pub mod exit {
+    /// Every code with its meaning, for `--help` and the man page.
+    pub const TABLE: [(u8, &str); 10] = [
+        (OK, "success"),
+        (
+            VERIFY_FAILED,
+            "verify found a failed check (or a warning with --strict)",
+        ),
+        (
+            USAGE,
+            "usage, configuration, manifest or input-file error (including unsafe paths)",
+        ),
+        (
+            MISSING_SECRET,
+            "a declared secret has no value in its source",
+        ),
+        (
+            VAULT,
+            "Key Vault error: unreachable, authentication, permission, other",
+        ),
+        (
+            DOCKER,
+            "Docker error: engine unreachable or an operation refused",
+        ),
+        (
+            HEALTH,
+            "health check failed; the change was rolled back (sync: the version is held)",
+        ),
+        (
+            FILESYSTEM,
+            "filesystem error (permissions, full disk, read-only)",
+        ),
+        (LOCKED, "another compose-secrets holds the lock"),
+        (
+            ROLLBACK_FAILED,
+            "a rollback failed: source, files and containers may disagree",
+        ),
+    ];
+
+    /// The table as `--help` shows it.
+    pub fn help() -> String {
+        let mut text = String::from("Exit codes:\n");
+        for (code, meaning) in TABLE {
+            text.push_str(&format!("  {code}  {meaning}\n"));
+        }
+        text
+    }
+
     pub const OK: u8 = 0;
     /// `verify` found at least one failed check (or a warning with `--strict`).
     pub const VERIFY_FAILED: u8 = 1;
@@ -103,6 +150,10 @@ pub enum Error {
 
     #[error("verify: {failed} check(s) failed, {warned} warning(s)")]
     VerifyFailed { failed: usize, warned: usize },
+
+    /// Several independent problems, each named (e.g. every bad secret of a manifest).
+    #[error("{} problems:\n{}", errors.len(), errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Several { errors: Vec<Error> },
 }
 
 fn plural(n: usize) -> &'static str {
@@ -134,6 +185,7 @@ impl Error {
             Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
             Error::Locked { .. } => exit::LOCKED,
             Error::VerifyFailed { .. } => exit::VERIFY_FAILED,
+            Error::Several { errors } => errors.first().map_or(exit::USAGE, Error::exit_code),
         }
     }
 
@@ -158,6 +210,16 @@ impl Error {
             Error::RollbackFailed { .. } => "rollback-failed",
             Error::Locked { .. } => "locked",
             Error::VerifyFailed { .. } => "verify-failed",
+            Error::Several { errors } => errors.first().map_or("usage", Error::kind),
+        }
+    }
+
+    /// `Ok` when there is no problem, the one problem, or all of them.
+    pub fn all(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Several { errors }),
         }
     }
 

@@ -8,6 +8,11 @@ use serde::Serialize;
 use crate::cli::GlobalOpts;
 use crate::error::Error;
 
+/// The first 8 characters of a version id or fingerprint, for messages.
+pub fn short_version(version: &str) -> &str {
+    version.get(..8).unwrap_or(version)
+}
+
 /// One line of a command's result: a secret (or check) and what happened to it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ReportItem {

@@ -27,6 +27,7 @@ use crate::store::{tags, SecretStore, VersionInfo};
 
 mod hook;
 mod plan;
+pub mod preflight;
 mod select;
 
 use hook::run_hook;
@@ -57,7 +58,6 @@ pub struct Target<'a> {
     pub store: &'a dyn SecretStore,
     /// Required when `settings.restart` is on and a plan has containers.
     pub engine: Option<&'a dyn ContainerEngine>,
-    pub secrets_dir: &'a Path,
     pub state_file: &'a Path,
     pub settings: Settings,
     /// Roll the new version out to a swarm stack instead of restarting Compose containers.
@@ -161,7 +161,7 @@ pub async fn rotate(
                 return record.fail(
                     Outcome::Failed,
                     Error::Io {
-                        path: target.secrets_dir.join(&plan.file_name),
+                        path: plan.placement.path.clone(),
                         action: "read OS randomness",
                         source: std::io::Error::other(e.to_string()),
                     },
@@ -263,10 +263,9 @@ async fn read_previous(target: &Target<'_>, plan: &SecretPlan) -> Result<Previou
         Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => None,
         Err(e) => return Err(e),
     };
-    let file = if std::fs::symlink_metadata(target.secrets_dir).is_ok() {
-        SecretDir::open(target.secrets_dir, false)?.read(&plan.file_name)?
-    } else {
-        None
+    let file = match open_dir(plan, false)? {
+        Some(dir) => dir.read(&plan.placement.file_name)?,
+        None => None,
     };
     let state = State::read(target.state_file, &target.store.describe())
         .secrets
@@ -294,19 +293,36 @@ async fn apply(
     progress: &mut Progress,
 ) -> Result<()> {
     let spec = &plan.spec;
-    let dir = SecretDir::open(target.secrets_dir, true)?;
-    dir.remove_stale_temps()?;
-    progress.file_written = true;
-    dir.write_atomic(
-        &plan.file_name,
+    let dir = open_dir(plan, true)?.ok_or_else(|| Error::Io {
+        path: plan.placement.dir.clone(),
+        action: "open directory",
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    dir.remove_orphaned_temps()?;
+    let written = dir.write_atomic(
+        &plan.placement.file_name,
         value.expose().as_bytes(),
         spec.mode,
         Owner {
             uid: spec.owner_uid,
             gid: spec.owner_gid,
         },
-    )?;
-    record.step("written", format!("{} ({:04o})", plan.file_name, spec.mode));
+    );
+    // Set only once the new file is in place: a write that failed before its rename left the
+    // old file, and a rollback must not claim to restore what was never replaced.
+    progress.file_written = match &written {
+        Ok(()) => true,
+        Err(_) => dir
+            .read(&plan.placement.file_name)
+            .ok()
+            .flatten()
+            .is_some_and(|st| *st.contents == *value.expose().as_bytes()),
+    };
+    written?;
+    record.step(
+        "written",
+        format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
+    );
 
     progress.state_written = true;
     update_state(
@@ -496,26 +512,33 @@ async fn roll_back(
     }
 
     if progress.file_written {
-        let path = target.secrets_dir.join(&plan.file_name);
-        let restored =
-            SecretDir::open(target.secrets_dir, false).and_then(|dir| match &previous.file {
-                Some(f) => dir.write_atomic(
-                    &plan.file_name,
-                    &f.contents,
-                    f.mode,
-                    Owner {
-                        uid: Some(f.uid),
-                        gid: Some(f.gid),
-                    },
-                ),
-                None => match dir.read(&plan.file_name) {
-                    Ok(Some(_)) => dir.remove(&plan.file_name),
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
+        let path = plan.placement.path.clone();
+        let name = &plan.placement.file_name;
+        let opened = open_dir(plan, false).and_then(|d| {
+            d.ok_or_else(|| Error::Io {
+                path: plan.placement.dir.clone(),
+                action: "open directory",
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
+        });
+        let restored = opened.and_then(|dir| match &previous.file {
+            Some(f) => dir.write_atomic(
+                name,
+                &f.contents,
+                f.mode,
+                Owner {
+                    uid: Some(f.uid),
+                    gid: Some(f.gid),
                 },
-            });
+            ),
+            None => match dir.read(name) {
+                Ok(Some(_)) => dir.remove(name),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+        });
         match restored {
-            Ok(()) => record.step("file-restored", plan.file_name.clone()),
+            Ok(()) => record.step("file-restored", path.display().to_string()),
             Err(e) => problems.push(format!(
                 "{} holds the NEW value (restoring it failed: {e})",
                 path.display()
@@ -555,6 +578,14 @@ async fn roll_back(
     problems
 }
 
+/// The plan's directory, opened below its root (created with `create`).
+fn open_dir(plan: &SecretPlan, create: bool) -> Result<Option<SecretDir>> {
+    Ok(
+        SecretDir::open_below(&plan.root, &plan.placement.dir, create, plan.ours)?
+            .map(|(dir, _)| dir),
+    )
+}
+
 fn update_state(target: &Target<'_>, name: &str, entry: Option<SecretState>) -> Result<()> {
     let mut state = State::read(target.state_file, &target.store.describe());
     match entry {
@@ -581,8 +612,9 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
     use crate::deploy::{labels, ContainerInfo};
-    use crate::manifest::{Manifest, ManifestOptions, SecretSource, SecretSpec};
+    use crate::files::layout::{Layout, Protected};
     use crate::store::memory::MemoryStore;
 
     /// Containers whose restarts can be scripted to fail or come back unhealthy.
@@ -688,7 +720,7 @@ mod tests {
 
     struct Fixture {
         dir: tempfile::TempDir,
-        manifest: Manifest,
+        manifest: Project,
         store: MemoryStore,
         engine: ScriptedEngine,
     }
@@ -704,9 +736,9 @@ mod tests {
                  secrets:\n  s1:\n    file: ./secrets/s1\n    x-compose-secrets:\n      generator: hex:16\n{hook}"
             );
             std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
-            let manifest = Manifest::load(&ManifestOptions {
-                search_from: dir.path().to_path_buf(),
-                ..ManifestOptions::default()
+            let manifest = Project::load(&ProjectOptions {
+                cwd: dir.path().to_path_buf(),
+                ..ProjectOptions::default()
             })
             .unwrap();
             let store = MemoryStore::new();
@@ -738,14 +770,29 @@ mod tests {
             let containers = self.engine.all();
             plan(
                 &self.manifest,
+                &self.layout(),
+                &self.store,
                 &specs,
-                &self.secrets_dir(),
-                true,
                 Some(&containers),
                 None,
             )
             .unwrap()
             .remove(0)
+        }
+
+        fn layout(&self) -> Layout {
+            let runtime = self.dir.path().join(".runtime");
+            Layout::plan(
+                &self.manifest,
+                &runtime,
+                &runtime.join("secrets"),
+                &Protected {
+                    project: &self.manifest,
+                    env_file: &self.dir.path().join(".env"),
+                    template: &self.dir.path().join(".env.demo"),
+                },
+            )
+            .unwrap()
         }
 
         fn secrets_dir(&self) -> PathBuf {
@@ -757,12 +804,10 @@ mod tests {
         }
 
         async fn rotate(&self, value: Option<&str>) -> RotationRecord {
-            let secrets_dir = self.secrets_dir();
             let state_file = self.state_file();
             let target = Target {
                 store: &self.store,
                 engine: Some(&self.engine),
-                secrets_dir: &secrets_dir,
                 state_file: &state_file,
                 settings: Settings {
                     restart: true,
@@ -841,7 +886,7 @@ mod tests {
     #[tokio::test]
     async fn the_hook_gets_the_value_on_stdin_only() {
         let f = Fixture::new(Some(
-            "cat > hook.stdin; printf '%s %s' \"$COMPOSE_SECRETS_SECRET\" \"$COMPOSE_SECRETS_PHASE\" > hook.env; printf '%s' \"$#\" > hook.argc",
+            "cat > hook.stdin; printf '%s %s' \"$$COMPOSE_SECRETS_SECRET\" \"$$COMPOSE_SECRETS_PHASE\" > hook.env; printf '%s' \"$$#\" > hook.argc",
         ))
         .await;
         let mut record = f.rotate(Some("given-value-42")).await;
@@ -978,12 +1023,10 @@ mod tests {
     #[tokio::test]
     async fn no_restart_pushes_and_writes_only() {
         let f = Fixture::new(None).await;
-        let secrets_dir = f.secrets_dir();
         let state_file = f.state_file();
         let target = Target {
             store: &f.store,
             engine: None,
-            secrets_dir: &secrets_dir,
             state_file: &state_file,
             settings: Settings {
                 restart: false,
@@ -996,7 +1039,7 @@ mod tests {
             swarm: None,
         };
         let specs = resolve_names(&f.manifest, &["S1".into()]).unwrap();
-        let plan = plan(&f.manifest, &specs, &secrets_dir, true, None, None)
+        let plan = plan(&f.manifest, &f.layout(), &f.store, &specs, None, None)
             .unwrap()
             .remove(0);
         let mut record = rotate(&target, &plan, None).await;
@@ -1038,10 +1081,14 @@ mod tests {
 
     #[test]
     fn unknown_names_are_usage_errors_naming_them() {
-        let manifest = Manifest {
+        let manifest = Project {
+            name: "p".into(),
+            directory: PathBuf::new(),
             compose_files: vec![],
-            project_dir: PathBuf::new(),
-            project_name: "p".into(),
+            files_read: vec![],
+            env_files: vec![],
+            variables: BTreeMap::new(),
+            profiles: vec![],
             secrets: vec![],
             services: BTreeMap::new(),
         };
@@ -1073,6 +1120,9 @@ mod tests {
             mode: 0o400,
             pinned_version: None,
             rotation_hook: None,
+            hook_env: vec![],
+            rotate_every: None,
+            expiry_grace: None,
             uses: vec![],
         };
         let (a, b, c) = (spec("a"), spec("b"), spec("c"));

@@ -78,20 +78,6 @@ pub fn is_valid_env_key(key: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// `flask-secret-key` -> `FLASK_SECRET_KEY`.
-pub fn default_env_key(secret_name: &str) -> String {
-    secret_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +102,6 @@ mod tests {
 
     #[test]
     fn env_keys() {
-        assert_eq!(default_env_key("flask-secret-key"), "FLASK_SECRET_KEY");
         assert!(is_valid_env_key("FLASK_SECRET_KEY"));
         assert!(!is_valid_env_key("1ABC"));
         assert!(!is_valid_env_key("A-B"));

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::compose::SecretSpec;
+use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
 /// Tags written on a rotated version.
@@ -60,8 +61,65 @@ pub trait SecretStore: Send + Sync {
     /// Where values come from, for messages: `.env`, or the vault URL.
     fn describe(&self) -> String;
 
-    /// Whether values are versioned remotely (Key Vault) rather than held in `.env`.
-    fn is_remote(&self) -> bool;
+    /// Whether the store keeps a history of versions with ids, tags and timestamps (Key
+    /// Vault), rather than only the current value (`.env`). Commands that need a version id or
+    /// a tag ask this instead of knowing which backend they talk to.
+    fn keeps_versions(&self) -> bool;
+
+    /// The key a secret has in this store: its vault name, or its `.env` key.
+    fn key_for(&self, spec: &SecretSpec) -> String {
+        if self.keeps_versions() {
+            spec.vault_name.clone()
+        } else {
+            spec.env_key.clone()
+        }
+    }
+
+    /// Refuse keys this store cannot hold, and two secrets that would share one, naming every
+    /// offending secret.
+    fn check_keys(&self, specs: &[&SecretSpec]) -> Result<()> {
+        let mut problems = Vec::new();
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for spec in specs.iter().filter(|s| !s.is_external()) {
+            let key = self.key_for(spec);
+            if let Err(why) = self.valid_key(&key) {
+                problems.push(Error::manifest(&spec.name, why));
+                continue;
+            }
+            let folded = if self.keeps_versions() {
+                key.to_ascii_lowercase()
+            } else {
+                key.clone()
+            };
+            if let Some(other) = seen.insert(folded, &spec.name) {
+                problems.push(Error::manifest(
+                    &spec.name,
+                    format!(
+                        "maps to the same {} `{key}` as secret `{other}`; set x-compose-secrets.{} on one of them",
+                        if self.keeps_versions() { "Key Vault name" } else { ".env key" },
+                        if self.keeps_versions() { "vault-name" } else { "env-key" },
+                    ),
+                ));
+            }
+        }
+        Error::all(problems)
+    }
+
+    /// How many requests to have in flight at once when fetching many values.
+    fn concurrency(&self) -> usize {
+        crate::loading::DEFAULT_CONCURRENCY
+    }
+
+    /// Whether `key` can be stored here; the reason otherwise.
+    fn valid_key(&self, key: &str) -> std::result::Result<(), String> {
+        if crate::secret::is_valid_env_key(key) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{key}` is not a valid .env key (set x-compose-secrets.env-key)"
+            ))
+        }
+    }
 
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret>;
 

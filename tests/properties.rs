@@ -10,9 +10,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use compose_secrets::compose::{Project, ProjectOptions};
 use compose_secrets::dotenv::DotEnv;
 use compose_secrets::error::exit;
-use compose_secrets::manifest::{interpolate, Manifest, ManifestOptions};
+
+/// Compose interpolation with no unset-variable callback.
+fn interpolate(
+    input: &str,
+    vars: &HashMap<String, String>,
+) -> Result<String, compose_secrets::compose::interpolate::TemplateError> {
+    compose_secrets::compose::interpolate::substitute(input, vars, &mut |_| {})
+}
 use compose_secrets::secret::SecretValue;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -470,26 +478,26 @@ fn variables() -> impl Strategy<Value = HashMap<String, String>> {
 fn load_manifest(
     text: &[u8],
     variables: HashMap<String, String>,
-) -> (tempfile::TempDir, compose_secrets::error::Result<Manifest>) {
+) -> (tempfile::TempDir, compose_secrets::error::Result<Project>) {
     let dir = tempfile::Builder::new()
         .prefix("cs-prop-")
         .tempdir()
         .unwrap();
     let file = dir.path().join("compose.yaml");
     std::fs::write(&file, text).unwrap();
-    let options = ManifestOptions {
+    let options = ProjectOptions {
         files: vec![file],
-        search_from: dir.path().to_path_buf(),
-        variables,
-        ..ManifestOptions::default()
+        cwd: dir.path().to_path_buf(),
+        process_env: variables.into_iter().collect(),
+        ..ProjectOptions::default()
     };
-    let result = Manifest::load(&options);
+    let result = Project::load(&options);
     (dir, result)
 }
 
 /// What a successful load promises (the fuzz target's invariants, `fuzz/checks.rs`); a
 /// panic there fails the property like any other.
-fn check_manifest(dir: &Path, m: &Manifest) -> Result<(), TestCaseError> {
+fn check_manifest(dir: &Path, m: &Project) -> Result<(), TestCaseError> {
     crate::fuzz_checks::manifest_promises(dir, m);
     Ok(())
 }

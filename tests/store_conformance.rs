@@ -265,7 +265,7 @@ async fn key_vault_store_conforms_against_the_emulator() {
     let store = store_for(&emulator, &[]);
     assert_eq!(store.vault_url(), emulator.url);
     assert_eq!(store.describe(), emulator.url);
-    assert!(store.is_remote());
+    assert!(store.keeps_versions());
     conformance(&store).await;
 
     let stats = emulator.stats().await;

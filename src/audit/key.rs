@@ -11,9 +11,9 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::SIGNING_KEY_SECRET;
+use crate::compose::{Project, SecretSpec};
 use crate::error::{Error, Result};
-use crate::files::secret_dir::SecretDir;
-use crate::manifest::{Manifest, SecretSpec};
+use crate::files::layout::{Layout, OpenDirs};
 use crate::secret::SecretValue;
 use crate::store::SecretStore;
 
@@ -162,29 +162,30 @@ impl AuditKey {
 /// else the per-install key.
 pub async fn project_key(
     runtime_dir: &Path,
-    secrets_dir: &Path,
-    manifest: Option<&Manifest>,
+    project: Option<(&Project, &Layout)>,
     store: Option<&dyn SecretStore>,
 ) -> Result<AuditKey> {
-    let value = match manifest.and_then(|m| m.lookup(SIGNING_KEY_SECRET)) {
-        Some(spec) => signing_value(secrets_dir, spec, store).await,
+    let value = match project {
+        Some((project, layout)) => match project.lookup(SIGNING_KEY_SECRET) {
+            Some(spec) => signing_value(layout, spec, store).await,
+            None => None,
+        },
         None => None,
     };
     AuditKey::resolve(runtime_dir, value.as_ref())
 }
 
+/// The signing key's value: its file when loaded, else the store.
 async fn signing_value(
-    secrets_dir: &Path,
+    layout: &Layout,
     spec: &SecretSpec,
     store: Option<&dyn SecretStore>,
 ) -> Option<SecretValue> {
-    let from_file = spec
-        .file_path()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .and_then(|name| {
-            let dir = SecretDir::open(secrets_dir, false).ok()?;
-            let state = dir.read(name).ok()??;
+    let from_file = layout
+        .of(&spec.name)
+        .and_then(|placement| {
+            let dirs = OpenDirs::open(layout, false).ok()?;
+            let state = dirs.read(placement).ok()??;
             SecretValue::from_bytes(state.contents.to_vec()).ok()
         })
         .filter(|v| !v.is_empty());
@@ -192,13 +193,8 @@ async fn signing_value(
         return from_file;
     }
     let store = store?;
-    let key = if store.is_remote() {
-        &spec.vault_name
-    } else {
-        &spec.env_key
-    };
     store
-        .get_latest(key)
+        .get_latest(&store.key_for(spec))
         .await
         .ok()
         .map(|f| f.value)

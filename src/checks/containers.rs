@@ -5,7 +5,7 @@ use super::*;
 /// Stale containers, leaks into container config, and Docker health.
 pub fn check_containers(
     f: &mut Findings,
-    manifest: &Manifest,
+    manifest: &Project,
     locals: &[LocalSecret<'_>],
     containers: &[ContainerInfo],
 ) {
@@ -13,7 +13,7 @@ pub fn check_containers(
         f.add(
             Status::Warn,
             "containers",
-            format!("project {}", manifest.project_name),
+            format!("project {}", manifest.name),
             "no containers of this Compose project; nothing to check for staleness",
         );
     }
@@ -145,6 +145,63 @@ fn leaks_in_container(c: &ContainerInfo, locals: &[LocalSecret<'_>]) -> Vec<Stri
         }
     }
     leaked
+}
+
+/// Containers of the project through the Docker API: staleness, leaks, Docker health.
+/// An unreachable engine is one failure naming it; returns the services with a running container.
+pub async fn check_docker(
+    f: &mut Findings,
+    manifest: &Project,
+    locals: &[LocalSecret<'_>],
+) -> Vec<String> {
+    let unreachable_subject = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map_or_else(
+            || "docker engine".to_string(),
+            |h| format!("DOCKER_HOST={h}"),
+        );
+    use crate::deploy::ContainerEngine as _;
+    let engine = match crate::deploy::DockerEngine::connect() {
+        Ok(engine) => engine,
+        Err(e) => {
+            f.add(
+                Status::Fail,
+                "containers",
+                unreachable_subject,
+                format!("{e} (or pass --no-docker)"),
+            );
+            return Vec::new();
+        }
+    };
+    if let Err(e) = engine.ping().await {
+        f.add(
+            Status::Fail,
+            "containers",
+            unreachable_subject,
+            format!("{e} (or pass --no-docker)"),
+        );
+        return Vec::new();
+    }
+    match engine.project_containers(&manifest.name).await {
+        Ok(containers) => {
+            check_containers(f, manifest, locals, &containers);
+            containers
+                .iter()
+                .filter(|c| c.running)
+                .map(|c| c.service.clone())
+                .collect()
+        }
+        Err(e) => {
+            f.add(
+                Status::Fail,
+                "containers",
+                format!("project {}", manifest.name),
+                e.to_string(),
+            );
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

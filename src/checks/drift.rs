@@ -12,15 +12,14 @@ pub async fn check_drift(
     locals: &[LocalSecret<'_>],
     store: &dyn SecretStore,
     state: &State,
-    remote: bool,
 ) {
-    if !remote {
+    if !store.keeps_versions() {
         for local in locals {
             let Some(file_fp) = &local.fingerprint else {
                 continue;
             };
             let name = &local.spec.name;
-            let key = &local.spec.env_key;
+            let key = &store.key_for(local.spec);
             match store.get_latest(key).await {
                 Ok(current) if &current.value.fingerprint() == file_fp => {
                     f.add(Status::Pass, "drift", name, format!("matches {key}"));
@@ -59,7 +58,8 @@ pub async fn check_drift(
             continue;
         };
         let name = &local.spec.name;
-        let listed = listing.get(&local.spec.vault_name.to_ascii_lowercase());
+        let key = store.key_for(local.spec);
+        let listed = listing.get(&key.to_ascii_lowercase());
         let Some(saved) = state.secrets.get(name) else {
             f.add(
                 Status::Warn,
@@ -74,7 +74,7 @@ pub async fn check_drift(
                 Status::Fail,
                 "drift",
                 name,
-                format!("`{}` is not in the vault", local.spec.vault_name),
+                format!("`{key}` is not in the vault"),
             );
             continue;
         };
@@ -160,7 +160,7 @@ async fn vault_currency(
     }
     // `updated` has one-second resolution and listings carry no version id: a rotation in
     // the second of the last load looks unchanged, so ask for the current version itself.
-    let current = store.get_latest(&spec.vault_name).await?;
+    let current = store.get_latest(&store.key_for(spec)).await?;
     let unchanged = match (&current.info.version, &saved.version) {
         (Some(now), Some(then)) => now.eq_ignore_ascii_case(then),
         _ => current.value.fingerprint() == saved.fingerprint,
@@ -187,20 +187,23 @@ mod tests {
     #[tokio::test]
     async fn demo_drift_compares_the_file_with_the_env_value() {
         let fx = Fixture::new(COMPOSE);
-        let store = MemoryStore::new();
+        // Demo mode: the values live in the project's .env.
+        let env = fx.dir.path().join(".env");
         let set = |v: &str| {
-            let store = &store;
+            let env = env.clone();
             let v = v.to_string();
             async move {
+                let store = crate::store::dotenv::DotenvStore::open(&env).unwrap();
                 store
                     .set("DB_PASSWORD", &SecretValue::new(v), &BTreeMap::new())
                     .await
-                    .unwrap()
+                    .unwrap();
+                store
             }
         };
-        set("another-value-entirely").await;
+        let store = set("another-value-entirely").await;
         let (mut f, locals) = fx.files();
-        check_drift(&mut f, &locals, &store, &State::new(""), false).await;
+        check_drift(&mut f, &locals, &store, &State::new("")).await;
         assert_only(
             &f,
             "drift",
@@ -209,9 +212,9 @@ mod tests {
             "differs from DB_PASSWORD",
         );
 
-        set(VALUE).await;
+        let store = set(VALUE).await;
         let (mut f, locals) = fx.files();
-        check_drift(&mut f, &locals, &store, &State::new(""), false).await;
+        check_drift(&mut f, &locals, &store, &State::new("")).await;
         assert_only(
             &f,
             "drift",
@@ -247,7 +250,7 @@ mod tests {
             let (store, state, fx) = (&store, state.clone(), &fx);
             async move {
                 let (mut f, locals) = fx.files();
-                check_drift(&mut f, &locals, store, &state, true).await;
+                check_drift(&mut f, &locals, store, &state).await;
                 f
             }
         };

@@ -1,89 +1,80 @@
-//! Files: the secrets directory and each declared file (exists, non-empty, mode, owner), strays.
+//! Files: each directory holding secret files (not a symlink, not writable by others; 0700
+//! for compose-secrets' own), each declared file (exists, non-empty, mode, owner), and stray
+//! files in compose-secrets' own directories.
 
 use super::*;
+use crate::files::layout::{Layout, OpenDirs};
 
-/// Files: directory and each declared secret's file (exists, non-empty, mode, owner), strays.
 pub fn check_files<'m>(
     f: &mut Findings,
-    manifest: &'m Manifest,
-    secrets_dir: &Path,
+    project: &'m Project,
+    layout: &Layout,
+    state: &State,
 ) -> Vec<LocalSecret<'m>> {
-    let dir_name = f.path_subject(secrets_dir);
-    let file_names = match manifest.file_names_in(secrets_dir) {
-        Ok(names) => names,
-        Err(e) => {
-            f.add(Status::Fail, "files", &dir_name, e.to_string());
-            return Vec::new();
-        }
-    };
     let euid = nix::unistd::Uid::effective().as_raw();
-    let dir = match crate::files::secret_dir::describe_mode(secrets_dir) {
-        Err(_) => {
-            f.add(
+    let mut opened = std::collections::BTreeMap::new();
+    for (dir, result) in OpenDirs::open_each(layout) {
+        let subject = f.path_subject(&dir);
+        match result {
+            Ok(None) => f.add(
                 Status::Fail,
                 "files",
-                &dir_name,
-                "the secrets directory does not exist; run `compose-secrets load`",
-            );
-            None
-        }
-        Ok((_, _, _, true)) => {
-            f.add(
-                Status::Fail,
-                "files",
-                &dir_name,
-                "the secrets directory is a symlink; replace it with a real directory (`compose-secrets load` creates it)",
-            );
-            None
-        }
-        Ok((mode, uid, _, false)) => {
-            let mut problems = Vec::new();
-            if mode != 0o700 {
-                problems.push(format!("mode {mode:04o}, expected 0700"));
+                &subject,
+                "the directory does not exist; run `compose-secrets load`",
+            ),
+            Err(e) => f.add(Status::Fail, "files", &subject, e.to_string()),
+            Ok(Some(d)) => {
+                match d.mode_and_owner() {
+                    Ok((mode, _)) if layout.is_ours(&dir) && mode != 0o700 => f.add(
+                        Status::Fail,
+                        "files",
+                        &subject,
+                        format!("directory mode {mode:04o}, expected 0700 (`chmod 700 {subject}`)"),
+                    ),
+                    Ok((mode, uid)) => f.add(
+                        Status::Pass,
+                        "files",
+                        &subject,
+                        format!(
+                            "directory {mode:04o}, owned by uid {uid}{}",
+                            if uid == euid {
+                                " (the running user)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ),
+                    Err(e) => f.add(Status::Fail, "files", &subject, e.to_string()),
+                }
+                opened.insert(dir, d);
             }
-            if uid != euid {
-                problems.push(format!("owned by uid {uid}, expected {euid}"));
-            }
-            if problems.is_empty() {
-                f.add(
-                    Status::Pass,
-                    "files",
-                    &dir_name,
-                    "directory 0700, owned by the running user",
-                );
-            } else {
-                f.add(
-                    Status::Fail,
-                    "files",
-                    &dir_name,
-                    format!("directory {}", problems.join("; ")),
-                );
-            }
-            // SecretDir refuses a group- or world-writable directory: its files are then
-            // not checked one by one (the directory's failure above says why).
-            SecretDir::open(secrets_dir, false).ok()
         }
-    };
+    }
     let mut out = Vec::new();
-    for (name, file_name) in &file_names {
-        let Some(spec) = manifest.secret(name) else {
+    for placement in &layout.placements {
+        let Some(spec) = project.secret(&placement.secret) else {
             continue;
         };
+        let name = &spec.name;
+        let shown = f.path_subject(&placement.path);
         let mut local = LocalSecret {
             spec,
-            file_name: file_name.clone(),
+            path: placement.path.clone(),
             value: None,
             fingerprint: None,
             mtime_ns: None,
         };
-        match dir.as_ref().map(|d| d.read(file_name)) {
+        match opened
+            .get(&placement.dir)
+            .map(|d| d.read(&placement.file_name))
+        {
             None => {}
             Some(Err(e)) => f.add(Status::Fail, "files", name, e.to_string()),
             Some(Ok(None)) => f.add(
                 Status::Fail,
                 "files",
                 name,
-                format!("{file_name} is missing; run `compose-secrets load`"),
+                format!("{shown} is missing; run `compose-secrets load`"),
             ),
             Some(Ok(Some(st))) => {
                 let mut problems = Vec::new();
@@ -109,36 +100,34 @@ pub fn check_files<'m>(
                         Status::Pass,
                         "files",
                         name,
-                        format!("{file_name}: {:04o}, {}:{}", st.mode, st.uid, st.gid),
+                        format!("{shown}: {:04o}, {}:{}", st.mode, st.uid, st.gid),
                     );
                 } else {
                     f.add(
                         Status::Fail,
                         "files",
                         name,
-                        format!("{file_name}: {}", problems.join("; ")),
+                        format!("{shown}: {}", problems.join("; ")),
                     );
                 }
                 local.fingerprint = Some(fingerprint_bytes(&st.contents));
                 local.value = SecretValue::from_bytes(st.contents.to_vec()).ok();
-                local.mtime_ns = Some(
-                    std::fs::symlink_metadata(secrets_dir.join(file_name))
-                        .map_or(i128::from(st.mtime) * 1_000_000_000, |m| {
-                            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-                        }),
-                );
+                local.mtime_ns = Some(st.mtime_ns);
             }
         }
         out.push(local);
     }
-    if let Some(d) = &dir {
-        let declared: Vec<&String> = file_names.iter().map(|(_, f)| f).collect();
-        for entry in d.entries().unwrap_or_default() {
-            if !declared.contains(&&entry) {
+    for (dir, d) in &opened {
+        if !crate::loading::owned(layout, state, dir) {
+            continue;
+        }
+        let declared = layout.names_in(dir);
+        for entry in d.files().unwrap_or_default() {
+            if !declared.contains(&entry.as_str()) {
                 f.add(
                     Status::Warn,
                     "files",
-                    &entry,
+                    f.path_subject(&dir.join(&entry)),
                     "stray file: no declared secret owns it (`load --prune` removes it)",
                 );
             }
@@ -194,8 +183,8 @@ mod tests {
     #[test]
     fn a_file_with_the_wrong_owner_fails() {
         let fx = Fixture::new(&COMPOSE.replace(
-            "file: ./secrets/db-password",
-            "file: ./secrets/db-password\n    x-compose-secrets:\n      owner: \"4242:4343\"",
+            "file: ./.runtime/secrets/db-password",
+            "file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      owner: \"4242:4343\"",
         ));
         let euid = nix::unistd::Uid::effective().as_raw();
         let egid = nix::unistd::Gid::effective().as_raw();
@@ -222,16 +211,22 @@ mod tests {
     #[test]
     fn an_unsafe_or_symlinked_directory_fails_until_fixed() {
         let fx = Fixture::new(COMPOSE);
-        for loose in [0o755, 0o777] {
-            set_mode(&fx.secrets_dir(), loose);
-            assert_only(
-                &fx.files().0,
-                "files",
-                "secrets",
-                Status::Fail,
-                &format!("mode {loose:04o}, expected 0700"),
-            );
-        }
+        set_mode(&fx.secrets_dir(), 0o755);
+        assert_only(
+            &fx.files().0,
+            "files",
+            "secrets",
+            Status::Fail,
+            "mode 0755, expected 0700",
+        );
+        set_mode(&fx.secrets_dir(), 0o777);
+        assert_only(
+            &fx.files().0,
+            "files",
+            "secrets",
+            Status::Fail,
+            "group- or world-writable (mode 0777)",
+        );
         set_mode(&fx.secrets_dir(), 0o700);
         assert_only(&fx.files().0, "files", "secrets", Status::Pass, "0700");
 

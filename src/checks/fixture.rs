@@ -4,9 +4,10 @@ pub(crate) use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 pub(crate) use super::{Check, Findings, LocalSecret, Status};
+pub(crate) use crate::compose::ProjectOptions;
 pub(crate) use crate::deploy::{memory::MemoryEngine, ContainerEngine as _};
-pub(crate) use crate::files::secret_dir::Owner;
-pub(crate) use crate::manifest::ManifestOptions;
+pub(crate) use crate::files::layout::{Layout, Protected};
+pub(crate) use crate::files::secret_dir::{Owner, SecretDir};
 pub(crate) use crate::store::memory::MemoryStore;
 pub(crate) use crate::store::AccessProbe;
 pub(crate) use std::path::{Path, PathBuf};
@@ -24,32 +25,58 @@ services:
     image: demo
 secrets:
   db-password:
-    file: ./secrets/db-password
+    file: ./.runtime/secrets/db-password
 ";
 
 /// A project directory with a Compose file and a loaded `db-password` file.
 pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) manifest: Manifest,
+    pub(crate) manifest: Project,
+    pub(crate) layout: Layout,
 }
 
 impl Fixture {
     pub(crate) fn new(compose: &str) -> Self {
+        Self::with_env(compose, &[])
+    }
+
+    /// With these variables in the environment Compose interpolates with.
+    pub(crate) fn with_env(compose: &str, variables: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
-        let manifest = Manifest::load(&ManifestOptions {
-            search_from: dir.path().to_path_buf(),
+        let manifest = Project::load(&ProjectOptions {
+            cwd: dir.path().to_path_buf(),
             project_name: Some(PROJECT.into()),
-            ..ManifestOptions::default()
+            process_env: variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..ProjectOptions::default()
         })
         .unwrap();
-        let fixture = Self { dir, manifest };
+        let runtime = dir.path().join(".runtime");
+        let layout = Layout::plan(
+            &manifest,
+            &runtime,
+            &runtime.join("secrets"),
+            &Protected {
+                project: &manifest,
+                env_file: &dir.path().join(".env"),
+                template: &dir.path().join(".env.demo"),
+            },
+        )
+        .unwrap();
+        let fixture = Self {
+            dir,
+            manifest,
+            layout,
+        };
         fixture.write_secret(VALUE);
         fixture
     }
 
     pub(crate) fn secrets_dir(&self) -> PathBuf {
-        self.dir.path().join("secrets")
+        self.dir.path().join(".runtime/secrets")
     }
 
     pub(crate) fn secret_file(&self) -> PathBuf {
@@ -66,7 +93,7 @@ impl Fixture {
 
     pub(crate) fn files(&self) -> (Findings, Vec<LocalSecret<'_>>) {
         let mut f = Findings::relative_to(self.dir.path());
-        let locals = check_files(&mut f, &self.manifest, &self.secrets_dir());
+        let locals = check_files(&mut f, &self.manifest, &self.layout, &State::new(""));
         (f, locals)
     }
 }

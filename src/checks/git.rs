@@ -1,11 +1,19 @@
-//! Git: `.env` and the runtime directory are ignored and were never committed.
+//! Git: `.env` and the runtime directory are ignored and were never committed, and no secret
+//! file is tracked.
 
 use super::*;
 
-/// `.env` and the runtime directory are git-ignored and were never committed.
+/// `.env` and the runtime directory are git-ignored and were never committed; the secret files
+/// in `tracked` (each secret's file) are not tracked.
 ///
 /// Runs `git` in `cwd` with paths only; no value is ever on its command line.
-pub fn check_git(f: &mut Findings, cwd: &Path, env_file: &Path, runtime_dir: &Path) {
+pub fn check_git(
+    f: &mut Findings,
+    cwd: &Path,
+    env_file: &Path,
+    runtime_dir: &Path,
+    secret_files: &[(&str, &Path)],
+) {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -24,12 +32,19 @@ pub fn check_git(f: &mut Findings, cwd: &Path, env_file: &Path, runtime_dir: &Pa
         );
         return;
     }
-    for path in [env_file, runtime_dir] {
+    for (path, is_dir) in [(env_file, false), (runtime_dir, true)] {
         let subject = f.path_subject(path);
         let rel = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
+        // A directory is asked about with a trailing slash: `.runtime/` in .gitignore only
+        // matches a directory, and before the first `load` there is none on disk to look at.
+        let probe = if is_dir {
+            format!("{rel}/")
+        } else {
+            rel.clone()
+        };
         // --no-index: a tracked file matched by .gitignore is still "ignored" here; the
         // history check below reports that it was committed.
-        let ignored = git(&["check-ignore", "-q", "--no-index", "--", &rel])
+        let ignored = git(&["check-ignore", "-q", "--no-index", "--", &probe])
             .is_ok_and(|o| o.status.success());
         if ignored {
             f.add(Status::Pass, "git", &subject, "git-ignored");
@@ -38,7 +53,7 @@ pub fn check_git(f: &mut Findings, cwd: &Path, env_file: &Path, runtime_dir: &Pa
                 Status::Fail,
                 "git",
                 &subject,
-                format!("not git-ignored: add {rel} to .gitignore"),
+                format!("not git-ignored: add {probe} to .gitignore"),
             );
         }
         match git(&["log", "--all", "--format=%h", "--", &rel]) {
@@ -73,6 +88,24 @@ pub fn check_git(f: &mut Findings, cwd: &Path, env_file: &Path, runtime_dir: &Pa
             ),
         }
     }
+    for (secret, path) in secret_files {
+        let Ok(rel) = path.strip_prefix(cwd) else {
+            continue;
+        };
+        let rel = rel.display().to_string();
+        let tracked =
+            git(&["ls-files", "--error-unmatch", "--", &rel]).is_ok_and(|o| o.status.success());
+        if tracked {
+            f.add(
+                Status::Fail,
+                "git",
+                *secret,
+                format!(
+                    "{rel} holds a secret and is tracked by git: `git rm --cached {rel}` and add it to .gitignore"
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +135,7 @@ mod tests {
         std::fs::create_dir(&runtime).unwrap();
         let run = || {
             let mut f = Findings::relative_to(dir.path());
-            check_git(&mut f, dir.path(), &env, &runtime);
+            check_git(&mut f, dir.path(), &env, &runtime, &[]);
             f
         };
         // GIT_CEILING_DIRECTORIES is not needed: temp dirs are not inside a repository.

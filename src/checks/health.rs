@@ -3,7 +3,7 @@
 use super::*;
 
 /// HTTP health checks of the services that declare a `health-url` and have a running container.
-pub async fn check_http_health(f: &mut Findings, manifest: &Manifest, running: &[String]) {
+pub async fn check_http_health(f: &mut Findings, manifest: &Project, running: &[String]) {
     for service in manifest.services.values() {
         let Some(url) = &service.health_url else {
             continue;

@@ -5,37 +5,28 @@ use super::*;
 /// Compose `environment:` must not carry a secret value, literally, through `${VAR}`
 /// interpolation of another variable, or by interpolating a secret's own `.env` key.
 ///
-/// `variables` are those Compose interpolates with (process environment over `.env`).
-pub fn check_compose_environment(
-    f: &mut Findings,
-    manifest: &Manifest,
-    locals: &[LocalSecret<'_>],
-    variables: &HashMap<String, String>,
-) {
+/// The project holds each entry as Compose interpolated it, and which variables it named.
+pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[LocalSecret<'_>]) {
     let values: HashMap<&str, &SecretValue> = locals
         .iter()
         .filter_map(|l| Some((l.spec.name.as_str(), l.value.as_ref()?)))
         .filter(|(_, v)| v.len() >= MIN_LEAK_LEN)
         .collect();
-    for service in manifest.services.values() {
+    for service in project.services.values() {
         let mut hits: Vec<String> = Vec::new();
-        for (key, raw) in &service.environment {
-            let referenced = referenced_variables(raw);
-            let interpolated = crate::manifest::interpolate(raw, variables).unwrap_or_default();
-            for spec in manifest
-                .secrets
-                .iter()
-                .filter(|s| s.source != SecretSource::External)
-            {
-                if referenced.contains(&spec.env_key.as_str()) {
+        for (key, value) in &service.environment {
+            let referenced = service.environment_references.get(key);
+            for spec in project.secrets.iter().filter(|s| !s.is_external()) {
+                if referenced.is_some_and(|r| r.contains(&spec.env_key)) {
                     hits.push(format!(
                         "{key} interpolates ${{{}}} (secret {})",
                         spec.env_key, spec.name
                     ));
-                } else if values
-                    .get(spec.name.as_str())
-                    .is_some_and(|v| raw.contains(v.expose()) || interpolated.contains(v.expose()))
-                {
+                } else if values.get(spec.name.as_str()).is_some_and(|v| {
+                    value
+                        .as_deref()
+                        .is_some_and(|value| value.contains(v.expose()))
+                }) {
                     hits.push(format!("{key} holds the value of secret {}", spec.name));
                 }
             }
@@ -60,43 +51,6 @@ pub fn check_compose_environment(
             );
         }
     }
-}
-
-/// Names a Compose value interpolates: `$VAR`, `${VAR}`, `${VAR:-default}` and those nested
-/// in defaults; `$$` is a literal dollar.
-fn referenced_variables(value: &str) -> Vec<&str> {
-    let bytes = value.as_bytes();
-    let mut names = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'$' {
-            i += 1;
-            continue;
-        }
-        match bytes.get(i + 1) {
-            Some(b'$') => i += 2,
-            Some(b'{') => {
-                let start = i + 2;
-                let len = value[start..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(value.len() - start);
-                if len > 0 {
-                    names.push(&value[start..start + len]);
-                }
-                i = start + len;
-            }
-            Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
-                let start = i + 1;
-                let len = value[start..]
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(value.len() - start);
-                names.push(&value[start..start + len]);
-                i = start + len;
-            }
-            _ => i += 1,
-        }
-    }
-    names
 }
 
 /// `.env` is 0600 and not a symlink.
@@ -130,14 +84,10 @@ mod tests {
     #[test]
     fn a_secret_in_compose_environment_is_a_leak_literal_interpolated_or_by_reference() {
         let check = |env_line: &str, variables: &[(&str, &str)]| {
-            let fx = Fixture::new(&COMPOSE.replace("PLAIN: hello", env_line));
+            let fx = Fixture::with_env(&COMPOSE.replace("PLAIN: hello", env_line), variables);
             let (_, locals) = fx.files();
-            let variables = variables
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
             let mut f = Findings::default();
-            check_compose_environment(&mut f, &fx.manifest, &locals, &variables);
+            check_compose_environment(&mut f, &fx.manifest, &locals);
             f
         };
         let f = check(&format!("PASSWORD: \"{VALUE}\""), &[]);
@@ -176,14 +126,6 @@ mod tests {
             "service worker",
             Status::Pass,
             "no secret value",
-        );
-    }
-
-    #[test]
-    fn referenced_variables_follow_compose_interpolation() {
-        assert_eq!(
-            referenced_variables("$A ${B} ${C:-${D}} ${E-x} $$F $1 ${G?err} $"),
-            vec!["A", "B", "C", "D", "E", "G"]
         );
     }
 

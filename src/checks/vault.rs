@@ -84,7 +84,7 @@ mod tests {
         fn describe(&self) -> String {
             "https://probe.vault.azure.net".into()
         }
-        fn is_remote(&self) -> bool {
+        fn keeps_versions(&self) -> bool {
             true
         }
         async fn get_latest(&self, _: &str) -> crate::error::Result<crate::store::FetchedSecret> {

@@ -7,21 +7,38 @@ use crate::error::{exit, Error, Result};
 use crate::files::secret_dir::write_file_atomic;
 use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::store::SecretStore as _;
 
 pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
-    let manifest = ctx.manifest()?;
-    for name in &opts.force {
-        if manifest.lookup(name).is_none() {
-            return Err(Error::Usage(format!(
-                "--force {name}: no declared secret has that name or .env key"
-            )));
-        }
+    let project = ctx.project()?;
+    let unknown: Vec<&str> = opts
+        .force
+        .iter()
+        .filter(|name| project.lookup(name).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::Usage(format!(
+            "--force {}: no declared secret has that name or .env key",
+            unknown.join(", ")
+        )));
     }
-    let template = if opts.template.is_absolute() {
-        opts.template.clone()
+    let template = opts
+        .template
+        .as_deref()
+        .map_or_else(|| ctx.template.clone(), |t| ctx.cwd.join(t));
+    // The lock comes before the first read of .env, so a rotation cannot slip in between.
+    let _lock = if opts.dry_run {
+        None
     } else {
-        ctx.cwd.join(&opts.template)
+        Some(ctx.lock(std::time::Duration::from_secs(30))?)
     };
+    let secrets: Vec<&crate::compose::SecretSpec> = project
+        .secrets
+        .iter()
+        .filter(|s| !s.is_external())
+        .collect();
+    crate::store::dotenv::DotenvStore::open(&ctx.env_file)?.check_keys(&secrets)?;
     let existing = DotEnv::read(&ctx.env_file)?;
     let created = existing.is_none();
     let mut env = match existing {
@@ -57,15 +74,11 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
         );
     }
     let mut changed = created;
-    for spec in manifest
-        .secrets
-        .iter()
-        .filter(|s| s.source != crate::manifest::SecretSource::External)
-    {
+    for spec in secrets {
         let forced = opts
             .force
             .iter()
-            .any(|f| manifest.lookup(f).is_some_and(|s| s.name == spec.name));
+            .any(|f| project.lookup(f).is_some_and(|s| s.name == spec.name));
         let has_value = env.get(&spec.env_key).is_some_and(|v| !v.is_empty());
         if has_value && !forced {
             let len = env.get(&spec.env_key).map_or(0, SecretValue::len);
@@ -100,9 +113,6 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
             ReportItem::new(&spec.name, action)
                 .with_detail(format!("{} ({})", spec.env_key, spec.generator)),
         );
-    }
-    if !opts.dry_run {
-        crate::files::secret_dir::remove_orphaned_temps_beside(&ctx.env_file)?;
     }
     if changed && !opts.dry_run {
         write_file_atomic(&ctx.env_file, env.render().as_bytes(), 0o600)?;

@@ -34,6 +34,8 @@ pub struct FileState {
     pub uid: u32,
     pub gid: u32,
     pub mtime: i64,
+    /// The last write in Unix nanoseconds: container start times have nanoseconds too.
+    pub mtime_ns: i128,
 }
 
 /// Ownership to give a file; `None` fields keep the writer's.
@@ -50,11 +52,11 @@ pub struct SecretDir {
 }
 
 impl SecretDir {
-    /// Open the directory, creating it (and its parent) with mode 0700 when `create` is set.
+    /// Open one of compose-secrets' own directories (the runtime directory's `secrets`, or
+    /// `--secrets-dir`), creating it and missing parents with mode 0700 when `create` is set.
     ///
-    /// Refuses a symlink, a directory owned by another user, or one that is
-    /// group- or world-writable. A directory we own with looser read bits is
-    /// tightened to 0700.
+    /// Refuses a symlink, a directory owned by another user, or one that is group- or
+    /// world-writable. An existing directory's mode is never changed.
     pub fn open(path: &Path, create: bool) -> Result<SecretDir> {
         match std::fs::symlink_metadata(path) {
             Ok(_) => {}
@@ -94,11 +96,83 @@ impl SecretDir {
             ),
             e => Error::io(path, "open secrets directory")(e.into()),
         })?;
-        let st = fstat(&fd).map_err(|e| Error::io(path, "stat")(e.into()))?;
+        let dir = SecretDir {
+            path: path.to_path_buf(),
+            fd,
+        };
+        dir.check(true)?;
+        Ok(dir)
+    }
+
+    /// Open `dir`, at or below `root`, without following a symlink anywhere below `root`.
+    ///
+    /// Missing directories are created with mode 0700 when `create` is set, and returned so
+    /// that the caller can record them as compose-secrets' own; `Ok(None)` when `dir` is
+    /// missing and `create` is not set. An existing directory's mode is never changed, and
+    /// one that other users can write to is refused. `ours` also requires it to belong to
+    /// the running user (compose-secrets' own directories).
+    pub fn open_below(
+        root: &Path,
+        dir: &Path,
+        create: bool,
+        ours: bool,
+    ) -> Result<Option<(SecretDir, Vec<PathBuf>)>> {
+        let rel = dir
+            .strip_prefix(root)
+            .map_err(|_| unsafe_path(dir, &format!("is not inside {}", root.display())))?;
+        let mut fd = nix::fcntl::open(
+            root,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::ENOENT if !create => Error::io(root, "open directory")(e.into()),
+            e => Error::io(root, "open directory")(e.into()),
+        })?;
+        let mut path = root.to_path_buf();
+        let mut created = Vec::new();
+        for component in rel.components() {
+            let std::path::Component::Normal(name) = component else {
+                return Err(unsafe_path(
+                    dir,
+                    "a secret's directory may not contain `.` or `..`",
+                ));
+            };
+            path.push(name);
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let next =
+                match nix::fcntl::openat(&fd, name, flags, Mode::empty()) {
+                    Ok(next) => next,
+                    Err(Errno::ENOENT) if create => {
+                        match nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o700)) {
+                            Ok(()) => created.push(path.clone()),
+                            Err(Errno::EEXIST) => {}
+                            Err(e) => return Err(Error::io(&path, "create directory")(e.into())),
+                        }
+                        nix::fcntl::openat(&fd, name, flags, Mode::empty())
+                            .map_err(|e| Error::io(&path, "open directory")(e.into()))?
+                    }
+                    Err(Errno::ENOENT) => return Ok(None),
+                    Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(unsafe_path(
+                        &path,
+                        "is a symlink or not a directory; compose-secrets never writes through one",
+                    )),
+                    Err(e) => return Err(Error::io(&path, "open directory")(e.into())),
+                };
+            fd = next;
+        }
+        let dir = SecretDir { path, fd };
+        dir.check(ours)?;
+        Ok(Some((dir, created)))
+    }
+
+    /// Not writable by other users; with `ours`, owned by the running user.
+    fn check(&self, ours: bool) -> Result<()> {
+        let st = fstat(&self.fd).map_err(|e| Error::io(&self.path, "stat")(e.into()))?;
         let euid = Uid::effective().as_raw();
-        if st.st_uid != euid {
+        if ours && st.st_uid != euid {
             return Err(unsafe_path(
-                path,
+                &self.path,
                 &format!(
                     "the secrets directory is owned by uid {}, not by the user running compose-secrets (uid {euid})",
                     st.st_uid
@@ -108,18 +182,20 @@ impl SecretDir {
         let mode = st.st_mode & 0o7777;
         if mode & 0o022 != 0 {
             return Err(unsafe_path(
-                path,
-                &format!("the secrets directory is group- or world-writable (mode {mode:04o}); run `chmod 700` on it"),
+                &self.path,
+                &format!(
+                    "the directory is group- or world-writable (mode {mode:04o}): another user could replace \
+                     a secret file; run `chmod go-w` on it"
+                ),
             ));
         }
-        if mode != 0o700 {
-            fchmod(&fd, Mode::from_bits_truncate(0o700))
-                .map_err(|e| Error::io(path, "chmod 0700")(e.into()))?;
-        }
-        Ok(SecretDir {
-            path: path.to_path_buf(),
-            fd,
-        })
+        Ok(())
+    }
+
+    /// The directory's mode and owner, for `verify`.
+    pub fn mode_and_owner(&self) -> Result<(u32, u32)> {
+        let st = fstat(&self.fd).map_err(|e| Error::io(&self.path, "stat")(e.into()))?;
+        Ok((st.st_mode & 0o7777, st.st_uid))
     }
 
     pub fn path(&self) -> &Path {
@@ -165,6 +241,7 @@ impl SecretDir {
             uid: st.st_uid,
             gid: st.st_gid,
             mtime: st.st_mtime,
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
         }))
     }
 
@@ -236,6 +313,18 @@ impl SecretDir {
         nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
             .map_err(|e| Error::io(self.path.join(name), "remove")(e.into()))?;
         nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))
+    }
+
+    /// Names of the files (and links) in the directory, temp files and directories excluded.
+    pub fn files(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for name in self.entries()? {
+            let st = fstatat(&self.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
+            if st.is_ok_and(|st| st.st_mode & libc_s_ifmt() != 0o040_000) {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     /// Names of the entries in the directory (files, links, anything), temp files excluded.

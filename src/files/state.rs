@@ -51,6 +51,10 @@ pub struct State {
     /// The store the versions belong to; a different source invalidates the cache.
     pub source: String,
     pub secrets: BTreeMap<String, SecretState>,
+    /// Directories compose-secrets created for secret files: only there are stray files
+    /// reported and pruned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_dirs: Vec<std::path::PathBuf>,
 }
 
 impl State {
@@ -59,16 +63,34 @@ impl State {
             format: FORMAT,
             source: source.to_string(),
             secrets: BTreeMap::new(),
+            created_dirs: Vec::new(),
         }
     }
 
     /// The saved state for this source, or an empty one (missing, unreadable or foreign file).
+    /// The directories compose-secrets created stay known whatever the source.
     pub fn read(path: &Path, source: &str) -> Self {
-        std::fs::read(path)
+        let saved = std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-            .filter(|s| s.format == FORMAT && s.source == source)
-            .unwrap_or_else(|| Self::new(source))
+            .filter(|s| s.format == FORMAT);
+        match saved {
+            Some(s) if s.source == source => s,
+            Some(s) => Self {
+                created_dirs: s.created_dirs,
+                ..Self::new(source)
+            },
+            None => Self::new(source),
+        }
+    }
+
+    /// Remember directories created for secret files (absolute, once each).
+    pub fn record_created(&mut self, dirs: &[std::path::PathBuf]) {
+        for d in dirs {
+            if !self.created_dirs.contains(d) {
+                self.created_dirs.push(d.clone());
+            }
+        }
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

@@ -1,14 +1,15 @@
 //! The plan for one secret, resolved before anything changes: its store key, its file, and the
 //! containers to restart in order.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::{select::rotatable, Settings};
+use crate::compose::{Project, SecretSpec};
 use crate::deploy::{labels, ContainerInfo};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, SecretSpec};
+use crate::files::layout::{check_owners, Layout, Placement};
 use crate::output::ReportItem;
+use crate::store::SecretStore;
 
 /// One container to restart, as listed before anything changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +38,11 @@ pub struct SecretPlan {
     pub spec: SecretSpec,
     /// The secret's key in the store (vault name or `.env` key).
     pub store_key: String,
-    /// File name directly inside the secrets directory.
-    pub file_name: String,
+    /// Its file.
+    pub placement: Placement,
+    /// The directory its directory is opened below, and whether it is compose-secrets' own.
+    pub root: PathBuf,
+    pub ours: bool,
     /// Every service that mounts the secret, in declaration order.
     pub services: Vec<ServiceTarget>,
 }
@@ -48,33 +52,35 @@ pub struct SecretPlan {
 /// `containers` is the project's container listing; each service that mounts the
 /// secret gets its running containers in container-number order.
 pub fn plan(
-    manifest: &Manifest,
+    project: &Project,
+    layout: &Layout,
+    store: &dyn SecretStore,
     specs: &[&SecretSpec],
-    secrets_dir: &Path,
-    remote: bool,
     containers: Option<&[ContainerInfo]>,
     health_url_override: Option<&str>,
 ) -> Result<Vec<SecretPlan>> {
-    let file_names: BTreeMap<String, String> =
-        manifest.file_names_in(secrets_dir)?.into_iter().collect();
-    let mut plans = Vec::new();
     for spec in specs {
         rotatable(spec)?;
-        check_owner(spec, secrets_dir)?;
-        let file_name = file_names.get(&spec.name).cloned().ok_or_else(|| {
-            Error::manifest(&spec.name, "has no file under the secrets directory")
-        })?;
+    }
+    store.check_keys(specs)?;
+    check_owners(specs.iter().copied())?;
+    let mut plans = Vec::new();
+    for spec in specs {
+        let placement = layout
+            .of(&spec.name)
+            .cloned()
+            .ok_or_else(|| Error::manifest(&spec.name, "has no file to rotate"))?;
         let services = spec
             .services()
             .into_iter()
             .map(|service| {
                 let (running, stopped) = containers
-                    .map(|all| service_containers(all, &manifest.project_name, &service))
+                    .map(|all| service_containers(all, &project.name, &service))
                     .unwrap_or_default();
                 ServiceTarget {
                     listed: containers.is_some(),
                     health_url: health_url_override.map(str::to_string).or_else(|| {
-                        manifest
+                        project
                             .services
                             .get(&service)
                             .and_then(|s| s.health_url.clone())
@@ -87,12 +93,10 @@ pub fn plan(
             .collect();
         plans.push(SecretPlan {
             spec: (*spec).clone(),
-            store_key: if remote {
-                spec.vault_name.clone()
-            } else {
-                spec.env_key.clone()
-            },
-            file_name,
+            store_key: store.key_for(spec),
+            root: layout.root_for(&placement.dir),
+            ours: layout.is_ours(&placement.dir),
+            placement,
             services,
         });
     }
@@ -136,33 +140,6 @@ pub fn service_containers(
     (running, stopped)
 }
 
-/// Refuse, before anything changes, an owner the process cannot give (as `load` does).
-fn check_owner(spec: &SecretSpec, secrets_dir: &Path) -> Result<()> {
-    let euid = nix::unistd::Uid::effective();
-    if euid.is_root() {
-        return Ok(());
-    }
-    let egid = nix::unistd::Gid::effective().as_raw();
-    let in_group = |g: u32| {
-        g == egid
-            || nix::unistd::getgroups()
-                .map(|gs| gs.iter().any(|x| x.as_raw() == g))
-                .unwrap_or(false)
-    };
-    if spec.owner_uid.is_some_and(|u| u != euid.as_raw())
-        || spec.owner_gid.is_some_and(|g| !in_group(g))
-    {
-        return Err(Error::UnsafePath {
-            path: secrets_dir.join(&spec.name),
-            message: format!(
-                "secret `{}` declares an owner that uid {euid} cannot give; run as root or as that user",
-                spec.name
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// The plan as report lines, for `--dry-run`: nothing is read from or written to the store.
 pub fn describe(
     plan: &SecretPlan,
@@ -179,7 +156,7 @@ pub fn describe(
             format!("generator {}", plan.spec.generator)
         },
         plan.store_key,
-        plan.file_name
+        plan.placement.path.display()
     ))];
     if let Some(hook) = &plan.spec.rotation_hook {
         items.push(ReportItem::new(name, "would-run-hook").with_detail(format!(

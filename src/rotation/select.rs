@@ -6,17 +6,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::audit;
+use crate::compose::{Project, SecretSource, SecretSpec};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, SecretSource, SecretSpec};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
 /// Find each name by Compose name, vault name or `.env` key; an unknown name is a usage error.
-pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
+pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
     let mut out: Vec<&SecretSpec> = Vec::new();
     let mut unknown = Vec::new();
     for name in names {
-        match manifest.lookup(name) {
+        match project.lookup(name) {
             Some(spec) => {
                 rotatable(spec)?;
                 if !out.iter().any(|s| s.name == spec.name) {
@@ -27,7 +27,7 @@ pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec
         }
     }
     if !unknown.is_empty() {
-        let known: Vec<&str> = manifest.secrets.iter().map(|s| s.name.as_str()).collect();
+        let known: Vec<&str> = project.secrets.iter().map(|s| s.name.as_str()).collect();
         return Err(Error::Usage(format!(
             "unknown secret{} {} (declared: {})",
             if unknown.len() == 1 { "" } else { "s" },
@@ -43,8 +43,8 @@ pub fn resolve_names<'m>(manifest: &'m Manifest, names: &[String]) -> Result<Vec
 }
 
 /// Every declared secret that `rotate` can handle (`file:` secrets), for `--all`.
-pub fn all_rotatable(manifest: &Manifest) -> Vec<&SecretSpec> {
-    manifest
+pub fn all_rotatable(project: &Project) -> Vec<&SecretSpec> {
+    project
         .secrets
         .iter()
         .filter(|s| rotatable(s).is_ok())
@@ -59,7 +59,7 @@ pub(super) fn rotatable(spec: &SecretSpec) -> Result<()> {
             "is an `environment:` secret: Compose copies it at container creation, so a restart cannot deliver a \
              new value; rotate it in its source and recreate the containers (`docker compose up -d`)",
         )),
-        SecretSource::External => Err(Error::manifest(
+        SecretSource::External { .. } => Err(Error::manifest(
             &spec.name,
             "is `external`: it is managed outside Compose, so compose-secrets does not rotate it",
         )),
@@ -68,26 +68,12 @@ pub(super) fn rotatable(spec: &SecretSpec) -> Result<()> {
 
 /// Parse an age such as `90d`, `12h`, `30m`, `45s` or `2w`.
 pub fn parse_age(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let bad = || {
+    crate::clock::parse_duration(text).ok_or_else(|| {
         Error::Usage(format!(
-            "--older-than {text}: expected a number and a unit, e.g. 90d, 12h, 30m"
+            "--older-than {}: expected a number and a unit, e.g. 90d, 12h, 30m",
+            text.trim()
         ))
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
+    })
 }
 
 /// When each candidate was last rotated (Unix seconds), or `None` when never.
@@ -100,7 +86,7 @@ pub async fn last_rotated(
     audit_log: &Path,
 ) -> Result<BTreeMap<String, Option<i64>>> {
     let mut out = BTreeMap::new();
-    if store.is_remote() {
+    if store.keeps_versions() {
         let listing: BTreeMap<String, VersionInfo> = store
             .list_properties()
             .await?
@@ -109,7 +95,7 @@ pub async fn last_rotated(
             .collect();
         for spec in candidates {
             let at = listing
-                .get(&spec.vault_name.to_ascii_lowercase())
+                .get(&store.key_for(spec).to_ascii_lowercase())
                 .and_then(|i| i.tags.get(tags::ROTATED_AT))
                 .and_then(|t| audit::parse_rfc3339(t));
             out.insert(spec.name.clone(), at);

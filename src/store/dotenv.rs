@@ -45,7 +45,7 @@ impl SecretStore for DotenvStore {
         self.path.display().to_string()
     }
 
-    fn is_remote(&self) -> bool {
+    fn keeps_versions(&self) -> bool {
         false
     }
 

@@ -52,8 +52,16 @@ impl SecretStore for MemoryStore {
         "memory".into()
     }
 
-    fn is_remote(&self) -> bool {
+    fn keeps_versions(&self) -> bool {
         true
+    }
+
+    fn valid_key(&self, key: &str) -> std::result::Result<(), String> {
+        if crate::secret::is_valid_vault_name(key) {
+            Ok(())
+        } else {
+            Err(format!("`{key}` is not a valid vault name"))
+        }
     }
 
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret> {

@@ -1,0 +1,87 @@
+//! `verify`'s output: a table on a terminal (colours only there), JSON for machines.
+
+use std::io::{IsTerminal as _, Write as _};
+
+use super::{Findings, Status};
+
+/// Print the findings: JSON, nothing (quiet), or the table.
+pub fn print(reporter: &crate::output::Reporter, f: &Findings) {
+    let summary = serde_json::json!({
+        "pass": f.count(Status::Pass),
+        "warn": f.count(Status::Warn),
+        "fail": f.count(Status::Fail),
+        "skip": f.count(Status::Skip),
+    });
+    let mut out = std::io::stdout().lock();
+    if reporter.json {
+        let doc =
+            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+        return;
+    }
+    if reporter.quiet {
+        return;
+    }
+    let _ = out.write_all(render_table(f, std::io::stdout().is_terminal()).as_bytes());
+}
+
+/// `STATUS  CHECK  SUBJECT  MESSAGE`, aligned, then a summary line; colours only on a TTY.
+pub fn render_table(f: &Findings, color: bool) -> String {
+    use std::fmt::Write as _;
+    const SUBJECT_MAX: usize = 48;
+    let category_width = f
+        .checks
+        .iter()
+        .map(|c| c.category.len())
+        .chain(["CHECK".len()])
+        .max()
+        .unwrap_or(0);
+    let subject_width = f
+        .checks
+        .iter()
+        .map(|c| c.subject.chars().count())
+        .chain(["SUBJECT".len()])
+        .max()
+        .unwrap_or(0)
+        .min(SUBJECT_MAX);
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<6}  {:<category_width$}  {:<subject_width$}  MESSAGE",
+        "STATUS", "CHECK", "SUBJECT"
+    );
+    for c in &f.checks {
+        let (label, code) = match c.status {
+            Status::Pass => ("PASS", "32"),
+            Status::Warn => ("WARN", "33"),
+            Status::Fail => ("FAIL", "31"),
+            Status::Skip => ("SKIP", "2"),
+        };
+        // Pad before colouring: escape codes would count as width.
+        let label = format!("{label:<6}");
+        let label = if color {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label
+        };
+        let _ = writeln!(
+            text,
+            "{label}  {:<category_width$}  {:<subject_width$}  {}",
+            c.category, c.subject, c.message
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n{} passed, {} failed, {} warning{}, {} skipped",
+        f.count(Status::Pass),
+        f.count(Status::Fail),
+        f.count(Status::Warn),
+        if f.count(Status::Warn) == 1 { "" } else { "s" },
+        f.count(Status::Skip)
+    );
+    text
+}

@@ -1,0 +1,754 @@
+//! Loading Compose files into one merged document, step for step as compose-go's loader does:
+//! per document, interpolate, resolve `extends`, apply `!reset`/`!override`, import `include`d
+//! projects, merge, keep lists unique; then default secret targets and resolve secret paths.
+//!
+//! Only the parts of a service that decide secrets are kept after interpolation (its secrets,
+//! `build.secrets`, user, environment, profiles, `extends` and `x-compose-secrets`): the rest
+//! cannot change where a secret lives or who mounts it, and merging it would only add ways
+//! to fail that `docker compose` reports better.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_norway::{Mapping, Value};
+
+use super::interpolate::substitute;
+use super::merge::{clear_paths, enforce_unicity, merge, scalar_text};
+use super::yaml::{self, Document, TreePath};
+use crate::error::{Error, Result};
+
+/// The variables each service's `environment:` entries interpolate: service → key → names.
+pub type References = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+/// What a load shares across files, includes and extends.
+#[derive(Default)]
+pub struct Shared {
+    /// Recorded while interpolating, for the leak check (a later file's entry replaces it).
+    pub environment_references: RefCell<References>,
+    /// Variables referenced but not set (Compose warns and uses "").
+    pub unset: RefCell<BTreeSet<String>>,
+    /// Every file read: Compose files, included and extended ones, env files of includes.
+    pub files_read: RefCell<Vec<PathBuf>>,
+    /// Documents already parsed (the project-name pass reads the main files first).
+    pub parsed: RefCell<BTreeMap<PathBuf, Vec<(Value, Vec<TreePath>)>>>,
+}
+
+/// Loads the files of one project (the main one, or an included one).
+pub struct Loader<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    /// The project directory: relative paths of this project resolve against it.
+    pub working_dir: &'a Path,
+    /// `$HOME`, for `~` in secret file paths.
+    pub home: Option<&'a str>,
+    pub shared: &'a Shared,
+    /// Files whose `include:` led here, for cycle detection.
+    pub include_chain: Vec<PathBuf>,
+}
+
+/// Which steps a file goes through (an `extends` base skips most of them).
+#[derive(Clone, Copy)]
+struct Steps {
+    extends: bool,
+    include: bool,
+    validate: bool,
+}
+
+const ALL_STEPS: Steps = Steps {
+    extends: true,
+    include: true,
+    validate: true,
+};
+
+/// Service keys that decide secrets; everything else is dropped after interpolation.
+const SERVICE_KEYS: [&str; 7] = [
+    "secrets",
+    "build",
+    "user",
+    "environment",
+    "profiles",
+    "extends",
+    super::EXTENSION_KEY,
+];
+
+impl Loader<'_> {
+    /// The merged document of `files` (compose-go's `loadYamlModel`).
+    pub fn load_model(&self, files: &[PathBuf]) -> Result<Value> {
+        let mut dict = Value::Mapping(Mapping::new());
+        for file in files {
+            dict = self.load_file(file, dict, ALL_STEPS)?.0;
+        }
+        set_default_targets(&mut dict);
+        check_sources(&dict)?;
+        self.resolve_secret_paths(&mut dict);
+        Ok(dict)
+    }
+
+    /// Read `file` (or its parsed documents) and merge each document into `dict`. Also returns
+    /// the paths the last document cleared, which an `extends` base applies.
+    fn load_file(
+        &self,
+        file: &Path,
+        mut dict: Value,
+        steps: Steps,
+    ) -> Result<(Value, Vec<TreePath>)> {
+        let docs = self.documents(file)?;
+        let mut last_cleared = Vec::new();
+        for (value, cleared) in docs {
+            let mut doc = value;
+            self.interpolate(file, &mut doc)?;
+            cast_external(file, &mut doc)?;
+            prune(&mut doc);
+            if steps.extends {
+                self.apply_extends(file, &mut doc, &cleared)?;
+            }
+            clear_paths(&mut dict, &cleared);
+            if steps.include {
+                self.apply_include(file, &mut doc)?;
+            } else if let Some(map) = doc.as_mapping_mut() {
+                map.shift_remove("include");
+            }
+            dict = merge(dict, doc, &mut Vec::new()).map_err(|m| Error::config(file, m))?;
+            enforce_unicity(&mut dict).map_err(|m| Error::config(file, m))?;
+            if steps.validate {
+                super::schema::validate(file, &dict)?;
+            }
+            canonical(&mut dict);
+            last_cleared = cleared;
+        }
+        Ok((dict, last_cleared))
+    }
+
+    fn documents(&self, file: &Path) -> Result<Vec<(Value, Vec<TreePath>)>> {
+        if let Some(docs) = self.shared.parsed.borrow().get(file) {
+            return Ok(docs.clone());
+        }
+        let docs: Vec<(Value, Vec<TreePath>)> = yaml::read(file)?
+            .into_iter()
+            .map(|Document { value, cleared }| (value, cleared))
+            .collect();
+        self.shared.files_read.borrow_mut().push(file.to_path_buf());
+        self.shared
+            .parsed
+            .borrow_mut()
+            .insert(file.to_path_buf(), docs.clone());
+        Ok(docs)
+    }
+
+    /// Interpolate every string value (never a key), naming the dotted path in errors.
+    fn interpolate(&self, file: &Path, doc: &mut Value) -> Result<()> {
+        let mut path = Vec::new();
+        walk_strings(doc, &mut path, &mut |path, s| {
+            self.record_references(path, s);
+            let mut unset = |name: &str| {
+                self.shared.unset.borrow_mut().insert(name.to_string());
+            };
+            substitute(s, self.env, &mut unset).map_err(|e| Error::config(file, e.message(path)))
+        })
+    }
+
+    /// Remember which variables a service's `environment:` entry refers to.
+    fn record_references(&self, path: &str, raw: &str) {
+        let Some(rest) = path.strip_prefix("services.") else {
+            return;
+        };
+        let Some((service, key)) = rest.split_once(".environment.") else {
+            return;
+        };
+        let key = if key == "[]" {
+            raw.split_once('=').map_or(raw, |(k, _)| k)
+        } else {
+            key
+        };
+        let names = super::interpolate::referenced_variables(raw);
+        self.shared
+            .environment_references
+            .borrow_mut()
+            .entry(service.to_string())
+            .or_default()
+            .insert(key.to_string(), names);
+    }
+
+    fn apply_extends(&self, file: &Path, doc: &mut Value, cleared: &[TreePath]) -> Result<()> {
+        let Some(services) = doc.get_mut("services").and_then(Value::as_mapping_mut) else {
+            return Ok(());
+        };
+        let names: Vec<String> = services
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+        for name in names {
+            let merged = self.extend_service(&name, services, file, &[], cleared)?;
+            if let Some(merged) = merged {
+                services.insert(Value::String(name), merged);
+            }
+        }
+        Ok(())
+    }
+
+    /// compose-go's `applyServiceExtends`: the service merged onto its (recursively extended)
+    /// base, or `None` for a null service.
+    fn extend_service(
+        &self,
+        name: &str,
+        services: &mut Mapping,
+        file: &Path,
+        chain: &[(PathBuf, String)],
+        cleared: &[TreePath],
+    ) -> Result<Option<Value>> {
+        let Some(service) = services.get(name).cloned() else {
+            return Ok(None);
+        };
+        if service.is_null() {
+            return Ok(None);
+        }
+        let Some(extends) = service.get("extends").cloned() else {
+            return Ok(Some(service));
+        };
+        let (reference, from_file) = match &extends {
+            Value::String(s) => (s.clone(), None),
+            Value::Mapping(m) => (
+                m.get("service")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        Error::config(file, format!("extends.{name}.service is required"))
+                    })?
+                    .to_string(),
+                m.get("file").map(scalar_text),
+            ),
+            _ => {
+                return Err(Error::config(
+                    file,
+                    format!("services.{name}.extends must be a service name or a mapping"),
+                ))
+            }
+        };
+        // The base of `extends: {file: ...}` comes from that file's services, loaded with this
+        // project's variables; its own top-level sections are not imported.
+        let mut other_file: Option<(PathBuf, Mapping, Vec<TreePath>)> = None;
+        if let Some(written) = &from_file {
+            let path = join_clean(self.working_dir, written);
+            let steps = Steps {
+                extends: false,
+                include: false,
+                validate: false,
+            };
+            let (loaded, base_cleared) = self
+                .load_file(&path, Value::Mapping(Mapping::new()), steps)
+                .map_err(|e| match e {
+                    Error::Config { message, .. }
+                        if message == "the Compose file does not exist" =>
+                    {
+                        Error::config(
+                            file,
+                            format!(
+                                "cannot extend service \"{name}\": {} does not exist",
+                                path.display()
+                            ),
+                        )
+                    }
+                    other => other,
+                })?;
+            let Some(Value::Mapping(base_services)) = loaded.get("services").cloned() else {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "cannot extend service \"{name}\" in {}: no services section",
+                        path.display()
+                    ),
+                ));
+            };
+            if !base_services.contains_key(reference.as_str()) {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "cannot extend service \"{name}\": service \"{reference}\" not found in {written}"
+                    ),
+                ));
+            }
+            other_file = Some((path, base_services, base_cleared));
+        } else if !services.contains_key(reference.as_str()) {
+            return Err(Error::config(
+                file,
+                format!("cannot extend service \"{name}\": service \"{reference}\" not found"),
+            ));
+        }
+        let here = (
+            other_file
+                .as_ref()
+                .map_or_else(|| file.to_path_buf(), |(p, ..)| p.clone()),
+            name.to_string(),
+        );
+        if chain.contains(&here) {
+            let mut lines: Vec<String> = chain
+                .iter()
+                .map(|(f, s)| format!("{s} in {}", f.display()))
+                .collect();
+            lines.push(format!("{name} in {}", here.0.display()));
+            return Err(Error::config(
+                file,
+                format!("circular reference in extends: {}", lines.join(" extends ")),
+            ));
+        }
+        let mut chain = chain.to_vec();
+        chain.push(here);
+        let base = match &mut other_file {
+            Some((path, base_services, base_cleared)) => {
+                let path = path.clone();
+                let base_cleared = base_cleared.clone();
+                self.extend_service(&reference, base_services, &path, &chain, &base_cleared)?
+            }
+            None => self.extend_service(&reference, services, file, &chain, &[])?,
+        };
+        let Some(base) = base else {
+            return Ok(Some(service));
+        };
+        let mut wrapped = Value::Mapping(Mapping::new());
+        if let Some(m) = wrapped.as_mapping_mut() {
+            let mut services = Mapping::new();
+            services.insert(Value::String(name.to_string()), base);
+            m.insert("services".into(), Value::Mapping(services));
+        }
+        clear_paths(&mut wrapped, cleared);
+        let source = wrapped
+            .get_mut("services")
+            .and_then(|s| s.get_mut(name))
+            .map(std::mem::take)
+            .unwrap_or(Value::Null);
+        let mut merged = merge(source, service, &mut vec!["services".into(), "x".into()])
+            .map_err(|m| Error::config(file, m))?;
+        if let Some(m) = merged.as_mapping_mut() {
+            m.shift_remove("extends");
+        }
+        services.insert(Value::String(name.to_string()), merged.clone());
+        Ok(Some(merged))
+    }
+
+    /// compose-go's `ApplyInclude`: load each included project with its own directory and
+    /// environment, and import its services and secrets into `doc`.
+    fn apply_include(&self, file: &Path, doc: &mut Value) -> Result<()> {
+        let Some(include) = doc.as_mapping_mut().and_then(|m| m.shift_remove("include")) else {
+            return Ok(());
+        };
+        let Value::Sequence(items) = include else {
+            return Err(Error::config(file, "`include` must be a list"));
+        };
+        let mut chain = self.include_chain.clone();
+        chain.push(file.to_path_buf());
+        for item in items {
+            let (paths, project_directory, env_files) = include_item(file, &item)?;
+            let paths: Vec<PathBuf> = paths
+                .iter()
+                .map(|p| join_clean(self.working_dir, p))
+                .collect();
+            let Some(main) = paths.first() else {
+                return Err(Error::config(file, "an `include` entry needs a path"));
+            };
+            if chain.contains(main) {
+                let mut names: Vec<String> =
+                    chain.iter().map(|p| p.display().to_string()).collect();
+                names.push(main.display().to_string());
+                return Err(Error::config(
+                    file,
+                    format!("include cycle detected: {}", names.join(" includes ")),
+                ));
+            }
+            let project_dir = match project_directory {
+                Some(pd) => join_clean(self.working_dir, &pd),
+                None => main.parent().map_or_else(PathBuf::new, Path::to_path_buf),
+            };
+            let env_paths: Vec<PathBuf> = if env_files.is_empty() {
+                let dotenv = project_dir.join(".env");
+                if dotenv.is_file() {
+                    vec![dotenv]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                let mut out = Vec::new();
+                for f in &env_files {
+                    let path = join_clean(self.working_dir, f);
+                    match std::fs::metadata(&path) {
+                        Ok(m) if m.is_dir() => {
+                            return Err(Error::config(
+                                file,
+                                format!("{} is not a file", path.display()),
+                            ))
+                        }
+                        Ok(_) => out.push(path),
+                        Err(_) => {
+                            return Err(Error::config(
+                                file,
+                                format!("include env_file {} does not exist", path.display()),
+                            ))
+                        }
+                    }
+                }
+                out
+            };
+            let mut from_files = BTreeMap::new();
+            for env_file in &env_paths {
+                super::env_file::read(env_file, self.env, &mut from_files)?;
+                self.shared.files_read.borrow_mut().push(env_file.clone());
+            }
+            // The including project's variables win over the included project's files.
+            let mut env = self.env.clone();
+            for (k, v) in from_files {
+                env.entry(k).or_insert(v);
+            }
+            let sub = Loader {
+                env: &env,
+                working_dir: &project_dir,
+                home: self.home,
+                shared: self.shared,
+                include_chain: chain.clone(),
+            };
+            let imported = sub.load_model(&paths)?;
+            import_resources(file, self.working_dir, self.home, imported, doc)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_secret_paths(&self, dict: &mut Value) {
+        let Some(secrets) = dict.get_mut("secrets").and_then(Value::as_mapping_mut) else {
+            return;
+        };
+        for (_, def) in secrets.iter_mut() {
+            if let Some(Value::String(f)) = def.get_mut("file") {
+                *f = resolve_path(f, self.working_dir, self.home);
+            }
+        }
+    }
+}
+
+/// `(paths, project_directory, env_file)` of one `include` entry, short or long form.
+fn include_item(file: &Path, item: &Value) -> Result<(Vec<String>, Option<String>, Vec<String>)> {
+    let list = |v: Option<&Value>, what: &str| -> Result<Vec<String>> {
+        match v {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(str::to_string).ok_or_else(|| {
+                        Error::config(file, format!("include {what} entries must be strings"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(Error::config(
+                file,
+                format!("include {what} must be a string or a list"),
+            )),
+        }
+    };
+    match item {
+        Value::String(s) => Ok((vec![s.clone()], None, Vec::new())),
+        Value::Mapping(m) => {
+            for key in m.keys().filter_map(Value::as_str) {
+                if !matches!(key, "path" | "project_directory" | "env_file") {
+                    return Err(Error::config(
+                        file,
+                        format!("include additional property '{key}' not allowed"),
+                    ));
+                }
+            }
+            Ok((
+                list(m.get("path"), "path")?,
+                m.get("project_directory")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                list(m.get("env_file"), "env_file")?,
+            ))
+        }
+        _ => Err(Error::config(
+            file,
+            "each `include` entry must be a path or a mapping",
+        )),
+    }
+}
+
+/// Import an included project's services and secrets; a name the including file also defines
+/// must be defined identically (paths compared once resolved).
+fn import_resources(
+    file: &Path,
+    working_dir: &Path,
+    home: Option<&str>,
+    imported: Value,
+    doc: &mut Value,
+) -> Result<()> {
+    let Value::Mapping(mut imported) = imported else {
+        return Ok(());
+    };
+    let Some(target) = doc.as_mapping_mut() else {
+        return Ok(());
+    };
+    for key in ["services", "secrets"] {
+        let Some(Value::Mapping(from)) = imported.shift_remove(key) else {
+            continue;
+        };
+        let to = target
+            .entry(Value::String(key.to_string()))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if to.is_null() {
+            *to = Value::Mapping(Mapping::new());
+        }
+        let Some(to) = to.as_mapping_mut() else {
+            return Err(Error::config(file, format!("`{key}` must be a mapping")));
+        };
+        for (name, def) in from {
+            if let Some(existing) = to.get(&name) {
+                let mut mine = existing.clone();
+                if key == "secrets" {
+                    if let Some(Value::String(f)) = mine.get_mut("file") {
+                        *f = resolve_path(f, working_dir, home);
+                    }
+                }
+                if mine == def {
+                    continue;
+                }
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "{key}.{} conflicts with imported resource",
+                        name.as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            to.insert(name, def);
+        }
+    }
+    Ok(())
+}
+
+/// Call `f` on every string value (not keys) with its dotted path, replacing it with the result.
+fn walk_strings(
+    v: &mut Value,
+    path: &mut Vec<String>,
+    f: &mut dyn FnMut(&str, &str) -> Result<String>,
+) -> Result<()> {
+    match v {
+        Value::String(s) => {
+            *s = f(&path.join("."), s)?;
+            Ok(())
+        }
+        Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                path.push(k.as_str().unwrap_or_default().to_string());
+                walk_strings(item, path, f)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        Value::Sequence(items) => {
+            for item in items.iter_mut() {
+                path.push("[]".into());
+                walk_strings(item, path, f)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `secrets.*.external` given as a string (after interpolation) becomes a boolean, as Compose
+/// casts it.
+fn cast_external(file: &Path, doc: &mut Value) -> Result<()> {
+    let Some(secrets) = doc.get_mut("secrets").and_then(Value::as_mapping_mut) else {
+        return Ok(());
+    };
+    for (name, def) in secrets.iter_mut() {
+        if let Some(ext) = def.get_mut("external") {
+            if let Value::String(s) = ext {
+                let b = match s.to_ascii_lowercase().as_str() {
+                    "true" | "y" | "yes" | "on" => true,
+                    "false" | "n" | "no" | "off" => false,
+                    _ => return Err(Error::config(
+                        file,
+                        format!(
+                            "error while interpolating secrets.{}.external: invalid boolean: {s}",
+                            name.as_str().unwrap_or_default()
+                        ),
+                    )),
+                };
+                *ext = Value::Bool(b);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Keep only what decides secrets (see the module comment).
+fn prune(doc: &mut Value) {
+    let Some(map) = doc.as_mapping_mut() else {
+        return;
+    };
+    map.retain(|k, _| {
+        matches!(
+            k.as_str(),
+            Some("name" | "services" | "secrets" | "include" | "version")
+        )
+    });
+    map.shift_remove("version");
+    let Some(Value::Mapping(services)) = map.get_mut("services") else {
+        return;
+    };
+    for (_, service) in services.iter_mut() {
+        let Some(s) = service.as_mapping_mut() else {
+            continue;
+        };
+        s.retain(|k, _| k.as_str().is_some_and(|k| SERVICE_KEYS.contains(&k)));
+        if let Some(build) = s.get_mut("build") {
+            match build {
+                Value::Mapping(b) => b.retain(|k, _| k.as_str() == Some("secrets")),
+                _ => *build = Value::Mapping(Mapping::new()),
+            }
+        }
+    }
+}
+
+/// Short-syntax secret mounts become mappings (compose-go's canonical form).
+fn canonical(dict: &mut Value) {
+    let Some(services) = dict.get_mut("services").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    for (_, service) in services.iter_mut() {
+        if let Some(list) = service.get_mut("secrets") {
+            long_form(list);
+        }
+        if let Some(list) = service.get_mut("build").and_then(|b| b.get_mut("secrets")) {
+            long_form(list);
+        }
+    }
+}
+
+fn long_form(list: &mut Value) {
+    if let Value::Sequence(items) = list {
+        for item in items.iter_mut() {
+            if let Value::String(source) = item {
+                let mut m = Mapping::new();
+                m.insert("source".into(), Value::String(std::mem::take(source)));
+                *item = Value::Mapping(m);
+            }
+        }
+    }
+}
+
+/// A mount without a `target` gets `/run/secrets/<source>`.
+fn set_default_targets(dict: &mut Value) {
+    let Some(services) = dict.get_mut("services").and_then(Value::as_mapping_mut) else {
+        return;
+    };
+    for (_, service) in services.iter_mut() {
+        if let Some(Value::Sequence(items)) = service.get_mut("secrets") {
+            for item in items.iter_mut() {
+                if let Value::Mapping(m) = item {
+                    if !m.contains_key("target") {
+                        let source = m.get("source").map(scalar_text).unwrap_or_default();
+                        m.insert(
+                            "target".into(),
+                            Value::String(format!("/run/secrets/{source}")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `file` and `environment` are exclusive, and a secret needs one unless it is external or
+/// has a driver (compose-go's `checkFileObject`).
+fn check_sources(dict: &Value) -> Result<()> {
+    let Some(secrets) = dict.get("secrets").and_then(Value::as_mapping) else {
+        return Ok(());
+    };
+    for (name, def) in secrets {
+        let name = name.as_str().unwrap_or_default();
+        let has = |k: &str| def.get(k).is_some_and(|v| !v.is_null());
+        if has("file") && has("environment") {
+            return Err(Error::manifest(
+                name,
+                "file|environment attributes are mutually exclusive",
+            ));
+        }
+        if !has("file") && !has("environment") && !has("driver") && !has("external") {
+            return Err(Error::manifest(name, "one of file|environment must be set"));
+        }
+    }
+    Ok(())
+}
+
+/// A secret's `file:` as Compose resolves it: `~` is `$HOME`, an absolute path is kept as
+/// written, a relative one is joined to the project directory and cleaned.
+pub fn resolve_path(p: &str, working_dir: &Path, home: Option<&str>) -> String {
+    if let Some(rest) = p.strip_prefix('~') {
+        let home = home.unwrap_or("");
+        return clean(&format!("{home}/{rest}"));
+    }
+    if p.starts_with('/') {
+        return p.to_string();
+    }
+    clean(&format!("{}/{p}", working_dir.display()))
+}
+
+/// `filepath.Join` for paths compose-go resolves while loading (include, extends).
+fn join_clean(base: &Path, p: &str) -> PathBuf {
+    if p.starts_with('/') {
+        PathBuf::from(clean(p))
+    } else {
+        PathBuf::from(clean(&format!("{}/{p}", base.display())))
+    }
+}
+
+/// Go's `filepath.Clean` for absolute Unix paths: no `.`, no `..`, no doubled or trailing `/`.
+pub fn clean(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !absolute {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".into(),
+        (false, false) => joined,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_as_compose_resolves_them() {
+        let wd = Path::new("/p");
+        assert_eq!(resolve_path("./x/../a.txt", wd, None), "/p/a.txt");
+        assert_eq!(resolve_path("dir/", wd, None), "/p/dir");
+        assert_eq!(resolve_path(".", wd, None), "/p");
+        assert_eq!(resolve_path("", wd, None), "/p");
+        assert_eq!(resolve_path("../s/x", wd, None), "/s/x");
+        assert_eq!(
+            resolve_path("/etc//x/../b.txt", wd, None),
+            "/etc//x/../b.txt"
+        );
+        assert_eq!(
+            resolve_path("~/s.txt", wd, Some("/home/u")),
+            "/home/u/s.txt"
+        );
+        assert_eq!(
+            resolve_path("~other/x", wd, Some("/home/u")),
+            "/home/u/other/x"
+        );
+        assert_eq!(clean("/../a"), "/a");
+    }
+}

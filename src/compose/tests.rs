@@ -1,0 +1,1 @@
+//! Model tests: the corpus differential test covers Compose fidelity at large.

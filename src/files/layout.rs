@@ -1,0 +1,294 @@
+//! Where each secret's file goes, decided and checked before anything is written.
+//!
+//! A secret file may live anywhere inside the project directory (`db/password.txt`,
+//! `./db_password.txt`, `.runtime/secrets/x`) or inside `--secrets-dir`. It may never be one
+//! of the project's own files: a Compose file, an env file, the `.env.demo` template, or
+//! anything compose-secrets keeps in its runtime directory. Every offending secret is named,
+//! and nothing is written while one is wrong.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use super::lexical_normalize;
+use crate::compose::{Project, SecretSpec};
+use crate::error::{Error, Result};
+
+/// One secret's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub secret: String,
+    /// Absolute and normalised.
+    pub path: PathBuf,
+    /// The directory holding it.
+    pub dir: PathBuf,
+    pub file_name: String,
+}
+
+/// The files of every `file:` secret, and the directories compose-secrets answers for.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub project_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub secrets_dir: PathBuf,
+    pub placements: Vec<Placement>,
+}
+
+/// Paths a secret's file may never be.
+pub struct Protected<'a> {
+    pub project: &'a Project,
+    pub env_file: &'a Path,
+    pub template: &'a Path,
+}
+
+impl Layout {
+    /// Place every `file:` secret of `project`, refusing (all at once) those that cannot be.
+    pub fn plan(
+        project: &Project,
+        runtime_dir: &Path,
+        secrets_dir: &Path,
+        protected: &Protected<'_>,
+    ) -> Result<Layout> {
+        let project_dir = lexical_normalize(&project.directory);
+        let runtime_dir = lexical_normalize(runtime_dir);
+        let secrets_dir = lexical_normalize(secrets_dir);
+        let guarded: BTreeSet<PathBuf> = protected
+            .project
+            .files_read
+            .iter()
+            .chain(&protected.project.env_files)
+            .chain([
+                &protected.env_file.to_path_buf(),
+                &protected.template.to_path_buf(),
+            ])
+            .map(|p| lexical_normalize(p))
+            .collect();
+        let mut placements = Vec::new();
+        let mut problems = Vec::new();
+        for spec in &project.secrets {
+            let Some(raw) = spec.file_path() else {
+                continue;
+            };
+            match place(
+                spec,
+                raw,
+                &project_dir,
+                &runtime_dir,
+                &secrets_dir,
+                &guarded,
+            ) {
+                Ok(p) => placements.push(p),
+                Err(e) => problems.push(e),
+            }
+        }
+        Error::all(problems)?;
+        Ok(Layout {
+            project_dir,
+            runtime_dir,
+            secrets_dir,
+            placements,
+        })
+    }
+
+    pub fn of(&self, secret: &str) -> Option<&Placement> {
+        self.placements.iter().find(|p| p.secret == secret)
+    }
+
+    /// The directory a placement's directory is opened below (see `SecretDir::open_below`):
+    /// the project directory, or the secrets directory's parent for one outside it.
+    pub fn root_for(&self, dir: &Path) -> PathBuf {
+        if dir.starts_with(&self.project_dir) {
+            self.project_dir.clone()
+        } else {
+            self.secrets_dir
+                .parent()
+                .map_or_else(|| self.secrets_dir.clone(), Path::to_path_buf)
+        }
+    }
+
+    /// Whether a directory is compose-secrets' own (owner and mode checked as such).
+    pub fn is_ours(&self, dir: &Path) -> bool {
+        dir.starts_with(&self.runtime_dir) || dir.starts_with(&self.secrets_dir)
+    }
+
+    /// Each directory holding a secret file, once, in placement order.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for p in &self.placements {
+            if !out.contains(&p.dir) {
+                out.push(p.dir.clone());
+            }
+        }
+        out
+    }
+
+    /// The file names declared in `dir`.
+    pub fn names_in(&self, dir: &Path) -> Vec<&str> {
+        self.placements
+            .iter()
+            .filter(|p| p.dir == dir)
+            .map(|p| p.file_name.as_str())
+            .collect()
+    }
+}
+
+fn place(
+    spec: &SecretSpec,
+    raw: &Path,
+    project_dir: &Path,
+    runtime_dir: &Path,
+    secrets_dir: &Path,
+    guarded: &BTreeSet<PathBuf>,
+) -> Result<Placement> {
+    let refuse = |why: String| Error::manifest(&spec.name, why);
+    // Compose keeps an absolute path as written; `..` in it could resolve through a symlink
+    // to somewhere else than the path compose-secrets would write.
+    if raw.components().any(|c| c == Component::ParentDir) {
+        return Err(refuse(format!(
+            "its file {} contains `..`; write the path without it",
+            raw.display()
+        )));
+    }
+    let path = lexical_normalize(raw);
+    let (Some(dir), Some(file_name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(refuse(format!(
+            "its file {} is not a file path",
+            raw.display()
+        )));
+    };
+    let inside_project = path.starts_with(project_dir) && path != project_dir;
+    let inside_secrets = path.starts_with(secrets_dir) && path != secrets_dir;
+    if !(inside_project || inside_secrets) {
+        return Err(refuse(format!(
+            "its file {} is outside the project directory {}; compose-secrets writes only inside the project \
+             (or inside --secrets-dir)",
+            path.display(),
+            project_dir.display()
+        )));
+    }
+    if path == runtime_dir || path == secrets_dir {
+        return Err(refuse(format!(
+            "its file {} is compose-secrets' own directory, not a file",
+            path.display()
+        )));
+    }
+    if path.starts_with(runtime_dir) && !path.starts_with(secrets_dir) {
+        return Err(refuse(format!(
+            "its file {} is inside the runtime directory {}, where compose-secrets keeps its state, lock and \
+             audit log; put it under {}",
+            path.display(),
+            runtime_dir.display(),
+            secrets_dir.display()
+        )));
+    }
+    if guarded.contains(&path) {
+        return Err(refuse(format!(
+            "its file {} is one of the project's own files (a Compose file, an env file or the template); \
+             compose-secrets would overwrite it",
+            path.display()
+        )));
+    }
+    Ok(Placement {
+        secret: spec.name.clone(),
+        path: path.clone(),
+        dir: dir.to_path_buf(),
+        file_name: file_name.to_string(),
+    })
+}
+
+/// The directories of a layout, each opened once (see `SecretDir::open_below`).
+pub struct OpenDirs {
+    dirs: std::collections::BTreeMap<PathBuf, super::secret_dir::SecretDir>,
+    /// Directories this run created (mode 0700), to be recorded as compose-secrets' own.
+    pub created: Vec<PathBuf>,
+}
+
+impl OpenDirs {
+    /// Open every directory that holds a secret file; with `create`, make the missing ones.
+    /// The first unsafe directory is an error: nothing has been written yet.
+    pub fn open(layout: &Layout, create: bool) -> Result<OpenDirs> {
+        let mut out = OpenDirs {
+            dirs: std::collections::BTreeMap::new(),
+            created: Vec::new(),
+        };
+        for dir in layout.dirs() {
+            if let Some((opened, created)) = open_one(layout, &dir, create)? {
+                out.created.extend(created);
+                out.dirs.insert(dir, opened);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each directory's outcome on its own, for `verify` (a missing one is `Ok(None)`).
+    pub fn open_each(
+        layout: &Layout,
+    ) -> Vec<(PathBuf, Result<Option<super::secret_dir::SecretDir>>)> {
+        layout
+            .dirs()
+            .into_iter()
+            .map(|dir| {
+                let opened = open_one(layout, &dir, false).map(|o| o.map(|(d, _)| d));
+                (dir, opened)
+            })
+            .collect()
+    }
+
+    pub fn get(&self, dir: &Path) -> Option<&super::secret_dir::SecretDir> {
+        self.dirs.get(dir)
+    }
+
+    /// What is on disk for a placement (`None`: its directory or file does not exist).
+    pub fn read(&self, placement: &Placement) -> Result<Option<super::secret_dir::FileState>> {
+        match self.dirs.get(&placement.dir) {
+            Some(d) => d.read(&placement.file_name),
+            None => Ok(None),
+        }
+    }
+}
+
+fn open_one(
+    layout: &Layout,
+    dir: &Path,
+    create: bool,
+) -> Result<Option<(super::secret_dir::SecretDir, Vec<PathBuf>)>> {
+    let root = layout.root_for(dir);
+    if !create && std::fs::symlink_metadata(&root).is_err() {
+        return Ok(None);
+    }
+    super::secret_dir::SecretDir::open_below(&root, dir, create, layout.is_ours(dir))
+}
+
+/// Refuse, before anything is written, an owner the process cannot give: only root (or the
+/// owner itself) may give a file away. Names every secret that declares one.
+pub fn check_owners<'a>(specs: impl IntoIterator<Item = &'a SecretSpec>) -> Result<()> {
+    let euid = nix::unistd::Uid::effective();
+    if euid.is_root() {
+        return Ok(());
+    }
+    let egid = nix::unistd::Gid::effective().as_raw();
+    let groups = nix::unistd::getgroups().unwrap_or_default();
+    let mut problems = Vec::new();
+    for spec in specs {
+        if spec.file_path().is_none() {
+            continue;
+        }
+        let uid_ok = spec.owner_uid.is_none_or(|u| u == euid.as_raw());
+        let gid_ok = spec
+            .owner_gid
+            .is_none_or(|g| g == egid || groups.iter().any(|x| x.as_raw() == g));
+        if !(uid_ok && gid_ok) {
+            problems.push(Error::manifest(
+                &spec.name,
+                format!(
+                    "declares owner {}:{}, but compose-secrets runs as uid {euid} and cannot chown. Run it as root \
+                     (e.g. `sudo make load-secrets`), run it as that user, or remove `owner` (see README, \
+                     \"File owners\")",
+                    spec.owner_uid.map_or_else(|| "-".into(), |u| u.to_string()),
+                    spec.owner_gid.map_or_else(|| "-".into(), |g| g.to_string()),
+                ),
+            ));
+        }
+    }
+    Error::all(problems)
+}

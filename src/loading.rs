@@ -1,0 +1,315 @@
+//! `load` as a domain operation: fetch every declared file secret from the store (only what
+//! changed), write the files atomically, report strays in compose-secrets' own directories,
+//! record the state and the audit line, and bring a swarm stack along.
+//!
+//! The data's path: `fetch` lists and fetches (overlapped, bounded), this module checks what
+//! came back and writes it, `swarm` mirrors it into versioned swarm secrets, and
+//! `env_output` writes the `get_secrets.sh`-style env file.
+
+mod env_output;
+mod fetch;
+mod swarm;
+
+pub use swarm::sync_swarm;
+
+use std::collections::HashMap;
+
+pub use env_output::{open_env_output, parse_maps, write_env_output, EnvOutput};
+
+use crate::compose::{Project, SecretSpec};
+use crate::error::{Error, Result};
+use crate::files::layout::{check_owners, Layout, OpenDirs, Placement};
+use crate::files::secret_dir::{FileState, Owner, SecretDir};
+use crate::files::state::{SecretState, State};
+use crate::output::{Report, ReportItem};
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::store::{FetchedSecret, SecretStore, VersionInfo};
+
+/// Default bound on concurrent vault requests.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// How a load runs.
+pub struct LoadRequest {
+    pub dry_run: bool,
+    pub prune: bool,
+    pub no_cache: bool,
+    pub concurrency: usize,
+}
+
+/// Values fetched during this run, for reuse by `--env-output` and the swarm.
+#[derive(Default)]
+pub struct Loaded {
+    /// By store key.
+    pub values: HashMap<String, SecretValue>,
+    /// By Compose secret name.
+    pub by_secret: HashMap<String, SecretValue>,
+}
+
+/// One declared file secret and where it goes.
+struct Candidate<'a> {
+    spec: &'a SecretSpec,
+    placement: &'a Placement,
+    key: String,
+}
+
+/// Fetch, write and record every file secret of `project`.
+#[allow(clippy::too_many_arguments)]
+pub async fn load_files(
+    project: &Project,
+    layout: &Layout,
+    store: &dyn SecretStore,
+    state_file: &std::path::Path,
+    request: &LoadRequest,
+    reporter: &crate::output::Reporter,
+    report: &mut Report,
+) -> Result<(Loaded, State, State)> {
+    let specs: Vec<&SecretSpec> = project.secrets.iter().collect();
+    store.check_keys(&specs)?;
+    check_owners(specs.iter().copied())?;
+    let state = State::read(state_file, &store.describe());
+    let listed_at = crate::clock::unix_now();
+    // Opened read-only here; missing directories are created only once every value is in hand.
+    let existing = OpenDirs::open(layout, false)?;
+    let candidates: Vec<Candidate<'_>> = layout
+        .placements
+        .iter()
+        .filter_map(|placement| {
+            let spec = project.secret(&placement.secret)?;
+            Some(Candidate {
+                spec,
+                placement,
+                key: store.key_for(spec),
+            })
+        })
+        .collect();
+    // A secret whose listed version matches what we last wrote, with the file intact, needs no GET.
+    let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
+        let c = &candidates[i];
+        !request.no_cache
+            && state.secrets.get(&c.spec.name).is_some_and(|s| {
+                s.matches_listing(listed, c.spec.pinned_version.as_deref())
+                    && existing
+                        .read(c.placement)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|st| file_is_current(&st, c.spec, &s.fingerprint))
+            })
+    };
+    let outcome = fetch::fetch(
+        store,
+        &candidates,
+        &is_cached,
+        request.concurrency,
+        reporter,
+    )
+    .await?;
+    drop(existing);
+
+    let mut problems = Vec::new();
+    let mut not_found = Vec::new();
+    let mut values: Vec<(usize, FetchedSecret)> = Vec::new();
+    for (i, result) in outcome.results {
+        let name = &candidates[i].spec.name;
+        match result {
+            Ok(f) if f.value.is_empty() => not_found.push(name.clone()),
+            Ok(f) if f.value.len() > MAX_VALUE_BYTES => problems.push(Error::manifest(
+                name,
+                format!(
+                    "its value is {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}; it could not be stored or rotated",
+                    f.value.len()
+                ),
+            )),
+            Ok(f) => values.push((i, f)),
+            Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
+                not_found.push(name.clone());
+            }
+            Err(e) => {
+                reporter.note(&format!("failed  {name}: {e}"));
+                problems.push(e);
+            }
+        }
+    }
+    if let Some(first) = problems.into_iter().next() {
+        return Err(first);
+    }
+    if !not_found.is_empty() {
+        not_found.sort();
+        return Err(Error::MissingSecrets {
+            names: not_found,
+            origin: store.describe(),
+        });
+    }
+    values.sort_by_key(|(i, _)| *i);
+
+    let dirs = OpenDirs::open(layout, !request.dry_run)?;
+    let mut new_state = State::new(&store.describe());
+    new_state.created_dirs = state.created_dirs.clone();
+    new_state.record_created(&dirs.created);
+    let mut loaded = Loaded::default();
+    let fetched_names: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
+    for (i, c) in candidates.iter().enumerate() {
+        if fetched_names.contains(&i) {
+            continue;
+        }
+        report.push(ReportItem::new(&c.spec.name, "unchanged").with_detail(c.placement_shown()));
+        if let Some(s) = state.secrets.get(&c.spec.name) {
+            new_state.secrets.insert(
+                c.spec.name.clone(),
+                SecretState {
+                    checked_at: listed_at,
+                    ..s.clone()
+                },
+            );
+        }
+    }
+    let written = write_files(&dirs, &candidates, &values, request.dry_run)?;
+    for ((i, fetched), action) in values.into_iter().zip(written) {
+        let c = &candidates[i];
+        let listed = outcome.listed.get(&i);
+        let mut detail = c.placement_shown();
+        if store.keeps_versions() {
+            if let Some(v) = &fetched.info.version {
+                detail = format!("{detail} @ {}", crate::output::short_version(v));
+            }
+        }
+        report.push(ReportItem::new(&c.spec.name, action).with_detail(detail));
+        new_state.secrets.insert(
+            c.spec.name.clone(),
+            SecretState {
+                version: fetched.info.version.clone(),
+                updated: listed.and_then(|l| l.updated).or(fetched.info.updated),
+                fingerprint: fetched.value.fingerprint(),
+                checked_at: listed_at,
+            },
+        );
+        loaded
+            .by_secret
+            .insert(c.spec.name.clone(), fetched.value.clone());
+        loaded.values.insert(c.key.clone(), fetched.value);
+    }
+    strays(layout, &dirs, &new_state, request, report)?;
+    report
+        .extra
+        .insert("fetched".into(), serde_json::json!(fetched_names.len()));
+    Ok((loaded, state, new_state))
+}
+
+impl Candidate<'_> {
+    /// The file as the report shows it: its name, or its path when it is not the secret's name.
+    fn placement_shown(&self) -> String {
+        self.placement.path.display().to_string()
+    }
+}
+
+/// Whether the file on disk still is what the state recorded, with the declared mode and owner.
+fn file_is_current(st: &FileState, spec: &SecretSpec, fingerprint: &str) -> bool {
+    crate::secret::fingerprint_bytes(&st.contents) == fingerprint
+        && st.mode == spec.mode
+        && spec.owner_uid.is_none_or(|u| u == st.uid)
+        && spec.owner_gid.is_none_or(|g| g == st.gid)
+}
+
+/// Compare and write every fetched value; returns each one's action, in order.
+///
+/// Each atomic write waits on an fsync; run on a few threads the filesystem can merge them
+/// into fewer journal commits, which is most of a cold load's local time.
+fn write_files(
+    dirs: &OpenDirs,
+    candidates: &[Candidate<'_>],
+    values: &[(usize, FetchedSecret)],
+    dry_run: bool,
+) -> Result<Vec<&'static str>> {
+    let one = |(i, fetched): &(usize, FetchedSecret)| -> Result<&'static str> {
+        let c = &candidates[*i];
+        let owner = Owner {
+            uid: c.spec.owner_uid,
+            gid: c.spec.owner_gid,
+        };
+        let bytes = fetched.value.expose().as_bytes();
+        let dir = dirs.get(&c.placement.dir);
+        let same = dir
+            .map(|d| file_is(d, &c.placement.file_name, bytes, c.spec.mode, owner))
+            .transpose()?
+            .unwrap_or(false);
+        Ok(match (same, dry_run, dir) {
+            (true, _, _) => "unchanged",
+            (false, true, _) | (false, false, None) => "would-write",
+            (false, false, Some(d)) => {
+                d.write_atomic(&c.placement.file_name, bytes, c.spec.mode, owner)?;
+                "written"
+            }
+        })
+    };
+    const WRITERS: usize = 8;
+    if values.len() < 2 * WRITERS {
+        return values.iter().map(one).collect();
+    }
+    let chunk = values.len().div_ceil(WRITERS);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(values.len());
+        for handle in handles {
+            let part = handle.join().map_err(|_| Error::Io {
+                path: std::path::PathBuf::new(),
+                action: "write secret files",
+                source: std::io::Error::other("a writer thread panicked"),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
+}
+
+fn file_is(dir: &SecretDir, name: &str, bytes: &[u8], mode: u32, owner: Owner) -> Result<bool> {
+    Ok(dir.read(name)?.is_some_and(|st| {
+        *st.contents == bytes
+            && st.mode == mode
+            && owner.uid.is_none_or(|u| u == st.uid)
+            && owner.gid.is_none_or(|g| g == st.gid)
+    }))
+}
+
+/// Files no declared secret owns, in the directories compose-secrets made (or its runtime
+/// directory): reported, and removed with `--prune`. A directory it did not create is the
+/// user's, and nothing in it is ever called stray.
+fn strays(
+    layout: &Layout,
+    dirs: &OpenDirs,
+    state: &State,
+    request: &LoadRequest,
+    report: &mut Report,
+) -> Result<()> {
+    for dir in layout.dirs() {
+        if !owned(layout, state, &dir) {
+            continue;
+        }
+        let Some(d) = dirs.get(&dir) else { continue };
+        let declared = layout.names_in(&dir);
+        for entry in d.files()? {
+            if declared.contains(&entry.as_str()) {
+                continue;
+            }
+            let action = match (request.prune, request.dry_run) {
+                (true, true) => "would-prune",
+                (true, false) => {
+                    d.remove(&entry)?;
+                    "pruned"
+                }
+                (false, _) => "stray",
+            };
+            report.push(
+                ReportItem::new(dir.join(&entry).display().to_string(), action)
+                    .with_detail("no declared secret owns this file"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether compose-secrets answers for the files in `dir`.
+pub fn owned(layout: &Layout, state: &State, dir: &std::path::Path) -> bool {
+    dir.starts_with(&layout.runtime_dir) || state.created_dirs.iter().any(|c| c == dir)
+}

@@ -1,0 +1,115 @@
+//! `load --env-output FILE [--map VAULT=KEY]...`: the `get_secrets.sh` pattern. Values go into
+//! an env file's `KEY=` lines, atomically, keeping every other line and the file's mode.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::dotenv::DotEnv;
+use crate::error::{Error, Result};
+use crate::files::secret_dir::write_file_atomic;
+use crate::output::{Report, ReportItem};
+use crate::secret::SecretValue;
+use crate::store::SecretStore;
+
+/// The env file `--env-output` names, read and checked before any secret file is written.
+pub struct EnvOutput {
+    pub path: PathBuf,
+    env: DotEnv,
+    mode: u32,
+}
+
+pub fn parse_maps(maps: &[String]) -> Result<Vec<(String, String)>> {
+    maps.iter()
+        .map(|m| {
+            let (vault, key) = m
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("--map {m}: expected VAULT_NAME=ENV_KEY")))?;
+            if vault.is_empty() || !crate::secret::is_valid_env_key(key) {
+                return Err(Error::Usage(format!(
+                    "--map {m}: expected VAULT_NAME=ENV_KEY with a valid env key"
+                )));
+            }
+            Ok((vault.to_string(), key.to_string()))
+        })
+        .collect()
+}
+
+/// Read and check the env file `--env-output` names (relative to `cwd`): parsed, not a
+/// symlink, its mode kept (0600 for a new file).
+pub fn open_env_output(cwd: &Path, output: &Path) -> Result<EnvOutput> {
+    let path = if output.is_absolute() {
+        output.to_path_buf()
+    } else {
+        cwd.join(output)
+    };
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::UnsafePath {
+            path,
+            message: "is a symlink; compose-secrets never writes through one".into(),
+        });
+    }
+    let mode = std::fs::metadata(&path).map_or(0o600, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777
+    });
+    let env = match DotEnv::read(&path)? {
+        Some(env) => env,
+        None => DotEnv::parse(&path, "")?,
+    };
+    Ok(EnvOutput { path, env, mode })
+}
+
+/// Set each wanted `ENV_KEY=` line from the value of its store key, fetching only what this
+/// run did not fetch already; write the file once, atomically, keeping every other line.
+pub async fn write_env_output(
+    store: &dyn SecretStore,
+    output: EnvOutput,
+    wanted: &[(String, String)],
+    already: &HashMap<String, SecretValue>,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<()> {
+    let EnvOutput {
+        path,
+        mut env,
+        mode,
+    } = output;
+    let mut missing = Vec::new();
+    let mut changed = false;
+    for (store_key, env_key) in wanted {
+        let value = match already.get(store_key) {
+            Some(v) => v.clone(),
+            None => match store.get_latest(store_key).await {
+                Ok(f) if !f.value.is_empty() => f.value,
+                Ok(_) | Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
+                    missing.push(store_key.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let same = env.get(env_key).is_some_and(|v| v == &value);
+        if !same {
+            env.set(env_key, &value);
+            changed = true;
+        }
+        let action = match (same, dry_run) {
+            (true, _) => "unchanged",
+            (false, true) => "would-set",
+            (false, false) => "set",
+        };
+        report.push(
+            ReportItem::new(store_key, action)
+                .with_detail(format!("{env_key} in {}", path.display())),
+        );
+    }
+    if !missing.is_empty() {
+        return Err(Error::MissingSecrets {
+            names: missing,
+            origin: store.describe(),
+        });
+    }
+    if changed && !dry_run {
+        write_file_atomic(&path, env.render().as_bytes(), mode)?;
+    }
+    Ok(())
+}
