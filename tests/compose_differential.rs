@@ -232,7 +232,7 @@ fn check_error_case(case: &Case, expected: &str, theirs: &Ran, ours: &Ran) -> Re
     }
     let mut names = case_file_names(&case.dir);
     names.extend(names_in_error(&theirs.stderr));
-    if !names.iter().any(|n| ours.stderr.contains(n.as_str())) {
+    if !names.iter().any(|n| mentions(&ours.stderr, n)) {
         return Err(format!(
             "   compose-secrets fails (exit 2) but its error names none of {names:?}\n   Compose v2:\n{}\n   compose-secrets stderr:\n{}",
             indent(&theirs.stderr),
@@ -429,11 +429,24 @@ fn names_in_error(stderr: &str) -> BTreeSet<String> {
     // "Circular reference:\n  web in <file>\n  extends worker in <file>"
     for line in stderr.lines() {
         if let Some((service, _)) = line.trim().split_once(" in /") {
-            names.insert(service.trim_start_matches("extends ").to_string());
+            let service = service.trim_start_matches("extends ");
+            if !service.contains(' ') {
+                names.insert(service.to_string());
+            }
         }
     }
-    names.retain(|n| n.len() >= 2 && !n.contains(' '));
+    names.retain(|n| n.len() >= 2);
     names
+}
+
+/// Whether `name` occurs in `text` as a whole word: `app` is in `service "app"` and in
+/// `services.app.secrets`, not in `application`.
+fn mentions(text: &str, name: &str) -> bool {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(is_word)
+            && !text[at + name.len()..].chars().next().is_some_and(is_word)
+    })
 }
 
 /// Every file name in a case (not `case.json`, not `.keep` placeholders).
@@ -571,6 +584,14 @@ fn error_names_are_found() {
         names.contains("app") && names.contains("permissions"),
         "{names:?}"
     );
+    let names = names_in_error(
+        "validating /t/compose.yaml: secrets additional properties 'db password' not allowed",
+    );
+    assert!(names.contains("db password"), "{names:?}");
+    assert!(mentions("error: service \"app\" refers to x", "app"));
+    assert!(mentions("services.app.secrets.0.uid", "app"));
+    assert!(!mentions("the application failed", "app"));
+    assert!(mentions("/t/compose.yaml:3: bad", "compose.yaml"));
     let names = names_in_error("error while interpolating secrets.db.file: required variable DB_FILE is missing a value: set it");
     assert!(
         names.contains("db") && names.contains("DB_FILE"),
