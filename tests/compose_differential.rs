@@ -101,7 +101,7 @@ fn compose_differential() {
                     found.lock().unwrap().push((
                         case.name.clone(),
                         format!(
-                            "── {} ({})\n   args: {:?}{}\n{}",
+                            "── {} ({})\n   args: {:?}{}{}\n{}",
                             case.name,
                             case.spec.about,
                             case.spec.args,
@@ -110,6 +110,11 @@ fn compose_differential() {
                                 .as_deref()
                                 .map(|c| format!(", cwd: {c}"))
                                 .unwrap_or_default(),
+                            if case.spec.env.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", env: {:?}", case.spec.env)
+                            },
                             why
                         ),
                     ));
@@ -179,10 +184,13 @@ fn run_case(compose: &ComposeV2, case: &Case) -> Result<(), String> {
     copy_case(&case.dir, &project).map_err(|e| format!("copying the case: {e}"))?;
     let home = root.join("home");
     std::fs::create_dir(&home).map_err(|e| e.to_string())?;
-    let cwd = match &case.spec.cwd {
-        Some(rel) => project.join(rel),
-        None => project.clone(),
-    };
+    // Only the normal components (load_cases allows no others but `.`), so PWD is clean.
+    let mut cwd = project.clone();
+    for part in Path::new(case.spec.cwd.as_deref().unwrap_or(".")).components() {
+        if let Component::Normal(part) = part {
+            cwd.push(part);
+        }
+    }
     if !cwd.is_dir() {
         return Err(format!(
             "cwd {} is not a directory of the case",
