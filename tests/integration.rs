@@ -2,7 +2,11 @@
 //! (or, for the store conformance suite, the library) through `harness`.
 
 mod harness;
+mod support {
+    pub mod compose;
+}
 
+mod compose_differential;
 mod crash;
 mod docker;
 mod docker_faults;
