@@ -337,10 +337,7 @@ fn project_name(
                 }
             }
         }
-        shared.parsed.borrow_mut().insert(
-            file.clone(),
-            docs.into_iter().map(|d| (d.value, d.cleared)).collect(),
-        );
+        shared.parsed.borrow_mut().insert(file.clone(), docs);
         shared.files_read.borrow_mut().push(file.clone());
     }
     if let Some(name) = last {
@@ -605,13 +602,9 @@ fn secret_spec(
         SecretSource::Environment(var) => var.clone(),
         _ => names::default_env_key(name),
     };
+    // Whether a `.env` can hold this key is the demo store's question (`check_keys`): in
+    // Key Vault mode it does not matter.
     let env_key = ext.env_key.clone().unwrap_or(default_key);
-    if !crate::secret::is_valid_env_key(&env_key) {
-        return Err(Error::manifest(
-            name,
-            format!("`{env_key}` is not a valid .env key (set x-compose-secrets.env-key)"),
-        ));
-    }
     let uses = services
         .values()
         .flat_map(|s| s.mounts.iter())

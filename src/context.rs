@@ -145,6 +145,15 @@ impl Context {
         }
     }
 
+    /// How the selected store names secrets, known without opening it.
+    pub fn naming(&self) -> Result<crate::store::Naming> {
+        Ok(if self.use_keyvault()? {
+            crate::store::Naming::VaultNames
+        } else {
+            crate::store::Naming::EnvKeys
+        })
+    }
+
     /// The store values come from: Key Vault when selected, else `.env`.
     pub fn store(&self) -> Result<Box<dyn SecretStore>> {
         if self.use_keyvault()? {
@@ -160,8 +169,15 @@ impl Context {
     pub fn lock(&self, timeout: std::time::Duration) -> Result<crate::files::lock::RunLock> {
         crate::files::runtime_dir::ensure(&self.runtime_dir)?;
         let lock = crate::files::lock::RunLock::acquire(&self.lock_file(), timeout)?;
-        crate::files::secret_dir::remove_orphaned_temps_beside(&self.env_file)?;
-        crate::files::secret_dir::remove_orphaned_temps_beside(&self.state_file())?;
+        for beside in [&self.env_file, &self.state_file()] {
+            let cleanup = crate::files::secret_dir::remove_orphaned_temps_beside(beside)?;
+            for skipped in cleanup.skipped {
+                self.reporter.note(&format!(
+                    "compose-secrets: left alone {}: named like a temp file, but not a file (remove it by hand)",
+                    self.show(&skipped)
+                ));
+            }
+        }
         Ok(lock)
     }
 

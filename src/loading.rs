@@ -30,6 +30,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// How a load runs.
 pub struct LoadRequest {
+    /// Paths in the report are shown relative to this directory (the working directory).
+    pub shown_from: std::path::PathBuf,
     pub dry_run: bool,
     pub prune: bool,
     pub no_cache: bool,
@@ -63,9 +65,7 @@ pub async fn load_files(
     reporter: &crate::output::Reporter,
     report: &mut Report,
 ) -> Result<(Loaded, State, State)> {
-    let specs: Vec<&SecretSpec> = project.secrets.iter().collect();
-    store.check_keys(&specs)?;
-    check_owners(specs.iter().copied())?;
+    check_owners(&project.secrets)?;
     let state = State::read(state_file, &store.describe());
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
@@ -145,13 +145,19 @@ pub async fn load_files(
     let mut new_state = State::new(&store.describe());
     new_state.created_dirs = state.created_dirs.clone();
     new_state.record_created(&dirs.created);
+    if !request.dry_run {
+        tidy_dirs(layout, &dirs, &new_state, report)?;
+    }
     let mut loaded = Loaded::default();
     let fetched_names: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
     for (i, c) in candidates.iter().enumerate() {
         if fetched_names.contains(&i) {
             continue;
         }
-        report.push(ReportItem::new(&c.spec.name, "unchanged").with_detail(c.placement_shown()));
+        report.push(
+            ReportItem::new(&c.spec.name, "unchanged")
+                .with_detail(shown(c.placement, &request.shown_from)),
+        );
         if let Some(s) = state.secrets.get(&c.spec.name) {
             new_state.secrets.insert(
                 c.spec.name.clone(),
@@ -166,7 +172,7 @@ pub async fn load_files(
     for ((i, fetched), action) in values.into_iter().zip(written) {
         let c = &candidates[i];
         let listed = outcome.listed.get(&i);
-        let mut detail = c.placement_shown();
+        let mut detail = shown(c.placement, &request.shown_from);
         if store.keeps_versions() {
             if let Some(v) = &fetched.info.version {
                 detail = format!("{detail} @ {}", crate::output::short_version(v));
@@ -194,10 +200,21 @@ pub async fn load_files(
     Ok((loaded, state, new_state))
 }
 
-impl Candidate<'_> {
-    /// The file as the report shows it: its name, or its path when it is not the secret's name.
-    fn placement_shown(&self) -> String {
-        self.placement.path.display().to_string()
+/// A secret's file as the report shows it, relative to `from`: the directory alone when the
+/// file is named after the secret (`in .runtime/secrets`), else the file (`db/password.txt`).
+pub fn shown(placement: &Placement, from: &std::path::Path) -> String {
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(from)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    if placement.file_name == placement.secret {
+        format!("in {}", rel(&placement.dir))
+    } else {
+        rel(&placement.path)
     }
 }
 
@@ -270,6 +287,30 @@ fn file_is(dir: &SecretDir, name: &str, bytes: &[u8], mode: u32, owner: Owner) -
             && owner.uid.is_none_or(|u| u == st.uid)
             && owner.gid.is_none_or(|g| g == st.gid)
     }))
+}
+
+/// Before writing: clear temp files killed runs left, and put a directory compose-secrets
+/// created back to 0700 if its mode was loosened (a directory it did not create keeps its
+/// mode, whatever it is).
+fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Report) -> Result<()> {
+    for dir in layout.dirs() {
+        let Some(d) = dirs.get(&dir) else { continue };
+        let cleanup = d.remove_orphaned_temps()?;
+        for skipped in cleanup.skipped {
+            report.push(
+                ReportItem::new(skipped.display().to_string(), "left-alone")
+                    .with_detail("named like a temp file, but not a file; remove it by hand"),
+            );
+        }
+        if state.created_dirs.contains(&dir) && d.tighten()? {
+            report.push(
+                ReportItem::new(dir.display().to_string(), "tightened").with_detail(
+                    "compose-secrets created this directory 0700; its mode was loosened",
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Files no declared secret owns, in the directories compose-secrets made (or its runtime

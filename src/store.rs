@@ -25,6 +25,69 @@ pub mod tags {
     pub const ROLLBACK_OF: &str = "rollback-of";
 }
 
+/// How a store names secrets: Key Vault by vault name (case-insensitive, letters, digits and
+/// dashes), `.env` by key. Known before the store is opened, so a bad name is reported before
+/// a missing credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    VaultNames,
+    EnvKeys,
+}
+
+impl Naming {
+    pub fn key_for(self, spec: &SecretSpec) -> String {
+        match self {
+            Naming::VaultNames => spec.vault_name.clone(),
+            Naming::EnvKeys => spec.env_key.clone(),
+        }
+    }
+
+    /// Whether `key` can be stored; the reason otherwise.
+    pub fn valid_key(self, key: &str) -> std::result::Result<(), String> {
+        match self {
+            Naming::VaultNames if crate::secret::is_valid_vault_name(key) => Ok(()),
+            Naming::VaultNames => Err(format!(
+                "Key Vault cannot store the name `{key}`: use 1-127 letters, digits and dashes \
+                 (set x-compose-secrets.vault-name)"
+            )),
+            Naming::EnvKeys if crate::secret::is_valid_env_key(key) => Ok(()),
+            Naming::EnvKeys => Err(format!(
+                "`{key}` is not a valid .env key (set x-compose-secrets.env-key)"
+            )),
+        }
+    }
+
+    /// Refuse keys that cannot be stored, and two secrets on one key, naming every offender.
+    pub fn check_keys(self, specs: &[&SecretSpec]) -> Result<()> {
+        let vault = self == Naming::VaultNames;
+        let mut problems = Vec::new();
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for spec in specs.iter().filter(|s| !s.is_external()) {
+            let key = self.key_for(spec);
+            if let Err(why) = self.valid_key(&key) {
+                problems.push(Error::manifest(&spec.name, why));
+                continue;
+            }
+            let folded = if vault {
+                key.to_ascii_lowercase()
+            } else {
+                key.clone()
+            };
+            if let Some(other) = seen.insert(folded, &spec.name) {
+                problems.push(Error::manifest(
+                    &spec.name,
+                    format!(
+                        "maps to the same {} `{key}` as secret `{other}`; set x-compose-secrets.{} on one of them",
+                        if vault { "Key Vault name" } else { ".env key" },
+                        if vault { "vault-name" } else { "env-key" },
+                    ),
+                ));
+            }
+        }
+        Error::all(problems)
+    }
+}
+
 /// Metadata of one secret (latest version) or one version. Never a value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VersionInfo {
@@ -66,59 +129,29 @@ pub trait SecretStore: Send + Sync {
     /// a tag ask this instead of knowing which backend they talk to.
     fn keeps_versions(&self) -> bool;
 
+    /// How this store names secrets.
+    fn naming(&self) -> Naming {
+        if self.keeps_versions() {
+            Naming::VaultNames
+        } else {
+            Naming::EnvKeys
+        }
+    }
+
     /// The key a secret has in this store: its vault name, or its `.env` key.
     fn key_for(&self, spec: &SecretSpec) -> String {
-        if self.keeps_versions() {
-            spec.vault_name.clone()
-        } else {
-            spec.env_key.clone()
-        }
+        self.naming().key_for(spec)
     }
 
     /// Refuse keys this store cannot hold, and two secrets that would share one, naming every
     /// offending secret.
     fn check_keys(&self, specs: &[&SecretSpec]) -> Result<()> {
-        let mut problems = Vec::new();
-        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
-        for spec in specs.iter().filter(|s| !s.is_external()) {
-            let key = self.key_for(spec);
-            if let Err(why) = self.valid_key(&key) {
-                problems.push(Error::manifest(&spec.name, why));
-                continue;
-            }
-            let folded = if self.keeps_versions() {
-                key.to_ascii_lowercase()
-            } else {
-                key.clone()
-            };
-            if let Some(other) = seen.insert(folded, &spec.name) {
-                problems.push(Error::manifest(
-                    &spec.name,
-                    format!(
-                        "maps to the same {} `{key}` as secret `{other}`; set x-compose-secrets.{} on one of them",
-                        if self.keeps_versions() { "Key Vault name" } else { ".env key" },
-                        if self.keeps_versions() { "vault-name" } else { "env-key" },
-                    ),
-                ));
-            }
-        }
-        Error::all(problems)
+        self.naming().check_keys(specs)
     }
 
     /// How many requests to have in flight at once when fetching many values.
     fn concurrency(&self) -> usize {
         crate::loading::DEFAULT_CONCURRENCY
-    }
-
-    /// Whether `key` can be stored here; the reason otherwise.
-    fn valid_key(&self, key: &str) -> std::result::Result<(), String> {
-        if crate::secret::is_valid_env_key(key) {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{key}` is not a valid .env key (set x-compose-secrets.env-key)"
-            ))
-        }
     }
 
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret>;

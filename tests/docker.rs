@@ -141,23 +141,36 @@ impl BuildLock {
     }
 }
 
-/// `docker compose` (v2) when present, else `docker-compose` (v1), as the Makefile chooses.
+/// Docker Compose v2, the engine users run: every Docker test drives its stacks with it
+/// (see `support::compose` for where it is found). Missing, it fails naming `make bootstrap`.
 pub fn compose_command() -> Command {
-    static V2: OnceLock<bool> = OnceLock::new();
-    let v2 = *V2.get_or_init(|| {
-        Command::new("docker")
-            .args(["compose", "version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
+    static V2: OnceLock<crate::support::compose::ComposeV2> = OnceLock::new();
+    let v2 = V2.get_or_init(|| match crate::support::compose::find_compose_v2() {
+        Ok(Some(v2)) => v2,
+        Ok(None) => panic!(
+            "the Docker tests run Docker Compose v2 and found none: run `make bootstrap` (it installs \
+             target/tools/bin/docker-compose) or set COMPOSE_SECRETS_COMPOSE_V2 to a v2 binary"
+        ),
+        Err(e) => panic!("Docker Compose v2: {e}"),
     });
-    let mut command = if v2 {
-        let mut c = Command::new("docker");
-        c.arg("compose");
-        c
-    } else {
-        Command::new("docker-compose")
-    };
-    // The project name and file come from the arguments only, never a developer's shell.
+    let mut command = Command::new(&v2.program);
+    command.args(&v2.prefix);
+    without_compose_variables(command)
+}
+
+/// Docker Compose v1 (`docker-compose` 1.x), kept working: only the v1 smoke test uses it.
+pub fn compose_v1_command() -> Option<Command> {
+    let out = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    (out.status.success() && text.contains("version 1."))
+        .then(|| without_compose_variables(Command::new("docker-compose")))
+}
+
+/// The project name and file come from the arguments only, never a developer's shell.
+fn without_compose_variables(mut command: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("COMPOSE_") {
             command.env_remove(name);

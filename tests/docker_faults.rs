@@ -248,7 +248,11 @@ fn the_daemon_going_away_mid_restart_fails_the_rollback_loudly_and_verify_names_
     assert!(daemon.gone.load(Ordering::SeqCst));
     out.assert_no_values(std::slice::from_ref(&old));
     assert!(out.stderr.contains("ROLLBACK FAILED"), "{}", out.stderr);
-    let container = format!("{}_app_1", stack.name);
+    // Compose v2 names it `<project>-app-1` (v1 said `<project>_app_1`): ask the engine.
+    let container = stack
+        .inspect("{{.Name}}")
+        .trim_start_matches('/')
+        .to_string();
     assert!(
         out.stderr.contains("Docker engine not reachable")
             && out.stderr.contains(&format!("docker restart {container}"))

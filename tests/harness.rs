@@ -48,13 +48,13 @@ impl Project {
         }
     }
 
-    /// The repository's demo stack: `compose/docker-compose.yml` and `.env.demo`.
+    /// The repository's demo stack: `compose.yaml` and `.env.demo`.
     pub fn demo() -> Project {
         let p = Project::empty();
         let root = repo_root();
         p.write(
-            "compose/docker-compose.yml",
-            std::fs::read(root.join("compose/docker-compose.yml")).unwrap(),
+            "compose.yaml",
+            std::fs::read(root.join("compose.yaml")).unwrap(),
         );
         p.write(".env.demo", std::fs::read(root.join(".env.demo")).unwrap());
         p

@@ -8,6 +8,7 @@ mod support {
 
 mod compose_differential;
 mod crash;
+mod demo_docker;
 mod docker;
 mod docker_faults;
 mod emulator_process;

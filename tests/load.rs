@@ -151,7 +151,7 @@ fn dry_run_reports_and_writes_nothing() {
         .success()
         .json();
     crate::harness::assert_same_files(&before, &p.snapshot());
-    assert!(!p.exists(".runtime"));
+    assert!(!p.exists(".runtime/secrets"));
     let items = out["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     assert!(items.iter().all(|i| i["action"] == "would-write"), "{out}");
@@ -245,7 +245,7 @@ fn loose_but_safe_dir_mode_is_tightened_to_0700() {
 }
 
 #[test]
-fn a_file_outside_the_secrets_dir_is_refused_naming_the_secret() {
+fn a_file_outside_the_project_is_refused_naming_the_secret() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
@@ -255,7 +255,7 @@ fn a_file_outside_the_secrets_dir_is_refused_naming_the_secret() {
     let out = p.cmd(&["load"]).run().code(2);
     assert!(out.stderr.contains("`escape`"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("outside the secrets directory"),
+        out.stderr.contains("outside the project directory"),
         "{}",
         out.stderr
     );

@@ -18,7 +18,7 @@ fn a_plain_compose_file_with_file_secrets_needs_no_extra_configuration() {
 }
 
 #[test]
-fn discovery_follows_docker_compose_then_compose_dir() {
+fn discovery_follows_docker_compose() {
     for name in [
         "compose.yaml",
         "compose.yml",
@@ -51,21 +51,34 @@ fn discovery_follows_docker_compose_then_compose_dir() {
 }
 
 #[test]
-fn compose_file_from_flag_and_from_env_paths_resolve_relative_to_the_file() {
+fn paths_env_and_runtime_follow_the_project_directory_of_the_first_compose_file() {
+    // As `docker compose -f deploy/stack.yml`: deploy/ is the project directory, so its .env
+    // is read, relative paths resolve against it, and the runtime directory lives there.
     let p = Project::empty();
     p.write(
         "deploy/stack.yml",
-        "secrets:\n  s:\n    file: ../.runtime/secrets/s\n",
+        "secrets:\n  s:\n    file: ./.runtime/secrets/s\n",
     );
-    p.write(".env", "S=from-env-file\n");
+    p.write("deploy/.env", "S=from-the-project-env\n");
+    p.write(".env", "S=from-the-working-directory\n");
     p.cmd(&["-f", "deploy/stack.yml", "load"]).run().success();
-    assert_eq!(p.read_string(".runtime/secrets/s"), "from-env-file");
-    std::fs::remove_dir_all(p.path(".runtime")).unwrap();
+    assert_eq!(
+        p.read_string("deploy/.runtime/secrets/s"),
+        "from-the-project-env"
+    );
+    assert!(p.exists("deploy/.runtime/state.json"));
+    assert!(!p.exists(".runtime"));
+    std::fs::remove_dir_all(p.path("deploy/.runtime")).unwrap();
+    // COMPOSE_FILE from the environment: the same project, and the demo values still come
+    // from the project's own .env (the working directory's only interpolates).
     p.cmd(&["load"])
         .env("COMPOSE_FILE", "deploy/stack.yml")
         .run()
         .success();
-    assert_eq!(p.read_string(".runtime/secrets/s"), "from-env-file");
+    assert_eq!(
+        p.read_string("deploy/.runtime/secrets/s"),
+        "from-the-project-env"
+    );
 }
 
 #[test]
@@ -116,6 +129,9 @@ fn two_secrets_on_one_file_are_refused_naming_the_secret() {
     );
 }
 
+/// Key Vault mode, with a vault that is never contacted: names are checked first.
+const KEY_VAULT: [&str; 3] = ["--keyvault", "--vault-url", "https://127.0.0.1:9"];
+
 #[test]
 fn two_secrets_on_one_vault_name_are_refused_case_insensitively() {
     let p = Project::empty();
@@ -123,10 +139,60 @@ fn two_secrets_on_one_vault_name_are_refused_case_insensitively() {
         "compose.yaml",
         "secrets:\n  one:\n    file: ./.runtime/secrets/one\n    x-compose-secrets: {vault-name: Shared}\n  two:\n    file: ./.runtime/secrets/two\n    x-compose-secrets: {vault-name: shared}\n",
     );
-    p.cmd(&["ensure"])
+    let out = p
+        .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
         .run()
         .code(2)
         .stderr_has("same Key Vault name");
+    assert!(
+        out.stderr.contains("`one`") && out.stderr.contains("`two`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn derived_vault_names_collide_only_in_key_vault_mode_and_are_refused_naming_both() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "secrets:\n  db_password:\n    file: ./.runtime/secrets/a\n  db.password:\n    file: ./.runtime/secrets/b\n",
+    );
+    let out = p
+        .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
+        .run()
+        .code(2)
+        .stderr_has("db-password");
+    assert!(
+        out.stderr.contains("`db_password`") && out.stderr.contains("`db.password`"),
+        "{}",
+        out.stderr
+    );
+    // In demo mode their .env keys collide too (DB_PASSWORD): also refused, naming both.
+    p.write(".env.demo", "");
+    let out = p.cmd(&["ensure"]).run().code(2).stderr_has("DB_PASSWORD");
+    assert!(out.stderr.contains("`db.password`"), "{}", out.stderr);
+}
+
+#[test]
+fn every_name_compose_accepts_works_in_demo_mode() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [db_password, my.secret, UPPER_CASE, 1password]\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  my.secret:\n    file: ./.runtime/secrets/my.secret\n  UPPER_CASE:\n    file: ./secrets/upper.txt\n  1password:\n    file: ./.runtime/secrets/1password\n",
+    );
+    p.write(".env.demo", "");
+    p.cmd(&["ensure"]).run().success();
+    for key in ["DB_PASSWORD", "MY_SECRET", "UPPER_CASE", "_1PASSWORD"] {
+        assert_eq!(p.env_value(key).len(), 64, "{key}");
+    }
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.read_string("db_password.txt"), p.env_value("DB_PASSWORD"));
+    assert_eq!(
+        p.read_string("secrets/upper.txt"),
+        p.env_value("UPPER_CASE")
+    );
+    assert_eq!(p.mode("db_password.txt"), 0o400);
 }
 
 #[test]
@@ -134,10 +200,13 @@ fn a_name_the_vault_cannot_store_is_refused_naming_the_secret() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  db_password:\n    file: ./.runtime/secrets/db_password\n",
+        "secrets:\n  db:\n    file: ./.runtime/secrets/db\n    x-compose-secrets: {vault-name: db_password}\n",
     );
-    let out = p.cmd(&["ensure"]).run().code(2);
-    assert!(out.stderr.contains("`db_password`"), "{}", out.stderr);
+    let out = p
+        .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
+        .run()
+        .code(2);
+    assert!(out.stderr.contains("`db`"), "{}", out.stderr);
     assert!(
         out.stderr.contains("vault-name"),
         "says how to fix it: {}",
@@ -148,7 +217,10 @@ fn a_name_the_vault_cannot_store_is_refused_naming_the_secret() {
         "compose.yaml",
         format!("secrets:\n  {long}:\n    file: ./.runtime/secrets/x\n"),
     );
-    p.cmd(&["ensure"]).run().code(2).stderr_has("1-127");
+    p.cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
+        .run()
+        .code(2)
+        .stderr_has("1-127");
 }
 
 #[test]

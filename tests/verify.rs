@@ -254,30 +254,30 @@ fn env_mode_ignore_rules_and_history_are_checked() {
 fn a_secret_value_in_compose_environment_fails() {
     let p = loaded();
     let value = p.env_value("FLASK_SECRET_KEY");
-    let compose = p.read_string("compose/docker-compose.yml");
+    let compose = p.read_string("compose.yaml");
     let leaky = compose.replace(
         "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}",
         &format!("DEMO_REJECT_PREFIX: ${{DEMO_REJECT_PREFIX:-}}\n      LEAK: {value}"),
     );
     assert_ne!(leaky, compose);
-    p.write("compose/docker-compose.yml", &leaky);
+    p.write("compose.yaml", &leaky);
     let (code, checks) = verify(&p, &[]);
     assert_eq!(code, 1);
     assert_status(&checks, "leaks", "service app", "fail");
-    p.write("compose/docker-compose.yml", &compose);
+    p.write("compose.yaml", &compose);
     assert_eq!(verify(&p, &[]).0, 0);
 }
 
 #[test]
 fn a_secret_interpolated_into_compose_environment_fails() {
     let p = loaded();
-    let compose = p.read_string("compose/docker-compose.yml");
+    let compose = p.read_string("compose.yaml");
     let leaky = compose.replace(
         "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}",
         "DEMO_REJECT_PREFIX: ${DEMO_REJECT_PREFIX:-}\n      SECRET_KEY: ${FLASK_SECRET_KEY}",
     );
     assert_ne!(leaky, compose);
-    p.write("compose/docker-compose.yml", &leaky);
+    p.write("compose.yaml", &leaky);
     let (code, checks) = verify(&p, &[]);
     assert_eq!(code, 1);
     let leak = checks
@@ -292,7 +292,7 @@ fn a_secret_interpolated_into_compose_environment_fails() {
             .contains("SECRET_KEY interpolates ${FLASK_SECRET_KEY} (secret flask-secret-key)"),
         "{leak}"
     );
-    p.write("compose/docker-compose.yml", &compose);
+    p.write("compose.yaml", &compose);
     assert_eq!(verify(&p, &[]).0, 0);
 }
 

@@ -7,7 +7,6 @@ use crate::error::{exit, Error, Result};
 use crate::files::secret_dir::write_file_atomic;
 use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::store::SecretStore as _;
 
 pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let project = ctx.project()?;
@@ -38,7 +37,7 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
         .iter()
         .filter(|s| !s.is_external())
         .collect();
-    crate::store::dotenv::DotenvStore::open(&ctx.env_file)?.check_keys(&secrets)?;
+    crate::store::Naming::EnvKeys.check_keys(&secrets)?;
     let existing = DotEnv::read(&ctx.env_file)?;
     let created = existing.is_none();
     let mut env = match existing {

@@ -10,6 +10,17 @@ use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
 
 pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
+    let maps = loading::parse_maps(&opts.maps)?;
+    let project = if !maps.is_empty() && !ctx.has_project() {
+        None
+    } else {
+        Some(ctx.project()?)
+    };
+    let layout = project.as_ref().map(|p| ctx.layout(p)).transpose()?;
+    if let Some(project) = &project {
+        let specs: Vec<&crate::compose::SecretSpec> = project.secrets.iter().collect();
+        ctx.naming()?.check_keys(&specs)?;
+    }
     // The lock comes before the store is opened (which reads .env in demo mode), so a rotation
     // committed while this load waited is what it reads.
     let _lock = if opts.dry_run {
@@ -18,13 +29,6 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         Some(ctx.lock(Duration::from_secs(30))?)
     };
     let store = ctx.store()?;
-    let maps = loading::parse_maps(&opts.maps)?;
-    let project = if !maps.is_empty() && !ctx.has_project() {
-        None
-    } else {
-        Some(ctx.project()?)
-    };
-    let layout = project.as_ref().map(|p| ctx.layout(p)).transpose()?;
     let mut report = Report::new("load", store.describe(), opts.dry_run);
     // A bad --env-output is found before any secret file is written.
     let env_output = opts
@@ -38,6 +42,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         tokio::spawn(async move { crate::deploy::detect_swarm(target, &stack).await })
     });
     let request = LoadRequest {
+        shown_from: ctx.cwd.clone(),
         dry_run: opts.dry_run,
         prune: opts.prune,
         no_cache: opts.no_cache,

@@ -46,6 +46,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     } else {
         None
     };
+    ctx.naming()?.check_keys(&named)?;
     // The lock comes before the store is opened: what it reads is what the last run committed.
     let lock = if opts.dry_run {
         None

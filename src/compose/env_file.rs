@@ -20,8 +20,15 @@ const MAX_ENV_FILE_BYTES: usize = 4 * 1024 * 1024;
 pub fn read(path: &Path, outer: &dyn Lookup, into: &mut BTreeMap<String, String>) -> Result<()> {
     let bytes = crate::dotenv::read_bounded(path, MAX_ENV_FILE_BYTES)?
         .ok_or_else(|| Error::config(path, "couldn't find env file"))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::config(path, "the env file is not valid UTF-8"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        line: bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1,
+        message: "not valid UTF-8".into(),
+    })?;
     parse(text, outer, into).map_err(|(line, message)| Error::Parse {
         path: path.to_path_buf(),
         line,
@@ -169,6 +176,7 @@ impl Parser {
             }
         };
         let bytes = src.as_bytes();
+        let start_line = self.line;
         let mut chars: Vec<u8> = Vec::new();
         let mut escaped = false;
         for i in 1..bytes.len() {
@@ -201,8 +209,14 @@ impl Parser {
             };
             return Ok((value, &src[i + 1..]));
         }
-        let first_line = src.lines().next().unwrap_or_default();
-        Err((self.line, format!("unterminated quoted value {first_line}")))
+        // Compose echoes the rest of the line here; it is a value, so only its line is named.
+        Err((
+            start_line,
+            format!(
+                "unterminated {} quote",
+                if quote == b'"' { "double" } else { "single" }
+            ),
+        ))
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Shared {
     /// Every file read: Compose files, included and extended ones, env files of includes.
     pub files_read: RefCell<Vec<PathBuf>>,
     /// Documents already parsed (the project-name pass reads the main files first).
-    pub parsed: RefCell<BTreeMap<PathBuf, Vec<(Value, Vec<TreePath>)>>>,
+    pub parsed: RefCell<BTreeMap<PathBuf, Vec<Document>>>,
 }
 
 /// Loads the files of one project (the main one, or an included one).
@@ -94,7 +94,7 @@ impl Loader<'_> {
     ) -> Result<(Value, Vec<TreePath>)> {
         let docs = self.documents(file)?;
         let mut last_cleared = Vec::new();
-        for (value, cleared) in docs {
+        for Document { value, cleared } in docs {
             let mut doc = value;
             self.interpolate(file, &mut doc)?;
             cast_external(file, &mut doc)?;
@@ -119,14 +119,11 @@ impl Loader<'_> {
         Ok((dict, last_cleared))
     }
 
-    fn documents(&self, file: &Path) -> Result<Vec<(Value, Vec<TreePath>)>> {
+    fn documents(&self, file: &Path) -> Result<Vec<Document>> {
         if let Some(docs) = self.shared.parsed.borrow().get(file) {
             return Ok(docs.clone());
         }
-        let docs: Vec<(Value, Vec<TreePath>)> = yaml::read(file)?
-            .into_iter()
-            .map(|Document { value, cleared }| (value, cleared))
-            .collect();
+        let docs = yaml::read(file)?;
         self.shared.files_read.borrow_mut().push(file.to_path_buf());
         self.shared
             .parsed
@@ -178,7 +175,8 @@ impl Loader<'_> {
             .filter_map(|k| k.as_str().map(str::to_string))
             .collect();
         for name in names {
-            let merged = self.extend_service(&name, services, file, &[], cleared)?;
+            let merged =
+                self.extend_service(&name, services, file, self.working_dir, &[], cleared)?;
             if let Some(merged) = merged {
                 services.insert(Value::String(name), merged);
             }
@@ -188,11 +186,16 @@ impl Loader<'_> {
 
     /// compose-go's `applyServiceExtends`: the service merged onto its (recursively extended)
     /// base, or `None` for a null service.
+    ///
+    /// `base_dir` is where an `extends.file` resolves: the project directory for the
+    /// project's own files, the extended file's directory inside an extended file.
+    #[allow(clippy::too_many_arguments)]
     fn extend_service(
         &self,
         name: &str,
         services: &mut Mapping,
         file: &Path,
+        base_dir: &Path,
         chain: &[(PathBuf, String)],
         cleared: &[TreePath],
     ) -> Result<Option<Value>> {
@@ -227,7 +230,7 @@ impl Loader<'_> {
         // project's variables; its own top-level sections are not imported.
         let mut other_file: Option<(PathBuf, Mapping, Vec<TreePath>)> = None;
         if let Some(written) = &from_file {
-            let path = join_clean(self.working_dir, written);
+            let path = join_clean(base_dir, written);
             let steps = Steps {
                 extends: false,
                 include: false,
@@ -296,9 +299,19 @@ impl Loader<'_> {
             Some((path, base_services, base_cleared)) => {
                 let path = path.clone();
                 let base_cleared = base_cleared.clone();
-                self.extend_service(&reference, base_services, &path, &chain, &base_cleared)?
+                let dir = path
+                    .parent()
+                    .map_or_else(|| base_dir.to_path_buf(), Path::to_path_buf);
+                self.extend_service(
+                    &reference,
+                    base_services,
+                    &path,
+                    &dir,
+                    &chain,
+                    &base_cleared,
+                )?
             }
-            None => self.extend_service(&reference, services, file, &chain, &[])?,
+            None => self.extend_service(&reference, services, file, base_dir, &chain, &[])?,
         };
         let Some(base) = base else {
             return Ok(Some(service));
@@ -357,6 +370,15 @@ impl Loader<'_> {
                 Some(pd) => join_clean(self.working_dir, &pd),
                 None => main.parent().map_or_else(PathBuf::new, Path::to_path_buf),
             };
+            // Paths resolve against the project directory, or its parent when it does not exist
+            // (compose-go's `localResourceLoader.Dir`); its `.env` is still looked for in it.
+            let resolve_dir = if project_dir.is_dir() {
+                project_dir.clone()
+            } else {
+                project_dir
+                    .parent()
+                    .map_or_else(|| project_dir.clone(), Path::to_path_buf)
+            };
             let env_paths: Vec<PathBuf> = if env_files.is_empty() {
                 let dotenv = project_dir.join(".env");
                 if dotenv.is_file() {
@@ -398,13 +420,13 @@ impl Loader<'_> {
             }
             let sub = Loader {
                 env: &env,
-                working_dir: &project_dir,
+                working_dir: &resolve_dir,
                 home: self.home,
                 shared: self.shared,
                 include_chain: chain.clone(),
             };
             let imported = sub.load_model(&paths)?;
-            import_resources(file, self.working_dir, self.home, imported, doc)?;
+            import_resources(file, self.working_dir, imported, doc)?;
         }
         Ok(())
     }
@@ -472,7 +494,6 @@ fn include_item(file: &Path, item: &Value) -> Result<(Vec<String>, Option<String
 fn import_resources(
     file: &Path,
     working_dir: &Path,
-    home: Option<&str>,
     imported: Value,
     doc: &mut Value,
 ) -> Result<()> {
@@ -497,13 +518,18 @@ fn import_resources(
         };
         for (name, def) in from {
             if let Some(existing) = to.get(&name) {
-                let mut mine = existing.clone();
+                // Compose compares the import, its paths relative to the including project,
+                // with the including file's definition as written: the same file spelled
+                // `./lib/x` and `lib/x` is a conflict there, and so it is here.
+                let mut theirs = def.clone();
                 if key == "secrets" {
-                    if let Some(Value::String(f)) = mine.get_mut("file") {
-                        *f = resolve_path(f, working_dir, home);
+                    if let Some(Value::String(f)) = theirs.get_mut("file") {
+                        if let Some(rel) = relative_to(working_dir, f) {
+                            *f = rel;
+                        }
                     }
                 }
-                if mine == def {
+                if *existing == theirs {
                     continue;
                 }
                 return Err(Error::config(
@@ -563,13 +589,15 @@ fn cast_external(file: &Path, doc: &mut Value) -> Result<()> {
                 let b = match s.to_ascii_lowercase().as_str() {
                     "true" | "y" | "yes" | "on" => true,
                     "false" | "n" | "no" | "off" => false,
-                    _ => return Err(Error::config(
-                        file,
-                        format!(
+                    _ => {
+                        return Err(Error::config(
+                            file,
+                            format!(
                             "error while interpolating secrets.{}.external: invalid boolean: {s}",
                             name.as_str().unwrap_or_default()
                         ),
-                    )),
+                        ))
+                    }
                 };
                 *ext = Value::Bool(b);
             }
@@ -685,10 +713,36 @@ pub fn resolve_path(p: &str, working_dir: &Path, home: Option<&str>) -> String {
         let home = home.unwrap_or("");
         return clean(&format!("{home}/{rest}"));
     }
-    if p.starts_with('/') {
+    if p.starts_with('/') || is_windows_absolute(p) {
         return p.to_string();
     }
     clean(&format!("{}/{p}", working_dir.display()))
+}
+
+/// `C:\x`, `C:/x` or `\\server\share`: Compose keeps these as written on any platform.
+fn is_windows_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/'))
+        || p.starts_with("\\\\")
+}
+
+/// Go's `filepath.Rel` for absolute paths: `target` relative to `base`.
+fn relative_to(base: &Path, target: &str) -> Option<String> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    let base = clean(&base.to_string_lossy());
+    let target = clean(target);
+    let base: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
+    let target: Vec<&str> = target.split('/').filter(|s| !s.is_empty()).collect();
+    let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = std::iter::repeat_n("..", base.len() - common).collect();
+    parts.extend(&target[common..]);
+    Some(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
 }
 
 /// `filepath.Join` for paths compose-go resolves while loading (include, extends).

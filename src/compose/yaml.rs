@@ -15,7 +15,7 @@ const MAX_COMPOSE_BYTES: usize = 4 * 1024 * 1024;
 pub type TreePath = Vec<String>;
 
 /// One YAML document of a Compose file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Document {
     pub value: Value,
     /// Paths tagged `!reset` (removed from this document) or `!override` (kept): both are

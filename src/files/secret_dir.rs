@@ -27,6 +27,14 @@ pub const TEMP_PREFIX: &str = ".compose-secrets.tmp.";
 /// Largest secret file we read back: Key Vault values stop at 25 KB.
 const MAX_READ_BYTES: u64 = 1024 * 1024;
 
+/// What a temp-file cleanup did.
+#[derive(Debug, Default)]
+pub struct TempCleanup {
+    pub removed: usize,
+    /// Entries named like temp files that are not files (left alone).
+    pub skipped: Vec<PathBuf>,
+}
+
 /// What is on disk for one secret file.
 pub struct FileState {
     pub contents: Zeroizing<Vec<u8>>,
@@ -329,55 +337,49 @@ impl SecretDir {
 
     /// Names of the entries in the directory (files, links, anything), temp files excluded.
     pub fn entries(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.path)
-            .map_err(Error::io(&self.path, "list"))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
+        let mut names: Vec<String> = self
+            .all_names()?
+            .into_iter()
             .filter(|n| !n.starts_with(TEMP_PREFIX))
             .collect();
         names.sort();
         Ok(names)
     }
 
-    /// Remove temp files left by a run that was killed mid-write. Returns how many.
-    pub fn remove_stale_temps(&self) -> Result<usize> {
-        let mut removed = 0;
-        for entry in std::fs::read_dir(&self.path).map_err(Error::io(&self.path, "list"))? {
-            let Ok(entry) = entry else { continue };
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with(TEMP_PREFIX) {
-                let st = fstatat(&self.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
-                if st.is_ok() {
-                    nix::unistd::unlinkat(
-                        &self.fd,
-                        name.as_str(),
-                        nix::unistd::UnlinkatFlags::NoRemoveDir,
-                    )
-                    .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
-                    removed += 1;
+    /// Every name in the directory, read through the open descriptor (not the path, which
+    /// could name another directory by now).
+    fn all_names(&self) -> Result<Vec<String>> {
+        let fd = nix::unistd::dup(&self.fd).map_err(|e| Error::io(&self.path, "list")(e.into()))?;
+        let mut dir =
+            nix::dir::Dir::from_fd(fd).map_err(|e| Error::io(&self.path, "list")(e.into()))?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| Error::io(&self.path, "list")(e.into()))?;
+            if let Ok(name) = entry.file_name().to_str() {
+                if name != "." && name != ".." {
+                    names.push(name.to_string());
                 }
             }
         }
-        Ok(removed)
+        Ok(names)
     }
 
-    /// Remove temp files whose writing process no longer exists. Safe without the run lock:
-    /// a live writer's temp file is never touched.
-    pub fn remove_orphaned_temps(&self) -> Result<usize> {
-        let mut removed = 0;
-        let entries = match std::fs::read_dir(&self.path) {
-            Ok(entries) => entries,
-            Err(_) => return Ok(0),
-        };
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
+    /// Remove temp files whose writing process no longer exists (a run killed mid-write).
+    /// Safe without the run lock: a live writer's temp file is never touched. Anything else
+    /// named like a temp file (a directory, a socket) is left alone and returned, so the
+    /// caller can name it; it never stops a run.
+    pub fn remove_orphaned_temps(&self) -> Result<TempCleanup> {
+        let mut cleanup = TempCleanup::default();
+        for name in self.all_names()? {
             let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
                 continue;
             };
+            let regular = fstatat(&self.fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| st.st_mode & libc_s_ifmt() == libc_s_ifreg());
+            if !regular {
+                cleanup.skipped.push(self.path.join(&name));
+                continue;
+            }
             let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<i32>().ok()) else {
                 continue;
             };
@@ -391,10 +393,21 @@ impl SecretDir {
                     nix::unistd::UnlinkatFlags::NoRemoveDir,
                 )
                 .map_err(|e| Error::io(self.path.join(&name), "remove temp file")(e.into()))?;
-                removed += 1;
+                cleanup.removed += 1;
             }
         }
-        Ok(removed)
+        Ok(cleanup)
+    }
+
+    /// Back to mode 0700, for a directory compose-secrets created whose mode was loosened.
+    pub fn tighten(&self) -> Result<bool> {
+        let (mode, _) = self.mode_and_owner()?;
+        if mode == 0o700 {
+            return Ok(false);
+        }
+        fchmod(&self.fd, Mode::from_bits_truncate(0o700))
+            .map_err(|e| Error::io(&self.path, "chmod 0700")(e.into()))?;
+        Ok(true)
     }
 
     pub fn as_fd(&self) -> impl AsFd + '_ {
@@ -448,7 +461,7 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> 
 }
 
 /// Clear temp files orphaned by killed runs in the directory holding `file` (e.g. `.env`).
-pub fn remove_orphaned_temps_beside(file: &Path) -> Result<usize> {
+pub fn remove_orphaned_temps_beside(file: &Path) -> Result<TempCleanup> {
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -458,7 +471,7 @@ pub fn remove_orphaned_temps_beside(file: &Path) -> Result<usize> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     ) else {
-        return Ok(0);
+        return Ok(TempCleanup::default());
     };
     SecretDir { path: dir, fd }.remove_orphaned_temps()
 }

@@ -62,7 +62,6 @@ pub fn plan(
     for spec in specs {
         rotatable(spec)?;
     }
-    store.check_keys(specs)?;
     check_owners(specs.iter().copied())?;
     let mut plans = Vec::new();
     for spec in specs {

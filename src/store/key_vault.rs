@@ -294,17 +294,6 @@ impl SecretStore for KeyVaultStore {
         self.concurrency
     }
 
-    fn valid_key(&self, key: &str) -> std::result::Result<(), String> {
-        if crate::secret::is_valid_vault_name(key) {
-            Ok(())
-        } else {
-            Err(format!(
-                "Key Vault cannot store the name `{key}`: use 1-127 letters, digits and dashes \
-                 (set x-compose-secrets.vault-name)"
-            ))
-        }
-    }
-
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret> {
         self.fetch(name, None).await
     }

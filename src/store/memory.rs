@@ -56,14 +56,6 @@ impl SecretStore for MemoryStore {
         true
     }
 
-    fn valid_key(&self, key: &str) -> std::result::Result<(), String> {
-        if crate::secret::is_valid_vault_name(key) {
-            Ok(())
-        } else {
-            Err(format!("`{key}` is not a valid vault name"))
-        }
-    }
-
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret> {
         let mut inner = self.lock();
         inner.gets += 1;
