@@ -1,37 +1,37 @@
-//! The local audit log: one value-free JSON line per `load` and `rotate`, chained with HMAC-SHA256.
+//! The local audit log: one value-free JSON line per `load`, `rotate` and `sync`, chained with
+//! HMAC-SHA256, written ahead of every change to a store.
 //!
-//! Each line carries `prev` (the previous line's `mac`) and its own `mac`, an
-//! HMAC-SHA256 over `prev || canonical JSON of the line without mac`. Editing,
-//! reordering or deleting a line therefore breaks the chain at that line. The
-//! key is the `audit-log-signing-key` secret when the project declares one and
-//! its value is at hand, else a random per-install key in `.runtime/audit.key`;
-//! each line says which (`key`) and carries a one-way `key_id`, so a verifier
-//! holding several keys (for instance every version of a rotated signing key)
-//! knows which to use. Truncating the newest lines cannot be detected from the
-//! file alone: that needs an anchor kept elsewhere (for instance a copy of the
-//! last `mac`).
+//! Each line carries `prev` (the previous line's `mac`) and its own `mac`, an HMAC-SHA256 over
+//! `prev || canonical JSON of the line without mac`. Editing, reordering or deleting a line
+//! therefore breaks the chain at that line, and the chain's head (line count and last `mac`)
+//! is kept in `state.json`, so dropping the newest lines, emptying or deleting the log is
+//! noticed too. A rotation writes an `intent` line before it pushes anything and its outcome
+//! after, so no pushed value goes unrecorded. The key is the `audit-log-signing-key` secret
+//! when the project declares one and its value is at hand, else the per-install key in
+//! `.runtime/audit.key`; when it changes, a `key-rotation` line signed with the old key
+//! carries the old key wrapped under the new one (see `key.rs`), so the current key verifies
+//! the whole chain.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
 
+use nix::fcntl::OFlag;
 use serde::Serialize;
 
 use crate::compose::Project;
-use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::files::layout::Layout;
-use crate::files::state::{SecretState, State};
+use crate::files::runtime_dir::{RuntimeDir, AUDIT_LOG};
+use crate::files::state::{AuditHead, SecretState, State};
 use crate::store::SecretStore;
 
 mod chain;
 mod key;
 
 pub use crate::clock::{now_rfc3339, parse_rfc3339};
-pub use chain::{canonical, verify_chain, verify_chain_with_keys, ChainReport};
-pub use key::{project_key, AuditKey, KeySource, LOCAL_KEY_FILE};
+pub use chain::{canonical, verify_log, ChainReport, HeadStatus};
+pub use key::{project_key, use_local_key_for_fingerprints, AuditKey, KeySource};
 
 /// The secret whose value keys the chain when the project declares it.
 pub const SIGNING_KEY_SECRET: &str = "audit-log-signing-key";
@@ -44,6 +44,7 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 pub enum Action {
     Load,
     Rotate,
+    Sync,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,10 +58,28 @@ pub enum HealthResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
+    /// Written before a rotation changes anything; its outcome follows.
+    Intent,
     Ok,
     RolledBack,
     RollbackFailed,
     Failed,
+    /// `sync`: the new version broke a service and was put back; the vault keeps it.
+    SyncHeld,
+}
+
+/// What happened to the rotation hook, for the audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookOutcome {
+    /// Ran with the new value and succeeded.
+    Ok,
+    /// Failed with the new value: nothing was pushed.
+    Failed,
+    /// Ran again with the previous value after a later step failed.
+    RolledBack,
+    /// Running it again with the previous value failed.
+    RollbackFailed,
 }
 
 /// A secret name (rotate) or the list of names (load).
@@ -90,50 +109,159 @@ pub struct AuditEvent {
     pub services_restarted: Vec<String>,
     pub health: HealthResult,
     pub outcome: Outcome,
+    /// The rotation hook's part, when the secret has one and it ran.
+    pub hook: Option<HookOutcome>,
     /// What failed, in the words of the error (which never holds a value).
     pub error: Option<String>,
 }
 
-/// Append one event to the log at `path` (created 0600), chained to the last line, and fsync it.
-///
-/// An exclusive `flock` on the log itself is held from reading the last line to
-/// the fsync, so two writers never interleave or fork the chain.
-pub fn append(path: &Path, key: &AuditKey, event: &AuditEvent) -> Result<()> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => Error::UnsafePath {
-                path: path.to_path_buf(),
-                message: "the audit log is a symlink; remove it".into(),
-            },
-            _ => Error::io(path, "open audit log")(e),
-        })?;
-    let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| Error::io(path, "lock audit log")(e.into()))?;
-    let (last, ends_with_newline) =
-        last_line(&mut file).map_err(Error::io(path, "read audit log"))?;
-    let prev = last
-        .as_deref()
-        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .and_then(|v| v.get("mac").and_then(|m| m.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    let line = signed_line(key, event, &prev, &now_rfc3339());
-    let mut bytes = Vec::with_capacity(line.len() + 2);
-    if !ends_with_newline {
-        // A torn last line from a crash stays visible (verify flags it); ours starts on its own line.
-        bytes.push(b'\n');
+/// The audit log of one run: its key, resolved once, and the key it replaced this run.
+pub struct AuditLog<'r> {
+    runtime: &'r RuntimeDir,
+    key: AuditKey,
+    /// The key the log's last line was signed with, when this run changed keys; the next
+    /// append records the change.
+    previous: Option<AuditKey>,
+}
+
+impl<'r> AuditLog<'r> {
+    pub fn new(runtime: &'r RuntimeDir, key: AuditKey) -> Self {
+        Self {
+            runtime,
+            key,
+            previous: None,
+        }
     }
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(Error::io(path, "append to audit log"))?;
-    Ok(())
+
+    pub fn key(&self) -> &AuditKey {
+        &self.key
+    }
+
+    /// Sign from now on with `key` (the signing key was rotated or loaded anew).
+    pub fn change_key(&mut self, key: AuditKey) {
+        if key.id() == self.key.id() {
+            return;
+        }
+        let old = std::mem::replace(&mut self.key, key);
+        // Several changes before one append: the log still ends with the first key's line.
+        self.previous.get_or_insert(old);
+    }
+
+    /// Append `event` (after a `key-rotation` line when the key changed), fsync, and return the
+    /// new head of the chain. `head` is the head as `state.json` last recorded it.
+    ///
+    /// An exclusive `flock` on the log itself is held from reading the last line to the fsync,
+    /// so two writers never interleave or fork the chain.
+    pub fn append(&mut self, event: &AuditEvent, head: Option<&AuditHead>) -> Result<AuditHead> {
+        let path = self.runtime.file(AUDIT_LOG);
+        self.runtime.flush_staged()?;
+        let file = self
+            .runtime
+            .open_file(
+                AUDIT_LOG,
+                OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_CREAT,
+                0o600,
+            )?
+            .ok_or_else(|| {
+                Error::io(&path, "open audit log")(std::io::ErrorKind::NotFound.into())
+            })?;
+        let mut file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(&path, "lock audit log")(e.into()))?;
+        let (last, ends_with_newline) =
+            last_line(&mut file).map_err(Error::io(&path, "read audit log"))?;
+        let last: Option<serde_json::Value> =
+            last.as_deref().and_then(|l| serde_json::from_str(l).ok());
+        let field = |k: &str| {
+            last.as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        };
+        let mut prev = field("mac").unwrap_or_default();
+        let mut lines = match head {
+            Some(h) if h.mac == prev => h.lines,
+            _ => count_lines(&mut file).map_err(Error::io(&path, "read audit log"))?,
+        };
+        let mut text = String::new();
+        if !ends_with_newline {
+            // A torn last line from a crash stays visible (verify flags it); ours starts on its own line.
+            text.push('\n');
+        }
+        let time = now_rfc3339();
+        if let (Some(old), Some(last_key)) = (self.previous.take(), field("key_id")) {
+            if last_key == old.id() && last_key != self.key.id() {
+                let line = key_rotation_line(&old, &self.key, &prev, &time);
+                prev = mac_of(&line);
+                text.push_str(&line);
+                text.push('\n');
+                lines += 1;
+            }
+        }
+        let line = signed_line(&self.key, event, &prev, &time);
+        prev = mac_of(&line);
+        text.push_str(&line);
+        text.push('\n');
+        lines += 1;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(Error::io(&path, "append to audit log"))?;
+        Ok(AuditHead { lines, mac: prev })
+    }
+}
+
+fn mac_of(line: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("mac").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Non-empty lines in the file.
+fn count_lines(file: &mut File) -> std::io::Result<usize> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut count = 0;
+    let mut in_line = false;
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                if in_line {
+                    count += 1;
+                }
+                in_line = false;
+            } else {
+                in_line = true;
+            }
+        }
+    }
+    Ok(count + usize::from(in_line))
+}
+
+/// The line that hands the chain from `old` to `new`: signed with `old`, and carrying `old`
+/// wrapped under `new`, so that `new` alone verifies every line before it.
+fn key_rotation_line(old: &AuditKey, new: &AuditKey, prev: &str, time: &str) -> String {
+    let (user, _) = current_user();
+    let mut doc = serde_json::json!({
+        "time": time,
+        "user": user,
+        "host": host_name(),
+        "action": "key-rotation",
+        "key": old.source(),
+        "key_id": old.id(),
+        "next_key": new.source(),
+        "next_key_id": new.id(),
+        "wrapped_key": new.wrap(old, prev),
+        "prev": prev,
+    });
+    let mac = old.mac(prev, &canonical(&doc));
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("mac".into(), mac.into());
+    }
+    canonical(&doc)
 }
 
 fn signed_line(key: &AuditKey, event: &AuditEvent, prev: &str, time: &str) -> String {
@@ -159,6 +287,9 @@ fn signed_line(key: &AuditKey, event: &AuditEvent, prev: &str, time: &str) -> St
         }
         if let Some(e) = &event.error {
             obj.insert("error".into(), e.clone().into());
+        }
+        if let Some(h) = event.hook {
+            obj.insert("hook".into(), serde_json::json!(h));
         }
     }
     let body = canonical(&doc);
@@ -203,20 +334,13 @@ fn last_line(file: &mut File) -> std::io::Result<(Option<String>, bool)> {
     }
 }
 
-/// Record a successful, non-dry-run `load`: every secret it covered with the version
+/// The event of a successful, non-dry-run `load`: every secret it covered with the version
 /// (Key Vault) or fingerprint (demo) before and after.
-pub async fn record_load(
-    ctx: &Context,
-    project: &Project,
-    layout: &Layout,
-    store: &dyn SecretStore,
-    before: &State,
-    after: &State,
-) -> Result<()> {
+pub fn load_event(before: &State, after: &State) -> AuditEvent {
     let version =
         |s: &SecretState| Some(s.version.clone().unwrap_or_else(|| s.fingerprint.clone()));
     let names: Vec<String> = after.secrets.keys().cloned().collect();
-    let event = AuditEvent {
+    AuditEvent {
         action: Action::Load,
         secret: Secrets::Many(names.clone()),
         old_version: Versions::PerSecret(
@@ -235,53 +359,41 @@ pub async fn record_load(
         services_restarted: Vec::new(),
         health: HealthResult::Skipped,
         outcome: Outcome::Ok,
+        hook: None,
         error: None,
-    };
-    let key = project_key(&ctx.runtime_dir, Some((project, layout)), Some(store)).await?;
-    append(&ctx.audit_log(), &key, &event)
+    }
 }
 
-/// The current signing key, plus earlier versions of it from the vault: lines written before a
-/// rotation of `audit-log-signing-key` were signed with the value of that time.
+/// The keys `verify` holds: the project's current chain key (signing secret or per-install)
+/// and the per-install key; older ones come from the log's own key-rotation lines.
 pub async fn verification_keys(
-    runtime_dir: &Path,
+    runtime: &RuntimeDir,
     project: &Project,
     layout: Option<&Layout>,
     store: Option<&dyn SecretStore>,
 ) -> Vec<AuditKey> {
     let mut keys = Vec::new();
-    if let Some(layout) = layout {
-        if let Ok(key) = project_key(runtime_dir, Some((project, layout)), store).await {
-            keys.push(key);
-        }
+    if let Ok(Some(key)) = project_key(runtime, project_and(project, layout), store, false).await {
+        keys.push(key);
     }
-    if let Ok(Some(local)) = AuditKey::existing_local(runtime_dir) {
+    if let Ok(Some(local)) = AuditKey::local(runtime, false) {
         keys.push(local);
-    }
-    if let (Some(store), Some(spec)) = (
-        store.filter(|s| s.keeps_versions()),
-        project.lookup(SIGNING_KEY_SECRET),
-    ) {
-        if let Ok(versions) = store.list_versions(&store.key_for(spec)).await {
-            for v in versions
-                .iter()
-                .rev()
-                .take(10)
-                .filter_map(|v| v.version.as_deref())
-            {
-                if let Ok(old) = store.get_version(&store.key_for(spec), v).await {
-                    keys.push(AuditKey::from_signing_secret(&old.value));
-                }
-            }
-        }
     }
     keys
 }
 
+fn project_and<'a>(
+    project: &'a Project,
+    layout: Option<&'a Layout>,
+) -> Option<(&'a Project, &'a Layout)> {
+    layout.map(|l| (project, l))
+}
+
 /// Time the last `ok` rotation of `secret` was recorded, as Unix seconds (for `--older-than`
 /// with stores that keep no tags). Unverified: a hint, not evidence.
-pub fn last_rotation(path: &Path, secret: &str) -> Option<i64> {
-    let text = std::fs::read_to_string(path).ok()?;
+pub fn last_rotation(runtime: Option<&RuntimeDir>, secret: &str) -> Option<i64> {
+    let bytes = runtime?.read(AUDIT_LOG, 512 * 1024 * 1024).ok()??;
+    let text = String::from_utf8_lossy(&bytes);
     text.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| {
@@ -328,38 +440,65 @@ mod tests {
             services_restarted: vec!["app-1".into()],
             health: HealthResult::Passed,
             outcome: Outcome::Ok,
+            hook: None,
             error: None,
         }
     }
 
-    fn log_with_three_lines() -> (tempfile::TempDir, std::path::PathBuf, AuditKey) {
+    fn runtime() -> (tempfile::TempDir, RuntimeDir) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = AuditKey::local(dir.path()).unwrap();
+        let runtime = RuntimeDir::open(&dir.path().join(".runtime"), true)
+            .unwrap()
+            .unwrap();
+        (dir, runtime)
+    }
+
+    fn local(runtime: &RuntimeDir) -> AuditKey {
+        AuditKey::local(runtime, true).unwrap().unwrap()
+    }
+
+    fn signing(value: &str) -> AuditKey {
+        AuditKey::from_signing_secret(&SecretValue::new(value.into()))
+    }
+
+    /// Three lines appended with the local key; returns the head.
+    fn three_lines(runtime: &RuntimeDir) -> AuditHead {
+        let mut log = AuditLog::new(runtime, local(runtime));
+        let mut head = None;
         for n in 0..3 {
-            append(&path, &key, &event(n)).unwrap();
+            head = Some(log.append(&event(n), head.as_ref()).unwrap());
         }
-        (dir, path, key)
+        head.unwrap()
+    }
+
+    fn log_text(runtime: &RuntimeDir) -> String {
+        std::fs::read_to_string(runtime.file(AUDIT_LOG)).unwrap()
+    }
+
+    fn write_log(runtime: &RuntimeDir, text: &str) {
+        std::fs::write(runtime.file(AUDIT_LOG), text).unwrap();
     }
 
     #[test]
-    fn three_lines_verify_and_file_is_private() {
-        let (dir, path, key) = log_with_three_lines();
-        let report = verify_chain(&path, &key).unwrap();
+    fn three_lines_verify_and_the_files_are_private() {
+        let (_dir, runtime) = runtime();
+        let head = three_lines(&runtime);
+        assert_eq!(head.lines, 3);
+        let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&head)).unwrap();
         assert_eq!(report.lines, 3);
         assert!(report.ok(), "{report:?}");
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(&dir.path().join(LOCAL_KEY_FILE)), 0o600);
-        let first: serde_json::Value = serde_json::from_str(
-            std::fs::read_to_string(&path)
+        let mode = |n: &str| {
+            std::fs::metadata(runtime.file(n))
                 .unwrap()
-                .lines()
-                .next()
-                .unwrap(),
-        )
-        .unwrap();
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(AUDIT_LOG), 0o600);
+        assert_eq!(mode(crate::files::runtime_dir::AUDIT_KEY), 0o600);
+        let first: serde_json::Value =
+            serde_json::from_str(log_text(&runtime).lines().next().unwrap()).unwrap();
         assert_eq!(first["prev"], "");
         assert_eq!(first["key"], "local");
         assert_eq!(first["action"], "rotate");
@@ -368,81 +507,185 @@ mod tests {
 
     #[test]
     fn an_edited_byte_names_its_line() {
-        let (_dir, path, key) = log_with_three_lines();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let (_dir, runtime) = runtime();
+        three_lines(&runtime);
+        let text = log_text(&runtime);
         let edited = text.replacen("secret-1", "secret-X", 1);
         assert_ne!(text, edited);
-        std::fs::write(&path, edited).unwrap();
-        let report = verify_chain(&path, &key).unwrap();
+        write_log(&runtime, &edited);
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
         assert_eq!(report.first_bad_line, Some(2), "{report:?}");
     }
 
     #[test]
     fn a_deleted_line_is_detected() {
-        let (_dir, path, key) = log_with_three_lines();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let (_dir, runtime) = runtime();
+        three_lines(&runtime);
+        let text = log_text(&runtime);
         let lines: Vec<&str> = text.lines().collect();
-        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
-        let report = verify_chain(&path, &key).unwrap();
+        write_log(&runtime, &format!("{}\n{}\n", lines[0], lines[2]));
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
         assert_eq!(report.first_bad_line, Some(2), "{report:?}");
-        std::fs::write(&path, format!("{}\n{}\n", lines[1], lines[2])).unwrap();
-        let report = verify_chain(&path, &key).unwrap();
+        write_log(&runtime, &format!("{}\n{}\n", lines[1], lines[2]));
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
         assert_eq!(report.first_bad_line, Some(1), "{report:?}");
     }
 
     #[test]
-    fn a_wrong_key_is_detected() {
-        let (_dir, path, _key) = log_with_three_lines();
-        let other = AuditKey::from_signing_secret(&SecretValue::new("another-key".into()));
-        let report = verify_chain(&path, &other).unwrap();
-        assert_eq!(report.first_bad_line, Some(1), "{report:?}");
+    fn truncating_emptying_or_deleting_the_log_is_caught_by_the_head() {
+        let (_dir, runtime) = runtime();
+        let head = three_lines(&runtime);
+        let key = [local(&runtime)];
+        let text = log_text(&runtime);
+        let lines: Vec<&str> = text.lines().collect();
+        write_log(&runtime, &format!("{}\n{}\n", lines[0], lines[1]));
+        let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+        assert!(report.first_bad_line.is_none(), "what is left chains");
+        assert_eq!(
+            report.head,
+            HeadStatus::Truncated {
+                lines: 2,
+                expected: 3
+            }
+        );
+        assert!(!report.ok());
+        write_log(&runtime, "");
+        let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+        assert!(matches!(
+            report.head,
+            HeadStatus::Truncated { lines: 0, .. }
+        ));
+        std::fs::remove_file(runtime.file(AUDIT_LOG)).unwrap();
+        let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+        assert_eq!(report.head, HeadStatus::Deleted { expected: 3 });
+        assert!(!report.ok());
+        // A log ahead of the head (a run killed after appending, before saving state) is fine.
+        write_log(&runtime, &text);
+        let mut log = AuditLog::new(&runtime, local(&runtime));
+        log.append(&event(9), Some(&head)).unwrap();
+        let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+        assert_eq!(report.head, HeadStatus::Matches);
+        assert!(report.ok(), "{report:?}");
     }
 
     #[test]
-    fn a_forged_key_id_still_fails_the_mac() {
-        let (_dir, path, key) = log_with_three_lines();
-        let attacker = AuditKey::from_signing_secret(&SecretValue::new("attacker".into()));
+    fn a_wrong_key_or_a_forged_key_id_fails() {
+        let (_dir, runtime) = runtime();
+        three_lines(&runtime);
+        let report = verify_log(Some(&runtime), &[signing("another-key")], None).unwrap();
+        assert_eq!(report.first_bad_line, Some(1), "{report:?}");
         // A line signed with another key but claiming ours: the mac check catches it.
-        let event = event(9);
-        let mut line: serde_json::Value =
-            serde_json::from_str(&signed_line(&attacker, &event, "", "2025-01-01T00:00:00Z"))
-                .unwrap();
-        line["key_id"] = key.id().into();
-        std::fs::write(&path, format!("{}\n", canonical(&line))).unwrap();
-        assert_eq!(verify_chain(&path, &key).unwrap().first_bad_line, Some(1));
+        let attacker = signing("attacker");
+        let mut line: serde_json::Value = serde_json::from_str(&signed_line(
+            &attacker,
+            &event(9),
+            "",
+            "2025-01-01T00:00:00Z",
+        ))
+        .unwrap();
+        line["key_id"] = local(&runtime).id().into();
+        write_log(&runtime, &format!("{}\n", canonical(&line)));
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+        assert_eq!(report.first_bad_line, Some(1));
     }
 
     #[test]
-    fn lines_signed_by_two_keys_verify_with_both() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let old = AuditKey::from_signing_secret(&SecretValue::new("old".into()));
-        let new = AuditKey::from_signing_secret(&SecretValue::new("new".into()));
-        append(&path, &old, &event(0)).unwrap();
-        append(&path, &new, &event(1)).unwrap();
-        assert!(verify_chain_with_keys(&path, &[old.clone(), new.clone()])
-            .unwrap()
-            .ok());
-        assert_eq!(verify_chain(&path, &new).unwrap().first_bad_line, Some(1));
+    fn twelve_signing_key_rotations_verify_with_the_last_key_alone() {
+        let (_dir, runtime) = runtime();
+        let mut log = AuditLog::new(&runtime, signing("key-0"));
+        let mut head = Some(log.append(&event(0), None).unwrap());
+        for n in 1..=12 {
+            log.change_key(signing(&format!("key-{n}")));
+            head = Some(log.append(&event(n), head.as_ref()).unwrap());
+        }
+        let head = head.unwrap();
+        assert_eq!(
+            head.lines,
+            1 + 12 * 2,
+            "each change adds its key-rotation line"
+        );
+        let report = verify_log(Some(&runtime), &[signing("key-12")], Some(&head)).unwrap();
+        assert!(report.ok(), "{report:?}");
+        let text = log_text(&runtime);
+        for n in 0..12 {
+            assert!(!text.contains(&format!("key-{n}")), "no key in clear");
+        }
+        // Without the current key nothing before it can be checked.
+        let report = verify_log(Some(&runtime), &[signing("key-11")], Some(&head)).unwrap();
+        assert!(!report.ok());
+    }
+
+    #[test]
+    fn an_intent_without_an_outcome_is_pending() {
+        let (_dir, runtime) = runtime();
+        let mut log = AuditLog::new(&runtime, local(&runtime));
+        let intent = AuditEvent {
+            outcome: Outcome::Intent,
+            ..event(1)
+        };
+        log.append(&intent, None).unwrap();
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+        assert_eq!(report.pending, vec![(1, "secret-1".to_string())]);
+        log.append(&event(1), None).unwrap();
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+        assert!(report.pending.is_empty());
     }
 
     #[test]
     fn a_torn_last_line_is_reported_and_appends_continue() {
-        let (_dir, path, key) = log_with_three_lines();
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"trunc").unwrap();
-        drop(f);
-        append(&path, &key, &event(5)).unwrap();
-        let report = verify_chain(&path, &key).unwrap();
+        let (_dir, runtime) = runtime();
+        three_lines(&runtime);
+        let mut text = log_text(&runtime);
+        text.push_str("{\"trunc");
+        write_log(&runtime, &text);
+        let mut log = AuditLog::new(&runtime, local(&runtime));
+        log.append(&event(5), None).unwrap();
+        let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
         assert_eq!(report.lines, 5);
         assert_eq!(report.first_bad_line, Some(4));
     }
 
     #[test]
+    fn a_line_over_eight_kilobytes_still_chains_the_next_one() {
+        let (_dir, runtime) = runtime();
+        let mut log = AuditLog::new(&runtime, local(&runtime));
+        let names: Vec<String> = (0..400).map(|i| format!("secret-number-{i:04}")).collect();
+        let big = AuditEvent {
+            action: Action::Load,
+            secret: Secrets::Many(names.clone()),
+            old_version: Versions::PerSecret(names.iter().map(|n| (n.clone(), None)).collect()),
+            new_version: Versions::PerSecret(
+                names
+                    .iter()
+                    .map(|n| (n.clone(), Some("v".repeat(32))))
+                    .collect(),
+            ),
+            ..event(0)
+        };
+        let head = log.append(&big, None).unwrap();
+        assert!(log_text(&runtime).len() > 20 * 1024);
+        let head = log.append(&event(1), Some(&head)).unwrap();
+        let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&head)).unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!(report.lines, 2);
+    }
+
+    #[test]
+    fn a_symlinked_or_fifo_log_is_an_error_not_an_empty_chain() {
+        let (dir, runtime) = runtime();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, runtime.file(AUDIT_LOG)).unwrap();
+        assert!(verify_log(Some(&runtime), &[local(&runtime)], None).is_err());
+        let mut log = AuditLog::new(&runtime, local(&runtime));
+        assert!(log.append(&event(0), None).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    }
+
+    #[test]
     fn load_events_list_secrets_and_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let key = AuditKey::local(dir.path()).unwrap();
+        let (_dir, runtime) = runtime();
+        let mut log = AuditLog::new(&runtime, local(&runtime));
         let event = AuditEvent {
             action: Action::Load,
             secret: Secrets::Many(vec!["a".into(), "b".into()]),
@@ -451,27 +694,14 @@ mod tests {
             services_restarted: vec![],
             health: HealthResult::Skipped,
             outcome: Outcome::Ok,
+            hook: None,
             error: None,
         };
-        append(&path, &key, &event).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        log.append(&event, None).unwrap();
+        let v: serde_json::Value = serde_json::from_str(log_text(&runtime).trim()).unwrap();
         assert_eq!(v["secret"], serde_json::json!(["a", "b"]));
         assert_eq!(v["new_version"]["a"], "v1");
         assert_eq!(v["action"], "load");
-        assert!(verify_chain(&path, &key).unwrap().ok());
-    }
-
-    #[test]
-    fn the_local_key_is_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = AuditKey::local(dir.path()).unwrap();
-        let b = AuditKey::local(dir.path()).unwrap();
-        assert_eq!(a.id(), b.id());
-        assert_eq!(
-            AuditKey::existing_local(dir.path()).unwrap().unwrap().id(),
-            a.id()
-        );
     }
 
     #[test]

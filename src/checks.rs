@@ -118,7 +118,7 @@ mod swarm;
 pub mod table;
 mod vault;
 
-pub use audit::check_audit;
+pub use audit::{audit_log_path, check_audit};
 pub use containers::{check_containers, check_docker};
 pub use drift::check_drift;
 pub use files::check_files;

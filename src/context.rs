@@ -9,6 +9,8 @@ use crate::cli::GlobalOpts;
 use crate::compose::{self, Discovered, Project, ProjectOptions};
 use crate::error::{Error, Result};
 use crate::files::layout::{Layout, Protected};
+use crate::files::lock::RunLock;
+use crate::files::runtime_dir::RuntimeDir;
 use crate::output::Reporter;
 use crate::store::dotenv::DotenvStore;
 use crate::store::key_vault::{KeyVaultConfig, KeyVaultStore};
@@ -164,33 +166,36 @@ impl Context {
         }
     }
 
-    /// Take the run lock (creating the runtime directory), then clear temp files that killed
-    /// runs left beside `.env` and the state file. Every command that writes starts here.
-    pub fn lock(&self, timeout: std::time::Duration) -> Result<crate::files::lock::RunLock> {
-        crate::files::runtime_dir::ensure(&self.runtime_dir)?;
-        let lock = crate::files::lock::RunLock::acquire(&self.lock_file(), timeout)?;
-        for beside in [&self.env_file, &self.state_file()] {
-            let cleanup = crate::files::secret_dir::remove_orphaned_temps_beside(beside)?;
-            for skipped in cleanup.skipped {
-                self.reporter.note(&format!(
-                    "compose-secrets: left alone {}: named like a temp file, but not a file (remove it by hand)",
-                    self.show(&skipped)
-                ));
-            }
+    /// Start a run that writes: open (or create) the runtime directory and hold it, take the
+    /// run lock, clear temp files that killed runs left beside `.env` and in the runtime
+    /// directory, and key this run's fingerprints. Every command that writes starts here,
+    /// before it reads anything it will write back.
+    pub async fn begin_writing(&self, timeout: std::time::Duration) -> Result<Writing> {
+        let runtime = RuntimeDir::open(&self.runtime_dir, true)?.ok_or_else(|| {
+            Error::io(&self.runtime_dir, "create directory")(std::io::ErrorKind::NotFound.into())
+        })?;
+        let lock = RunLock::acquire(&runtime, timeout).await?;
+        let beside_env = crate::files::secret_dir::remove_orphaned_temps_beside(&self.env_file)?;
+        let in_runtime = runtime.dir().remove_orphaned_temps()?;
+        for skipped in beside_env.skipped.into_iter().chain(in_runtime.skipped) {
+            self.reporter.note(&format!(
+                "compose-secrets: left alone {}: named like a temp file, but not a file (remove it by hand)",
+                self.show(&skipped)
+            ));
         }
-        Ok(lock)
+        crate::audit::use_local_key_for_fingerprints(Some(&runtime), true)?;
+        Ok(Writing {
+            runtime,
+            _lock: lock,
+        })
     }
 
-    pub fn state_file(&self) -> PathBuf {
-        self.runtime_dir.join("state.json")
-    }
-
-    pub fn lock_file(&self) -> PathBuf {
-        self.runtime_dir.join(".lock")
-    }
-
-    pub fn audit_log(&self) -> PathBuf {
-        self.runtime_dir.join("audit.log")
+    /// Start a run that only reads: the runtime directory if there is one (never created, no
+    /// mode changed), and fingerprints keyed as the writers keyed them.
+    pub fn begin_reading(&self) -> Result<Option<RuntimeDir>> {
+        let runtime = RuntimeDir::open(&self.runtime_dir, false)?;
+        crate::audit::use_local_key_for_fingerprints(runtime.as_ref(), false)?;
+        Ok(runtime)
     }
 
     /// A path as the user would write it: relative to the working directory when below it.
@@ -202,6 +207,12 @@ impl Context {
             .display()
             .to_string()
     }
+}
+
+/// A run that writes: the runtime directory it holds, and the run lock.
+pub struct Writing {
+    pub runtime: RuntimeDir,
+    _lock: RunLock,
 }
 
 fn absolute(cwd: &Path, p: &Path) -> PathBuf {

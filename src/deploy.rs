@@ -86,6 +86,7 @@ pub async fn detect_swarm(
     match (choice, probe.await) {
         (DeployTarget::Swarm, Ok((engine, true, _))) => Ok(Some(engine)),
         (DeployTarget::Swarm, Ok((_, false, _))) => Err(Error::Docker {
+            kind: crate::error::DockerFailure::Other,
             message: "--target swarm: this Docker engine is not a swarm manager (docker swarm init, or use a manager's DOCKER_HOST)".into(),
         }),
         (DeployTarget::Swarm, Err(e)) => Err(e),

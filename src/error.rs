@@ -5,6 +5,7 @@
 //! reach a variant, because their `Display` may echo request details.
 
 use std::io;
+
 use std::path::PathBuf;
 
 /// Exit codes, documented in the README. Stable: scripts depend on them.
@@ -134,16 +135,30 @@ pub enum Error {
     Vault { context: String, message: String },
 
     #[error("docker: {message}")]
-    Docker { message: String },
+    Docker {
+        kind: DockerFailure,
+        message: String,
+    },
+
+    /// An error that happened to one thing (a service's container, a hook): its exit code is
+    /// the inner error's.
+    #[error("{within}: {inner}")]
+    Within { within: String, inner: Box<Error> },
 
     #[error("health check failed: {message}")]
     Health { message: String },
 
-    #[error("{message}; rolled back to the previous value")]
-    RolledBack { message: String, exit_code: u8 },
+    /// The change failed and was undone; the exit code is the failure's.
+    #[error("secret `{secret}`: {cause}; rolled back to the previous value")]
+    RolledBack { secret: String, cause: Box<Error> },
 
-    #[error("{message}; ROLLBACK FAILED: {rollback}. Source, files and containers may disagree: run `compose-secrets verify`")]
-    RollbackFailed { message: String, rollback: String },
+    #[error("secret `{secret}`: {cause}; ROLLBACK FAILED: {}. Source, files and containers may disagree: run `compose-secrets verify`", left.join("; "))]
+    RollbackFailed {
+        secret: String,
+        cause: Box<Error>,
+        /// What is left to fix, one sentence each.
+        left: Vec<String>,
+    },
 
     #[error("{path}: another compose-secrets is running (lock held); waited {waited_secs}s")]
     Locked { path: PathBuf, waited_secs: u64 },
@@ -154,6 +169,42 @@ pub enum Error {
     /// Several independent problems, each named (e.g. every bad secret of a manifest).
     #[error("{} problems:\n{}", errors.len(), errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Several { errors: Vec<Error> },
+}
+
+/// What kind of Docker failure: the operator's next step differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DockerFailure {
+    /// No engine answered (no socket, refused, the connection dropped, no answer in time).
+    Unreachable,
+    /// The engine answered with an error status.
+    Refused { status: u16 },
+    /// Anything else (an unsupported endpoint, a malformed answer).
+    Other,
+}
+
+impl Error {
+    pub fn docker(kind: DockerFailure, message: impl Into<String>) -> Error {
+        Error::Docker {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `inner`, said to have happened to `within` (its exit code is kept).
+    pub fn within(within: impl Into<String>, inner: Error) -> Error {
+        Error::Within {
+            within: within.into(),
+            inner: Box::new(inner),
+        }
+    }
+
+    /// The error inside any `Within` layers.
+    pub fn innermost(&self) -> &Error {
+        match self {
+            Error::Within { inner, .. } => inner.innermost(),
+            other => other,
+        }
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -180,8 +231,9 @@ impl Error {
                 exit::VAULT
             }
             Error::Docker { .. } => exit::DOCKER,
+            Error::Within { inner, .. } => inner.exit_code(),
             Error::Health { .. } => exit::HEALTH,
-            Error::RolledBack { exit_code, .. } => *exit_code,
+            Error::RolledBack { cause, .. } => cause.exit_code(),
             Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
             Error::Locked { .. } => exit::LOCKED,
             Error::VerifyFailed { .. } => exit::VERIFY_FAILED,
@@ -205,6 +257,7 @@ impl Error {
             Error::VaultForbidden { .. } => "vault-forbidden",
             Error::Vault { .. } => "vault",
             Error::Docker { .. } => "docker",
+            Error::Within { inner, .. } => inner.kind(),
             Error::Health { .. } => "health",
             Error::RolledBack { .. } => "rolled-back",
             Error::RollbackFailed { .. } => "rollback-failed",

@@ -60,13 +60,12 @@ pub async fn load_files(
     project: &Project,
     layout: &Layout,
     store: &dyn SecretStore,
-    state_file: &std::path::Path,
+    state: State,
     request: &LoadRequest,
     reporter: &crate::output::Reporter,
     report: &mut Report,
 ) -> Result<(Loaded, State, State)> {
     check_owners(&project.secrets)?;
-    let state = State::read(state_file, &store.describe());
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;
@@ -144,6 +143,7 @@ pub async fn load_files(
     let dirs = OpenDirs::open(layout, !request.dry_run)?;
     let mut new_state = State::new(&store.describe());
     new_state.created_dirs = state.created_dirs.clone();
+    new_state.audit_head = state.audit_head.clone();
     new_state.record_created(&dirs.created);
     if !request.dry_run {
         tidy_dirs(layout, &dirs, &new_state, report)?;

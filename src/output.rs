@@ -138,12 +138,9 @@ impl Reporter {
             });
             eprintln!("{doc}");
         } else {
+            // Every variant's message already says its cause (an I/O error ends with the OS's
+            // words): printing the source chain again would say it twice.
             eprintln!("compose-secrets: error: {error}");
-            let mut source = std::error::Error::source(error);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
         }
     }
 }

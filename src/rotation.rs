@@ -1,36 +1,40 @@
-//! The rotation transaction, one secret at a time: new value → hook → push → file → restarts with health gates, rolled back on failure.
+//! The rotation transaction, one secret at a time: intent → new value → hook → push → file →
+//! restarts with health gates → outcome, rolled back on failure.
 //!
-//! Engine- and store-agnostic: it talks to a [`SecretStore`] and a
-//! [`ContainerEngine`] only, so the same code runs against Key Vault and Docker
-//! or against their in-memory twins. A bind-mounted file replaced by an atomic
-//! rename is invisible to a running container (the mount pins the old inode),
-//! so every container that mounts the secret is restarted, one at a time, and
-//! each must come back ready (running, a new `StartedAt`, Docker health
-//! `healthy` where defined) and answer its HTTP health check before the next
-//! one goes down. Any failure after the push puts back the previous value in
-//! the store (tagged `rollback-of`), the previous file and state entry, and
-//! restarts the containers already restarted.
+//! Engine- and store-agnostic: it talks to a [`SecretStore`] and a [`ContainerEngine`] only,
+//! so the same code runs against Key Vault and Docker or against their in-memory twins. A
+//! bind-mounted file replaced by an atomic rename is invisible to a running container (the
+//! mount pins the old inode), so every container that mounts the secret is restarted, one at
+//! a time, and each must come back ready (running, a new `StartedAt`, Docker health `healthy`
+//! where defined) and answer its HTTP health check before the next one goes down.
+//!
+//! The audit log gets an `intent` line before anything changes and the outcome after, so a
+//! push is never unrecorded. Any failure after the rotation hook ran puts everything back:
+//! the previous value in the store (tagged `rollback-of`), the previous file and state entry,
+//! the hook run again with the previous value, and the containers restarted onto it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::audit::{self, AuditEvent, HealthResult, Outcome, Secrets, Versions};
+use crate::audit::{
+    self, AuditEvent, AuditKey, AuditLog, HealthResult, HookOutcome, Outcome, Secrets, Versions,
+};
 use crate::deploy::ContainerEngine;
-use crate::error::{Error, Result};
+use crate::error::{DockerFailure, Error, Result};
+use crate::files::runtime_dir::RuntimeDir;
 use crate::files::secret_dir::{FileState, Owner, SecretDir};
 use crate::files::state::{SecretState, State};
-
-use crate::output::ReportItem;
+use crate::output::{short_version, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
-mod hook;
+pub mod hook;
 mod plan;
 pub mod preflight;
 mod select;
 
-use hook::run_hook;
+use hook::Phase;
 pub use plan::{describe, plan, service_containers, ContainerTarget, SecretPlan, ServiceTarget};
 pub use select::{all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names};
 
@@ -53,15 +57,32 @@ pub struct Settings {
     pub rotated_by: String,
 }
 
-/// Where the transaction acts.
-pub struct Target<'a> {
+/// Everything a run of transactions acts on, opened once: the store, the engine, the runtime
+/// directory, the state (kept in memory, written once per step) and the audit log (its key
+/// resolved once).
+pub struct Run<'a> {
     pub store: &'a dyn SecretStore,
     /// Required when `settings.restart` is on and a plan has containers.
     pub engine: Option<&'a dyn ContainerEngine>,
-    pub state_file: &'a Path,
     pub settings: Settings,
     /// Roll the new version out to a swarm stack instead of restarting Compose containers.
     pub swarm: Option<SwarmTarget<'a>>,
+    pub runtime: &'a RuntimeDir,
+    pub state: State,
+    pub audit: AuditLog<'a>,
+}
+
+impl Run<'_> {
+    fn save_state(&self) -> Result<()> {
+        self.state.write(self.runtime)
+    }
+
+    /// Append `event` to the audit log and keep the chain's new head in the state file.
+    pub fn record(&mut self, event: &AuditEvent) -> Result<()> {
+        let head = self.audit.append(event, self.state.audit_head.as_ref())?;
+        self.state.audit_head = Some(head);
+        self.save_state()
+    }
 }
 
 /// A swarm stack to roll a rotated secret out to.
@@ -85,8 +106,11 @@ pub struct RotationRecord {
     pub restarted: Vec<String>,
     pub health: HealthResult,
     pub outcome: Outcome,
+    pub hook: Option<HookOutcome>,
     pub steps: Vec<ReportItem>,
     pub error: Option<Error>,
+    /// Writing the outcome line failed (the transaction itself is as `outcome` says).
+    pub audit_error: Option<Error>,
 }
 
 impl RotationRecord {
@@ -99,8 +123,10 @@ impl RotationRecord {
             restarted: Vec::new(),
             health: HealthResult::Skipped,
             outcome: Outcome::Ok,
+            hook: None,
             steps: Vec::new(),
             error: None,
+            audit_error: None,
         }
     }
 
@@ -124,6 +150,7 @@ impl RotationRecord {
             services_restarted: self.restarted.clone(),
             health: self.health,
             outcome: self.outcome,
+            hook: self.hook,
             error: self.error.as_ref().map(ToString::to_string),
         }
     }
@@ -142,67 +169,130 @@ struct Previous {
     state: Option<SecretState>,
 }
 
-/// Run the transaction for one secret. A failure before the push changes nothing.
+impl Previous {
+    /// The value the secret had: the store's, else the file's (what the containers ran with).
+    fn value(&self) -> Option<SecretValue> {
+        self.store.as_ref().map(|(v, _)| v.clone()).or_else(|| {
+            self.file
+                .as_ref()
+                .and_then(|f| SecretValue::from_bytes(f.contents.to_vec()).ok())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    fn version(&self) -> Option<&str> {
+        self.store.as_ref().and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// Run the transaction for one secret. A failure before the push changes nothing (and a hook
+/// that already ran is run again with the previous value).
 ///
 /// `value`: the new value (from stdin), or `None` to draw one from the secret's generator.
 pub async fn rotate(
-    target: &Target<'_>,
+    run: &mut Run<'_>,
     plan: &SecretPlan,
     value: Option<SecretValue>,
 ) -> RotationRecord {
-    let mut record = RotationRecord::new(plan);
+    let record = RotationRecord::new(plan);
     let spec = &plan.spec;
-
-    let value = match value {
-        Some(v) => v,
-        None => match spec.generator.generate() {
-            Ok(v) => v,
-            Err(e) => {
-                return record.fail(
-                    Outcome::Failed,
-                    Error::Io {
-                        path: plan.placement.path.clone(),
-                        action: "read OS randomness",
-                        source: std::io::Error::other(e.to_string()),
-                    },
-                )
-            }
-        },
+    let value = match value.map(Ok).unwrap_or_else(|| {
+        spec.generator.generate().map_err(|e| Error::Io {
+            path: plan.placement.path.clone(),
+            action: "read OS randomness",
+            source: std::io::Error::other(e.to_string()),
+        })
+    }) {
+        Ok(v) => v,
+        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
     if value.is_empty() || value.len() > MAX_VALUE_BYTES {
         let error = Error::manifest(
             &spec.name,
             format!("a new value must be 1 to {MAX_VALUE_BYTES} bytes"),
         );
-        return record.fail(Outcome::Failed, error);
+        return finish(run, record.fail(Outcome::Failed, error));
     }
-
-    let previous = match read_previous(target, plan).await {
-        Ok(p) => p,
-        Err(e) => return record.fail(Outcome::Failed, e),
+    // The secret's directory is opened once, and every step of this transaction goes through it.
+    let dir = match open_dir(plan) {
+        Ok(dir) => dir,
+        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
-    record.old_version = previous.store.as_ref().and_then(|(_, v)| v.clone());
+    let previous = match read_previous(run, plan, &dir).await {
+        Ok(p) => p,
+        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
+    };
+    let mut record = record;
+    record.old_version = previous.version().map(str::to_string);
 
-    if let Some(hook) = &spec.rotation_hook {
-        if let Err(e) = run_hook(hook, &spec.name, &value, &target.settings).await {
-            return record.fail(Outcome::Failed, e);
-        }
-        record.step("hook-ok", format!("`{}`", hook.join(" ")));
+    // Written ahead: a run killed after the push still leaves a line saying it began.
+    let intent = AuditEvent {
+        outcome: Outcome::Intent,
+        ..record.audit_event()
+    };
+    if let Err(e) = run.record(&intent) {
+        record.error = Some(e);
+        record.outcome = Outcome::Failed;
+        // Nothing changed, and the log could not say so either: report, write nothing more.
+        return record;
     }
+
+    let hook_ran = match &spec.rotation_hook {
+        None => false,
+        Some(hook) => match hook::run(
+            hook,
+            spec,
+            Phase::Rotate,
+            previous.version(),
+            &value,
+            &run.settings,
+        )
+        .await
+        {
+            Ok(()) => {
+                record.hook = Some(HookOutcome::Ok);
+                record.step("hook-ok", format!("`{}`", hook.join(" ")));
+                true
+            }
+            Err(e) => {
+                record.hook = Some(HookOutcome::Failed);
+                return finish(run, record.fail(Outcome::Failed, e));
+            }
+        },
+    };
 
     let mut push_tags = BTreeMap::from([
         (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
         (
             tags::ROTATED_BY.to_string(),
-            target.settings.rotated_by.clone(),
+            run.settings.rotated_by.clone(),
         ),
     ]);
     if let Some(v) = &record.old_version {
         push_tags.insert(tags::PREVIOUS_VERSION.to_string(), v.clone());
     }
-    let pushed = match target.store.set(&plan.store_key, &value, &push_tags).await {
+    let pushed = match run.store.set(&plan.store_key, &value, &push_tags).await {
         Ok(info) => info,
-        Err(e) => return record.fail(Outcome::Failed, e),
+        Err(e) => {
+            let mut left = Vec::new();
+            if hook_ran {
+                roll_back_hook(run, plan, &previous, &mut record, &mut left).await;
+            }
+            let record = if left.is_empty() {
+                record.fail(Outcome::Failed, e)
+            } else {
+                let secret = record.secret.clone();
+                record.fail(
+                    Outcome::RollbackFailed,
+                    Error::RollbackFailed {
+                        secret,
+                        cause: Box::new(e),
+                        left,
+                    },
+                )
+            };
+            return finish(run, record);
+        }
     };
     record.new_version = pushed.version.clone();
     record.step(
@@ -210,14 +300,14 @@ pub async fn rotate(
         format!(
             "`{}` in {} @ {}",
             plan.store_key,
-            target.store.describe(),
+            run.store.describe(),
             short(pushed.version.as_deref())
         ),
     );
 
     // From here on, any failure is rolled back.
     let mut progress = Progress::default();
-    let forward = apply(target, plan, &value, &pushed, &mut record, &mut progress).await;
+    let forward = apply(run, plan, &dir, &value, &pushed, &mut record, &mut progress).await;
     let Err(failure) = forward else {
         record.health = if progress.restarted.is_empty() {
             HealthResult::Skipped
@@ -226,55 +316,78 @@ pub async fn rotate(
         };
         record.restarted = progress.restarted;
         record.step("rotated", "committed");
-        return record;
+        if spec.name == audit::SIGNING_KEY_SECRET {
+            // The chain is signed with this secret from now on; the log records the handover.
+            run.audit.change_key(AuditKey::from_signing_secret(&value));
+        }
+        return finish(run, record);
     };
     // Restarts had begun, so the last container did not pass its gate (or Docker refused it).
     if !progress.restarted.is_empty() {
         record.health = HealthResult::Failed;
     }
-    let message = format!("secret `{}`: {failure}", spec.name);
-    let exit_code = failure.exit_code();
     record.step("failed", failure.to_string());
-    let problems = roll_back(target, plan, &previous, &pushed, &progress, &mut record).await;
+    let left = roll_back(
+        run,
+        plan,
+        &dir,
+        &previous,
+        &pushed,
+        &progress,
+        hook_ran,
+        &mut record,
+    )
+    .await;
     record
         .restarted
         .splice(0..0, progress.restarted.iter().cloned());
-    if problems.is_empty() {
+    let secret = record.secret.clone();
+    let record = if left.is_empty() {
         record.step(
             "rolled-back",
             "previous value restored in the store, the file and the containers",
         );
         record.fail(
             Outcome::RolledBack,
-            Error::RolledBack { message, exit_code },
+            Error::RolledBack {
+                secret,
+                cause: Box::new(failure),
+            },
         )
     } else {
-        let rollback = problems.join("; ");
         record.fail(
             Outcome::RollbackFailed,
-            Error::RollbackFailed { message, rollback },
+            Error::RollbackFailed {
+                secret,
+                cause: Box::new(failure),
+                left,
+            },
         )
-    }
+    };
+    finish(run, record)
 }
 
-async fn read_previous(target: &Target<'_>, plan: &SecretPlan) -> Result<Previous> {
-    let store = match target.store.get_latest(&plan.store_key).await {
+/// Write the transaction's outcome line (after a key-rotation line when it rotated the key).
+fn finish(run: &mut Run<'_>, mut record: RotationRecord) -> RotationRecord {
+    if let Err(e) = run.record(&record.audit_event()) {
+        record.audit_error = Some(e);
+    }
+    record
+}
+
+async fn read_previous(run: &Run<'_>, plan: &SecretPlan, dir: &SecretDir) -> Result<Previous> {
+    let store = match run.store.get_latest(&plan.store_key).await {
         Ok(f) => Some((f.value, f.info.version)),
         Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => None,
         Err(e) => return Err(e),
     };
-    let file = match open_dir(plan, false)? {
-        Some(dir) => dir.read(&plan.placement.file_name)?,
-        None => None,
-    };
-    let state = State::read(target.state_file, &target.store.describe())
-        .secrets
-        .get(&plan.spec.name)
-        .cloned();
+    let file = dir.read(&plan.placement.file_name)?;
+    let state = run.state.secrets.get(&plan.spec.name).cloned();
     Ok(Previous { store, file, state })
 }
 
-/// How far the forward path got, so the rollback undoes exactly that.
+/// How far the forward path got, so the rollback undoes exactly that. Each flag is set once
+/// its step is known to have happened.
 #[derive(Default)]
 struct Progress {
     file_written: bool,
@@ -284,23 +397,20 @@ struct Progress {
     restarted_targets: Vec<(ContainerTarget, ServiceTarget)>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn apply(
-    target: &Target<'_>,
+    run: &mut Run<'_>,
     plan: &SecretPlan,
+    dir: &SecretDir,
     value: &SecretValue,
     pushed: &VersionInfo,
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
     let spec = &plan.spec;
-    let dir = open_dir(plan, true)?.ok_or_else(|| Error::Io {
-        path: plan.placement.dir.clone(),
-        action: "open directory",
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
-    })?;
-    dir.remove_orphaned_temps()?;
+    let name = &plan.placement.file_name;
     let written = dir.write_atomic(
-        &plan.placement.file_name,
+        name,
         value.expose().as_bytes(),
         spec.mode,
         Owner {
@@ -308,12 +418,12 @@ async fn apply(
             gid: spec.owner_gid,
         },
     );
-    // Set only once the new file is in place: a write that failed before its rename left the
-    // old file, and a rollback must not claim to restore what was never replaced.
+    // A write that failed before its rename left the old file: a rollback must not claim to
+    // restore what was never replaced, nor leave a replaced one behind.
     progress.file_written = match &written {
         Ok(()) => true,
         Err(_) => dir
-            .read(&plan.placement.file_name)
+            .read(name)
             .ok()
             .flatten()
             .is_some_and(|st| *st.contents == *value.expose().as_bytes()),
@@ -324,26 +434,26 @@ async fn apply(
         format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
     );
 
-    progress.state_written = true;
-    update_state(
-        target,
-        &spec.name,
-        Some(SecretState {
+    run.state.secrets.insert(
+        spec.name.clone(),
+        SecretState {
             version: pushed.version.clone(),
             updated: pushed.updated,
             fingerprint: value.fingerprint(),
             checked_at: crate::clock::unix_now(),
-        }),
-    )?;
+        },
+    );
+    run.save_state()?;
+    progress.state_written = true;
 
-    if !target.settings.restart {
+    if !run.settings.restart {
         record.step(
             "not-restarted",
             "--no-restart: running containers keep the old value until restarted",
         );
         return Ok(());
     }
-    if let Some(swarm) = &target.swarm {
+    if let Some(swarm) = &run.swarm {
         let version = crate::deploy::swarm::version_label(pushed.version.as_deref(), value);
         let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
         let (secret, _) = crate::deploy::swarm::ensure_secret(
@@ -385,15 +495,18 @@ async fn apply(
             );
             continue;
         }
-        let engine = target.engine.ok_or_else(|| Error::Docker {
-            message: "no Docker engine to restart containers with".into(),
+        let engine = run.engine.ok_or_else(|| {
+            Error::docker(
+                DockerFailure::Other,
+                "no Docker engine to restart containers with",
+            )
         })?;
         for container in &service.containers {
             progress.restarted.push(container.name.clone());
             progress
                 .restarted_targets
                 .push((container.clone(), service.clone()));
-            restart_and_gate(engine, container, service, &target.settings).await?;
+            restart_and_gate(engine, container, service, &run.settings).await?;
             record.step(
                 "restarted",
                 format!(
@@ -413,7 +526,12 @@ async fn restart_and_gate(
     service: &ServiceTarget,
     settings: &Settings,
 ) -> Result<()> {
-    let context = |e: Error| annotate(e, &service.service, &container.name);
+    let context = |e: Error| {
+        Error::within(
+            format!("service {} container {}", service.service, container.name),
+            e,
+        )
+    };
     // Read StartedAt right before the restart: an earlier rotation in this run may have restarted it.
     let before = engine.inspect(&container.id).await.map_err(context)?;
     engine
@@ -440,71 +558,54 @@ async fn restart_and_gate(
     Ok(())
 }
 
-/// Name the service and container in an engine or health error, keeping its kind (and exit code).
-fn annotate(e: Error, service: &str, container: &str) -> Error {
-    let at = format!("service {service} container {container}");
-    match e {
-        // The health gate's own words already name the container (and its service).
-        Error::Docker { ref message } | Error::Health { ref message }
-            if message.contains(container) =>
-        {
-            e
-        }
-        Error::Docker { message } => Error::Docker {
-            message: format!("{at}: {message}"),
-        },
-        Error::Health { message } => Error::Health {
-            message: format!("{at}: {message}"),
-        },
-        other => other,
-    }
-}
-
-/// Undo what `apply` did; returns what could not be undone (empty: fully rolled back).
+/// Undo what `apply` did, in the order a consumer needs it: the store, the file and the state,
+/// then the hook's target, then the containers onto the previous value. Returns what could not
+/// be undone (empty: fully rolled back).
+#[allow(clippy::too_many_arguments)]
 async fn roll_back(
-    target: &Target<'_>,
+    run: &mut Run<'_>,
     plan: &SecretPlan,
+    dir: &SecretDir,
     previous: &Previous,
     pushed: &VersionInfo,
     progress: &Progress,
+    hook_ran: bool,
     record: &mut RotationRecord,
 ) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut left = Vec::new();
     let new_version = pushed.version.clone().unwrap_or_default();
 
     // The store: the previous value becomes the current version again. With no previous
     // version, the previous file's contents are what the containers ran with.
-    let restore_value = previous.store.as_ref().map(|(v, _)| v.clone()).or_else(|| {
-        previous
-            .file
-            .as_ref()
-            .and_then(|f| SecretValue::from_bytes(f.contents.to_vec()).ok())
-            .filter(|v| !v.is_empty())
-    });
-    match restore_value {
+    match previous.value() {
         Some(old) => {
             let rollback_tags = BTreeMap::from([
                 (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
                 (
                     tags::ROTATED_BY.to_string(),
-                    target.settings.rotated_by.clone(),
+                    run.settings.rotated_by.clone(),
                 ),
                 (tags::ROLLBACK_OF.to_string(), new_version.clone()),
                 (tags::PREVIOUS_VERSION.to_string(), new_version.clone()),
             ]);
-            match target.store.set(&plan.store_key, &old, &rollback_tags).await {
+            match run.store.set(&plan.store_key, &old, &rollback_tags).await {
                 Ok(info) => record.step(
                     "store-restored",
-                    format!("`{}` @ {} (rollback-of {})", plan.store_key, short(info.version.as_deref()), short(Some(&new_version))),
+                    format!(
+                        "`{}` @ {} (rollback-of {})",
+                        plan.store_key,
+                        short(info.version.as_deref()),
+                        short(Some(&new_version))
+                    ),
                 ),
-                Err(e) => problems.push(format!(
+                Err(e) => left.push(format!(
                     "the store still holds the new version {} of `{}` (restoring the previous value failed: {e})",
                     short(Some(&new_version)),
                     plan.store_key
                 )),
             }
         }
-        None => problems.push(format!(
+        None => left.push(format!(
             "the store keeps the new version {} of `{}`: there was no previous value to restore",
             short(Some(&new_version)),
             plan.store_key
@@ -512,16 +613,9 @@ async fn roll_back(
     }
 
     if progress.file_written {
-        let path = plan.placement.path.clone();
+        let path = plan.placement.path.display().to_string();
         let name = &plan.placement.file_name;
-        let opened = open_dir(plan, false).and_then(|d| {
-            d.ok_or_else(|| Error::Io {
-                path: plan.placement.dir.clone(),
-                action: "open directory",
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            })
-        });
-        let restored = opened.and_then(|dir| match &previous.file {
+        let restored = match &previous.file {
             Some(f) => dir.write_atomic(
                 name,
                 &f.contents,
@@ -536,71 +630,128 @@ async fn roll_back(
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             },
-        });
+        };
         match restored {
-            Ok(()) => record.step("file-restored", path.display().to_string()),
-            Err(e) => problems.push(format!(
-                "{} holds the NEW value (restoring it failed: {e})",
-                path.display()
+            Ok(()) => record.step("file-restored", path),
+            Err(e) => left.push(format!(
+                "{path} holds the NEW value (restoring it failed: {e})"
             )),
         }
     }
     if progress.state_written {
-        if let Err(e) = update_state(target, &plan.spec.name, previous.state.clone()) {
-            problems.push(format!(
+        match &previous.state {
+            Some(e) => run.state.secrets.insert(plan.spec.name.clone(), e.clone()),
+            None => run.state.secrets.remove(&plan.spec.name),
+        };
+        if let Err(e) = run.save_state() {
+            left.push(format!(
                 "state.json describes the new version ({e}); the next load refetches"
             ));
         }
     }
+    if hook_ran {
+        roll_back_hook(run, plan, previous, record, &mut left).await;
+    }
 
     // The same containers, in the same order, back onto the previous file.
-    if let Some(engine) = target.engine {
+    if let Some(engine) = run.engine {
         for (container, service) in &progress.restarted_targets {
             let name = &container.name;
-            match restart_and_gate(engine, container, service, &target.settings).await {
-                Ok(()) => {
-                    record.restarted.push(name.clone());
-                    record.step(
-                        "restarted-back",
-                        format!("service {} container {name}: healthy", service.service),
-                    );
-                }
-                Err(e) => {
-                    record.restarted.push(name.clone());
-                    problems.push(format!(
-                        "container {name} is not confirmed running on the previous value ({e}); \
-                         once the engine answers, restart it (`docker restart {name}`)"
-                    ));
-                }
+            record.restarted.push(name.clone());
+            match restart_and_gate(engine, container, service, &run.settings).await {
+                Ok(()) => record.step(
+                    "restarted-back",
+                    format!("service {} container {name}: healthy", service.service),
+                ),
+                Err(e) => left.push(container_left_behind(name, &e)),
             }
         }
     }
-    problems
+    left
 }
 
-/// The plan's directory, opened below its root (created with `create`).
-fn open_dir(plan: &SecretPlan, create: bool) -> Result<Option<SecretDir>> {
-    Ok(
-        SecretDir::open_below(&plan.root, &plan.placement.dir, create, plan.ours)?
-            .map(|(dir, _)| dir),
-    )
+/// What to tell the operator about a container the rollback could not confirm: an engine
+/// that is gone is waited for; a container that will not come back healthy is looked at.
+fn container_left_behind(name: &str, e: &Error) -> String {
+    match e.innermost() {
+        Error::Docker {
+            kind: DockerFailure::Unreachable,
+            ..
+        } => format!(
+            "container {name} is not confirmed running on the previous value ({e}); once the engine answers, \
+             restart it (`docker restart {name}`)"
+        ),
+        Error::Health { .. } => format!(
+            "container {name} did not come back healthy on the previous value ({e}); look at why \
+             (`docker logs {name}`) and restart it (`docker restart {name}`)"
+        ),
+        _ => format!(
+            "container {name} is not confirmed running on the previous value ({e}); restart it \
+             (`docker restart {name}`)"
+        ),
+    }
 }
 
-fn update_state(target: &Target<'_>, name: &str, entry: Option<SecretState>) -> Result<()> {
-    let mut state = State::read(target.state_file, &target.store.describe());
-    match entry {
-        Some(e) => state.secrets.insert(name.to_string(), e),
-        None => state.secrets.remove(name),
+/// Run the hook again with the previous value, so its target goes back with everything else.
+async fn roll_back_hook(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    record: &mut RotationRecord,
+    left: &mut Vec<String>,
+) {
+    let Some(hook) = &plan.spec.rotation_hook else {
+        return;
     };
-    state.write(target.state_file)
+    let Some(old) = previous.value() else {
+        record.hook = Some(HookOutcome::RollbackFailed);
+        left.push(format!(
+            "the rotation hook `{}` was given the new value and there is no previous value to give it back",
+            hook.join(" ")
+        ));
+        return;
+    };
+    match hook::run(
+        hook,
+        &plan.spec,
+        Phase::Rollback,
+        previous.version(),
+        &old,
+        &run.settings,
+    )
+    .await
+    {
+        Ok(()) => {
+            record.hook = Some(HookOutcome::RolledBack);
+            record.step("hook-rolled-back", format!("`{}`", hook.join(" ")));
+        }
+        Err(e) => {
+            record.hook = Some(HookOutcome::RollbackFailed);
+            left.push(format!(
+                "the rotation hook's target may still hold the new value: {e}"
+            ));
+        }
+    }
+}
+
+/// The plan's directory, opened (and created when missing) below its root.
+fn open_dir(plan: &SecretPlan) -> Result<SecretDir> {
+    let (dir, _) = SecretDir::open_below(&plan.root, &plan.placement.dir, true, plan.ours)?
+        .ok_or_else(|| Error::Io {
+            path: plan.placement.dir.clone(),
+            action: "open directory",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+    dir.remove_orphaned_temps()?;
+    Ok(dir)
 }
 
 fn short(version: Option<&str>) -> String {
     match version {
-        // Demo-mode fingerprints are short already.
-        Some(v) if v.starts_with("sha256:") => v.to_string(),
-        Some(v) => v.get(..12).unwrap_or(v).to_string(),
         None => "-".into(),
+        // Demo-mode fingerprints are short already.
+        Some(v) if v.starts_with(crate::secret::FINGERPRINT_PREFIX) => v.to_string(),
+        Some(v) => short_version(v).to_string(),
     }
 }
 
@@ -615,6 +766,7 @@ mod tests {
     use crate::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
     use crate::deploy::{labels, ContainerInfo};
     use crate::files::layout::{Layout, Protected};
+    use crate::files::runtime_dir::RuntimeDir;
     use crate::store::memory::MemoryStore;
 
     /// Containers whose restarts can be scripted to fail or come back unhealthy.
@@ -683,6 +835,7 @@ mod tests {
                 .get(id)
                 .cloned()
                 .ok_or_else(|| Error::Docker {
+                    kind: crate::error::DockerFailure::Other,
                     message: format!("no such container {id}"),
                 })
         }
@@ -694,6 +847,7 @@ mod tests {
                 if *n > 0 {
                     *n -= 1;
                     return Err(Error::Docker {
+                        kind: crate::error::DockerFailure::Other,
                         message: "restart refused (scripted)".into(),
                     });
                 }
@@ -799,18 +953,32 @@ mod tests {
             self.dir.path().join("secrets")
         }
 
-        fn state_file(&self) -> PathBuf {
-            self.dir.path().join("state.json")
+        fn runtime(&self) -> RuntimeDir {
+            RuntimeDir::open(&self.dir.path().join(".runtime"), true)
+                .unwrap()
+                .unwrap()
         }
 
-        async fn rotate(&self, value: Option<&str>) -> RotationRecord {
-            let state_file = self.state_file();
-            let target = Target {
+        fn state(&self) -> State {
+            State::read(Some(&self.runtime()), "memory").unwrap()
+        }
+
+        /// The audit log's lines as JSON.
+        fn audit(&self) -> Vec<serde_json::Value> {
+            std::fs::read_to_string(self.dir.path().join(".runtime/audit.log"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+
+        fn run<'a>(&'a self, runtime: &'a RuntimeDir, restart: bool) -> Run<'a> {
+            let key = AuditKey::local(runtime, true).unwrap().unwrap();
+            Run {
                 store: &self.store,
                 engine: Some(&self.engine),
-                state_file: &state_file,
                 settings: Settings {
-                    restart: true,
+                    restart,
                     health_timeout: Duration::from_secs(2),
                     stop_timeout: Duration::from_secs(1),
                     hook_timeout: Duration::from_secs(20),
@@ -818,9 +986,17 @@ mod tests {
                     rotated_by: "tester@host".into(),
                 },
                 swarm: None,
-            };
+                runtime,
+                state: State::read(Some(runtime), "memory").unwrap(),
+                audit: AuditLog::new(runtime, key),
+            }
+        }
+
+        async fn rotate(&self, value: Option<&str>) -> RotationRecord {
+            let runtime = self.runtime();
+            let mut run = self.run(&runtime, true);
             rotate(
-                &target,
+                &mut run,
                 &self.plan(),
                 value.map(|v| SecretValue::new(v.into())),
             )
@@ -840,7 +1016,7 @@ mod tests {
         }
     }
 
-    fn mode(path: &Path) -> u32 {
+    fn mode(path: &std::path::Path) -> u32 {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
     }
@@ -872,7 +1048,7 @@ mod tests {
 
         assert_eq!(f.file(), latest.value.expose());
         assert_eq!(mode(&f.secrets_dir().join("s1")), 0o400);
-        let state = State::read(&f.state_file(), "memory");
+        let state = f.state();
         assert_eq!(state.secrets["s1"].version, latest.info.version);
         assert_eq!(state.secrets["s1"].fingerprint, latest.value.fingerprint());
 
@@ -886,7 +1062,7 @@ mod tests {
     #[tokio::test]
     async fn the_hook_gets_the_value_on_stdin_only() {
         let f = Fixture::new(Some(
-            "cat > hook.stdin; printf '%s %s' \"$$COMPOSE_SECRETS_SECRET\" \"$$COMPOSE_SECRETS_PHASE\" > hook.env; printf '%s' \"$$#\" > hook.argc",
+            "cat > hook.stdin; printf '%s %s' \"$$COMPOSE_SECRETS_SECRET\" \"$$COMPOSE_SECRETS_HOOK_PHASE\" > hook.env; printf '%s' \"$$#\" > hook.argc",
         ))
         .await;
         let mut record = f.rotate(Some("given-value-42")).await;
@@ -918,7 +1094,13 @@ mod tests {
         assert_eq!(f.latest().await.value.expose(), OLD);
         assert_eq!(f.file(), OLD);
         assert!(f.engine.restarts().is_empty());
-        assert!(!f.state_file().exists());
+        assert!(!f.state().secrets.contains_key("s1"));
+        let outcomes: Vec<String> = f
+            .audit()
+            .iter()
+            .map(|l| l["outcome"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(outcomes, ["intent", "failed"]);
     }
 
     #[tokio::test]
@@ -946,7 +1128,7 @@ mod tests {
         let mut record = f.rotate(None).await;
         let error = record.take_error().expect("rolled back");
         assert!(
-            matches!(error, Error::RolledBack { exit_code: 6, .. }),
+            matches!(error, Error::RolledBack { .. }) && error.exit_code() == 6,
             "{error}"
         );
         assert!(error.to_string().contains("proj-app-2"), "{error}");
@@ -981,7 +1163,7 @@ mod tests {
         let mut record = f.rotate(None).await;
         let error = record.take_error().expect("rolled back");
         assert!(
-            matches!(error, Error::RolledBack { exit_code: 5, .. }),
+            matches!(error, Error::RolledBack { .. }) && error.exit_code() == 5,
             "{error}"
         );
         assert!(error.to_string().contains("proj-worker-1"), "{error}");
@@ -1023,31 +1205,110 @@ mod tests {
     #[tokio::test]
     async fn no_restart_pushes_and_writes_only() {
         let f = Fixture::new(None).await;
-        let state_file = f.state_file();
-        let target = Target {
-            store: &f.store,
-            engine: None,
-            state_file: &state_file,
-            settings: Settings {
-                restart: false,
-                health_timeout: Duration::from_secs(1),
-                stop_timeout: Duration::from_secs(1),
-                hook_timeout: Duration::from_secs(1),
-                hook_dir: f.dir.path().to_path_buf(),
-                rotated_by: "t@h".into(),
-            },
-            swarm: None,
-        };
+        let runtime = f.runtime();
+        let mut run = f.run(&runtime, false);
+        run.engine = None;
         let specs = resolve_names(&f.manifest, &["S1".into()]).unwrap();
         let plan = plan(&f.manifest, &f.layout(), &f.store, &specs, None, None)
             .unwrap()
             .remove(0);
-        let mut record = rotate(&target, &plan, None).await;
+        let mut record = rotate(&mut run, &plan, None).await;
         assert!(record.take_error().is_none());
         assert_eq!(record.health, HealthResult::Skipped);
         assert_eq!(f.file(), f.latest().await.value.expose());
         assert!(f.engine.restarts().is_empty());
         assert!(record.steps.iter().any(|s| s.action == "not-restarted"));
+    }
+
+    /// A hook that keeps what it was given (and in which phase) in `target`, as a database
+    /// keeps a password; `fail_on` makes it fail in that phase.
+    fn recording_hook(fail_on: &str) -> String {
+        format!(
+            "cat > target.new && mv target.new target && echo \"$$COMPOSE_SECRETS_HOOK_PHASE\" >> phases \
+             && [ \"$$COMPOSE_SECRETS_HOOK_PHASE\" != '{fail_on}' ]"
+        )
+    }
+
+    fn hook_target(f: &Fixture) -> (String, Vec<String>) {
+        let read = |n: &str| std::fs::read_to_string(f.dir.path().join(n)).unwrap_or_default();
+        (
+            read("target"),
+            read("phases").lines().map(str::to_string).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_rollback_runs_the_hook_again_with_the_previous_value() {
+        let f = Fixture::new(Some(&recording_hook("never"))).await;
+        f.engine
+            .unhealthy
+            .lock()
+            .unwrap()
+            .insert("proj-app-1".into(), 1);
+        let mut record = f.rotate(Some("new-value-for-the-db")).await;
+        let error = record.take_error().expect("rolled back");
+        assert_eq!(error.exit_code(), 6, "{error}");
+        assert_eq!(record.hook, Some(HookOutcome::RolledBack));
+        let (target, phases) = hook_target(&f);
+        assert_eq!(
+            target, OLD,
+            "the hook's target is back on the previous value"
+        );
+        assert_eq!(phases, ["rotate", "rollback"]);
+        assert_eq!(f.latest().await.value.expose(), OLD);
+        let last = f.audit().pop().unwrap();
+        assert_eq!(last["outcome"], "rolled-back");
+        assert_eq!(last["hook"], "rolled-back");
+    }
+
+    #[tokio::test]
+    async fn a_refused_push_after_the_hook_puts_the_hook_back() {
+        let f = Fixture::new(Some(&recording_hook("never"))).await;
+        f.store.fail_sets(true);
+        let mut record = f.rotate(Some("new-value-for-the-db")).await;
+        let error = record.take_error().expect("failed");
+        assert_eq!(record.outcome, Outcome::Failed);
+        assert_eq!(error.exit_code(), crate::error::exit::VAULT, "{error}");
+        let (target, phases) = hook_target(&f);
+        assert_eq!(target, OLD);
+        assert_eq!(phases, ["rotate", "rollback"]);
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_fails_its_rollback_is_a_failed_rollback_naming_it() {
+        let f = Fixture::new(Some(&recording_hook("rollback"))).await;
+        f.engine
+            .unhealthy
+            .lock()
+            .unwrap()
+            .insert("proj-app-1".into(), 1);
+        let mut record = f.rotate(Some("new-value-for-the-db")).await;
+        let error = record.take_error().expect("rollback failed");
+        assert_eq!(error.exit_code(), 9, "{error}");
+        assert!(error.to_string().contains("rotation hook"), "{error}");
+        assert!(!error.to_string().contains("new-value-for-the-db"));
+        assert_eq!(record.outcome, Outcome::RollbackFailed);
+        assert_eq!(record.hook, Some(HookOutcome::RollbackFailed));
+        // Everything else went back.
+        assert_eq!(f.latest().await.value.expose(), OLD);
+        assert_eq!(f.file(), OLD);
+    }
+
+    #[tokio::test]
+    async fn every_transaction_writes_its_intent_before_it_pushes() {
+        let f = Fixture::new(None).await;
+        let mut record = f.rotate(None).await;
+        assert!(record.take_error().is_none());
+        let lines = f.audit();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["outcome"], "intent");
+        assert_eq!(lines[0]["new_version"], serde_json::Value::Null);
+        assert_eq!(lines[1]["outcome"], "ok");
+        assert_eq!(
+            f.state().audit_head.unwrap().mac,
+            lines[1]["mac"].as_str().unwrap(),
+            "the state keeps the chain's head"
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
+use hmac::Mac as _;
 use zeroize::Zeroizing;
 
 /// A secret value. `Debug` and `Display` never show it; its memory is wiped on drop.
@@ -40,10 +40,39 @@ impl SecretValue {
     }
 }
 
-/// Fingerprint of raw bytes, as [`SecretValue::fingerprint`] computes it.
+/// What every fingerprint starts with (a version id never does).
+pub const FINGERPRINT_PREFIX: &str = "hmac:";
+
+/// The key fingerprints are computed with: set once per run from the per-install key (see
+/// `audit::use_local_key_for_fingerprints`), else a random one, so a fingerprint never is a
+/// bare hash that a guess of the value could be checked against.
+static FINGERPRINT_KEY: std::sync::OnceLock<Zeroizing<Vec<u8>>> = std::sync::OnceLock::new();
+
+/// Use `key` for this process's fingerprints; the first key set (or drawn) stays.
+pub fn set_fingerprint_key(key: &[u8]) {
+    let _ = FINGERPRINT_KEY.set(Zeroizing::new(key.to_vec()));
+}
+
+fn fingerprint_key() -> &'static [u8] {
+    FINGERPRINT_KEY.get_or_init(|| {
+        let mut key = Zeroizing::new(vec![0u8; 32]);
+        // Without OS randomness there is no value to protect either: generators fail first.
+        let _ = rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key);
+        key
+    })
+}
+
+/// Fingerprint of raw bytes, as [`SecretValue::fingerprint`] computes it: a keyed HMAC-SHA256,
+/// cut to 8 bytes.
 pub fn fingerprint_bytes(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    format!("sha256:{}", hex::encode(&digest[..8]))
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(fingerprint_key())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"compose-secrets fingerprint\0");
+    mac.update(bytes);
+    format!(
+        "{FINGERPRINT_PREFIX}{}",
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    )
 }
 
 impl fmt::Debug for SecretValue {

@@ -2,6 +2,7 @@
 //! refusals before anything changes, the lock, `--older-than`, and the audit log's chain.
 
 use compose_secrets::audit::{self, AuditKey};
+use compose_secrets::files::runtime_dir::RuntimeDir;
 use compose_secrets::secret::SecretValue;
 
 use crate::harness::{assert_same_files, is_root, Project, DEMO_SECRETS};
@@ -292,12 +293,17 @@ fn a_failing_hook_changes_nothing_and_is_audited() {
     assert_eq!(last["outcome"], "failed");
     assert_eq!(last["key"], "local", "no audit-log-signing-key declared");
     assert_eq!(p.mode(".runtime/audit.key"), 0o600);
-    let key = AuditKey::existing_local(&p.path(".runtime"))
-        .unwrap()
-        .unwrap();
-    assert!(audit::verify_chain(&p.path(".runtime/audit.log"), &key)
+    let runtime = runtime_of(&p);
+    let key = AuditKey::local(&runtime, false).unwrap().unwrap();
+    assert!(audit::verify_log(Some(&runtime), &[key], None)
         .unwrap()
         .ok());
+}
+
+fn runtime_of(p: &Project) -> RuntimeDir {
+    RuntimeDir::open(&p.path(".runtime"), false)
+        .unwrap()
+        .expect("the runtime directory exists")
 }
 
 #[test]
@@ -331,21 +337,35 @@ fn the_audit_log_chains_every_run_and_holds_no_value() {
     seen.push("Audit-Test-Value-5e1d".into());
 
     let lines = audit_lines(&p);
-    // load, 2 single rotations, 4 from --all, load.
-    assert_eq!(lines.len(), 8, "{lines:#?}");
+    // load; 2 single rotations and 4 from --all, each an intent and its outcome; the
+    // key-rotation line that hands the chain to the new signing key; load.
+    assert_eq!(lines.len(), 1 + 2 * 6 + 1 + 1, "{lines:#?}");
     assert_eq!(lines[0]["action"], "load");
     assert_eq!(lines[0]["secret"].as_array().unwrap().len(), 4);
-    for line in &lines[1..7] {
-        assert_eq!(line["action"], "rotate");
-        assert_eq!(line["outcome"], "ok");
+    let rotations: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["action"] == "rotate").collect();
+    assert_eq!(rotations.len(), 12);
+    for pair in rotations.chunks(2) {
+        assert_eq!(pair[0]["outcome"], "intent");
+        assert_eq!(pair[1]["outcome"], "ok");
+        assert_eq!(pair[0]["secret"], pair[1]["secret"]);
+        let line = pair[1];
         assert_eq!(line["health"], "skipped");
         assert_eq!(line["key"], "audit-log-signing-key");
         assert!(
-            line["new_version"].as_str().unwrap().starts_with("sha256:"),
-            "demo versions are fingerprints"
+            line["new_version"].as_str().unwrap().starts_with("hmac:"),
+            "demo versions are keyed fingerprints"
         );
         assert_ne!(line["old_version"], line["new_version"]);
     }
+    let handover: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["action"] == "key-rotation")
+        .collect();
+    assert_eq!(handover.len(), 1);
+    assert!(!p
+        .read_string(".runtime/audit.log")
+        .contains(&signing_keys[0]));
     let log = p.read_string(".runtime/audit.log");
     for value in &seen {
         assert!(
@@ -361,10 +381,14 @@ fn the_audit_log_chains_every_run_and_holds_no_value() {
         .iter()
         .map(|k| AuditKey::from_signing_secret(&SecretValue::new(k.clone())))
         .collect();
-    let report = audit::verify_chain_with_keys(&p.path(".runtime/audit.log"), &keys).unwrap();
+    // The current key alone verifies every line: the old one comes out of the handover line.
+    let runtime = runtime_of(&p);
+    let report = audit::verify_log(Some(&runtime), &keys[1..], None).unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.lines, 8);
-    // With only the current key, the lines signed before its rotation do not verify.
-    let current = audit::verify_chain(&p.path(".runtime/audit.log"), &keys[1]).unwrap();
-    assert_eq!(current.first_bad_line, Some(1));
+    assert_eq!(report.lines, 15);
+    assert!(report.pending.is_empty());
+    // The old key alone does not verify what the new one signed.
+    let old = audit::verify_log(Some(&runtime), &keys[..1], None).unwrap();
+    assert!(!old.ok());
+    p.cmd(&["verify", "--no-docker"]).run().success();
 }

@@ -1,9 +1,10 @@
-//! The key that signs the audit chain: the `audit-log-signing-key` secret, else a per-install key.
-
-use std::fs::OpenOptions;
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+//! The keys: the one that signs the audit chain (the `audit-log-signing-key` secret, else a
+//! per-install key in `.runtime/audit.key`), and the per-install key's second use, keying the
+//! fingerprints that identify values in the state file, the audit log and `verify`.
+//!
+//! When the signing key changes (a rotation of `audit-log-signing-key`, or a load that brings
+//! a new one), the old key is written into the log wrapped under the new one (see
+//! [`AuditKey::wrap`]), so whoever holds the current key can verify every earlier line.
 
 use hmac::{Hmac, Mac as _};
 use serde::Serialize;
@@ -14,16 +15,18 @@ use super::SIGNING_KEY_SECRET;
 use crate::compose::{Project, SecretSpec};
 use crate::error::{Error, Result};
 use crate::files::layout::{Layout, OpenDirs};
+use crate::files::runtime_dir::{RuntimeDir, AUDIT_KEY};
 use crate::secret::SecretValue;
 use crate::store::SecretStore;
 
 pub(super) type HmacSha256 = Hmac<Sha256>;
 
-/// File name of the per-install fallback key, inside the runtime directory.
-pub const LOCAL_KEY_FILE: &str = "audit.key";
+/// The per-install key is 32 random bytes, hex-encoded.
+const LOCAL_KEY_BYTES: usize = 32;
+const MAX_KEY_FILE_BYTES: u64 = 4096;
 
 /// Which key signs the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum KeySource {
     #[serde(rename = "audit-log-signing-key")]
     SigningKeySecret,
@@ -53,83 +56,45 @@ impl AuditKey {
         }
     }
 
-    /// The per-install key in `<runtime_dir>/audit.key`, created (0600, 32 random bytes) on first use.
-    pub fn local(runtime_dir: &Path) -> Result<AuditKey> {
-        let path = runtime_dir.join(LOCAL_KEY_FILE);
-        let created = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&path);
-        match created {
-            Ok(mut file) => {
-                let mut raw = Zeroizing::new([0u8; 32]);
-                rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut *raw).map_err(
-                    |e| Error::Io {
-                        path: path.clone(),
-                        action: "read OS randomness",
-                        source: std::io::Error::other(e.to_string()),
-                    },
-                )?;
-                let encoded = Zeroizing::new(hex::encode(*raw));
-                file.write_all(encoded.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(Error::io(&path, "write audit key"))?;
-                Ok(AuditKey {
-                    source: KeySource::Local,
-                    bytes: Zeroizing::new(encoded.as_bytes().to_vec()),
-                })
+    /// The per-install key in `.runtime/audit.key`; with `create`, made (32 random bytes, written
+    /// 0600 with the run's first durable write) when missing. `Ok(None)` when it is missing and
+    /// `create` is not set.
+    pub fn local(runtime: &RuntimeDir, create: bool) -> Result<Option<AuditKey>> {
+        if let Some(bytes) = runtime.read(AUDIT_KEY, MAX_KEY_FILE_BYTES)? {
+            let mut bytes = bytes;
+            while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                bytes.pop();
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::read_local(&path),
-            Err(e) => Err(Error::io(&path, "create audit key")(e)),
+            if bytes.is_empty() {
+                return Err(Error::config(
+                    runtime.file(AUDIT_KEY),
+                    "the audit key file is empty",
+                ));
+            }
+            return Ok(Some(AuditKey {
+                source: KeySource::Local,
+                bytes,
+            }));
         }
-    }
-
-    /// The per-install key if it exists (for verifying without creating one).
-    pub fn existing_local(runtime_dir: &Path) -> Result<Option<AuditKey>> {
-        let path = runtime_dir.join(LOCAL_KEY_FILE);
-        if std::fs::symlink_metadata(&path).is_err() {
+        if !create {
             return Ok(None);
         }
-        Self::read_local(&path).map(Some)
-    }
-
-    fn read_local(path: &Path) -> Result<AuditKey> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(nix::libc::ELOOP) => Error::UnsafePath {
-                    path: path.to_path_buf(),
-                    message: "the audit key is a symlink; remove it".into(),
-                },
-                _ => Error::io(path, "read audit key")(e),
-            })?;
-        let mut bytes = Zeroizing::new(Vec::new());
-        std::io::Read::by_ref(&mut file)
-            .take(4096)
-            .read_to_end(&mut bytes)
-            .map_err(Error::io(path, "read audit key"))?;
-        while bytes.last().is_some_and(u8::is_ascii_whitespace) {
-            bytes.pop();
-        }
-        if bytes.is_empty() {
-            return Err(Error::config(path, "the audit key file is empty"));
-        }
-        Ok(AuditKey {
+        let path = runtime.file(AUDIT_KEY);
+        let mut raw = Zeroizing::new([0u8; LOCAL_KEY_BYTES]);
+        rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut *raw).map_err(|e| {
+            Error::Io {
+                path: path.clone(),
+                action: "read OS randomness",
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        let encoded = Zeroizing::new(hex::encode(*raw).into_bytes());
+        // Written with the run's first state or audit line, never by a run that fails first.
+        runtime.stage(AUDIT_KEY, encoded.clone());
+        Ok(Some(AuditKey {
             source: KeySource::Local,
-            bytes,
-        })
-    }
-
-    /// The signing secret's value when available, else the per-install key.
-    pub fn resolve(runtime_dir: &Path, signing_value: Option<&SecretValue>) -> Result<AuditKey> {
-        match signing_value.filter(|v| !v.is_empty()) {
-            Some(v) => Ok(Self::from_signing_secret(v)),
-            None => Self::local(runtime_dir),
-        }
+            bytes: encoded,
+        }))
     }
 
     pub fn source(&self) -> KeySource {
@@ -155,16 +120,73 @@ impl AuditKey {
         mac.update(body.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
+
+    /// `old`'s bytes, encrypted for whoever holds `self`: XOR with a keystream that is
+    /// HMAC(self, "wrap" || `salt` || counter). `salt` (the `prev` of the line carrying it)
+    /// makes every wrapping different.
+    pub(super) fn wrap(&self, old: &AuditKey, salt: &str) -> String {
+        hex::encode(self.xor_stream(&old.bytes, salt))
+    }
+
+    /// The key `wrapped` holds, if it unwraps to one whose id is `expected_id`.
+    pub(super) fn unwrap_key(
+        &self,
+        wrapped: &str,
+        salt: &str,
+        source: KeySource,
+        expected_id: &str,
+    ) -> Option<AuditKey> {
+        let bytes = Zeroizing::new(hex::decode(wrapped).ok()?);
+        let key = AuditKey {
+            source,
+            bytes: Zeroizing::new(self.xor_stream(&bytes, salt)),
+        };
+        (key.id() == expected_id).then_some(key)
+    }
+
+    fn xor_stream(&self, data: &[u8], salt: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len());
+        for (counter, chunk) in data.chunks(32).enumerate() {
+            let mut mac = self.hmac();
+            mac.update(b"compose-secrets audit key wrap");
+            mac.update(salt.as_bytes());
+            mac.update(&(counter as u64).to_be_bytes());
+            let block = mac.finalize().into_bytes();
+            out.extend(chunk.iter().zip(block.iter()).map(|(a, b)| a ^ b));
+        }
+        out
+    }
+
+    /// The key that keys fingerprints, derived from this (per-install) key.
+    fn fingerprint_key(&self) -> Zeroizing<Vec<u8>> {
+        let mut mac = self.hmac();
+        mac.update(b"compose-secrets fingerprint key");
+        Zeroizing::new(mac.finalize().into_bytes().to_vec())
+    }
 }
 
-/// The chain key for this project: the `audit-log-signing-key` secret's value when the manifest
-/// declares it and the value is at hand (its file under the secrets directory, else the store),
-/// else the per-install key.
+/// Key the fingerprints of this run with the per-install key (made when `create` and missing;
+/// a read-only run without one uses a random key, so nothing is ever hashed unsalted).
+pub fn use_local_key_for_fingerprints(runtime: Option<&RuntimeDir>, create: bool) -> Result<()> {
+    let local = match runtime {
+        Some(r) => AuditKey::local(r, create)?,
+        None => None,
+    };
+    if let Some(key) = local {
+        crate::secret::set_fingerprint_key(&key.fingerprint_key());
+    }
+    Ok(())
+}
+
+/// The chain key for this project: the `audit-log-signing-key` secret's value when the project
+/// declares it and the value is at hand (its file, else the store), else the per-install key
+/// (made when `create`). `Ok(None)`: neither exists and `create` is not set.
 pub async fn project_key(
-    runtime_dir: &Path,
+    runtime: &RuntimeDir,
     project: Option<(&Project, &Layout)>,
     store: Option<&dyn SecretStore>,
-) -> Result<AuditKey> {
+    create: bool,
+) -> Result<Option<AuditKey>> {
     let value = match project {
         Some((project, layout)) => match project.lookup(SIGNING_KEY_SECRET) {
             Some(spec) => signing_value(layout, spec, store).await,
@@ -172,7 +194,10 @@ pub async fn project_key(
         },
         None => None,
     };
-    AuditKey::resolve(runtime_dir, value.as_ref())
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) => Ok(Some(AuditKey::from_signing_secret(&v))),
+        None => AuditKey::local(runtime, create),
+    }
 }
 
 /// The signing key's value: its file when loaded, else the store.
@@ -199,4 +224,54 @@ async fn signing_value(
         .ok()
         .map(|f| f.value)
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrapped_key_unwraps_only_with_the_new_key_and_its_salt() {
+        let old = AuditKey::from_signing_secret(&SecretValue::new("old-key-value".repeat(7)));
+        let new = AuditKey::from_signing_secret(&SecretValue::new("new-key".into()));
+        let other = AuditKey::from_signing_secret(&SecretValue::new("other".into()));
+        let wrapped = new.wrap(&old, "salt-1");
+        assert!(!wrapped.contains(&hex::encode("old-key-value")));
+        let back = new
+            .unwrap_key(&wrapped, "salt-1", KeySource::SigningKeySecret, &old.id())
+            .expect("unwraps");
+        assert_eq!(back.id(), old.id());
+        assert!(new
+            .unwrap_key(&wrapped, "salt-2", KeySource::SigningKeySecret, &old.id())
+            .is_none());
+        assert!(other
+            .unwrap_key(&wrapped, "salt-1", KeySource::SigningKeySecret, &old.id())
+            .is_none());
+    }
+
+    #[test]
+    fn the_local_key_is_made_once_and_never_by_a_read_only_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = RuntimeDir::open(&tmp.path().join(".runtime"), true)
+            .unwrap()
+            .unwrap();
+        assert!(AuditKey::local(&runtime, false).unwrap().is_none());
+        let a = AuditKey::local(&runtime, true).unwrap().unwrap();
+        let b = AuditKey::local(&runtime, true).unwrap().unwrap();
+        assert_eq!(a.id(), b.id());
+        assert!(
+            !runtime.file(AUDIT_KEY).exists(),
+            "staged until something lasting is written"
+        );
+        runtime.flush_staged().unwrap();
+        let reopened = RuntimeDir::open(runtime.path(), false).unwrap().unwrap();
+        let c = AuditKey::local(&reopened, false).unwrap().unwrap();
+        assert_eq!(a.id(), c.id());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(runtime.file(AUDIT_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

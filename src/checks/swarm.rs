@@ -54,7 +54,7 @@ pub async fn check_swarm(
                     Status::Fail,
                     "swarm",
                     format!("{} / {name}", svc.name),
-                    format!("mounts {} , not the current version {current}; run `compose-secrets rotate` or redeploy", v.name),
+                    format!("mounts {}, not the current version {current}; run `compose-secrets rotate` or redeploy", v.name),
                 );
             }
         }

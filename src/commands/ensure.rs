@@ -30,7 +30,10 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let _lock = if opts.dry_run {
         None
     } else {
-        Some(ctx.lock(std::time::Duration::from_secs(30))?)
+        Some(
+            ctx.begin_writing(std::time::Duration::from_secs(30))
+                .await?,
+        )
     };
     let secrets: Vec<&crate::compose::SecretSpec> = project
         .secrets

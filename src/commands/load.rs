@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use crate::audit;
 use crate::cli::LoadOpts;
 use crate::context::Context;
 use crate::error::{exit, Error, Result};
+use crate::files::state::State;
 use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
 
@@ -23,11 +25,16 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     }
     // The lock comes before the store is opened (which reads .env in demo mode), so a rotation
     // committed while this load waited is what it reads.
-    let _lock = if opts.dry_run {
+    let writing = if opts.dry_run {
         None
     } else {
-        Some(ctx.lock(Duration::from_secs(30))?)
+        Some(ctx.begin_writing(Duration::from_secs(30)).await?)
     };
+    let read_only = match &writing {
+        Some(_) => None,
+        None => ctx.begin_reading()?,
+    };
+    let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
     let store = ctx.store()?;
     let mut report = Report::new("load", store.describe(), opts.dry_run);
     // A bad --env-output is found before any secret file is written.
@@ -50,22 +57,40 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     };
     let loaded = match (&project, &layout) {
         (Some(project), Some(layout)) => {
-            let (loaded, before, after) = loading::load_files(
+            let state = State::read(runtime, &store.describe())?;
+            // The chain key as it is before this load rewrites the files (the signing key's
+            // among them): a new one is handed over to in the log.
+            let key_before = match &writing {
+                Some(w) => {
+                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
+                }
+                None => None,
+            };
+            let (loaded, before, mut after) = loading::load_files(
                 project,
                 layout,
                 store.as_ref(),
-                &ctx.state_file(),
+                state,
                 &request,
                 &ctx.reporter,
                 &mut report,
             )
             .await?;
-            if !opts.dry_run {
-                after.write(&ctx.state_file())?;
-                crate::audit::record_load(ctx, project, layout, store.as_ref(), &before, &after)
-                    .await?;
+            if let (Some(w), Some(key_before)) = (&writing, key_before) {
+                let mut log = audit::AuditLog::new(&w.runtime, key_before);
+                if let Some(key) =
+                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
+                {
+                    log.change_key(key);
+                }
+                after.audit_head = Some(log.append(
+                    &audit::load_event(&before, &after),
+                    after.audit_head.as_ref(),
+                )?);
+                after.write(&w.runtime)?;
                 let swarm = match swarm_probe {
                     Some(probe) => probe.await.map_err(|e| Error::Docker {
+                        kind: crate::error::DockerFailure::Other,
                         message: format!("swarm detection did not finish: {e}"),
                     })??,
                     None => None,

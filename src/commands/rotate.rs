@@ -9,8 +9,9 @@ use crate::compose::SecretSpec;
 use crate::context::Context;
 use crate::deploy::ContainerEngine;
 use crate::error::{exit, Error, Result};
+use crate::files::state::State;
 use crate::output::{Report, ReportItem};
-use crate::rotation::{self, preflight, Settings, Target};
+use crate::rotation::{self, preflight, Run, Settings};
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,19 +49,27 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     };
     ctx.naming()?.check_keys(&named)?;
     // The lock comes before the store is opened: what it reads is what the last run committed.
-    let lock = if opts.dry_run {
+    let writing = if opts.dry_run {
         None
     } else {
-        Some(ctx.lock(Duration::from_secs(opts.lock_timeout))?)
+        Some(
+            ctx.begin_writing(Duration::from_secs(opts.lock_timeout))
+                .await?,
+        )
+    };
+    let read_only = match &writing {
+        Some(_) => None,
+        None => ctx.begin_reading()?,
     };
     let store = ctx.store()?;
     let mut report = Report::new("rotate", store.describe(), opts.dry_run);
-    if lock.is_none() {
-        preflight::lock_check(ctx, &mut report);
+    if let Some(runtime) = &read_only {
+        preflight::lock_check(runtime, &mut report);
     }
+    let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
     let specs: Vec<&SecretSpec> = match age {
         Some(age) => {
-            let rotated = rotation::last_rotated(store.as_ref(), &named, &ctx.audit_log()).await?;
+            let rotated = rotation::last_rotated(store.as_ref(), &named, runtime).await?;
             let due = rotation::older_than(named.clone(), &rotated, age, crate::clock::unix_now());
             for spec in named
                 .iter()
@@ -121,10 +130,20 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         return Ok(exit::OK);
     }
 
-    let target = Target {
+    let Some(writing) = &writing else {
+        unreachable!("a run that is not a dry run holds the runtime directory")
+    };
+    let key = audit::project_key(
+        &writing.runtime,
+        Some((&project, &layout)),
+        Some(store.as_ref()),
+        true,
+    )
+    .await?
+    .ok_or_else(|| Error::config(&ctx.runtime_dir, "no audit key could be made"))?;
+    let mut run = Run {
         store: store.as_ref(),
         engine: engine.as_ref().map(|e| e as &dyn ContainerEngine),
-        state_file: &ctx.state_file(),
         settings,
         swarm: swarm_engine.as_ref().map(|engine| rotation::SwarmTarget {
             engine,
@@ -132,39 +151,33 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
             monitor: SWARM_MONITOR,
             timeout: Duration::from_secs(opts.health_timeout.max(30) * 4),
         }),
+        runtime: &writing.runtime,
+        state: State::read(Some(&writing.runtime), &store.describe())?,
+        audit: audit::AuditLog::new(&writing.runtime, key),
     };
-    let key = audit::project_key(
-        &ctx.runtime_dir,
-        Some((&project, &layout)),
-        Some(store.as_ref()),
-    );
-    let key = key.await;
     let mut value = value;
     for (i, plan) in plans.iter().enumerate() {
-        let mut record = rotation::rotate(&target, plan, value.take()).await;
+        let mut record = rotation::rotate(&mut run, plan, value.take()).await;
         report.items.append(&mut record.steps);
-        let logged = key
-            .as_ref()
-            .map_err(|e| Error::config(ctx.audit_log(), e.to_string()))
-            .and_then(|k| audit::append(&ctx.audit_log(), k, &record.audit_event()));
-        if let Some(error) = record.take_error() {
+        let failed = record.take_error();
+        if let Some(e) = record.audit_error.take() {
+            ctx.reporter.note(&format!(
+                "compose-secrets: could not write the audit log: {e}"
+            ));
+            if failed.is_none() {
+                ctx.reporter.print(&report);
+                return Err(e);
+            }
+        }
+        if let Some(error) = failed {
             for rest in &plans[i + 1..] {
                 report.push(
                     ReportItem::new(&rest.spec.name, "not-attempted")
                         .with_detail("an earlier rotation in this run failed"),
                 );
             }
-            if let Err(e) = logged {
-                ctx.reporter.note(&format!(
-                    "compose-secrets: could not write the audit log: {e}"
-                ));
-            }
             ctx.reporter.print(&report);
             return Err(error);
-        }
-        if let Err(e) = logged {
-            ctx.reporter.print(&report);
-            return Err(e);
         }
     }
     if !restart && !plans.is_empty() {

@@ -10,6 +10,19 @@ use crate::files::state::State;
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let project = ctx.project()?;
     let mut f = Findings::relative_to(&ctx.cwd);
+    // Read-only: the runtime directory is looked at, never created, and no mode is changed.
+    let runtime = match ctx.begin_reading() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            f.add(
+                Status::Fail,
+                "files",
+                f.path_subject(&ctx.runtime_dir),
+                e.to_string(),
+            );
+            None
+        }
+    };
     let store = match ctx.store() {
         Ok(store) => Some(store),
         Err(e) => {
@@ -17,10 +30,16 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
             None
         }
     };
-    let state = store
-        .as_ref()
-        .map(|s| State::read(&ctx.state_file(), &s.describe()))
-        .unwrap_or_else(|| State::new(""));
+    let state = match State::read(
+        runtime.as_ref(),
+        &store.as_ref().map(|s| s.describe()).unwrap_or_default(),
+    ) {
+        Ok(state) => state,
+        Err(e) => {
+            f.add(Status::Fail, "files", "state.json", e.to_string());
+            State::new("")
+        }
+    };
     let layout = match ctx.layout(&project) {
         Ok(layout) => Some(layout),
         Err(e) => {
@@ -75,14 +94,23 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         }
         checks::check_http_health(&mut f, &project, &running).await;
     }
-    let keys = crate::audit::verification_keys(
-        &ctx.runtime_dir,
-        &project,
-        layout.as_ref(),
-        store.as_deref(),
-    )
-    .await;
-    checks::check_audit(&mut f, &ctx.audit_log(), &keys);
+    let keys = match &runtime {
+        Some(r) => {
+            crate::audit::verification_keys(r, &project, layout.as_ref(), store.as_deref()).await
+        }
+        None => Vec::new(),
+    };
+    let busy = runtime
+        .as_ref()
+        .is_some_and(crate::files::lock::RunLock::busy);
+    checks::check_audit(
+        &mut f,
+        runtime.as_ref(),
+        &checks::audit_log_path(&ctx.runtime_dir),
+        &keys,
+        &state,
+        busy,
+    );
 
     // The report goes to stdout before the error, so a failing run still shows every check.
     checks::table::print(&ctx.reporter, &f);

@@ -10,7 +10,7 @@ use bollard::Docker;
 
 use super::swarm::{SecretMount, SwarmEngine, SwarmSecret, SwarmService};
 use super::{labels, ContainerEngine, ContainerInfo};
-use crate::error::{Error, Result};
+use crate::error::{DockerFailure, Error, Result};
 use crate::secret::SecretValue;
 
 /// Seconds bollard waits for one API call before giving up: inspect and list answer in
@@ -46,6 +46,7 @@ impl DockerEngine {
     /// socket fails here; an engine that does not answer fails at the first call (see `ping`).
     pub fn connect_to(host: &str) -> Result<Self> {
         let unreachable = |e: bollard::errors::Error| Error::Docker {
+            kind: DockerFailure::Unreachable,
             message: format!(
                 "Docker engine not reachable at {host}: {}. Start Docker or set DOCKER_HOST",
                 summary(&e)
@@ -59,6 +60,7 @@ impl DockerEngine {
                 .map_err(unreachable)?
         } else {
             return Err(Error::Docker {
+                kind: DockerFailure::Other,
                 message: format!(
                     "Docker engine endpoint {host} is not supported: use unix://, tcp:// or http:// in DOCKER_HOST"
                 ),
@@ -72,16 +74,28 @@ impl DockerEngine {
     }
 
     fn error(&self, action: &str, e: &bollard::errors::Error) -> Error {
-        let message = if engine_unreachable(e) {
-            format!(
-                "{action}: Docker engine not reachable at {}: {}",
-                self.endpoint,
-                summary(e)
-            )
-        } else {
-            format!("{action} ({}): {}", self.endpoint, summary(e))
+        if engine_unreachable(e) {
+            return Error::docker(
+                DockerFailure::Unreachable,
+                format!(
+                    "{action}: Docker engine not reachable at {}: {}",
+                    self.endpoint,
+                    summary(e)
+                ),
+            );
+        }
+        let kind = match e {
+            bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
+                DockerFailure::Refused {
+                    status: *status_code,
+                }
+            }
+            _ => DockerFailure::Other,
         };
-        Error::Docker { message }
+        Error::docker(
+            kind,
+            format!("{action} ({}): {}", self.endpoint, summary(e)),
+        )
     }
 
     /// The client, with the API version agreed with the daemon (once; retried after a failure).
@@ -96,6 +110,7 @@ impl DockerEngine {
         tokio::time::timeout(PING_TIMEOUT, self.client.clone().negotiate_version())
             .await
             .map_err(|_| Error::Docker {
+                kind: DockerFailure::Unreachable,
                 message: format!(
                     "Docker engine at {} did not answer within {}s. Start Docker or set DOCKER_HOST",
                     self.endpoint,
@@ -103,6 +118,7 @@ impl DockerEngine {
                 ),
             })?
             .map_err(|e| Error::Docker {
+                kind: DockerFailure::Unreachable,
                 message: format!(
                     "Docker engine not reachable at {}: {}. Start Docker or set DOCKER_HOST",
                     self.endpoint,
@@ -224,6 +240,7 @@ impl ContainerEngine for DockerEngine {
         tokio::time::timeout(PING_TIMEOUT, client.ping())
             .await
             .map_err(|_| Error::Docker {
+                kind: DockerFailure::Unreachable,
                 message: format!("Docker engine at {} did not answer a ping", self.endpoint),
             })?
             .map(|_| ())
@@ -485,6 +502,7 @@ impl SwarmEngine for DockerEngine {
             .and_then(|t| t.container_spec.as_mut())
             .and_then(|c| c.secrets.as_mut())
             .ok_or_else(|| Error::Docker {
+                kind: DockerFailure::Other,
                 message: format!("swarm service {service_id} mounts no secrets"),
             })?;
         for mount in mounts.iter_mut() {

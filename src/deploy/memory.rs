@@ -108,6 +108,7 @@ impl MemoryEngine {
     fn check_reachable(inner: &MemoryInner) -> Result<()> {
         if inner.unreachable {
             return Err(Error::Docker {
+                kind: crate::error::DockerFailure::Unreachable,
                 message: "Docker engine not reachable at memory://: unreachable. Start Docker or set DOCKER_HOST".into(),
             });
         }
@@ -155,6 +156,7 @@ impl ContainerEngine for MemoryEngine {
             .find(|c| c.id == id)
             .cloned()
             .ok_or_else(|| Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("no such container: {id}"),
             })
     }
@@ -164,6 +166,7 @@ impl ContainerEngine for MemoryEngine {
         Self::check_reachable(&inner)?;
         if inner.fail_restart.iter().any(|f| f == id) {
             return Err(Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("restart container {id}: engine answered 500: injected failure"),
             });
         }
@@ -176,6 +179,7 @@ impl ContainerEngine for MemoryEngine {
             .iter_mut()
             .find(|c| c.id == id)
             .ok_or_else(|| Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("no such container: {id}"),
             })?;
         container.running = true;
@@ -288,6 +292,7 @@ impl SwarmEngine for MemorySwarm {
         let mut inner = self.lock();
         if inner.secrets.iter().any(|(s, _)| s.name == name) {
             return Err(Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("secret {name} already exists"),
             });
         }
@@ -309,6 +314,7 @@ impl SwarmEngine for MemorySwarm {
             .any(|(s, _)| s.secrets.iter().any(|m| m.secret_id == id))
         {
             return Err(Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("secret {id} is in use"),
             });
         }
@@ -332,6 +338,7 @@ impl SwarmEngine for MemorySwarm {
             .find(|(s, _)| s.id == id)
             .map(|(s, _)| s.clone())
             .ok_or_else(|| Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("no service {id}"),
             })
     }
@@ -349,6 +356,7 @@ impl SwarmEngine for MemorySwarm {
             .iter_mut()
             .find(|(s, _)| s.id == service_id)
             .ok_or_else(|| Error::Docker {
+                kind: crate::error::DockerFailure::Other,
                 message: format!("no service {service_id}"),
             })?;
         if fail {

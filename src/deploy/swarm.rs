@@ -126,10 +126,12 @@ pub fn versioned_name(stack: &str, secret: &str, version: &str) -> String {
 /// The short version label for a value: the store's version id, else its fingerprint.
 pub fn version_label(store_version: Option<&str>, value: &SecretValue) -> String {
     match store_version {
-        Some(v) if !v.starts_with("sha256:") => v.chars().take(12).collect(),
+        Some(v) if !v.starts_with(crate::secret::FINGERPRINT_PREFIX) => {
+            v.chars().take(12).collect()
+        }
         _ => value
             .fingerprint()
-            .trim_start_matches("sha256:")
+            .trim_start_matches(crate::secret::FINGERPRINT_PREFIX)
             .chars()
             .take(12)
             .collect(),
@@ -139,9 +141,11 @@ pub fn version_label(store_version: Option<&str>, value: &SecretValue) -> String
 /// The version label from what the state file keeps: the store's version id, else the fingerprint.
 pub fn version_label_from(store_version: Option<&str>, fingerprint: &str) -> String {
     match store_version {
-        Some(v) if !v.starts_with("sha256:") => v.chars().take(12).collect(),
+        Some(v) if !v.starts_with(crate::secret::FINGERPRINT_PREFIX) => {
+            v.chars().take(12).collect()
+        }
         _ => fingerprint
-            .trim_start_matches("sha256:")
+            .trim_start_matches(crate::secret::FINGERPRINT_PREFIX)
             .chars()
             .take(12)
             .collect(),

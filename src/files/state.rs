@@ -1,14 +1,17 @@
 //! `.runtime/state.json`: the version id and fingerprint last written per secret — never a value —
-//! so an unchanged secret is neither fetched nor rewritten.
+//! so an unchanged secret is neither fetched nor rewritten; the directories compose-secrets
+//! created; and the head of the audit chain, so a truncated log is noticed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::runtime_dir::{RuntimeDir, STATE};
 use crate::error::Result;
-use crate::files::secret_dir::write_file_atomic;
 use crate::store::VersionInfo;
+
+/// A state file is a few hundred bytes per secret.
+const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
 
 const FORMAT: u32 = 1;
 
@@ -55,6 +58,16 @@ pub struct State {
     /// reported and pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<std::path::PathBuf>,
+    /// The audit log's last line as of the last write: how many lines, and the last `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<AuditHead>,
+}
+
+/// Where the audit chain ended when compose-secrets last appended to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditHead {
+    pub lines: usize,
+    pub mac: String,
 }
 
 impl State {
@@ -64,24 +77,38 @@ impl State {
             source: source.to_string(),
             secrets: BTreeMap::new(),
             created_dirs: Vec::new(),
+            audit_head: None,
         }
     }
 
-    /// The saved state for this source, or an empty one (missing, unreadable or foreign file).
-    /// The directories compose-secrets created stay known whatever the source.
-    pub fn read(path: &Path, source: &str) -> Self {
-        let saved = std::fs::read(path)
-            .ok()
+    /// The saved state for this source, or an empty one (no runtime directory, no file, an
+    /// unreadable or foreign one). What is not about the source (the directories created, the
+    /// audit head) is kept whatever the source.
+    ///
+    /// A state file that is a symlink, a FIFO or anything but a regular file is an error, never
+    /// followed or waited on; one that does not parse is ignored (it only saves work).
+    pub fn read(runtime: Option<&RuntimeDir>, source: &str) -> Result<Self> {
+        let bytes = match runtime {
+            Some(r) => r.read(STATE, MAX_STATE_BYTES)?,
+            None => None,
+        };
+        let saved = bytes
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.format == FORMAT);
-        match saved {
+        Ok(match saved {
             Some(s) if s.source == source => s,
             Some(s) => Self {
                 created_dirs: s.created_dirs,
+                audit_head: s.audit_head,
                 ..Self::new(source)
             },
             None => Self::new(source),
-        }
+        })
+    }
+
+    pub fn write(&self, runtime: &RuntimeDir) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        runtime.write(STATE, &json, 0o600)
     }
 
     /// Remember directories created for secret files (absolute, once each).
@@ -91,10 +118,5 @@ impl State {
                 self.created_dirs.push(d.clone());
             }
         }
-    }
-
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        write_file_atomic(path, &json, 0o600)
     }
 }

@@ -1,36 +1,92 @@
-//! The rotation hook: an external command that gets the new value on stdin only.
+//! The rotation hook: an external command (e.g. `ALTER USER`) that is part of the transaction.
+//! It gets the new value on stdin only, and runs again with the previous value when a later
+//! step fails, so its target goes back with the store, the file and the containers.
+//!
+//! It runs with a minimal environment: `PATH`, `HOME`, the phase, the secret's name and the
+//! version being replaced or restored, plus only the variables the secret's
+//! `x-compose-secrets.hook-env` names. A credential in compose-secrets' own environment
+//! (`AZURE_CLIENT_SECRET`, `IDENTITY_HEADER`) never reaches it.
 
 use tokio::io::AsyncWriteExt as _;
 
 use super::Settings;
+use crate::compose::SecretSpec;
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
-/// Run the rotation hook with the new value on stdin only; its output is discarded unread,
-/// because a hook may echo what it was given.
-pub(super) async fn run_hook(
+/// Which way the hook is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// With the new value, before the push.
+    Rotate,
+    /// With the previous value, after a later step failed.
+    Rollback,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Rotate => "rotate",
+            Phase::Rollback => "rollback",
+        }
+    }
+}
+
+/// The environment the hook gets, from the process's own (`inherited`).
+pub fn environment(
+    spec: &SecretSpec,
+    phase: Phase,
+    version: Option<&str>,
+    inherited: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for name in ["PATH", "HOME"] {
+        if let Some(v) = inherited(name) {
+            env.push((name.to_string(), v));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    env.push(("COMPOSE_SECRETS_HOOK_PHASE".into(), phase.as_str().into()));
+    env.push(("COMPOSE_SECRETS_SECRET".into(), spec.name.clone()));
+    env.push((
+        "COMPOSE_SECRETS_VERSION".into(),
+        version.unwrap_or_default().to_string(),
+    ));
+    for name in &spec.hook_env {
+        if let Some(v) = inherited(name) {
+            env.push((name.clone(), v));
+        }
+    }
+    env
+}
+
+/// Run the rotation hook with `value` on stdin only; its output is discarded unread, because a
+/// hook may echo what it was given.
+pub async fn run(
     hook: &[String],
-    secret: &str,
+    spec: &SecretSpec,
+    phase: Phase,
+    version: Option<&str>,
     value: &SecretValue,
     settings: &Settings,
 ) -> Result<()> {
     let failed = |what: String| {
-        Error::manifest(
-            secret,
-            format!(
-                "rotation hook `{}` {what}; nothing was changed",
-                hook.join(" ")
-            ),
+        Error::within(
+            format!("rotation hook `{}` ({})", hook.join(" "), phase.as_str()),
+            Error::manifest(&spec.name, what),
         )
     };
     let (program, args) = hook
         .split_first()
         .ok_or_else(|| failed("is empty".into()))?;
+    let env = environment(spec, phase, version, &|k| std::env::var(k).ok());
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .current_dir(&settings.hook_dir)
-        .env("COMPOSE_SECRETS_SECRET", secret)
-        .env("COMPOSE_SECRETS_PHASE", "rotate")
+        .env_clear()
+        .envs(env)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -60,5 +116,59 @@ pub(super) async fn run_hook(
                 settings.hook_timeout.as_secs()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_gets_a_minimal_environment_and_its_allow_list_only() {
+        let spec = SecretSpec {
+            name: "db".into(),
+            vault_name: "db".into(),
+            env_key: "DB".into(),
+            generator: crate::generator::Generator::default(),
+            source: crate::compose::SecretSource::File("/p/db".into()),
+            owner_uid: None,
+            owner_gid: None,
+            mode: 0o400,
+            pinned_version: None,
+            rotation_hook: Some(vec!["true".into()]),
+            hook_env: vec!["PGHOST".into(), "UNSET_ONE".into()],
+            rotate_every: None,
+            expiry_grace: None,
+            uses: vec![],
+        };
+        let parent = |k: &str| {
+            [
+                ("PATH", "/bin"),
+                ("HOME", "/root"),
+                ("PGHOST", "db.internal"),
+                ("AZURE_CLIENT_SECRET", "s3cr3t"),
+                ("IDENTITY_HEADER", "h"),
+            ]
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_string())
+        };
+        let env = environment(&spec, Phase::Rollback, Some("v1"), &parent);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "PATH",
+                "HOME",
+                "COMPOSE_SECRETS_HOOK_PHASE",
+                "COMPOSE_SECRETS_SECRET",
+                "COMPOSE_SECRETS_VERSION",
+                "PGHOST"
+            ]
+        );
+        assert!(env
+            .iter()
+            .any(|(k, v)| k == "COMPOSE_SECRETS_HOOK_PHASE" && v == "rollback"));
+        assert!(!env.iter().any(|(_, v)| v.contains("s3cr3t")));
     }
 }

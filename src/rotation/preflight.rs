@@ -1,12 +1,10 @@
 //! Before anything changes: the Docker engine is reachable (when containers will be restarted),
 //! and, for a dry run, whether another run holds the lock.
 
-use std::time::Duration;
-
-use crate::context::Context;
 use crate::deploy::{ContainerEngine as _, DockerEngine};
 use crate::error::{Error, Result};
 use crate::files::lock::RunLock;
+use crate::files::runtime_dir::RuntimeDir;
 use crate::output::{Report, ReportItem};
 
 /// Connect to Docker when containers will be restarted. A real run needs it before anything is
@@ -33,7 +31,8 @@ pub async fn connect_docker(
             Ok(None)
         }
         Err(e) => Err(match e {
-            Error::Docker { message } => Error::Docker {
+            Error::Docker { kind, message } => Error::Docker {
+                kind,
                 message: format!(
                     "{message}; nothing was changed (use --no-restart to rotate without restarting)"
                 ),
@@ -44,11 +43,8 @@ pub async fn connect_docker(
 }
 
 /// A dry run takes no lock, but says when another run holds it.
-pub fn lock_check(ctx: &Context, report: &mut Report) {
-    if std::fs::symlink_metadata(ctx.lock_file()).is_err() {
-        return;
-    }
-    if let Err(Error::Locked { .. }) = RunLock::acquire(&ctx.lock_file(), Duration::ZERO) {
+pub fn lock_check(runtime: &RuntimeDir, report: &mut Report) {
+    if RunLock::busy(runtime) {
         report
             .push(ReportItem::new("lock", "busy").with_detail(
                 "another compose-secrets is running; a real rotate would wait for it",

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::audit;
 use crate::compose::{Project, SecretSource, SecretSpec};
 use crate::error::{Error, Result};
+use crate::files::runtime_dir::RuntimeDir;
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
@@ -83,7 +83,7 @@ pub fn parse_age(text: &str) -> Result<Duration> {
 pub async fn last_rotated(
     store: &dyn SecretStore,
     candidates: &[&SecretSpec],
-    audit_log: &Path,
+    runtime: Option<&RuntimeDir>,
 ) -> Result<BTreeMap<String, Option<i64>>> {
     let mut out = BTreeMap::new();
     if store.keeps_versions() {
@@ -102,10 +102,7 @@ pub async fn last_rotated(
         }
     } else {
         for spec in candidates {
-            out.insert(
-                spec.name.clone(),
-                audit::last_rotation(audit_log, &spec.name),
-            );
+            out.insert(spec.name.clone(), audit::last_rotation(runtime, &spec.name));
         }
     }
     Ok(out)
