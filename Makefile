@@ -12,12 +12,22 @@ export COMPOSE_PROJECT_NAME ?= compose-secrets-demo
 # Compose v2 plugin when present, else the v1 `docker-compose` tool.
 COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SECRET       ?=
+# What scripts/bootstrap.sh installs (cargo-nextest, docker-compose v2, python with the Azure
+# SDK) goes first on PATH for the targets that test: `make bootstrap` puts it there.
+TOOLS        := $(CURDIR)/target/tools
+WITH_TOOLS   := PATH="$(TOOLS)/bin:$$PATH"
+# COMPOSE_SECRETS_SKIP_DOCKER=1 skips the Docker tests, and so building their image too.
+TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,demo-image)
 
-.PHONY: help build ensure-secrets load-secrets verify-secrets rotate-secret rotate-secret-dry \
-        quickstart down demo-image emulator test test-fast stress bench fmt lint ci clean
+.PHONY: help bootstrap build ensure-secrets load-secrets verify-secrets rotate-secret \
+        rotate-secret-dry quickstart down demo-image skip-demo-image emulator test test-fast \
+        stress bench fmt lint ci clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+bootstrap: ## Install the test tools into target/tools: cargo-nextest, Python SDK, Compose v2
+	scripts/bootstrap.sh
 
 build: ## Build compose-secrets, the Key Vault emulator and the demo app
 	$(CARGO) build --workspace --bins
@@ -41,6 +51,9 @@ rotate-secret-dry: build ## Show the rotation plan without changing anything (SE
 demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)
 	scripts/build-demo-image.sh
 
+skip-demo-image:
+	@echo "SKIPPED (COMPOSE_SECRETS_SKIP_DOCKER=1): the demo image (make demo-image)"
+
 quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up, health
 	$(CS) ensure
 	$(CS) load
@@ -54,17 +67,17 @@ down: ## Stop the demo stack
 emulator: build ## Run the HTTPS Key Vault emulator in the foreground (state in .runtime/emulator)
 	$(EMULATOR) --persist $(EMULATOR_ARGS)
 
-test: build demo-image ## The full test suite: unit, integration, emulator and Docker tests
-	$(CARGO) nextest run --workspace --no-fail-fast
+test: bootstrap build $(TEST_IMAGE) ## The full test suite: unit, integration, emulator and Docker tests
+	$(WITH_TOOLS) $(CARGO) nextest run --workspace --no-fail-fast
 
-test-fast: build ## Tests without Docker (prints which were skipped)
-	COMPOSE_SECRETS_SKIP_DOCKER=1 $(CARGO) nextest run --workspace --no-fail-fast
+test-fast: bootstrap build ## Tests without Docker (prints which were skipped)
+	COMPOSE_SECRETS_SKIP_DOCKER=1 $(WITH_TOOLS) $(CARGO) nextest run --workspace --no-fail-fast
 
-stress: build demo-image ## Long reliability runs: crash consistency, faults, fuzzing
-	scripts/stress.sh
+stress: bootstrap build $(TEST_IMAGE) ## Long reliability runs: crash consistency, faults, fuzzing
+	$(WITH_TOOLS) scripts/stress.sh
 
-bench: ## Benchmarks side by side with the peers; writes target/bench/*.md
-	scripts/bench.sh
+bench: bootstrap ## Benchmarks side by side with the peers; writes target/bench/*.md
+	$(WITH_TOOLS) scripts/bench.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -72,7 +85,7 @@ fmt: ## Format the code
 lint: ## Clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-ci: ## What CI runs: fmt --check, clippy -D warnings, the tests
+ci: bootstrap ## What CI runs: fmt --check, clippy -D warnings, the tests
 	$(CARGO) fmt --all -- --check
 	$(MAKE) lint
 	$(MAKE) test

@@ -2,8 +2,17 @@
 # Benchmarks, side by side with the peers, in one run. See BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -c 'import azure.keyvault.secrets, azure.identity' 2>/dev/null || \
-  python3 -m pip install --quiet --disable-pip-version-check azure-keyvault-secrets azure-identity
+# The Python peer needs the official SDK: scripts/bootstrap.sh puts it in target/tools (a second
+# run only checks), and target/tools/bin goes first on PATH as `make bench` does.
+scripts/bootstrap.sh
+export PATH="$PWD/target/tools/bin:$PATH"
+if [[ -n ${COMPOSE_SECRETS_PYTHON:-} ]]; then
+    python="$COMPOSE_SECRETS_PYTHON"
+elif [[ -x target/tools/bin/python ]]; then
+    python=target/tools/bin/python
+else
+    python=python3 # COMPOSE_SECRETS_SKIP_PYTHON_TOOLS=1: use --skip-python, or a python3 with the SDK
+fi
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 cargo build --release --workspace --bins
-exec python3 scripts/bench.py "$@"
+exec "$python" scripts/bench.py "$@"

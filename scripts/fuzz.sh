@@ -10,18 +10,21 @@
 # fuzz/regressions/<target>/ and `make test` replays it from then on
 # (properties::fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants).
 #
-# cargo-fuzz is installed if missing. The sanitizer is left off (-s none), which lets the
-# stable toolchain build the targets (AddressSanitizer needs nightly's -Z flags): the
-# invariants in fuzz/checks.rs are what is checked, and the code under test is safe Rust.
+# cargo-fuzz is installed into target/tools/bin if missing. The sanitizer is left off
+# (-s none), which lets the stable toolchain build the targets (AddressSanitizer needs
+# nightly's -Z flags): the invariants in fuzz/checks.rs are what is checked, and the code
+# under test is safe Rust.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-120}"
 FUZZ_TARGETS="${FUZZ_TARGETS:-dotenv manifest}"
 
+# Like scripts/bootstrap.sh's tools: into target/tools/bin, nothing global.
+export PATH="$PWD/target/tools/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked
+    echo "fuzz: installing cargo-fuzz into target/tools/bin" >&2
+    cargo install cargo-fuzz --locked --root target/tools
 fi
 
 declare -a failed=()
