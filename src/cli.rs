@@ -50,17 +50,14 @@ pub struct GlobalOpts {
     #[arg(long = "profile", value_name = "PROFILE", global = true)]
     pub profiles: Vec<String>,
 
-    /// Where state, the lock and the audit log live (default: <project>/.runtime).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "COMPOSE_SECRETS_RUNTIME_DIR",
-        global = true
-    )]
+    /// Where state, the lock and the audit log live (default: COMPOSE_SECRETS_RUNTIME_DIR in
+    /// the environment or .env, else <project>/.runtime).
+    #[arg(long, value_name = "DIR", global = true)]
     pub runtime_dir: Option<PathBuf>,
 
-    /// compose-secrets' own directory for secret files (default: <runtime-dir>/secrets).
-    #[arg(long, value_name = "DIR", env = "COMPOSE_SECRETS_DIR", global = true)]
+    /// compose-secrets' own directory for secret files (default: COMPOSE_SECRETS_DIR in the
+    /// environment or .env, else <runtime-dir>/secrets).
+    #[arg(long, value_name = "DIR", global = true)]
     pub secrets_dir: Option<PathBuf>,
 
     /// Use Azure Key Vault (same as AZURE_USE_KEYVAULT=true).
@@ -173,9 +170,15 @@ pub struct LoadOpts {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Remove stray files from directories compose-secrets created (never a file of the project).
+    /// Remove stray files: secret files compose-secrets wrote that no secret declares now, in
+    /// directories it created (never a project file, never a file git tracks).
     #[arg(long)]
     pub prune: bool,
+
+    /// Replace a secret file compose-secrets has not written even when it holds another value
+    /// (by default that is refused: `ensure` adopts such a file's value instead).
+    #[arg(long)]
+    pub overwrite: bool,
 
     /// Also write values into this env file's KEY= lines (the get_secrets.sh pattern).
     #[arg(long, value_name = "FILE")]

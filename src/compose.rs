@@ -79,6 +79,11 @@ pub struct SecretSpec {
     pub expiry_grace: Option<Duration>,
     /// Every mount of it, by enabled services and by services whose profile is off.
     pub uses: Vec<SecretUse>,
+    /// False when only services whose profile is off use it: Compose leaves it out of the
+    /// project, and so does compose-secrets (never placed, generated, loaded or rotated). A
+    /// secret no service uses at all is kept (Compose drops it too, but it may be there for
+    /// compose-secrets itself, such as `audit-log-signing-key`, or for services to come).
+    pub in_use: bool,
 }
 
 impl SecretSpec {
@@ -103,6 +108,17 @@ impl SecretSpec {
     pub fn is_external(&self) -> bool {
         matches!(self.source, SecretSource::External { .. })
     }
+
+    /// Why a secret not in use is left alone, for reports.
+    pub fn unused_reason(&self) -> String {
+        let services = self.services();
+        let who = if services.is_empty() {
+            "services".to_string()
+        } else {
+            services.join(", ")
+        };
+        format!("only used by {who}, whose profile is not enabled (--profile, COMPOSE_PROFILES)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -120,6 +136,8 @@ pub struct ServiceSpec {
     pub mounts: Vec<SecretUse>,
     /// Secrets used at build time (`build.secrets`): they count as used, are never mounted.
     pub build_secrets: Vec<String>,
+    /// Its `env_file`s (absolute): Compose copies every line into the container's environment.
+    pub env_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +151,8 @@ pub struct Project {
     pub files_read: Vec<PathBuf>,
     /// The `.env` files read for interpolation.
     pub env_files: Vec<PathBuf>,
+    /// The files of top-level `configs:` (absolute): a secret's file may never be one.
+    pub config_files: Vec<PathBuf>,
     /// The interpolation variables (process environment over `.env`), as Compose sees them.
     pub variables: BTreeMap<String, String>,
     pub profiles: Vec<String>,
@@ -184,12 +204,20 @@ impl Project {
         let services = build_services(&dict, &profiles, references)?;
         let secrets = build_secrets(&dict, &services)?;
         let files_read = shared.files_read.borrow().clone();
+        let config_files = dict
+            .get("configs")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|def| def.get("file").and_then(Value::as_str).map(PathBuf::from))
+            .collect();
         let project = Project {
             name,
             directory: found.working_dir,
             compose_files: found.files,
             files_read,
             env_files: found.env_files,
+            config_files,
             variables: env,
             profiles,
             secrets,
@@ -197,6 +225,22 @@ impl Project {
         };
         project.validate()?;
         Ok(project)
+    }
+
+    /// An `env_file` of a service as Compose reads it into the container's environment
+    /// (values interpolated with the project's variables); `None` when it does not exist.
+    pub fn read_env_file(&self, path: &Path) -> Result<Option<BTreeMap<String, String>>> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(None);
+        }
+        let mut entries = BTreeMap::new();
+        env_file::read(path, &self.variables, &mut entries)?;
+        Ok(Some(entries))
+    }
+
+    /// The secrets compose-secrets acts on: all but those only profile-disabled services use.
+    pub fn secrets_in_use(&self) -> impl Iterator<Item = &SecretSpec> {
+        self.secrets.iter().filter(|s| s.in_use)
     }
 
     pub fn secret(&self, name: &str) -> Option<&SecretSpec> {
@@ -457,6 +501,16 @@ fn build_services(
                 environment,
                 mounts,
                 build_secrets,
+                env_files: body
+                    .get("env_file")
+                    .and_then(Value::as_sequence)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .map(|i| PathBuf::from(merge::scalar_text(i)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             },
         );
     }
@@ -611,7 +665,25 @@ fn secret_spec(
         .filter(|m| m.source == name)
         .cloned()
         .collect();
-    let (owner_uid, owner_gid) = ext.owner.unwrap_or((None, None));
+    let users: Vec<&ServiceSpec> = services
+        .values()
+        .filter(|s| {
+            s.mounts.iter().any(|m| m.source == name) || s.build_secrets.iter().any(|b| b == name)
+        })
+        .collect();
+    let in_use = users.is_empty() || users.iter().any(|s| s.enabled);
+    let (owner_uid, owner_gid) = ext
+        .owner
+        .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))
+        .unwrap_or((None, None));
+    let mount_mode = agreed(
+        services
+            .values()
+            .filter(|s| s.enabled)
+            .flat_map(|s| s.mounts.iter().filter(|m| m.source == name).map(|m| m.mode)),
+    )
+    .flatten()
+    .filter(|m| *m <= 0o777 && m & 0o440 != 0);
     Ok(SecretSpec {
         name: name.to_string(),
         vault_name: ext
@@ -623,14 +695,84 @@ fn secret_spec(
         source,
         owner_uid,
         owner_gid,
-        mode: ext.mode.unwrap_or(0o400),
+        mode: ext.mode.or(mount_mode).unwrap_or(0o400),
         pinned_version: ext.version,
         rotation_hook: ext.rotation_hook,
         hook_env: ext.hook_env,
         rotate_every: ext.rotate_every,
         expiry_grace: ext.expiry_grace,
         uses,
+        in_use,
     })
+}
+
+/// The one numeric user every enabled service mounting `secret` runs as (`uid`/`gid` of the
+/// mount, else a numeric `user:`), when they agree: the owner its file needs so that a
+/// non-root service can read it. Services whose user is unknown (no `user:`, or a name) are
+/// left out: they run as whatever their image says.
+fn reader_of(
+    secret: &str,
+    services: &BTreeMap<String, ServiceSpec>,
+) -> Option<(Option<u32>, Option<u32>)> {
+    let readers = services.values().filter(|s| s.enabled).flat_map(|s| {
+        let runs_as = s.runs_as();
+        s.mounts
+            .iter()
+            .filter(|m| m.source == secret)
+            .map(move |m| {
+                let numeric = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u32>().ok());
+                let (user_uid, user_gid) = match &runs_as {
+                    Some(RunsAs::Ids(u, g)) => (Some(*u), *g),
+                    _ => (None, None),
+                };
+                (numeric(&m.uid).or(user_uid), numeric(&m.gid).or(user_gid))
+            })
+    });
+    agreed(readers.filter(|(u, _)| u.is_some()))
+}
+
+/// The single value of `items` when they all agree; `None` when empty or they differ.
+fn agreed<T: PartialEq>(mut items: impl Iterator<Item = T>) -> Option<T> {
+    let first = items.next()?;
+    items.all(|x| x == first).then_some(first)
+}
+
+/// Whether this process can give a file to `uid:gid` (root can; anyone can keep their own).
+fn can_give(uid: Option<u32>, gid: Option<u32>) -> bool {
+    let euid = nix::unistd::Uid::effective();
+    if euid.is_root() {
+        return true;
+    }
+    let groups = nix::unistd::getgroups().unwrap_or_default();
+    uid.is_none_or(|u| u == euid.as_raw())
+        && gid.is_none_or(|g| {
+            g == nix::unistd::Gid::effective().as_raw() || groups.iter().any(|x| x.as_raw() == g)
+        })
+}
+
+/// Who a service's processes run as, from its `user:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsAs {
+    /// `UID` or `UID:GID`.
+    Ids(u32, Option<u32>),
+    /// A user name (`postgres`, `nginx:nginx`): only the image knows its uid.
+    Named(String),
+}
+
+impl ServiceSpec {
+    /// `None` without `user:` (the image decides).
+    pub fn runs_as(&self) -> Option<RunsAs> {
+        let user = self.user.as_deref().filter(|u| !u.is_empty())?;
+        let (u, g) = match user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (user, None),
+        };
+        match (u.parse::<u32>(), g.map(str::parse::<u32>)) {
+            (Ok(uid), None) => Some(RunsAs::Ids(uid, None)),
+            (Ok(uid), Some(Ok(gid))) => Some(RunsAs::Ids(uid, Some(gid))),
+            _ => Some(RunsAs::Named(user.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,11 @@ pub struct Context {
     pub target: crate::cli::DeployTarget,
     /// The project directory: `.env`, `.runtime` and relative secret paths follow it.
     pub project_dir: PathBuf,
-    /// The `.env` compose-secrets reads demo values from and `ensure` writes.
+    /// The env files of the demo store, in merge order: `--env-file`s (or `COMPOSE_ENV_FILES`)
+    /// as Compose reads them, else the project's `.env`.
+    pub env_files: Vec<PathBuf>,
+    /// The last of them: where a key no file defines is written, and where `ensure` creates
+    /// `.env` from the template.
     pub env_file: PathBuf,
     pub template: PathBuf,
     pub runtime_dir: PathBuf,
@@ -58,18 +62,31 @@ impl Context {
         let discovered = compose::discover(&options)?;
         let project_dir = discovered.working_dir.clone();
         let abs = |p: &Path| absolute(&cwd, p);
-        let env_file = match (discovered.explicit_env_files, discovered.env_files.last()) {
-            (true, Some(last)) => last.clone(),
-            _ => project_dir.join(".env"),
+        let env_files = if discovered.explicit_env_files && !discovered.env_files.is_empty() {
+            discovered.env_files.clone()
+        } else {
+            vec![project_dir.join(".env")]
         };
-        let runtime_dir = opts
-            .runtime_dir
-            .as_deref()
-            .map_or_else(|| project_dir.join(".runtime"), abs);
-        let secrets_dir = opts
-            .secrets_dir
-            .as_deref()
-            .map_or_else(|| runtime_dir.join("secrets"), abs);
+        let env_file = env_files[env_files.len() - 1].clone();
+        // A flag or a process variable is relative to the working directory, a line of the
+        // project's `.env` to the project directory (where that file is).
+        let setting = |flag: &Option<PathBuf>, var: &str| -> Option<PathBuf> {
+            if let Some(p) = flag.as_deref().filter(|p| !p.as_os_str().is_empty()) {
+                return Some(abs(p));
+            }
+            if let Some(v) = options.process_env.get(var).filter(|v| !v.is_empty()) {
+                return Some(abs(Path::new(v)));
+            }
+            discovered
+                .env
+                .get(var)
+                .filter(|v| !v.is_empty())
+                .map(|v| absolute(&project_dir, Path::new(v)))
+        };
+        let runtime_dir = setting(&opts.runtime_dir, "COMPOSE_SECRETS_RUNTIME_DIR")
+            .unwrap_or_else(|| project_dir.join(".runtime"));
+        let secrets_dir = setting(&opts.secrets_dir, "COMPOSE_SECRETS_DIR")
+            .unwrap_or_else(|| runtime_dir.join("secrets"));
         let template = project_dir.join(".env.demo");
         let mut flag_overrides = HashMap::new();
         if opts.keyvault {
@@ -85,6 +102,7 @@ impl Context {
             cwd,
             target: opts.target,
             project_dir,
+            env_files,
             env_file,
             template,
             runtime_dir,
@@ -162,7 +180,7 @@ impl Context {
             let config = KeyVaultConfig::from_lookup(&|k| self.lookup(k))?;
             Ok(Box::new(KeyVaultStore::new(config)?))
         } else {
-            Ok(Box::new(DotenvStore::open(&self.env_file)?))
+            Ok(Box::new(DotenvStore::open(&self.env_files)?))
         }
     }
 

@@ -12,6 +12,7 @@ pub mod compose;
 pub mod context;
 pub mod deploy;
 pub mod dotenv;
+pub mod ensuring;
 pub mod error;
 pub mod files;
 pub mod generator;

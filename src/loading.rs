@@ -34,6 +34,8 @@ pub struct LoadRequest {
     pub shown_from: std::path::PathBuf,
     pub dry_run: bool,
     pub prune: bool,
+    /// Replace a secret file compose-secrets did not write even when it holds another value.
+    pub overwrite: bool,
     pub no_cache: bool,
     pub concurrency: usize,
 }
@@ -65,7 +67,14 @@ pub async fn load_files(
     reporter: &crate::output::Reporter,
     report: &mut Report,
 ) -> Result<(Loaded, State, State)> {
-    check_owners(&project.secrets)?;
+    check_owners(project.secrets_in_use())?;
+    for spec in project
+        .secrets
+        .iter()
+        .filter(|s| !s.in_use && s.file_path().is_some())
+    {
+        report.push(ReportItem::new(&spec.name, "skipped").with_detail(spec.unused_reason()));
+    }
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;
@@ -102,7 +111,6 @@ pub async fn load_files(
         reporter,
     )
     .await?;
-    drop(existing);
 
     let mut problems = Vec::new();
     let mut not_found = Vec::new();
@@ -139,12 +147,35 @@ pub async fn load_files(
         });
     }
     values.sort_by_key(|(i, _)| *i);
+    if !request.overwrite {
+        Error::all(
+            values
+                .iter()
+                .filter_map(|(i, f)| unmanaged_file(&existing, &candidates[*i], f, &state, layout))
+                .collect(),
+        )?;
+    }
+    drop(existing);
 
     let dirs = OpenDirs::open(layout, !request.dry_run)?;
     let mut new_state = State::new(&store.describe());
     new_state.created_dirs = state.created_dirs.clone();
+    new_state.written = state.written.clone();
     new_state.audit_head = state.audit_head.clone();
     new_state.record_created(&dirs.created);
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(&request.shown_from)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    for dir in layout.dirs() {
+        if request.dry_run && dirs.get(&dir).is_none() {
+            report.push(ReportItem::new(rel(&dir), "would-create").with_detail("directory, 0700"));
+        } else if dirs.created.contains(&dir) {
+            report.push(ReportItem::new(rel(&dir), "created").with_detail("directory, 0700"));
+        }
+    }
     if !request.dry_run {
         tidy_dirs(layout, &dirs, &new_state, report)?;
     }
@@ -169,6 +200,7 @@ pub async fn load_files(
         }
     }
     let written = write_files(&dirs, &candidates, &values, request.dry_run)?;
+    warn_tracked(layout, &candidates, &values, &written, report);
     for ((i, fetched), action) in values.into_iter().zip(written) {
         let c = &candidates[i];
         let listed = outcome.listed.get(&i);
@@ -193,11 +225,90 @@ pub async fn load_files(
             .insert(c.spec.name.clone(), fetched.value.clone());
         loaded.values.insert(c.key.clone(), fetched.value);
     }
-    strays(layout, &dirs, &new_state, request, report)?;
+    for c in &candidates {
+        new_state.written.insert(c.placement.path.clone());
+    }
+    strays(layout, &mut new_state, request, report)?;
     report
         .extra
         .insert("fetched".into(), serde_json::json!(fetched_names.len()));
     Ok((loaded, state, new_state))
+}
+
+/// A file about to be replaced that compose-secrets did not write, holding another value:
+/// replacing it would lose, say, the password a database was initialised with. Files in the
+/// runtime directory are compose-secrets' own whatever their history.
+fn unmanaged_file(
+    existing: &OpenDirs,
+    candidate: &Candidate<'_>,
+    fetched: &FetchedSecret,
+    state: &State,
+    layout: &Layout,
+) -> Option<Error> {
+    let placement = candidate.placement;
+    if placement.path.starts_with(&layout.runtime_dir) || state.written.contains(&placement.path) {
+        return None;
+    }
+    let on_disk = existing.read(placement).ok().flatten()?;
+    let value = fetched.value.expose().as_bytes();
+    let contents: &[u8] = &on_disk.contents;
+    let same = contents.is_empty()
+        || contents == value
+        || contents
+            .strip_suffix(b"\n")
+            .is_some_and(|c| c == value || c.strip_suffix(b"\r") == Some(value));
+    let recorded = state
+        .secrets
+        .get(&candidate.spec.name)
+        .is_some_and(|s| crate::secret::fingerprint_bytes(contents) == s.fingerprint);
+    (!same && !recorded).then(|| {
+        Error::manifest(
+            &candidate.spec.name,
+            format!(
+                "its file {} already holds a different value, which compose-secrets did not write; \
+                 `compose-secrets ensure` adopts it when its .env key is empty, or pass `load --overwrite` to \
+                 replace it (the old value is lost)",
+                placement.path.display()
+            ),
+        )
+    })
+}
+
+/// A secret file git tracks is written (adopting `db/password.txt` is the point), with a
+/// warning: the next commit would publish the new value.
+fn warn_tracked(
+    layout: &Layout,
+    candidates: &[Candidate<'_>],
+    values: &[(usize, FetchedSecret)],
+    actions: &[&str],
+    report: &mut Report,
+) {
+    let mut tree = None;
+    for ((i, _), action) in values.iter().zip(actions) {
+        let c = &candidates[*i];
+        if !matches!(*action, "written" | "would-write")
+            || c.placement.path.starts_with(&layout.runtime_dir)
+        {
+            continue;
+        }
+        let git = tree
+            .get_or_insert_with(|| crate::files::git::WorkTree::containing(&layout.project_dir));
+        if git
+            .as_ref()
+            .is_some_and(|g| g.is_tracked(&c.placement.path))
+        {
+            let rel = c
+                .placement
+                .path
+                .strip_prefix(&layout.project_dir)
+                .unwrap_or(&c.placement.path)
+                .display()
+                .to_string();
+            report.push(ReportItem::new(&c.spec.name, "warning").with_detail(format!(
+                "{rel} is tracked by git, and now holds the secret: `git rm --cached {rel}` and add it to .gitignore"
+            )));
+        }
+    }
 }
 
 /// A secret's file as the report shows it, relative to `from`: the directory alone when the
@@ -313,44 +424,39 @@ fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Repor
     Ok(())
 }
 
-/// Files no declared secret owns, in the directories compose-secrets made (or its runtime
-/// directory): reported, and removed with `--prune`. A directory it did not create is the
-/// user's, and nothing in it is ever called stray.
+/// Stray files (see `files::strays`): reported, and removed with `--prune`. Afterwards the
+/// state remembers the declared files and the strays left in place, nothing else.
 fn strays(
     layout: &Layout,
-    dirs: &OpenDirs,
-    state: &State,
+    state: &mut State,
     request: &LoadRequest,
     report: &mut Report,
 ) -> Result<()> {
-    for dir in layout.dirs() {
-        if !owned(layout, state, &dir) {
-            continue;
-        }
-        let Some(d) = dirs.get(&dir) else { continue };
-        let declared = layout.names_in(&dir);
-        for entry in d.files()? {
-            if declared.contains(&entry.as_str()) {
-                continue;
-            }
+    let found = crate::files::strays::find(layout, state)?;
+    let mut kept: Vec<std::path::PathBuf> = Vec::new();
+    for stray in &found {
+        for (name, path) in stray.names.iter().zip(stray.paths()) {
             let action = match (request.prune, request.dry_run) {
                 (true, true) => "would-prune",
                 (true, false) => {
-                    d.remove(&entry)?;
+                    stray.dir.remove(name)?;
                     "pruned"
                 }
                 (false, _) => "stray",
             };
+            if action != "pruned" {
+                kept.push(path.clone());
+            }
             report.push(
-                ReportItem::new(dir.join(&entry).display().to_string(), action)
-                    .with_detail("no declared secret owns this file"),
+                ReportItem::new(path.display().to_string(), action)
+                    .with_detail("no declared secret owns it now"),
             );
         }
     }
+    state
+        .written
+        .retain(|p| layout.placements.iter().any(|pl| &pl.path == p) || kept.contains(p));
     Ok(())
 }
 
-/// Whether compose-secrets answers for the files in `dir`.
-pub fn owned(layout: &Layout, state: &State, dir: &std::path::Path) -> bool {
-    dir.starts_with(&layout.runtime_dir) || state.created_dirs.iter().any(|c| c == dir)
-}
+pub use crate::files::strays::owned;

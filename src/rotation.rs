@@ -1348,6 +1348,7 @@ mod tests {
             compose_files: vec![],
             files_read: vec![],
             env_files: vec![],
+            config_files: vec![],
             variables: BTreeMap::new(),
             profiles: vec![],
             secrets: vec![],
@@ -1385,6 +1386,7 @@ mod tests {
             rotate_every: None,
             expiry_grace: None,
             uses: vec![],
+            in_use: true,
         };
         let (a, b, c) = (spec("a"), spec("b"), spec("c"));
         let rotated = BTreeMap::from([

@@ -29,6 +29,21 @@ fn writes_each_secret_with_exact_value_mode_and_owner() {
     }
 }
 
+/// `compose-secrets <args>` run under `umask`.
+fn with_umask(p: &Project, umask: &str, args: &str) -> crate::harness::Run {
+    let mut run = p.cmd(&[]);
+    run.cmd = std::process::Command::new("sh");
+    run.cmd
+        .args([
+            "-c",
+            &format!("umask {umask}; exec \"$0\" {args}"),
+            crate::harness::BIN,
+        ])
+        .current_dir(p.dir.path());
+    crate::harness::scrub(&mut run.cmd);
+    run
+}
+
 #[test]
 fn declared_mode_is_honoured_whatever_the_umask() {
     let p = Project::empty();
@@ -39,17 +54,7 @@ fn declared_mode_is_honoured_whatever_the_umask() {
     p.write(".env", "A=aaaa\nB=bbbb\n");
     for umask in ["000", "077", "022"] {
         std::fs::remove_dir_all(p.path(".runtime")).ok();
-        let mut run = p.cmd(&[]);
-        run.cmd = std::process::Command::new("sh");
-        run.cmd
-            .args([
-                "-c",
-                &format!("umask {umask}; exec \"$0\" load"),
-                crate::harness::BIN,
-            ])
-            .current_dir(p.dir.path());
-        crate::harness::scrub(&mut run.cmd);
-        run.run().success();
+        with_umask(&p, umask, "load").run().success();
         assert_eq!(p.mode(".runtime/secrets"), 0o700, "umask {umask}");
         assert_eq!(p.mode(".runtime/secrets/a"), 0o440, "umask {umask}");
         assert_eq!(p.mode(".runtime/secrets/b"), 0o400, "umask {umask}");
@@ -153,8 +158,16 @@ fn dry_run_reports_and_writes_nothing() {
     crate::harness::assert_same_files(&before, &p.snapshot());
     assert!(!p.exists(".runtime/secrets"));
     let items = out["items"].as_array().unwrap();
-    assert_eq!(items.len(), 4);
-    assert!(items.iter().all(|i| i["action"] == "would-write"), "{out}");
+    let actions: Vec<(&str, &str)> = items
+        .iter()
+        .map(|i| (i["action"].as_str().unwrap(), i["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions[0], ("would-create", ".runtime/secrets"), "{out}");
+    assert_eq!(actions.len(), 5, "{out}");
+    assert!(
+        actions[1..].iter().all(|(a, _)| *a == "would-write"),
+        "{out}"
+    );
     assert_eq!(out["dry_run"], true);
 }
 
@@ -260,6 +273,32 @@ fn a_file_outside_the_project_is_refused_naming_the_secret() {
         out.stderr
     );
     assert!(!p.exists(".runtime/secrets"));
+    // The hint gives the flag with the exact directory, and following it works; `verify`
+    // then only warns about the user's own 0755 directory, which load never chmods.
+    let outside = p.dir.path().parent().unwrap();
+    let flag = format!("--secrets-dir {}", outside.display());
+    assert!(out.stderr.contains(&flag), "{}", out.stderr);
+    let shared = tempfile::tempdir().unwrap();
+    p.write(
+        "compose.yaml",
+        format!(
+            "services: {{}}\nsecrets:\n  escape:\n    file: {}/escape\n",
+            shared.path().display()
+        ),
+    );
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = shared.path().display().to_string();
+    p.cmd(&["load", "--secrets-dir", &dir]).run().success();
+    assert_eq!(p.mode(&dir), 0o755, "never chmodded");
+    let verify = p
+        .cmd(&["verify", "--no-docker", "--secrets-dir", &dir])
+        .run();
+    let line = verify
+        .stdout
+        .lines()
+        .find(|l| l.contains("directory mode 0755"))
+        .unwrap_or_else(|| panic!("{}", verify.stdout));
+    assert!(line.contains("WARN"), "{line}");
 }
 
 #[test]
@@ -397,4 +436,173 @@ fn a_value_over_key_vaults_25_kb_limit_is_refused_naming_the_secret() {
         out.stderr
     );
     crate::harness::assert_same_files(&before, &p.snapshot());
+}
+
+/// `--prune` removes only secret files compose-secrets wrote, in directories it created:
+/// never a Compose file, an env file (a service's, an `--env-file`, the store itself), a file
+/// git tracks, or a file someone else put there.
+#[test]
+fn prune_removes_only_files_compose_secrets_wrote() {
+    let p = Project::empty();
+    let compose = |extra: &str| {
+        format!(
+            "services:\n  app:\n    image: x\n    env_file: [secrets/credentials.env]\n    secrets: [db_password{extra}]\nsecrets:\n  db_password:\n    file: secrets/db_password.txt\n{}",
+            if extra.is_empty() { "" } else { "  old_token:\n    file: secrets/old_token.txt\n" }
+        )
+    };
+    p.write("compose.yaml", compose(", old_token"));
+    p.write(".env", "DB_PASSWORD=aaaaaaaa\nOLD_TOKEN=bbbbbbbb\n");
+    p.write("secrets/credentials.env", "WP_USER=me\n");
+    std::fs::remove_dir_all(p.path("secrets")).unwrap();
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.mode("secrets"), 0o700, "created for secret files");
+    // Files of the project that end up in the directory compose-secrets created.
+    p.write("secrets/credentials.env", "WP_USER=me\n");
+    p.write(
+        "secrets/override.yaml",
+        "services:\n  app:\n    environment:\n      X: \"1\"\n",
+    );
+    p.write("secrets/extra.env", "DB_PASSWORD=aaaaaaaa\n");
+    p.write("secrets/tracked.md", "# read me\n");
+    p.write("secrets/someone-elses.txt", "not ours\n");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(p.dir.path())
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-f", "secrets/tracked.md"]);
+    // `old_token` is no longer declared: its file is the one stray.
+    p.write("compose.yaml", compose(""));
+    let args = [
+        "-f",
+        "compose.yaml",
+        "-f",
+        "secrets/override.yaml",
+        "--env-file",
+        "secrets/extra.env",
+        "load",
+        "--prune",
+    ];
+    let out = p.cmd(&args).run().success().stdout_has("pruned");
+    let text = out.stdout.clone();
+    assert!(text.contains("old_token.txt"), "{text}");
+    for kept in [
+        "credentials.env",
+        "override.yaml",
+        "extra.env",
+        "tracked.md",
+        "someone-elses.txt",
+    ] {
+        assert!(
+            !text.contains(kept),
+            "{kept} must not be called stray:\n{text}"
+        );
+        assert!(p.exists(&format!("secrets/{kept}")), "{kept} must be kept");
+    }
+    assert!(!p.exists("secrets/old_token.txt"));
+    assert!(p.exists("secrets/db_password.txt"));
+    // Nothing is stray any more.
+    let again = p.cmd(&args).run().success();
+    assert!(!again.stdout.contains("prune"), "{}", again.stdout);
+}
+
+/// Only the directory holding secret files is private: its missing parents are made as
+/// `mkdir -p` makes them, and (as root) belong to the owner of the directory above them, so
+/// `sudo compose-secrets load` does not lock the project's user out of `data/`. A dry run
+/// names the directory it would create.
+#[test]
+fn parents_of_a_new_secret_directory_stay_the_users() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  auth:\n    image: x\n    secrets: [jwt]\nsecrets:\n  jwt:\n    file: ./data/app/secrets/JWT_SECRET\n",
+    );
+    p.write(".env", "JWT=aaaaaaaa\n");
+    if is_root() {
+        std::os::unix::fs::chown(p.dir.path(), Some(4321), Some(4321)).unwrap();
+    }
+    let before = p.snapshot();
+    p.cmd(&["load", "--dry-run"])
+        .run()
+        .success()
+        .stdout_has("would-create")
+        .stdout_has("data/app/secrets");
+    assert_eq!(before, p.snapshot(), "a dry run creates nothing");
+    with_umask(&p, "022", "load").run().success();
+    assert_eq!(p.mode("data"), 0o755, "as mkdir -p makes it");
+    assert_eq!(p.mode("data/app"), 0o755);
+    assert_eq!(p.mode("data/app/secrets"), 0o700);
+    if is_root() {
+        assert_eq!(p.owner("data"), (4321, 4321));
+        assert_eq!(p.owner("data/app"), (4321, 4321));
+        assert_eq!(p.owner("data/app/secrets"), (0, 0));
+    }
+}
+
+/// A service with a numeric `user:` (or a mount `uid`/`gid`) gets a file it can read: the
+/// owner defaults to that user when compose-secrets may give files away (root), and
+/// `verify` warns when the file ends up unreadable to it, or when only the image knows the
+/// user's uid.
+#[test]
+fn the_owner_defaults_to_the_user_the_service_runs_as() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  db:\n    image: postgres\n    user: \"999:998\"\n    secrets: [pw]\n  \
+         web:\n    image: nginx\n    user: nginx\n    secrets: [{source: token, mode: 0440}]\n\
+         secrets:\n  pw: {file: ./pw.txt}\n  token: {file: ./token.txt}\n",
+    );
+    p.write(".env", "PW=aaaaaaaa\nTOKEN=bbbbbbbb\n");
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.mode("token.txt"), 0o440, "the mount's mode");
+    let verify = p.cmd(&["verify", "--no-docker"]).run();
+    assert!(
+        verify.stdout.contains("service web runs as user `nginx`"),
+        "{}",
+        verify.stdout
+    );
+    if is_root() {
+        assert_eq!(p.owner("pw.txt"), (999, 998));
+        assert!(
+            !verify.stdout.contains("service db runs as"),
+            "{}",
+            verify.stdout
+        );
+    } else {
+        assert!(
+            verify
+                .stdout
+                .contains("service db runs as 999:998 and cannot read"),
+            "{}",
+            verify.stdout
+        );
+    }
+}
+
+/// `COMPOSE_SECRETS_DIR` and `COMPOSE_SECRETS_RUNTIME_DIR` work from the project's `.env`
+/// (relative to the project directory) as from the environment.
+#[test]
+fn directory_settings_are_read_from_the_projects_env() {
+    let p = Project::empty();
+    p.write(
+        "app/compose.yaml",
+        "services:\n  app: {image: alpine, secrets: [a]}\nsecrets:\n  a: {file: ../shared/a}\n",
+    );
+    p.write(
+        "app/.env",
+        "A=aaaaaaaa\nCOMPOSE_SECRETS_DIR=../shared\nCOMPOSE_SECRETS_RUNTIME_DIR=state\n",
+    );
+    std::fs::create_dir(p.path("shared")).unwrap();
+    std::fs::set_permissions(p.path("shared"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    p.cmd(&["-f", "app/compose.yaml", "load"]).run().success();
+    assert_eq!(p.read_string("shared/a"), "aaaaaaaa");
+    assert!(p.exists("app/state/state.json"));
+    assert!(!p.exists("app/.runtime"));
 }

@@ -193,7 +193,8 @@ mod tests {
             let env = env.clone();
             let v = v.to_string();
             async move {
-                let store = crate::store::dotenv::DotenvStore::open(&env).unwrap();
+                let store =
+                    crate::store::dotenv::DotenvStore::open(std::slice::from_ref(&env)).unwrap();
                 store
                     .set("DB_PASSWORD", &SecretValue::new(v), &BTreeMap::new())
                     .await

@@ -25,11 +25,20 @@ pub fn check_files<'m>(
             Err(e) => f.add(Status::Fail, "files", &subject, e.to_string()),
             Ok(Some(d)) => {
                 match d.mode_and_owner() {
+                    // A --secrets-dir the user made keeps its mode (compose-secrets never
+                    // changes it); one it made, or its runtime directory, must be 0700.
                     Ok((mode, _)) if layout.is_ours(&dir) && mode != 0o700 => f.add(
-                        Status::Fail,
+                        if crate::files::strays::owned(layout, state, &dir) {
+                            Status::Fail
+                        } else {
+                            Status::Warn
+                        },
                         "files",
                         &subject,
-                        format!("directory mode {mode:04o}, expected 0700 (`chmod 700 {subject}`)"),
+                        format!(
+                            "directory mode {mode:04o}, expected 0700: other users can list the secret names \
+                             (`chmod 700 {subject}`)"
+                        ),
                     ),
                     Ok((mode, uid)) => f.add(
                         Status::Pass,
@@ -49,6 +58,13 @@ pub fn check_files<'m>(
                 opened.insert(dir, d);
             }
         }
+    }
+    for spec in project
+        .secrets
+        .iter()
+        .filter(|s| !s.in_use && s.file_path().is_some())
+    {
+        f.add(Status::Skip, "files", &spec.name, spec.unused_reason());
     }
     let mut out = Vec::new();
     for placement in &layout.placements {
@@ -95,6 +111,9 @@ pub fn check_files<'m>(
                         spec.owner_gid.map_or_else(|| "*".into(), |g| g.to_string())
                     ));
                 }
+                for warning in unreadable_by(project, spec, st.uid, st.gid, st.mode) {
+                    f.add(Status::Warn, "files", name, format!("{shown}: {warning}"));
+                }
                 if problems.is_empty() {
                     f.add(
                         Status::Pass,
@@ -117,20 +136,65 @@ pub fn check_files<'m>(
         }
         out.push(local);
     }
-    for (dir, d) in &opened {
-        if !crate::loading::owned(layout, state, dir) {
-            continue;
-        }
-        let declared = layout.names_in(dir);
-        for entry in d.files().unwrap_or_default() {
-            if !declared.contains(&entry.as_str()) {
+    match crate::files::strays::find(layout, state) {
+        Ok(found) => {
+            for path in found.iter().flat_map(|s| s.paths()) {
                 f.add(
                     Status::Warn,
                     "files",
-                    f.path_subject(&dir.join(&entry)),
-                    "stray file: no declared secret owns it (`load --prune` removes it)",
+                    f.path_subject(&path),
+                    "stray file: no declared secret owns it now (`load --prune` removes it)",
                 );
             }
+        }
+        Err(e) => f.add(Status::Fail, "files", "strays", e.to_string()),
+    }
+    out
+}
+
+/// Services that mount the secret but (as far as Compose says) run as a user the file does
+/// not let read it; a named user is a warning too, since only its image knows its uid.
+fn unreadable_by(
+    project: &Project,
+    spec: &SecretSpec,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+) -> Vec<String> {
+    use crate::compose::RunsAs;
+    let declared = spec.owner_uid.is_some() || spec.owner_gid.is_some();
+    let mut out = Vec::new();
+    for service in spec.services() {
+        let Some(runs_as) = project
+            .services
+            .get(&service)
+            .filter(|s| s.enabled)
+            .and_then(|s| s.runs_as())
+        else {
+            continue;
+        };
+        match runs_as {
+            RunsAs::Ids(u, g) => {
+                let can = u == 0
+                    || (u == uid && mode & 0o400 != 0)
+                    || (g == Some(gid) && mode & 0o040 != 0)
+                    || mode & 0o004 != 0;
+                if !can {
+                    out.push(format!(
+                        "service {service} runs as {u}{} and cannot read this {mode:04o} file owned by {uid}:{gid}; \
+                         set x-compose-secrets.owner: \"{u}{}\" (see README, \"File owners\")",
+                        g.map_or_else(String::new, |g| format!(":{g}")),
+                        g.map_or_else(String::new, |g| format!(":{g}")),
+                    ));
+                }
+            }
+            RunsAs::Named(name) if !declared && mode & 0o004 == 0 => {
+                out.push(format!(
+                    "service {service} runs as user `{name}`, whose uid only its image knows: it may not read this \
+                     {mode:04o} file owned by {uid}:{gid}; set x-compose-secrets.owner to its uid:gid"
+                ));
+            }
+            RunsAs::Named(_) => {}
         }
     }
     out

@@ -1,12 +1,12 @@
-//! Git: `.env` and the runtime directory are ignored and were never committed, and no secret
-//! file is tracked.
+//! Git: `.env` and the runtime directory are ignored and were never committed, and each
+//! secret file is ignored and not tracked.
 
 use super::*;
+use crate::files::git::WorkTree;
 
-/// `.env` and the runtime directory are git-ignored and were never committed; the secret files
-/// in `tracked` (each secret's file) are not tracked.
-///
-/// Runs `git` in `cwd` with paths only; no value is ever on its command line.
+/// `.env` and the runtime directory are git-ignored and were never committed; each secret's
+/// file in `secret_files` is not tracked (FAIL) and is ignored (WARN: the next `git add .`
+/// would commit it).
 pub fn check_git(
     f: &mut Findings,
     cwd: &Path,
@@ -14,16 +14,7 @@ pub fn check_git(
     runtime_dir: &Path,
     secret_files: &[(&str, &Path)],
 ) {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(cwd)
-            .stdin(std::process::Stdio::null())
-            .output()
-    };
-    let inside = git(&["rev-parse", "--is-inside-work-tree"])
-        .is_ok_and(|out| out.status.success() && out.stdout.starts_with(b"true"));
-    if !inside {
+    let Some(git) = WorkTree::containing(cwd) else {
         f.add(
             Status::Warn,
             "git",
@@ -31,7 +22,7 @@ pub fn check_git(
             "not a git repository; ignore rules and history not checked",
         );
         return;
-    }
+    };
     for (path, is_dir) in [(env_file, false), (runtime_dir, true)] {
         let subject = f.path_subject(path);
         let rel = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
@@ -42,11 +33,7 @@ pub fn check_git(
         } else {
             rel.clone()
         };
-        // --no-index: a tracked file matched by .gitignore is still "ignored" here; the
-        // history check below reports that it was committed.
-        let ignored = git(&["check-ignore", "-q", "--no-index", "--", &probe])
-            .is_ok_and(|o| o.status.success());
-        if ignored {
+        if git.is_ignored(&probe) == Some(true) {
             f.add(Status::Pass, "git", &subject, "git-ignored");
         } else {
             f.add(
@@ -56,46 +43,25 @@ pub fn check_git(
                 format!("not git-ignored: add {probe} to .gitignore"),
             );
         }
-        match git(&["log", "--all", "--format=%h", "--", &rel]) {
-            Ok(out) if out.status.success() => {
-                let commits = String::from_utf8_lossy(&out.stdout);
-                match commits.lines().last() {
-                    Some(first) => f.add(
-                        Status::Fail,
-                        "git",
-                        &subject,
-                        format!(
-                            "committed in history (first in {first}, {} commit(s)); rotate every secret it held \
-                             and purge it from history",
-                            commits.lines().count()
-                        ),
-                    ),
-                    None => f.add(Status::Pass, "git", &subject, "never committed"),
-                }
-            }
-            // A repository without commits yet has no history to leak.
-            Ok(_) => f.add(
-                Status::Pass,
+        match git.commits_touching(&rel) {
+            Some(commits) if !commits.is_empty() => f.add(
+                Status::Fail,
                 "git",
                 &subject,
-                "never committed (no commits yet)",
+                format!(
+                    "committed in history (first in {}, {} commit(s)); rotate every secret it held \
+                     and purge it from history",
+                    commits.last().map_or("", String::as_str),
+                    commits.len()
+                ),
             ),
-            Err(e) => f.add(
-                Status::Warn,
-                "git",
-                &subject,
-                format!("cannot read git history: {e}"),
-            ),
+            Some(_) => f.add(Status::Pass, "git", &subject, "never committed"),
+            None => f.add(Status::Warn, "git", &subject, "cannot read git history"),
         }
     }
     for (secret, path) in secret_files {
-        let Ok(rel) = path.strip_prefix(cwd) else {
-            continue;
-        };
-        let rel = rel.display().to_string();
-        let tracked =
-            git(&["ls-files", "--error-unmatch", "--", &rel]).is_ok_and(|o| o.status.success());
-        if tracked {
+        let rel = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
+        if git.is_tracked(path) {
             f.add(
                 Status::Fail,
                 "git",
@@ -103,6 +69,13 @@ pub fn check_git(
                 format!(
                     "{rel} holds a secret and is tracked by git: `git rm --cached {rel}` and add it to .gitignore"
                 ),
+            );
+        } else if git.is_ignored(&rel) == Some(false) {
+            f.add(
+                Status::Warn,
+                "git",
+                *secret,
+                format!("{rel} holds a secret and is not git-ignored: add it to .gitignore"),
             );
         }
     }
@@ -169,5 +142,38 @@ mod tests {
             .iter()
             .any(|c| c.message.contains("committed in history")));
         assert_only(&f, "git", ".runtime", Status::Pass, "");
+    }
+
+    #[test]
+    fn a_secret_file_must_be_ignored_and_never_tracked() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q"]);
+        let (env, runtime) = (dir.path().join(".env"), dir.path().join(".runtime"));
+        let secret = dir.path().join("db").join("password.txt");
+        std::fs::create_dir(secret.parent().unwrap()).unwrap();
+        std::fs::write(&secret, "x").unwrap();
+        std::fs::write(dir.path().join(".gitignore"), ".env\n.runtime/\n").unwrap();
+        let run = || {
+            let mut f = Findings::relative_to(dir.path());
+            check_git(
+                &mut f,
+                dir.path(),
+                &env,
+                &runtime,
+                &[("db", secret.as_path())],
+            );
+            f
+        };
+        assert_only(
+            &run(),
+            "git",
+            "db",
+            Status::Warn,
+            "db/password.txt holds a secret and is not git-ignored",
+        );
+        std::fs::write(dir.path().join(".gitignore"), ".env\n.runtime/\ndb/\n").unwrap();
+        assert!(statuses(&run(), "git", "db").is_empty());
+        git(dir.path(), &["add", "-f", "db/password.txt"]);
+        assert_only(&run(), "git", "db", Status::Fail, "is tracked by git");
     }
 }

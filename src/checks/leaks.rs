@@ -1,4 +1,5 @@
-//! Leaks outside containers: secret values in Compose `environment:` and a readable `.env`.
+//! Leaks outside containers: secret values in Compose `environment:` or a service's
+//! `env_file`, and a readable `.env`.
 
 use super::*;
 
@@ -31,13 +32,14 @@ pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[
                 }
             }
         }
+        hits.extend(env_file_hits(f, project, service, &values));
         let subject = format!("service {}", service.name);
         if hits.is_empty() {
             f.add(
                 Status::Pass,
                 "leaks",
                 subject,
-                "no secret value in Compose `environment:`",
+                "no secret value in Compose `environment:` or `env_file`",
             );
         } else {
             f.add(
@@ -45,12 +47,53 @@ pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[
                 "leaks",
                 subject,
                 format!(
-                    "Compose `environment:` {}; mount the secret file instead",
+                    "the container's environment gets secrets: {}; mount the secret file instead",
                     hits.join("; ")
                 ),
             );
         }
     }
+}
+
+/// What a service's `env_file`s pass into its environment: a secret's own `.env` key with a
+/// value (the demo store given to a service as `env_file: .env`), or any value of a secret.
+fn env_file_hits(
+    f: &Findings,
+    project: &Project,
+    service: &crate::compose::ServiceSpec,
+    values: &HashMap<&str, &SecretValue>,
+) -> Vec<String> {
+    let mut hits = Vec::new();
+    for path in &service.env_files {
+        let shown = f.path_subject(path);
+        let entries = match project.read_env_file(path) {
+            Ok(Some(entries)) => entries,
+            Ok(None) => continue,
+            Err(e) => {
+                hits.push(format!("env_file {shown} cannot be read ({e})"));
+                continue;
+            }
+        };
+        for (key, value) in &entries {
+            for spec in project.secrets.iter().filter(|s| !s.is_external()) {
+                if spec.env_key == *key && !value.is_empty() {
+                    hits.push(format!(
+                        "env_file {shown} passes secret {} as {key}",
+                        spec.name
+                    ));
+                } else if values
+                    .get(spec.name.as_str())
+                    .is_some_and(|v| value.contains(v.expose()))
+                {
+                    hits.push(format!(
+                        "env_file {shown}: {key} holds the value of secret {}",
+                        spec.name
+                    ));
+                }
+            }
+        }
+    }
+    hits
 }
 
 /// `.env` is 0600 and not a symlink.
@@ -127,6 +170,56 @@ mod tests {
             Status::Pass,
             "no secret value",
         );
+    }
+
+    #[test]
+    fn an_env_file_passing_a_secret_to_a_service_is_a_leak() {
+        let compose = COMPOSE.replace(
+            "  worker:\n    image: demo\n",
+            "  worker:\n    image: demo\n    env_file: [.env, {path: conf/other.env, required: false}]\n",
+        );
+        let fx = Fixture::new(&compose);
+        let check = || {
+            let (_, locals) = fx.files();
+            let mut f = Findings::relative_to(fx.dir.path());
+            check_compose_environment(&mut f, &fx.manifest, &locals);
+            f
+        };
+        // Missing env files pass nothing.
+        assert_only(
+            &check(),
+            "leaks",
+            "service worker",
+            Status::Pass,
+            "env_file",
+        );
+        std::fs::write(
+            fx.dir.path().join(".env"),
+            "TZ=UTC\nDB_PASSWORD=generated\n",
+        )
+        .unwrap();
+        assert_only(
+            &check(),
+            "leaks",
+            "service worker",
+            Status::Fail,
+            "env_file .env passes secret db-password as DB_PASSWORD",
+        );
+        std::fs::write(fx.dir.path().join(".env"), "TZ=UTC\n").unwrap();
+        std::fs::create_dir(fx.dir.path().join("conf")).unwrap();
+        std::fs::write(
+            fx.dir.path().join("conf/other.env"),
+            format!("DSN=postgres://app:{VALUE}@db\n"),
+        )
+        .unwrap();
+        assert_only(
+            &check(),
+            "leaks",
+            "service worker",
+            Status::Fail,
+            "env_file conf/other.env: DSN holds the value of secret db-password",
+        );
+        assert_only(&check(), "leaks", "service app", Status::Pass, "");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     };
     let layout = project.as_ref().map(|p| ctx.layout(p)).transpose()?;
     if let Some(project) = &project {
-        let specs: Vec<&crate::compose::SecretSpec> = project.secrets.iter().collect();
+        let specs: Vec<&crate::compose::SecretSpec> = project.secrets_in_use().collect();
         ctx.naming()?.check_keys(&specs)?;
     }
     // The lock comes before the store is opened (which reads .env in demo mode), so a rotation
@@ -52,6 +52,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         shown_from: ctx.cwd.clone(),
         dry_run: opts.dry_run,
         prune: opts.prune,
+        overwrite: opts.overwrite,
         no_cache: opts.no_cache,
         concurrency: store.concurrency(),
     };
@@ -115,7 +116,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         let wanted: Vec<(String, String)> = if maps.is_empty() {
             project
                 .iter()
-                .flat_map(|p| p.secrets.iter())
+                .flat_map(|p| p.secrets_in_use())
                 .filter(|s| s.file_path().is_some())
                 .map(|s| (store.key_for(s), s.env_key.clone()))
                 .collect()

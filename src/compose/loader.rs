@@ -61,8 +61,9 @@ const ALL_STEPS: Steps = Steps {
 };
 
 /// Service keys that decide secrets; everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 7] = [
+const SERVICE_KEYS: [&str; 8] = [
     "secrets",
+    "env_file",
     "build",
     "user",
     "environment",
@@ -99,6 +100,13 @@ impl Loader<'_> {
             self.interpolate(file, &mut doc)?;
             cast_external(file, &mut doc)?;
             prune(&mut doc);
+            // A base service from another file resolves its env files from that file's folder.
+            let base = if steps.extends {
+                self.working_dir
+            } else {
+                file.parent().unwrap_or(self.working_dir)
+            };
+            resolve_env_files(file, &mut doc, base, self.home)?;
             if steps.extends {
                 self.apply_extends(file, &mut doc, &cleared)?;
             }
@@ -431,13 +439,16 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// `file:` of secrets and configs, resolved against the project directory.
     fn resolve_secret_paths(&self, dict: &mut Value) {
-        let Some(secrets) = dict.get_mut("secrets").and_then(Value::as_mapping_mut) else {
-            return;
-        };
-        for (_, def) in secrets.iter_mut() {
-            if let Some(Value::String(f)) = def.get_mut("file") {
-                *f = resolve_path(f, self.working_dir, self.home);
+        for section in ["secrets", "configs"] {
+            let Some(defs) = dict.get_mut(section).and_then(Value::as_mapping_mut) else {
+                continue;
+            };
+            for (_, def) in defs.iter_mut() {
+                if let Some(Value::String(f)) = def.get_mut("file") {
+                    *f = resolve_path(f, self.working_dir, self.home);
+                }
             }
         }
     }
@@ -503,7 +514,7 @@ fn import_resources(
     let Some(target) = doc.as_mapping_mut() else {
         return Ok(());
     };
-    for key in ["services", "secrets"] {
+    for key in ["services", "secrets", "configs"] {
         let Some(Value::Mapping(from)) = imported.shift_remove(key) else {
             continue;
         };
@@ -522,7 +533,7 @@ fn import_resources(
                 // with the including file's definition as written: the same file spelled
                 // `./lib/x` and `lib/x` is a conflict there, and so it is here.
                 let mut theirs = def.clone();
-                if key == "secrets" {
+                if key != "services" {
                     if let Some(Value::String(f)) = theirs.get_mut("file") {
                         if let Some(rel) = relative_to(working_dir, f) {
                             *f = rel;
@@ -614,7 +625,7 @@ fn prune(doc: &mut Value) {
     map.retain(|k, _| {
         matches!(
             k.as_str(),
-            Some("name" | "services" | "secrets" | "include" | "version")
+            Some("name" | "services" | "secrets" | "configs" | "include" | "version")
         )
     });
     map.shift_remove("version");
@@ -633,6 +644,44 @@ fn prune(doc: &mut Value) {
             }
         }
     }
+}
+
+/// A service's `env_file` (a path, a list of paths, or of `{path, required}`) becomes a list of
+/// absolute paths: only which files a service reads matters here (the leak check).
+fn resolve_env_files(file: &Path, doc: &mut Value, base: &Path, home: Option<&str>) -> Result<()> {
+    let Some(services) = doc.get_mut("services").and_then(Value::as_mapping_mut) else {
+        return Ok(());
+    };
+    for (name, service) in services.iter_mut() {
+        let Some(entry) = service.get_mut("env_file") else {
+            continue;
+        };
+        let items = match std::mem::take(entry) {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items,
+            one => vec![one],
+        };
+        let mut paths = Vec::new();
+        for item in items {
+            let path = match &item {
+                Value::String(p) => p.clone(),
+                Value::Mapping(m) => m.get("path").map(scalar_text).unwrap_or_default(),
+                _ => String::new(),
+            };
+            if path.is_empty() {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "services.{}.env_file: every entry needs a path",
+                        name.as_str().unwrap_or_default()
+                    ),
+                ));
+            }
+            paths.push(Value::String(resolve_path(&path, base, home)));
+        }
+        *entry = Value::Sequence(paths);
+    }
+    Ok(())
 }
 
 /// Short-syntax secret mounts become mappings (compose-go's canonical form).

@@ -31,6 +31,8 @@ pub struct Layout {
     pub runtime_dir: PathBuf,
     pub secrets_dir: PathBuf,
     pub placements: Vec<Placement>,
+    /// The project's own files (Compose, env, template, configs): never written, never pruned.
+    pub protected: BTreeSet<PathBuf>,
 }
 
 /// Paths a secret's file may never be.
@@ -38,6 +40,37 @@ pub struct Protected<'a> {
     pub project: &'a Project,
     pub env_file: &'a Path,
     pub template: &'a Path,
+}
+
+impl Protected<'_> {
+    /// Every protected path (normalised), with what it is.
+    fn paths(&self) -> std::collections::BTreeMap<PathBuf, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut add = |path: &Path, what: String| {
+            out.entry(lexical_normalize(path)).or_insert(what);
+        };
+        for p in &self.project.files_read {
+            add(p, "a Compose file of the project".into());
+        }
+        for p in self
+            .project
+            .env_files
+            .iter()
+            .chain([&self.env_file.to_path_buf()])
+        {
+            add(p, "an env file of the project".into());
+        }
+        add(self.template, "the `.env.demo` template".into());
+        for p in &self.project.config_files {
+            add(p, "the file of a `configs:` entry".into());
+        }
+        for service in self.project.services.values() {
+            for p in &service.env_files {
+                add(p, format!("the env_file of service `{}`", service.name));
+            }
+        }
+        out
+    }
 }
 
 impl Layout {
@@ -51,20 +84,10 @@ impl Layout {
         let project_dir = lexical_normalize(&project.directory);
         let runtime_dir = lexical_normalize(runtime_dir);
         let secrets_dir = lexical_normalize(secrets_dir);
-        let guarded: BTreeSet<PathBuf> = protected
-            .project
-            .files_read
-            .iter()
-            .chain(&protected.project.env_files)
-            .chain([
-                &protected.env_file.to_path_buf(),
-                &protected.template.to_path_buf(),
-            ])
-            .map(|p| lexical_normalize(p))
-            .collect();
+        let guarded = protected.paths();
         let mut placements = Vec::new();
         let mut problems = Vec::new();
-        for spec in &project.secrets {
+        for spec in project.secrets_in_use() {
             let Some(raw) = spec.file_path() else {
                 continue;
             };
@@ -86,6 +109,7 @@ impl Layout {
             runtime_dir,
             secrets_dir,
             placements,
+            protected: guarded.into_keys().collect(),
         })
     }
 
@@ -121,6 +145,11 @@ impl Layout {
         out
     }
 
+    /// `dir` opened without creating anything (`None`: it does not exist).
+    pub fn open_existing(&self, dir: &Path) -> Result<Option<super::secret_dir::SecretDir>> {
+        Ok(open_one(self, dir, false)?.map(|(d, _)| d))
+    }
+
     /// The file names declared in `dir`.
     pub fn names_in(&self, dir: &Path) -> Vec<&str> {
         self.placements
@@ -137,7 +166,7 @@ fn place(
     project_dir: &Path,
     runtime_dir: &Path,
     secrets_dir: &Path,
-    guarded: &BTreeSet<PathBuf>,
+    guarded: &std::collections::BTreeMap<PathBuf, String>,
 ) -> Result<Placement> {
     let refuse = |why: String| Error::manifest(&spec.name, why);
     // Compose keeps an absolute path as written; `..` in it could resolve through a symlink
@@ -160,10 +189,16 @@ fn place(
     let inside_secrets = path.starts_with(secrets_dir) && path != secrets_dir;
     if !(inside_project || inside_secrets) {
         return Err(refuse(format!(
-            "its file {} is outside the project directory {}; compose-secrets writes only inside the project \
-             (or inside --secrets-dir)",
+            "its file {} is outside the project directory {}; compose-secrets writes only inside the project, \
+             or inside --secrets-dir: pass --secrets-dir {} (or set COMPOSE_SECRETS_DIR in .env){}",
             path.display(),
-            project_dir.display()
+            project_dir.display(),
+            dir_of(&path).display(),
+            if path.starts_with(std::env::current_dir().unwrap_or_default()) {
+                "; if the path comes from ${PWD}, run from the project directory instead"
+            } else {
+                ""
+            }
         )));
     }
     if path == runtime_dir || path == secrets_dir {
@@ -181,10 +216,9 @@ fn place(
             secrets_dir.display()
         )));
     }
-    if guarded.contains(&path) {
+    if let Some(what) = guarded.get(&path) {
         return Err(refuse(format!(
-            "its file {} is one of the project's own files (a Compose file, an env file or the template); \
-             compose-secrets would overwrite it",
+            "its file {} is {what}; compose-secrets would overwrite it",
             path.display()
         )));
     }
@@ -194,6 +228,10 @@ fn place(
         dir: dir.to_path_buf(),
         file_name: file_name.to_string(),
     })
+}
+
+fn dir_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(path)
 }
 
 /// The directories of a layout, each opened once (see `SecretDir::open_below`).

@@ -114,9 +114,10 @@ impl SecretDir {
 
     /// Open `dir`, at or below `root`, without following a symlink anywhere below `root`.
     ///
-    /// Missing directories are created with mode 0700 when `create` is set, and returned so
-    /// that the caller can record them as compose-secrets' own; `Ok(None)` when `dir` is
-    /// missing and `create` is not set. An existing directory's mode is never changed, and
+    /// With `create`, a missing `dir` is made 0700 and returned, so that the caller can record
+    /// it as compose-secrets' own, and its missing parents are made 0755 (under the umask)
+    /// belonging to the owner of the directory above them; `Ok(None)` when `dir` is missing
+    /// and `create` is not set. An existing directory's mode is never changed, and
     /// one that other users can write to is refused. `ours` also requires it to belong to
     /// the running user (compose-secrets' own directories).
     pub fn open_below(
@@ -139,7 +140,9 @@ impl SecretDir {
         })?;
         let mut path = root.to_path_buf();
         let mut created = Vec::new();
-        for component in rel.components() {
+        let last = rel.components().count();
+        for (depth, component) in rel.components().enumerate() {
+            let leaf = depth + 1 == last;
             let std::path::Component::Normal(name) = component else {
                 return Err(unsafe_path(
                     dir,
@@ -152,8 +155,13 @@ impl SecretDir {
                 match nix::fcntl::openat(&fd, name, flags, Mode::empty()) {
                     Ok(next) => next,
                     Err(Errno::ENOENT) if create => {
-                        match nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o700)) {
-                            Ok(()) => created.push(path.clone()),
+                        // Only the directory holding the files is private; its parents are
+                        // made as `mkdir -p` would, and belong to whoever owns theirs (the
+                        // project's user, not root under sudo).
+                        let mode = if leaf { 0o700 } else { 0o755 };
+                        match nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(mode)) {
+                            Ok(()) if leaf => created.push(path.clone()),
+                            Ok(()) => give_to_parents_owner(&fd, name, &path)?,
                             Err(Errno::EEXIST) => {}
                             Err(e) => return Err(Error::io(&path, "create directory")(e.into())),
                         }
@@ -485,6 +493,23 @@ pub fn describe_mode(path: &Path) -> std::io::Result<(u32, u32, u32, bool)> {
         meta.gid(),
         meta.file_type().is_symlink(),
     ))
+}
+
+/// As root, a directory just made for a secret's parents goes to the owner of the directory
+/// it was made in.
+fn give_to_parents_owner(parent: &OwnedFd, name: &std::ffi::OsStr, path: &Path) -> Result<()> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let st = fstat(parent).map_err(|e| Error::io(path, "stat")(e.into()))?;
+    nix::unistd::fchownat(
+        parent,
+        name,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(nix::unistd::Gid::from_raw(st.st_gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::io(path, "chown directory")(e.into()))
 }
 
 fn refuse_symlink(path: &Path) -> Result<()> {

@@ -58,6 +58,10 @@ pub struct State {
     /// reported and pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<std::path::PathBuf>,
+    /// Every secret file compose-secrets has written (absolute): only these are ever pruned
+    /// outside its runtime directory, once no secret declares them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub written: std::collections::BTreeSet<std::path::PathBuf>,
     /// The audit log's last line as of the last write: how many lines, and the last `mac`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<AuditHead>,
@@ -77,12 +81,13 @@ impl State {
             source: source.to_string(),
             secrets: BTreeMap::new(),
             created_dirs: Vec::new(),
+            written: std::collections::BTreeSet::new(),
             audit_head: None,
         }
     }
 
     /// The saved state for this source, or an empty one (no runtime directory, no file, an
-    /// unreadable or foreign one). What is not about the source (the directories created, the
+    /// unreadable or foreign one). What is not about the source (the directories created, the files written, the
     /// audit head) is kept whatever the source.
     ///
     /// A state file that is a symlink, a FIFO or anything but a regular file is an error, never
@@ -99,6 +104,7 @@ impl State {
             Some(s) if s.source == source => s,
             Some(s) => Self {
                 created_dirs: s.created_dirs,
+                written: s.written,
                 audit_head: s.audit_head,
                 ..Self::new(source)
             },

@@ -140,6 +140,7 @@ mod tests {
             rotate_every: None,
             expiry_grace: None,
             uses: vec![],
+            in_use: true,
         };
         let parent = |k: &str| {
             [

@@ -17,6 +17,12 @@ pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&
     let mut unknown = Vec::new();
     for name in names {
         match project.lookup(name) {
+            Some(spec) if !spec.in_use => {
+                return Err(Error::manifest(
+                    &spec.name,
+                    format!("is not rotated: {}", spec.unused_reason()),
+                ));
+            }
             Some(spec) => {
                 rotatable(spec)?;
                 if !out.iter().any(|s| s.name == spec.name) {
@@ -45,8 +51,7 @@ pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&
 /// Every declared secret that `rotate` can handle (`file:` secrets), for `--all`.
 pub fn all_rotatable(project: &Project) -> Vec<&SecretSpec> {
     project
-        .secrets
-        .iter()
+        .secrets_in_use()
         .filter(|s| rotatable(s).is_ok())
         .collect()
 }

@@ -12,19 +12,118 @@ use crate::error::{Error, Result};
 use crate::files::secret_dir::write_file_atomic;
 use crate::secret::SecretValue;
 
+/// The demo store's env files, in Compose's merge order (`--env-file a --env-file b`, or
+/// `COMPOSE_ENV_FILES`; usually just the project's `.env`). A key's value is the one the
+/// last file defining it gives, as Compose reads it; a value is written back to that file,
+/// and a key no file defines goes to the last one.
+pub struct EnvFiles {
+    files: Vec<(PathBuf, Option<DotEnv>)>,
+}
+
+impl EnvFiles {
+    /// Read every file; a missing one counts as empty until something is written to it.
+    pub fn read(paths: &[PathBuf]) -> Result<Self> {
+        let files = paths
+            .iter()
+            .map(|p| Ok((p.clone(), DotEnv::read(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        if files.is_empty() {
+            return Err(Error::Usage("no env file to keep demo values in".into()));
+        }
+        Ok(Self { files })
+    }
+
+    /// The file new keys go to (the last one).
+    pub fn primary(&self) -> &Path {
+        &self.files[self.files.len() - 1].0
+    }
+
+    /// Whether any of the files exists.
+    pub fn any_exists(&self) -> bool {
+        self.files.iter().any(|(_, env)| env.is_some())
+    }
+
+    /// Put `env` in place of the primary file's contents (a new `.env` made from a template).
+    pub fn replace_primary(&mut self, env: DotEnv) {
+        let last = self.files.len() - 1;
+        self.files[last].1 = Some(env);
+    }
+
+    fn home(&self, key: &str) -> usize {
+        self.files
+            .iter()
+            .rposition(|(_, env)| env.as_ref().is_some_and(|e| e.line_of(key).is_some()))
+            .unwrap_or(self.files.len() - 1)
+    }
+
+    /// The value Compose would read for `key`.
+    pub fn get(&self, key: &str) -> Option<&SecretValue> {
+        self.files[self.home(key)].1.as_ref()?.get(key)
+    }
+
+    /// The file `key`'s value comes from (or would go to).
+    pub fn file_of(&self, key: &str) -> &Path {
+        &self.files[self.home(key)].0
+    }
+
+    /// Every key with a value, as Compose would read it.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .files
+            .iter()
+            .flat_map(|(_, env)| env.iter().flat_map(|e| e.keys().map(str::to_string)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Set `key` in its file (in memory); returns that file's index for [`EnvFiles::write`].
+    pub fn set(&mut self, key: &str, value: &SecretValue) -> Result<usize> {
+        let home = self.home(key);
+        let (path, env) = &mut self.files[home];
+        if env.is_none() {
+            *env = Some(DotEnv::parse(path, "")?);
+        }
+        if let Some(env) = env {
+            env.set(key, value);
+        }
+        Ok(home)
+    }
+
+    /// Write file `index` atomically, 0600.
+    pub fn write(&self, index: usize) -> Result<()> {
+        let (path, env) = &self.files[index];
+        match env {
+            Some(env) => write_file_atomic(path, env.render().as_bytes(), 0o600),
+            None => Ok(()),
+        }
+    }
+
+    /// The files, for messages: one path, or several joined by `+`.
+    pub fn describe(&self) -> String {
+        self.files
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
 /// `.env` has no history: a value's fingerprint stands in for its version id,
 /// so "unchanged" and "rotated" read the same as with Key Vault.
 pub struct DotenvStore {
-    path: PathBuf,
-    env: Mutex<Option<DotEnv>>,
+    paths: Vec<PathBuf>,
+    env: Mutex<EnvFiles>,
 }
 
 impl DotenvStore {
-    /// Open the store; a missing file behaves as an empty one until the first `set`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Open the store over `paths` (merge order); a missing file behaves as an empty one until
+    /// the first `set`.
+    pub fn open(paths: &[PathBuf]) -> Result<Self> {
         Ok(Self {
-            path: path.to_path_buf(),
-            env: Mutex::new(DotEnv::read(path)?),
+            paths: paths.to_vec(),
+            env: Mutex::new(EnvFiles::read(paths)?),
         })
     }
 
@@ -42,7 +141,11 @@ impl DotenvStore {
 #[async_trait]
 impl SecretStore for DotenvStore {
     fn describe(&self) -> String {
-        self.path.display().to_string()
+        self.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
 
     fn keeps_versions(&self) -> bool {
@@ -51,7 +154,7 @@ impl SecretStore for DotenvStore {
 
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret> {
         let env = self.env.lock().await;
-        match env.as_ref().and_then(|e| e.get(name)) {
+        match env.get(name) {
             Some(value) if !value.is_empty() => Ok(FetchedSecret {
                 value: value.clone(),
                 info: Self::info(name, value),
@@ -82,27 +185,25 @@ impl SecretStore for DotenvStore {
         _tags: &BTreeMap<String, String>,
     ) -> Result<VersionInfo> {
         let mut guard = self.env.lock().await;
-        // Re-read so that edits made since we opened the file are kept.
-        let mut env = match DotEnv::read(&self.path)? {
-            Some(env) => env,
-            None => DotEnv::parse(&self.path, "")?,
-        };
-        env.set(name, value);
-        write_file_atomic(&self.path, env.render().as_bytes(), 0o600)?;
-        *guard = Some(env);
+        // Re-read so that edits made since we opened the files are kept.
+        let mut env = EnvFiles::read(&self.paths)?;
+        let home = env.set(name, value)?;
+        env.write(home)?;
+        *guard = env;
         Ok(Self::info(name, value))
     }
 
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {
         let env = self.env.lock().await;
         Ok(env
-            .as_ref()
-            .map(|e| {
-                e.keys()
-                    .filter_map(|k| e.get(k).filter(|v| !v.is_empty()).map(|v| Self::info(k, v)))
-                    .collect()
+            .keys()
+            .iter()
+            .filter_map(|k| {
+                env.get(k)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Self::info(k, v))
             })
-            .unwrap_or_default())
+            .collect())
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
@@ -114,18 +215,18 @@ impl SecretStore for DotenvStore {
     }
 
     async fn probe_access(&self, _names: &[String]) -> AccessProbe {
-        let exists = self.env.lock().await.is_some();
+        let exists = self.env.lock().await.any_exists();
         AccessProbe {
             reachable: exists,
             can_list: Some(exists),
             can_get: Some(exists),
             can_set: Some(exists),
             detail: if exists {
-                format!("{} is readable", self.path.display())
+                format!("{} is readable", self.describe())
             } else {
                 format!(
                     "{} does not exist; run `compose-secrets ensure`",
-                    self.path.display()
+                    self.describe()
                 )
             },
         }

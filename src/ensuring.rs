@@ -1,0 +1,265 @@
+//! `ensure` as a domain operation: every secret Compose will use has a value in the demo
+//! store (the project's `.env`, or the `--env-file`s).
+//!
+//! The data's path: the env files are read (or `.env` is made from the template); each
+//! secret in use keeps its value, adopts the content of a secret file that already exists
+//! (a project that ran before compose-secrets), or gets a generated one; the files that
+//! changed are written once, atomically, 0600.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::compose::{Project, SecretSource, SecretSpec};
+use crate::dotenv::DotEnv;
+use crate::error::{Error, Result};
+use crate::files::layout::Layout;
+use crate::output::{Report, ReportItem};
+use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::store::dotenv::EnvFiles;
+
+/// How an `ensure` runs.
+pub struct EnsureRequest<'a> {
+    /// Secrets to regenerate (Compose name, vault name or `.env` key).
+    pub force: &'a [String],
+    /// Copied to `.env` when no env file exists.
+    pub template: PathBuf,
+    pub dry_run: bool,
+    /// Paths in the report are shown relative to this directory.
+    pub shown_from: &'a Path,
+}
+
+/// Give every secret in use a value in `env_paths`, reporting each decision.
+pub fn ensure(
+    project: &Project,
+    layout: &Layout,
+    env_paths: &[PathBuf],
+    request: &EnsureRequest<'_>,
+    report: &mut Report,
+) -> Result<()> {
+    let forced = forced_secrets(project, request.force)?;
+    let secrets: Vec<&SecretSpec> = project
+        .secrets_in_use()
+        .filter(|s| !s.is_external())
+        .collect();
+    crate::store::Naming::EnvKeys.check_keys(&secrets)?;
+    let rel = |p: &Path| {
+        p.strip_prefix(request.shown_from)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+
+    let mut env = EnvFiles::read(env_paths)?;
+    let mut changed: BTreeSet<usize> = BTreeSet::new();
+    if !env.any_exists() {
+        env.replace_primary(from_template(&request.template, env.primary())?);
+        changed.insert(env_paths.len() - 1);
+        report.push(
+            ReportItem::new(
+                rel(env.primary()),
+                if request.dry_run {
+                    "would-create"
+                } else {
+                    "created"
+                },
+            )
+            .with_detail(format!("from {}", rel(&request.template))),
+        );
+    }
+    for spec in project
+        .secrets
+        .iter()
+        .filter(|s| !s.in_use && !s.is_external())
+    {
+        report.push(ReportItem::new(&spec.name, "skipped").with_detail(spec.unused_reason()));
+    }
+    for spec in secrets {
+        let forced = forced.contains(spec.name.as_str());
+        let key = &spec.env_key;
+        let current = env.get(key).filter(|v| !v.is_empty());
+        if !forced {
+            if let SecretSource::Environment(var) = &spec.source {
+                if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+                    report.push(ReportItem::new(&spec.name, "kept").with_detail(format!(
+                        "{var}, from the process environment (Compose uses it over {})",
+                        rel(env.file_of(key))
+                    )));
+                    continue;
+                }
+            }
+            if let Some(value) = current {
+                if value.len() > MAX_VALUE_BYTES {
+                    return Err(Error::manifest(
+                        &spec.name,
+                        format!(
+                            "its value in {} is {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}",
+                            env.file_of(key).display(),
+                            value.len()
+                        ),
+                    ));
+                }
+                report.push(ReportItem::new(&spec.name, "kept").with_detail(key.clone()));
+                continue;
+            }
+            if let Some((value, path)) = existing_file_value(spec, layout)? {
+                changed.insert(env.set(key, &value)?);
+                report.push(
+                    ReportItem::new(
+                        &spec.name,
+                        if request.dry_run {
+                            "would-adopt"
+                        } else {
+                            "adopted"
+                        },
+                    )
+                    .with_detail(format!("{key}, the value already in {}", rel(&path))),
+                );
+                continue;
+            }
+        }
+        let action = match (request.dry_run, forced && current.is_some()) {
+            (true, true) => "would-regenerate",
+            (true, false) => "would-generate",
+            (false, true) => "regenerated",
+            (false, false) => "generated",
+        };
+        if !request.dry_run {
+            let value = spec.generator.generate().map_err(|e| Error::Io {
+                path: env.file_of(key).to_path_buf(),
+                action: "read OS randomness",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            changed.insert(env.set(key, &value)?);
+        }
+        report.push(
+            ReportItem::new(&spec.name, action).with_detail(format!("{key} ({})", spec.generator)),
+        );
+    }
+    if !request.dry_run {
+        for index in changed {
+            env.write(index)?;
+        }
+    }
+    warn_store_in_env_file(project, env_paths, request.shown_from, report);
+    Ok(())
+}
+
+/// The secrets `--force` names; a name no secret has is a usage error.
+fn forced_secrets<'p>(project: &'p Project, force: &[String]) -> Result<BTreeSet<&'p str>> {
+    let mut out = BTreeSet::new();
+    let mut unknown = Vec::new();
+    for name in force {
+        match project.lookup(name) {
+            Some(spec) => {
+                out.insert(spec.name.as_str());
+            }
+            None => unknown.push(name.as_str()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Usage(format!(
+            "--force {}: no declared secret has that name or .env key",
+            unknown.join(", ")
+        )))
+    }
+}
+
+/// `.env` as the template makes it; a missing template says what to do.
+fn from_template(template: &Path, env_file: &Path) -> Result<DotEnv> {
+    let bytes = std::fs::read(template).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; create it (an empty {} will do: every secret gets a generated value), or create {} yourself, \
+                 or pass --template",
+                template.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                env_file.display()
+            )
+        } else {
+            String::new()
+        };
+        Error::config(
+            template,
+            format!(
+                "cannot create {} from this template: {e}{hint}",
+                env_file.display()
+            ),
+        )
+    })?;
+    // Parse errors name the template, where the bad line is.
+    let parsed = DotEnv::parse_bytes(template, &bytes)?;
+    DotEnv::parse(env_file, &parsed.render())
+}
+
+/// The value a secret's file already holds (one trailing newline dropped), when it has one:
+/// a project adopting compose-secrets keeps the password its database was set up with.
+fn existing_file_value(
+    spec: &SecretSpec,
+    layout: &Layout,
+) -> Result<Option<(SecretValue, PathBuf)>> {
+    let Some(placement) = layout.of(&spec.name) else {
+        return Ok(None);
+    };
+    let Some(dir) = layout.open_existing(&placement.dir)? else {
+        return Ok(None);
+    };
+    let Some(file) = dir.read(&placement.file_name)? else {
+        return Ok(None);
+    };
+    let mut bytes = file.contents.to_vec();
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::manifest(
+            &spec.name,
+            format!(
+                "its file {} holds {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}; it cannot be adopted",
+                placement.path.display(),
+                bytes.len()
+            ),
+        ));
+    }
+    match SecretValue::from_bytes(bytes) {
+        Ok(value) => Ok(Some((value, placement.path.clone()))),
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            Err(Error::manifest(
+                &spec.name,
+                format!(
+                    "its file {} is not UTF-8 text, so .env cannot hold it; store it base64-encoded, or remove \
+                     the file to have a value generated",
+                    placement.path.display()
+                ),
+            ))
+        }
+    }
+}
+
+/// A service reading the demo store as its `env_file` gets every secret in its environment.
+fn warn_store_in_env_file(
+    project: &Project,
+    env_paths: &[PathBuf],
+    shown_from: &Path,
+    report: &mut Report,
+) {
+    for service in project.services.values().filter(|s| s.enabled) {
+        for path in service.env_files.iter().filter(|p| env_paths.contains(p)) {
+            report.push(
+                ReportItem::new(format!("service {}", service.name), "warning").with_detail(format!(
+                    "its env_file {} is where compose-secrets keeps demo values, so Compose puts every \
+                     secret into its environment; give it an env file of its own",
+                    path.strip_prefix(shown_from).unwrap_or(path).display()
+                )),
+            );
+        }
+    }
+}
