@@ -106,6 +106,7 @@ pub struct LocalSecret<'m> {
 }
 
 mod audit;
+mod compose;
 mod containers;
 mod drift;
 mod files;
@@ -119,6 +120,7 @@ pub mod table;
 mod vault;
 
 pub use audit::{audit_log_path, check_audit};
+pub use compose::check_compose_model;
 pub use containers::{check_containers, check_docker};
 pub use drift::check_drift;
 pub use files::check_files;

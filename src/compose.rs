@@ -15,6 +15,7 @@ pub mod interpolate;
 mod loader;
 mod merge;
 pub mod names;
+pub mod reference;
 mod schema;
 mod yaml;
 

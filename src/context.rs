@@ -120,6 +120,29 @@ impl Context {
         Project::from_discovered(&self.options, self.discovered.clone())
     }
 
+    /// The Compose flags this run was given (`-f`, `-p`, `--project-directory`,
+    /// `--env-file`, `--profile`), for running `docker compose` on the same project.
+    pub fn compose_flags(&self) -> Vec<std::ffi::OsString> {
+        let o = &self.options;
+        let mut flags: Vec<std::ffi::OsString> = Vec::new();
+        for f in &o.files {
+            flags.extend(["-f".into(), f.clone().into_os_string()]);
+        }
+        if let Some(name) = &o.project_name {
+            flags.extend(["-p".into(), name.into()]);
+        }
+        if let Some(dir) = &o.project_directory {
+            flags.extend(["--project-directory".into(), dir.clone().into_os_string()]);
+        }
+        for f in &o.env_files {
+            flags.extend(["--env-file".into(), f.clone().into_os_string()]);
+        }
+        for p in &o.profiles {
+            flags.extend(["--profile".into(), p.into()]);
+        }
+        flags
+    }
+
     /// Whether a Compose file was found (for commands that can do without one).
     pub fn has_project(&self) -> bool {
         !self.discovered.files.is_empty()

@@ -118,6 +118,9 @@ fn demo_quickstart_rotate_and_verify_on_compose_v2_docker() {
 #[test]
 fn demo_quickstart_rotate_and_verify_on_compose_v1_docker() {
     let test = "demo_docker::demo_quickstart_rotate_and_verify_on_compose_v1_docker";
+    if !docker_available_or_skip(test) {
+        return;
+    }
     if compose_v1_command().is_none() {
         if std::env::var("COMPOSE_SECRETS_SKIP_COMPOSE_V1").as_deref() == Ok("1") {
             let _ = std::io::Write::write_all(

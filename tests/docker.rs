@@ -159,14 +159,18 @@ pub fn compose_command() -> Command {
 }
 
 /// Docker Compose v1 (`docker-compose` 1.x), kept working: only the v1 smoke test uses it.
+/// Every `docker-compose` on `PATH` is asked, since `make bootstrap` puts a v2 one first.
 pub fn compose_v1_command() -> Option<Command> {
-    let out = Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    (out.status.success() && text.contains("version 1."))
-        .then(|| without_compose_variables(Command::new("docker-compose")))
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("docker-compose"))
+        .filter(|p| p.is_file())
+        .find(|p| {
+            Command::new(p).arg("version").output().is_ok_and(|out| {
+                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("version 1.")
+            })
+        })
+        .map(|p| without_compose_variables(Command::new(p)))
 }
 
 /// The project name and file come from the arguments only, never a developer's shell.

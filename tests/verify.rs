@@ -791,3 +791,138 @@ mod docker {
         }
     }
 }
+
+/// `verify` asks Docker Compose v2 for `config` with the same flags and fails on any
+/// difference in what decides secrets; a Compose that refuses the project is a warning, and
+/// without Compose v2 the check says it was skipped. A stand-in `docker-compose` on `PATH`
+/// plays Compose here, so each answer is certain.
+#[test]
+fn the_model_is_cross_checked_against_compose_v2() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app: {image: alpine, secrets: [a]}\nsecrets:\n  a: {file: ./a.txt}\n",
+    );
+    p.write(".env", "A=aaaaaaaa\n");
+    p.cmd(&["load"]).run().success();
+    let bin = tempfile::tempdir().unwrap();
+    let fake = |name: &str, script: &str| {
+        let path = bin.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    fake("docker", "exit 1");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let name = p
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase()
+        .replace(['.', '+'], "");
+    let config = |file: &str| {
+        format!(
+            "case \"$*\" in *version*) echo 2.99.0 ;; *) cat <<'EOF'\n{{\"name\": \"{name}\", \"services\": {{\"app\": {{\"secrets\": [{{\"source\": \"a\", \"target\": \"/run/secrets/a\"}}]}}}}, \"secrets\": {{\"a\": {{\"file\": \"{file}\"}}}}}}\nEOF\n;; esac"
+        )
+    };
+    let verify = || p.cmd(&["verify", "--no-docker"]).env("PATH", &path).run();
+    let a = p.path("a.txt").display().to_string();
+
+    fake("docker-compose", &config(&a));
+    let out = verify();
+    assert!(
+        out.stdout
+            .contains("the model matches `docker-compose 2.99.0 config`"),
+        "{}",
+        out.stdout
+    );
+
+    fake("docker-compose", &config("/elsewhere/a.txt"));
+    let out = verify().code(1);
+    assert!(
+        out.stdout
+            .contains("secret a: Compose has {\"file\":\"/elsewhere/a.txt\"}"),
+        "{}",
+        out.stdout
+    );
+
+    fake(
+        "docker-compose",
+        "case \"$*\" in *version*) echo 2.99.0 ;; *) echo 'service \"app\" refers to undefined volume' >&2; exit 15 ;; esac",
+    );
+    let out = verify();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("could not cross-check"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.starts_with("WARN") && line.contains("refers to undefined volume"),
+        "{line}"
+    );
+
+    fake(
+        "docker-compose",
+        "echo 'docker-compose version 1.29.2'; exit 0",
+    );
+    let out = verify();
+    assert!(
+        out.stdout.contains("Docker Compose v2 not found"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// With the real Compose v2, the cross-check passes on a project using the features the
+/// model resolves (override file, include, extends, profiles, interpolation).
+#[test]
+fn the_model_matches_the_real_compose_v2() {
+    let Some(compose) = crate::support::compose::compose_v2_or_skip(
+        "verify::the_model_matches_the_real_compose_v2",
+    ) else {
+        return;
+    };
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "name: crosscheck\ninclude: [lib/compose.yaml]\nservices:\n  app:\n    image: alpine\n    secrets: [a, {source: b, target: bee, mode: 0440}]\n  \
+         worker:\n    extends: {file: base.yaml, service: base}\n  old:\n    image: alpine\n    profiles: [legacy]\n    secrets: [c]\n\
+         secrets:\n  a: {file: ./a.txt}\n  b: {file: \"${B_DIR:-conf}/b.txt\"}\n  c: {file: ./c.txt}\n",
+    );
+    p.write(
+        "compose.override.yaml",
+        "services:\n  app:\n    secrets: [a]\n",
+    );
+    p.write(
+        "base.yaml",
+        "services:\n  base:\n    image: alpine\n    secrets: [a]\n",
+    );
+    p.write(
+        "lib/compose.yaml",
+        "services:\n  lib:\n    image: alpine\n    secrets: [l]\nsecrets:\n  l: {file: ./l.txt}\n",
+    );
+    p.write(".env", "A=aaaaaaaa\nB=bbbbbbbb\nL=llllllll\nC=cccccccc\n");
+    let bin = tempfile::tempdir().unwrap();
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    if compose.prefix.is_empty() {
+        std::os::unix::fs::symlink(&compose.program, bin.path().join("docker-compose")).unwrap();
+        path = format!("{}:{path}", bin.path().display());
+    }
+    let out = p.cmd(&["verify", "--no-docker"]).env("PATH", &path).run();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(" compose "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        line.starts_with("PASS") && line.contains("secrets 3, services 3"),
+        "{line}\n{}",
+        out.stdout
+    );
+}

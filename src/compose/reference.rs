@@ -1,0 +1,249 @@
+//! Docker Compose v2 itself, as the reference for the project model: `verify` asks it for
+//! `config --format json` with the user's own flags and compares the parts that decide
+//! secrets. Only paths and names go on its command line; its output (which holds
+//! interpolated environments) is parsed, never printed.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{Project, SecretSource};
+
+/// `config` on a large project takes well under a second; a hung one must not hang verify.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A Compose v2 found on this machine.
+pub struct ComposeV2 {
+    program: &'static str,
+    prefix: &'static [&'static str],
+    pub version: String,
+}
+
+impl ComposeV2 {
+    /// `docker compose` (the CLI plugin), else a standalone `docker-compose`, when it reports
+    /// version 2 or later; `None` otherwise (v1 is not a reference: it resolves differently).
+    pub fn find() -> Option<ComposeV2> {
+        [("docker", &["compose"][..]), ("docker-compose", &[][..])]
+            .into_iter()
+            .find_map(|(program, prefix)| {
+                let out = Command::new(program)
+                    .args(prefix)
+                    .args(["version", "--short"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())?;
+                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let major = version.trim_start_matches('v').split('.').next()?;
+                (major.parse::<u32>().ok()? >= 2).then_some(ComposeV2 {
+                    program,
+                    prefix,
+                    version,
+                })
+            })
+    }
+
+    pub fn describe(&self) -> String {
+        let mut words = vec![self.program];
+        words.extend(self.prefix);
+        format!("{} {}", words.join(" "), self.version)
+    }
+
+    /// `config --format json` run in `cwd` with the user's Compose flags; `Err` carries
+    /// Compose's own first error line.
+    pub fn config(&self, cwd: &Path, flags: &[OsString]) -> Result<Value, String> {
+        let mut child = Command::new(self.program)
+            .args(self.prefix)
+            .args(flags)
+            .args(["config", "--format", "json"])
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run it: {e}"))?;
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if started.elapsed() > CONFIG_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("no answer within {}s", CONFIG_TIMEOUT.as_secs()));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("failed")
+                .trim()
+                .to_string());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable output: {e}"))
+    }
+}
+
+/// What decides secrets in Compose's printed project: its name, the secrets it keeps (file,
+/// environment or external name), and each enabled service's mounts in order.
+pub fn view_of_config(doc: &Value) -> Value {
+    let doc = undouble_dollars(doc);
+    let secrets: serde_json::Map<String, Value> = doc
+        .get("secrets")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, def)| {
+            let view = if def.get("external").and_then(Value::as_bool) == Some(true) {
+                json!({"external": def.get("name").cloned().unwrap_or(Value::Null)})
+            } else if let Some(file) = def.get("file") {
+                json!({ "file": file })
+            } else {
+                json!({ "environment": def.get("environment").cloned().unwrap_or(Value::Null) })
+            };
+            (key.clone(), view)
+        })
+        .collect();
+    let services: serde_json::Map<String, Value> = doc
+        .get("services")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(name, svc)| {
+            let mounts: Vec<Value> = svc
+                .get("secrets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    let field = |k: &str| m.get(k).filter(|v| !v.is_null()).cloned();
+                    mount_view(
+                        field("source"),
+                        field("target"),
+                        field("uid"),
+                        field("gid"),
+                        field("mode").map(|m| match m {
+                            // Compose prints the octal text ("0440"); read as JSON it may be a number.
+                            Value::Number(n) => json!(format!("0{:o}", n.as_u64().unwrap_or(0))),
+                            other => other,
+                        }),
+                    )
+                })
+                .collect();
+            (name.clone(), Value::Array(mounts))
+        })
+        .collect();
+    json!({"name": doc.get("name").cloned().unwrap_or(Value::Null), "secrets": secrets, "services": services})
+}
+
+/// The same view of compose-secrets' model: enabled services, and the secrets they use.
+pub fn view_of_project(project: &Project) -> Value {
+    let mut used = std::collections::BTreeSet::new();
+    let mut services = serde_json::Map::new();
+    for svc in project.services.values().filter(|s| s.enabled) {
+        used.extend(svc.mounts.iter().map(|m| m.source.as_str()));
+        used.extend(svc.build_secrets.iter().map(String::as_str));
+        let mounts = svc
+            .mounts
+            .iter()
+            .map(|m| {
+                mount_view(
+                    Some(json!(m.source)),
+                    Some(json!(m.target)),
+                    m.uid.as_ref().map(|u| json!(u)),
+                    m.gid.as_ref().map(|g| json!(g)),
+                    m.mode.map(|mode| json!(format!("0{mode:o}"))),
+                )
+            })
+            .collect();
+        services.insert(svc.name.clone(), Value::Array(mounts));
+    }
+    let secrets: serde_json::Map<String, Value> = project
+        .secrets
+        .iter()
+        .filter(|s| used.contains(s.name.as_str()))
+        .map(|s| {
+            let view = match &s.source {
+                SecretSource::File(p) => json!({"file": p}),
+                SecretSource::Environment(var) => json!({"environment": var}),
+                SecretSource::External { name } => json!({"external": name}),
+            };
+            (s.name.clone(), view)
+        })
+        .collect();
+    json!({"name": project.name, "secrets": secrets, "services": services})
+}
+
+fn mount_view(
+    source: Option<Value>,
+    target: Option<Value>,
+    uid: Option<Value>,
+    gid: Option<Value>,
+    mode: Option<Value>,
+) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in [
+        ("source", source),
+        ("target", target),
+        ("uid", uid),
+        ("gid", gid),
+        ("mode", mode),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
+        }
+    }
+    Value::Object(m)
+}
+
+/// Compose doubles every `$` in what it prints: undo it.
+fn undouble_dollars(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(s.replace("$$", "$")),
+        Value::Array(items) => Value::Array(items.iter().map(undouble_dollars).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.replace("$$", "$"), undouble_dollars(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Each difference between two views, in words naming the secret or service.
+pub fn differences(reference: &Value, ours: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if reference["name"] != ours["name"] {
+        out.push(format!(
+            "project name: Compose {}, compose-secrets {}",
+            reference["name"], ours["name"]
+        ));
+    }
+    for (section, what) in [("secrets", "secret"), ("services", "service")] {
+        let empty = serde_json::Map::new();
+        let theirs = reference[section].as_object().unwrap_or(&empty);
+        let mine = ours[section].as_object().unwrap_or(&empty);
+        let keys: std::collections::BTreeSet<&String> = theirs.keys().chain(mine.keys()).collect();
+        for key in keys {
+            match (theirs.get(key), mine.get(key)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => out.push(format!(
+                    "{what} {key}: Compose has {a}, compose-secrets {b}"
+                )),
+                (Some(_), None) => out.push(format!("{what} {key}: only Compose has it")),
+                (None, _) => out.push(format!("{what} {key}: only compose-secrets has it")),
+            }
+        }
+    }
+    out
+}
