@@ -134,6 +134,15 @@ pub enum Error {
     #[error("key vault: {context}: {message}")]
     Vault { context: String, message: String },
 
+    /// Key Vault kept answering 429 for longer than the retry budget; `retry_after` is what
+    /// its last answer asked for (`Retry-After`), which `sync --watch` waits out.
+    #[error("key vault: {context}: {message}")]
+    VaultThrottled {
+        context: String,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+
     #[error("docker: {message}")]
     Docker {
         kind: DockerFailure,
@@ -158,6 +167,16 @@ pub enum Error {
         cause: Box<Error>,
         /// What is left to fix, one sentence each.
         left: Vec<String>,
+    },
+
+    /// `sync`: the store's new version made a service unhealthy. The file and the containers
+    /// are back on the previous version, the store keeps the new one, and the version is
+    /// held (not tried again) until the store moves on or `sync --retry-held`.
+    #[error("secret `{secret}`: version {version} is held: {cause}; the file and the containers are back on the previous version and the store keeps the new one (fix the value in the store, or run `compose-secrets sync --retry-held`)")]
+    SyncHeld {
+        secret: String,
+        version: String,
+        cause: Box<Error>,
     },
 
     #[error("{path}: another compose-secrets is running (lock held); waited {waited_secs}s")]
@@ -198,6 +217,18 @@ impl Error {
         }
     }
 
+    /// How long the store asked to be left alone (`Retry-After` on a 429), wherever in the
+    /// error it is.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::VaultThrottled { retry_after, .. } => *retry_after,
+            Error::Within { inner, .. } => inner.retry_after(),
+            Error::RolledBack { cause, .. } | Error::SyncHeld { cause, .. } => cause.retry_after(),
+            Error::Several { errors } => errors.iter().filter_map(Error::retry_after).max(),
+            _ => None,
+        }
+    }
+
     /// The error inside any `Within` layers.
     pub fn innermost(&self) -> &Error {
         match self {
@@ -227,14 +258,16 @@ impl Error {
             Error::MissingSecrets { .. }
             | Error::SecretNotFound { .. }
             | Error::SecretDisabled { .. } => exit::MISSING_SECRET,
-            Error::VaultAuth { .. } | Error::VaultForbidden { .. } | Error::Vault { .. } => {
-                exit::VAULT
-            }
+            Error::VaultAuth { .. }
+            | Error::VaultForbidden { .. }
+            | Error::Vault { .. }
+            | Error::VaultThrottled { .. } => exit::VAULT,
             Error::Docker { .. } => exit::DOCKER,
             Error::Within { inner, .. } => inner.exit_code(),
             Error::Health { .. } => exit::HEALTH,
             Error::RolledBack { cause, .. } => cause.exit_code(),
             Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
+            Error::SyncHeld { .. } => exit::HEALTH,
             Error::Locked { .. } => exit::LOCKED,
             Error::VerifyFailed { .. } => exit::VERIFY_FAILED,
             Error::Several { errors } => errors.first().map_or(exit::USAGE, Error::exit_code),
@@ -256,11 +289,13 @@ impl Error {
             Error::VaultAuth { .. } => "vault-auth",
             Error::VaultForbidden { .. } => "vault-forbidden",
             Error::Vault { .. } => "vault",
+            Error::VaultThrottled { .. } => "vault-throttled",
             Error::Docker { .. } => "docker",
             Error::Within { inner, .. } => inner.kind(),
             Error::Health { .. } => "health",
             Error::RolledBack { .. } => "rolled-back",
             Error::RollbackFailed { .. } => "rollback-failed",
+            Error::SyncHeld { .. } => "sync-held",
             Error::Locked { .. } => "locked",
             Error::VerifyFailed { .. } => "verify-failed",
             Error::Several { errors } => errors.first().map_or("usage", Error::kind),

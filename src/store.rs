@@ -98,7 +98,26 @@ pub struct VersionInfo {
     pub enabled: bool,
     /// Unix seconds of the last update, where the store knows it.
     pub updated: Option<i64>,
+    /// The version's expiry (Key Vault's `exp` attribute), Unix seconds, where it has one.
+    pub expires: Option<i64>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// What a new version carries besides its value: tags, and the attributes a store can keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewVersion {
+    pub tags: BTreeMap<String, String>,
+    /// Expiry (Key Vault's `exp`), Unix seconds. A store without attributes (`.env`) drops it.
+    pub expires: Option<i64>,
+}
+
+impl NewVersion {
+    pub fn tagged(tags: BTreeMap<String, String>) -> Self {
+        Self {
+            tags,
+            expires: None,
+        }
+    }
 }
 
 /// A value with the version it was read from.
@@ -158,13 +177,30 @@ pub trait SecretStore: Send + Sync {
 
     async fn get_version(&self, name: &str, version: &str) -> Result<FetchedSecret>;
 
-    /// Write a new current version with these tags; returns its metadata.
+    /// Write a new current version with these tags and attributes; returns its metadata.
+    async fn set_version(
+        &self,
+        name: &str,
+        value: &SecretValue,
+        version: &NewVersion,
+    ) -> Result<VersionInfo>;
+
+    /// Write a new current version with these tags only (no expiry).
     async fn set(
         &self,
         name: &str,
         value: &SecretValue,
         tags: &BTreeMap<String, String>,
-    ) -> Result<VersionInfo>;
+    ) -> Result<VersionInfo> {
+        self.set_version(name, value, &NewVersion::tagged(tags.clone()))
+            .await
+    }
+
+    /// Read again what the store keeps in memory from its source (the `.env` files), after
+    /// the run lock was taken: a long-running `sync --watch` sees every later change.
+    async fn reload(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Latest version of every secret in the store, in one listing.
     async fn list_properties(&self) -> Result<Vec<VersionInfo>>;

@@ -97,11 +97,11 @@ mod tests {
         ) -> crate::error::Result<crate::store::FetchedSecret> {
             Err(crate::error::Error::Usage("probe only".into()))
         }
-        async fn set(
+        async fn set_version(
             &self,
             _: &str,
             _: &SecretValue,
-            _: &BTreeMap<String, String>,
+            _: &crate::store::NewVersion,
         ) -> crate::error::Result<VersionInfo> {
             Err(crate::error::Error::Usage("probe only".into()))
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::{AccessProbe, FetchedSecret, SecretStore, VersionInfo};
+use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
 use crate::dotenv::DotEnv;
 use crate::error::{Error, Result};
 use crate::files::secret_dir::write_file_atomic;
@@ -133,6 +133,7 @@ impl DotenvStore {
             version: Some(value.fingerprint()),
             enabled: true,
             updated: None,
+            expires: None,
             tags: BTreeMap::new(),
         }
     }
@@ -178,11 +179,12 @@ impl SecretStore for DotenvStore {
         }
     }
 
-    async fn set(
+    /// `.env` keeps no tags and no attributes: only the value is written.
+    async fn set_version(
         &self,
         name: &str,
         value: &SecretValue,
-        _tags: &BTreeMap<String, String>,
+        _version: &NewVersion,
     ) -> Result<VersionInfo> {
         let mut guard = self.env.lock().await;
         // Re-read so that edits made since we opened the files are kept.
@@ -191,6 +193,12 @@ impl SecretStore for DotenvStore {
         env.write(home)?;
         *guard = env;
         Ok(Self::info(name, value))
+    }
+
+    async fn reload(&self) -> Result<()> {
+        let fresh = EnvFiles::read(&self.paths)?;
+        *self.env.lock().await = fresh;
+        Ok(())
     }
 
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {

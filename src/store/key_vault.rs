@@ -31,7 +31,7 @@ use credential::{ResolvedCredential, Surroundings};
 use errors::{map_error, Operation};
 use transport::{build_transport, TransportSettings};
 
-use super::{AccessProbe, FetchedSecret, SecretStore, VersionInfo};
+use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
 use crate::error::{Error, Result};
 use crate::secret::{is_valid_vault_name, SecretValue};
 
@@ -302,23 +302,36 @@ impl SecretStore for KeyVaultStore {
         self.fetch(name, Some(version)).await
     }
 
-    async fn set(
+    async fn set_version(
         &self,
         name: &str,
         value: &SecretValue,
-        tags: &BTreeMap<String, String>,
+        version: &NewVersion,
     ) -> Result<VersionInfo> {
         check_name(name)?;
         let op = Operation::set(name, None);
+        let expires = match version.expires {
+            Some(at) => Some(
+                azure_core::time::OffsetDateTime::from_unix_timestamp(at).map_err(|_| {
+                    Error::manifest(name, format!("expiry {at} is not a representable time"))
+                })?,
+            ),
+            None => None,
+        };
         let parameters = SetSecretParameters {
             value: Some(value.expose().to_owned()),
             content_type: Some(CONTENT_TYPE.to_owned()),
+            secret_attributes: expires.map(|expires| SecretAttributes {
+                expires: Some(expires),
+                ..Default::default()
+            }),
             tags: Some(
-                tags.iter()
+                version
+                    .tags
+                    .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<HashMap<_, _>>(),
             ),
-            ..Default::default()
         };
         let content = parameters.try_into().map_err(|e| self.map(&e, op))?;
         let created = self
@@ -523,6 +536,7 @@ fn version_info_of_secret(requested_name: &str, secret: &Secret) -> VersionInfo 
         version: id.and_then(|id| id.version),
         enabled: attributes.and_then(|a| a.enabled).unwrap_or(true),
         updated: unix_seconds(attributes.and_then(|a| a.updated)),
+        expires: unix_seconds(attributes.and_then(|a| a.expires)),
         tags: tags_of(secret.tags.as_ref()),
     }
 }
@@ -544,6 +558,7 @@ fn version_info_of_properties(
         version: id.and_then(|id| id.version),
         enabled: attributes.and_then(|a| a.enabled).unwrap_or(true),
         updated: unix_seconds(attributes.and_then(|a| a.updated)),
+        expires: unix_seconds(attributes.and_then(|a| a.expires)),
         tags: tags_of(properties.tags.as_ref()),
     };
     let created = unix_seconds(attributes.and_then(|a| a.created)).unwrap_or(i64::MAX);
@@ -594,6 +609,7 @@ mod tests {
         let attributes = SecretAttributes {
             enabled: Some(false),
             updated: azure_core::time::OffsetDateTime::from_unix_timestamp(1_700_000_000).ok(),
+            expires: azure_core::time::OffsetDateTime::from_unix_timestamp(1_800_000_000).ok(),
             ..Default::default()
         };
         secret.attributes = Some(attributes);
@@ -603,6 +619,7 @@ mod tests {
         assert_eq!(info.version.as_deref(), Some("0123abcd"));
         assert!(!info.enabled);
         assert_eq!(info.updated, Some(1_700_000_000));
+        assert_eq!(info.expires, Some(1_800_000_000));
         assert_eq!(info.tags.get("rotated-by").map(String::as_str), Some("me"));
     }
 }

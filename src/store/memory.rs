@@ -1,11 +1,11 @@
 //! In-memory [`SecretStore`] twin for unit tests: versions, tags, and injected failures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{AccessProbe, FetchedSecret, SecretStore, VersionInfo};
+use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
@@ -96,11 +96,11 @@ impl SecretStore for MemoryStore {
         })
     }
 
-    async fn set(
+    async fn set_version(
         &self,
         name: &str,
         value: &SecretValue,
-        tags: &BTreeMap<String, String>,
+        version: &NewVersion,
     ) -> Result<VersionInfo> {
         let mut inner = self.lock();
         if inner.fail_set {
@@ -116,7 +116,8 @@ impl SecretStore for MemoryStore {
             version: Some(format!("{:032x}", inner.counter)),
             enabled: true,
             updated: Some(i64::try_from(inner.counter).unwrap_or(i64::MAX)),
-            tags: tags.clone(),
+            expires: version.expires,
+            tags: version.tags.clone(),
         };
         inner
             .secrets

@@ -130,11 +130,17 @@ pub(super) fn map_error(
                 .and_then(|detail| detail.inner_error.as_ref())
                 .and_then(|inner| inner.code.clone());
             let service_message = body.as_ref().and_then(|detail| detail.message.clone());
+            let retry_after = raw_response
+                .as_deref()
+                .and_then(|raw| retry_after(raw.headers()));
             map_status(
-                *status,
-                error_code.as_deref(),
-                inner_code.as_deref(),
-                service_message.as_deref(),
+                Answer {
+                    status: *status,
+                    error_code: error_code.as_deref(),
+                    inner_code: inner_code.as_deref(),
+                    service_message: service_message.as_deref(),
+                    retry_after,
+                },
                 op,
                 context,
                 budget,
@@ -164,15 +170,39 @@ pub(super) fn map_error(
     }
 }
 
-fn map_status(
+/// What a failed HTTP answer said, as far as errors are concerned.
+struct Answer<'a> {
     status: StatusCode,
-    error_code: Option<&str>,
-    inner_code: Option<&str>,
-    service_message: Option<&str>,
-    op: Operation<'_>,
-    context: String,
-    budget: u64,
-) -> Error {
+    error_code: Option<&'a str>,
+    inner_code: Option<&'a str>,
+    service_message: Option<&'a str>,
+    retry_after: Option<Duration>,
+}
+
+/// The wait an answer asks for, as the SDK reads it: `x-ms-retry-after-ms`, `retry-after-ms`,
+/// then `Retry-After` in seconds (an HTTP date is not read).
+fn retry_after(headers: &azure_core::http::headers::Headers) -> Option<Duration> {
+    use azure_core::http::headers::{RETRY_AFTER, RETRY_AFTER_MS, X_MS_RETRY_AFTER_MS};
+    let number = |name: &azure_core::http::headers::HeaderName| {
+        headers
+            .get_optional_str(name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let (x_ms, ms, seconds) = (X_MS_RETRY_AFTER_MS, RETRY_AFTER_MS, RETRY_AFTER);
+    number(&x_ms)
+        .or_else(|| number(&ms))
+        .map(Duration::from_millis)
+        .or_else(|| number(&seconds).map(Duration::from_secs))
+}
+
+fn map_status(answer: Answer<'_>, op: Operation<'_>, context: String, budget: u64) -> Error {
+    let Answer {
+        status,
+        error_code,
+        inner_code,
+        service_message,
+        retry_after,
+    } = answer;
     let code_suffix = error_code
         .map(|code| format!(" ({})", shorten(code, 60)))
         .unwrap_or_default();
@@ -207,11 +237,12 @@ fn map_status(
                 "the vault refused the access token ({http}); check that AZURE_TENANT_ID is the vault's tenant and that the identity belongs to it"
             ),
         },
-        StatusCode::TooManyRequests => Error::Vault {
+        StatusCode::TooManyRequests => Error::VaultThrottled {
             context,
             message: format!(
                 "throttled by Key Vault ({http}) for longer than the retry budget of {budget}s; lower COMPOSE_SECRETS_KV_CONCURRENCY or try again later"
             ),
+            retry_after,
         },
         s if s.is_server_error() => Error::Vault {
             context,
@@ -320,6 +351,39 @@ mod tests {
         let mapped = map_error(&err, Operation::get("a", None), BUDGET);
         assert!(mapped.to_string().contains("30s"), "{mapped}");
         assert!(mapped.to_string().contains("get `a`"), "{mapped}");
+        assert_eq!(mapped.retry_after(), None);
+    }
+
+    #[test]
+    fn throttling_keeps_the_retry_after_it_was_given() {
+        for (header, value, wait) in [
+            ("retry-after", "7", Duration::from_secs(7)),
+            ("retry-after-ms", "1500", Duration::from_millis(1500)),
+            ("x-ms-retry-after-ms", "250", Duration::from_millis(250)),
+        ] {
+            let mut headers = Headers::new();
+            headers.insert(
+                azure_core::http::headers::HeaderName::from_static(header),
+                value.to_string(),
+            );
+            let raw = RawResponse::from_bytes(
+                StatusCode::TooManyRequests,
+                headers,
+                br#"{"error":{"code":"Throttled","message":"x"}}"#.to_vec(),
+            );
+            let err = azure_core::Error::with_message(
+                ErrorKind::HttpResponse {
+                    status: StatusCode::TooManyRequests,
+                    error_code: Some("Throttled".into()),
+                    raw_response: Some(Box::new(raw)),
+                },
+                "service message",
+            );
+            let mapped = map_error(&err, Operation::list(None), BUDGET);
+            assert!(matches!(mapped, Error::VaultThrottled { .. }), "{mapped:?}");
+            assert_eq!(mapped.retry_after(), Some(wait), "{header}");
+            assert_eq!(mapped.exit_code(), crate::error::exit::VAULT);
+        }
     }
 
     #[test]
