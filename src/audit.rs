@@ -403,6 +403,29 @@ pub fn last_rotation(runtime: Option<&RuntimeDir>, secret: &str) -> Option<i64> 
         .max()
 }
 
+/// Time (Unix seconds) this host last saw `secret` get a new value: a `rotate` or `sync` that
+/// committed, or a `load` that wrote another version than it had. For the rotation policy of
+/// stores that keep no history (`.env`). Unverified: a hint, not evidence.
+pub fn last_change(runtime: Option<&RuntimeDir>, secret: &str) -> Option<i64> {
+    let bytes = runtime?.read(AUDIT_LOG, 512 * 1024 * 1024).ok()??;
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            let committed = v["outcome"] == "ok";
+            match v["action"].as_str() {
+                Some("rotate" | "sync") => committed && v["secret"].as_str() == Some(secret),
+                Some("load") => {
+                    let new = &v["new_version"][secret];
+                    committed && !new.is_null() && *new != v["old_version"][secret]
+                }
+                _ => false,
+            }
+        })
+        .filter_map(|v| v["time"].as_str().and_then(parse_rfc3339))
+        .max()
+}
+
 /// (effective user name, the invoking user when run through sudo).
 pub fn current_user() -> (String, Option<String>) {
     let uid = nix::unistd::Uid::effective();

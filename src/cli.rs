@@ -129,6 +129,16 @@ pub enum Command {
   compose-secrets rotate --all --older-than 90d
   printf %s \"$NEW\" | compose-secrets rotate api-token --value-stdin")]
     Rotate(RotateOpts),
+    /// Follow the store: apply versions set elsewhere, restarting the services that use them.
+    #[command(after_help = "Examples:
+  compose-secrets sync                         # apply what changed in the store, health-gated
+  compose-secrets sync --dry-run               # what would be applied and restarted
+  compose-secrets sync --retry-held            # try held versions again
+  compose-secrets sync --watch --interval 60s  # keep following (a systemd service, a sidecar)
+
+A version that makes a service unhealthy is put back on this host and held (exit 6):
+the store keeps it, and `sync` leaves it alone until the store moves on.")]
+    Sync(SyncOpts),
     /// Check files, drift, stale containers, leaks, health, vault access and the audit log.
     #[command(after_help = "Examples:
   compose-secrets verify                       # the table; exit 1 if a check failed
@@ -205,8 +215,12 @@ pub struct RotateOpts {
     pub all: bool,
 
     /// Rotate only secrets whose `rotated-at` tag is older than this (e.g. 90d, 12h).
-    #[arg(long, value_name = "AGE")]
+    #[arg(long, value_name = "AGE", conflicts_with = "due")]
     pub older_than: Option<String>,
+
+    /// Rotate only secrets their `x-compose-secrets.rotate-every` says are due (cron-friendly).
+    #[arg(long)]
+    pub due: bool,
 
     /// Read the new value from stdin instead of generating it (one secret only).
     #[arg(long)]
@@ -219,6 +233,38 @@ pub struct RotateOpts {
     /// Push and write only; restart nothing.
     #[arg(long)]
     pub no_restart: bool,
+
+    /// HTTP health check for every restarted service (overrides the manifest).
+    #[arg(long, value_name = "URL")]
+    pub health_url: Option<String>,
+
+    /// How long to wait for health after each restart.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub health_timeout: u64,
+
+    /// How long to wait for another compose-secrets to release the lock.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncOpts {
+    /// Print what would be applied and restarted; change nothing.
+    #[arg(long, conflicts_with = "watch")]
+    pub dry_run: bool,
+
+    /// Try held versions again (a held version is otherwise skipped until the store moves on).
+    #[arg(long)]
+    pub retry_held: bool,
+
+    /// Keep following: reconcile now, then poll the store every --interval (with jitter),
+    /// backing off while it fails. SIGTERM or SIGINT stops it after the step in progress.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// With --watch: how often to poll the store (e.g. 60s, 5m).
+    #[arg(long, value_name = "PERIOD", default_value = "60s", requires = "watch")]
+    pub interval: String,
 
     /// HTTP health check for every restarted service (overrides the manifest).
     #[arg(long, value_name = "URL")]

@@ -16,6 +16,17 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+/// Unix seconds as RFC 3339 UTC (`2025-10-25T14:30:00Z`).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 /// Unix seconds of an RFC 3339 timestamp.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

@@ -3,6 +3,7 @@
 pub mod ensure;
 pub mod load;
 pub mod rotate;
+pub mod sync;
 pub mod verify;
 
 use clap::CommandFactory as _;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         Command::Ensure(opts) => ensure::run(&context, &opts).await,
         Command::Load(opts) => load::run(&context, &opts).await,
         Command::Rotate(opts) => rotate::run(&context, &opts).await,
+        Command::Sync(opts) => sync::run(&context, &opts).await,
         Command::Verify(opts) => verify::run(&context, &opts).await,
         Command::Completions { .. } | Command::Debug(_) => Ok(exit::OK),
     }

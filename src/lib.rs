@@ -23,6 +23,7 @@ pub mod output;
 pub mod rotation;
 pub mod secret;
 pub mod store;
+pub mod syncing;
 
 use std::process::ExitCode;
 

@@ -50,11 +50,33 @@ pub struct Loaded {
 }
 
 /// One declared file secret and where it goes.
-struct Candidate<'a> {
-    spec: &'a SecretSpec,
-    placement: &'a Placement,
-    key: String,
+pub(crate) struct Candidate<'a> {
+    pub spec: &'a SecretSpec,
+    pub placement: &'a Placement,
+    pub key: String,
 }
+
+/// Every file secret of the layout that a service uses, with its store key.
+pub(crate) fn candidates<'a>(
+    project: &'a Project,
+    layout: &'a Layout,
+    store: &dyn SecretStore,
+) -> Vec<Candidate<'a>> {
+    layout
+        .placements
+        .iter()
+        .filter_map(|placement| {
+            let spec = project.secret(&placement.secret)?;
+            Some(Candidate {
+                spec,
+                placement,
+                key: store.key_for(spec),
+            })
+        })
+        .collect()
+}
+
+pub(crate) use fetch::fetch as warm_fetch;
 
 /// Fetch, write and record every file secret of `project`.
 #[allow(clippy::too_many_arguments)]
@@ -78,18 +100,7 @@ pub async fn load_files(
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;
-    let candidates: Vec<Candidate<'_>> = layout
-        .placements
-        .iter()
-        .filter_map(|placement| {
-            let spec = project.secret(&placement.secret)?;
-            Some(Candidate {
-                spec,
-                placement,
-                key: store.key_for(spec),
-            })
-        })
-        .collect();
+    let candidates = candidates(project, layout, store);
     // A secret whose listed version matches what we last wrote, with the file intact, needs no GET.
     let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
         let c = &candidates[i];
@@ -162,6 +173,7 @@ pub async fn load_files(
     new_state.created_dirs = state.created_dirs.clone();
     new_state.written = state.written.clone();
     new_state.audit_head = state.audit_head.clone();
+    new_state.held = state.held.clone();
     new_state.record_created(&dirs.created);
     let rel = |p: &std::path::Path| {
         p.strip_prefix(&request.shown_from)
@@ -228,6 +240,14 @@ pub async fn load_files(
     for c in &candidates {
         new_state.written.insert(c.placement.path.clone());
     }
+    // A hold ends once the held version is what the file holds (a load writes it whatever
+    // sync decided), or when the secret is no longer declared.
+    new_state.held.retain(|name, held| {
+        new_state
+            .secrets
+            .get(name)
+            .is_some_and(|s| !held.is(s.version.as_deref()))
+    });
     strays(layout, &mut new_state, request, report)?;
     report
         .extra
@@ -238,7 +258,7 @@ pub async fn load_files(
 /// A file about to be replaced that compose-secrets did not write, holding another value:
 /// replacing it would lose, say, the password a database was initialised with. Files in the
 /// runtime directory are compose-secrets' own whatever their history.
-fn unmanaged_file(
+pub(crate) fn unmanaged_file(
     existing: &OpenDirs,
     candidate: &Candidate<'_>,
     fetched: &FetchedSecret,
@@ -330,7 +350,7 @@ pub fn shown(placement: &Placement, from: &std::path::Path) -> String {
 }
 
 /// Whether the file on disk still is what the state recorded, with the declared mode and owner.
-fn file_is_current(st: &FileState, spec: &SecretSpec, fingerprint: &str) -> bool {
+pub(crate) fn file_is_current(st: &FileState, spec: &SecretSpec, fingerprint: &str) -> bool {
     crate::secret::fingerprint_bytes(&st.contents) == fingerprint
         && st.mode == spec.mode
         && spec.owner_uid.is_none_or(|u| u == st.uid)

@@ -86,6 +86,16 @@ impl Reporter {
         }
     }
 
+    /// Human output without a terminal: no progress bars (for tests and library callers).
+    pub fn plain() -> Self {
+        Self {
+            json: false,
+            quiet: false,
+            verbose: 0,
+            stderr_is_tty: false,
+        }
+    }
+
     /// A progress bar on stderr when it is a terminal and output is for humans.
     pub fn progress(&self, len: usize, what: &str) -> Option<ProgressBar> {
         if self.json || self.quiet || !self.stderr_is_tty || len < 2 {

@@ -18,27 +18,38 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::audit::{
-    self, AuditEvent, AuditKey, AuditLog, HealthResult, HookOutcome, Outcome, Secrets, Versions,
+    self, Action, AuditEvent, AuditKey, AuditLog, HealthResult, HookOutcome, Outcome, Secrets,
+    Versions,
 };
 use crate::deploy::ContainerEngine;
-use crate::error::{DockerFailure, Error, Result};
+use crate::error::{Error, Result};
 use crate::files::runtime_dir::RuntimeDir;
-use crate::files::secret_dir::{FileState, Owner, SecretDir};
+use crate::files::secret_dir::{FileState, SecretDir};
 use crate::files::state::{SecretState, State};
 use crate::output::{short_version, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::store::{tags, SecretStore, VersionInfo};
+use crate::store::{tags, NewVersion, SecretStore, VersionInfo};
 
+mod apply;
 pub mod hook;
 mod plan;
+pub mod policy;
 pub mod preflight;
 mod rollback;
 mod select;
+mod sync;
 
+use apply::{apply, open_dir, Progress};
 use hook::Phase;
-pub use plan::{describe, plan, service_containers, ContainerTarget, SecretPlan, ServiceTarget};
+pub use plan::{
+    describe, describe_restarts, plan, service_containers, ContainerTarget, SecretPlan,
+    ServiceTarget,
+};
 use rollback::{roll_back, roll_back_hook};
-pub use select::{all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names};
+pub use select::{
+    all_rotatable, last_rotated, narrow, older_than, parse_age, read_value, resolve_names,
+};
+pub use sync::follow;
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
@@ -100,6 +111,8 @@ pub struct SwarmTarget<'a> {
 /// What one transaction did, for the report and the audit log. Never holds a value.
 #[derive(Debug)]
 pub struct RotationRecord {
+    /// `rotate`, or `sync` (a version set elsewhere, applied without a push).
+    pub action: Action,
     pub secret: String,
     pub store_key: String,
     pub old_version: Option<String>,
@@ -116,8 +129,9 @@ pub struct RotationRecord {
 }
 
 impl RotationRecord {
-    fn new(plan: &SecretPlan) -> Self {
+    fn new(plan: &SecretPlan, action: Action) -> Self {
         Self {
+            action,
             secret: plan.spec.name.clone(),
             store_key: plan.store_key.clone(),
             old_version: None,
@@ -145,7 +159,7 @@ impl RotationRecord {
 
     pub fn audit_event(&self) -> AuditEvent {
         AuditEvent {
-            action: audit::Action::Rotate,
+            action: self.action,
             secret: Secrets::One(self.secret.clone()),
             old_version: Versions::One(self.old_version.clone()),
             new_version: Versions::One(self.new_version.clone()),
@@ -166,7 +180,7 @@ impl RotationRecord {
 /// What the transaction must be able to put back.
 struct Previous {
     /// The store's latest version before the push, if any.
-    store: Option<(SecretValue, Option<String>)>,
+    store: Option<(SecretValue, VersionInfo)>,
     file: Option<FileState>,
     state: Option<SecretState>,
 }
@@ -183,7 +197,12 @@ impl Previous {
     }
 
     fn version(&self) -> Option<&str> {
-        self.store.as_ref().and_then(|(_, v)| v.as_deref())
+        self.store.as_ref().and_then(|(_, i)| i.version.as_deref())
+    }
+
+    /// The previous version's expiry, given back to it when it is restored.
+    fn expires(&self) -> Option<i64> {
+        self.store.as_ref().and_then(|(_, i)| i.expires)
     }
 }
 
@@ -196,7 +215,7 @@ pub async fn rotate(
     plan: &SecretPlan,
     value: Option<SecretValue>,
 ) -> RotationRecord {
-    let record = RotationRecord::new(plan);
+    let record = RotationRecord::new(plan, Action::Rotate);
     let spec = &plan.spec;
     let value = match value.map(Ok).unwrap_or_else(|| {
         spec.generator.generate().map_err(|e| Error::Io {
@@ -263,17 +282,23 @@ pub async fn rotate(
         },
     };
 
-    let mut push_tags = BTreeMap::from([
-        (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
-        (
-            tags::ROTATED_BY.to_string(),
-            run.settings.rotated_by.clone(),
-        ),
-    ]);
+    let rotated_at = crate::clock::unix_now();
+    let mut push = NewVersion {
+        tags: BTreeMap::from([
+            (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
+            (
+                tags::ROTATED_BY.to_string(),
+                run.settings.rotated_by.clone(),
+            ),
+        ]),
+        // Only a store with attributes keeps it; `.env` drops it.
+        expires: policy::expiry(spec, rotated_at),
+    };
     if let Some(v) = &record.old_version {
-        push_tags.insert(tags::PREVIOUS_VERSION.to_string(), v.clone());
+        push.tags
+            .insert(tags::PREVIOUS_VERSION.to_string(), v.clone());
     }
-    let pushed = match run.store.set(&plan.store_key, &value, &push_tags).await {
+    let pushed = match run.store.set_version(&plan.store_key, &value, &push).await {
         Ok(info) => info,
         Err(e) => {
             let mut left = Vec::new();
@@ -379,198 +404,13 @@ fn finish(run: &mut Run<'_>, mut record: RotationRecord) -> RotationRecord {
 
 async fn read_previous(run: &Run<'_>, plan: &SecretPlan, dir: &SecretDir) -> Result<Previous> {
     let store = match run.store.get_latest(&plan.store_key).await {
-        Ok(f) => Some((f.value, f.info.version)),
+        Ok(f) => Some((f.value, f.info)),
         Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => None,
         Err(e) => return Err(e),
     };
     let file = dir.read(&plan.placement.file_name)?;
     let state = run.state.secrets.get(&plan.spec.name).cloned();
     Ok(Previous { store, file, state })
-}
-
-/// How far the forward path got, so the rollback undoes exactly that. Each flag is set once
-/// its step is known to have happened.
-#[derive(Default)]
-struct Progress {
-    file_written: bool,
-    state_written: bool,
-    /// Containers restarted so far (the failing one included), in order.
-    restarted: Vec<String>,
-    restarted_targets: Vec<(ContainerTarget, ServiceTarget)>,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn apply(
-    run: &mut Run<'_>,
-    plan: &SecretPlan,
-    dir: &SecretDir,
-    value: &SecretValue,
-    pushed: &VersionInfo,
-    record: &mut RotationRecord,
-    progress: &mut Progress,
-) -> Result<()> {
-    let spec = &plan.spec;
-    let name = &plan.placement.file_name;
-    let written = dir.write_atomic(
-        name,
-        value.expose().as_bytes(),
-        spec.mode,
-        Owner {
-            uid: spec.owner_uid,
-            gid: spec.owner_gid,
-        },
-    );
-    // A write that failed before its rename left the old file: a rollback must not claim to
-    // restore what was never replaced, nor leave a replaced one behind.
-    progress.file_written = match &written {
-        Ok(()) => true,
-        Err(_) => dir
-            .read(name)
-            .ok()
-            .flatten()
-            .is_some_and(|st| *st.contents == *value.expose().as_bytes()),
-    };
-    written?;
-    record.step(
-        "written",
-        format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
-    );
-
-    run.state.written.insert(plan.placement.path.clone());
-    run.state.secrets.insert(
-        spec.name.clone(),
-        SecretState {
-            version: pushed.version.clone(),
-            updated: pushed.updated,
-            fingerprint: value.fingerprint(),
-            checked_at: crate::clock::unix_now(),
-        },
-    );
-    run.save_state()?;
-    progress.state_written = true;
-
-    if !run.settings.restart {
-        record.step(
-            "not-restarted",
-            "--no-restart: running containers keep the old value until restarted",
-        );
-        return Ok(());
-    }
-    if let Some(swarm) = &run.swarm {
-        let version = crate::deploy::swarm::version_label(pushed.version.as_deref(), value);
-        let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
-        let (secret, _) = crate::deploy::swarm::ensure_secret(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &version,
-            value,
-            &existing,
-        )
-        .await?;
-        // On failure roll_out has already rolled the services back and removed the new secret.
-        let rollout = crate::deploy::swarm::roll_out(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &secret,
-            swarm.monitor,
-            swarm.timeout,
-        )
-        .await?;
-        for service in &rollout.services_updated {
-            progress.restarted.push(format!("swarm:{service}"));
-            record.step(
-                "updated",
-                format!("swarm service {service}: converged on {}", secret.name),
-            );
-        }
-        for removed in &rollout.secrets_removed {
-            record.step("removed", format!("old swarm secret {removed}"));
-        }
-        return Ok(());
-    }
-    for service in &plan.services {
-        if service.containers.is_empty() {
-            record.step(
-                "no-containers",
-                format!("service {}: nothing running to restart", service.service),
-            );
-            continue;
-        }
-        let engine = run.engine.ok_or_else(|| {
-            Error::docker(
-                DockerFailure::Other,
-                "no Docker engine to restart containers with",
-            )
-        })?;
-        for container in &service.containers {
-            progress.restarted.push(container.name.clone());
-            progress
-                .restarted_targets
-                .push((container.clone(), service.clone()));
-            restart_and_gate(engine, container, service, &run.settings).await?;
-            record.step(
-                "restarted",
-                format!(
-                    "service {} container {}: healthy",
-                    service.service, container.name
-                ),
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Restart one container and wait until it is ready and its health check answers 2xx.
-async fn restart_and_gate(
-    engine: &dyn ContainerEngine,
-    container: &ContainerTarget,
-    service: &ServiceTarget,
-    settings: &Settings,
-) -> Result<()> {
-    let context = |e: Error| {
-        Error::within(
-            format!("service {} container {}", service.service, container.name),
-            e,
-        )
-    };
-    // Read StartedAt right before the restart: an earlier rotation in this run may have restarted it.
-    let before = engine.inspect(&container.id).await.map_err(context)?;
-    engine
-        .restart(&container.id, settings.stop_timeout)
-        .await
-        .map_err(context)?;
-    let ready = crate::deploy::health::wait_container_ready(
-        engine,
-        &container.id,
-        before.started_at.as_deref(),
-        settings.health_timeout,
-    )
-    .await
-    .map_err(context)?;
-    if let Some(url) = &service.health_url {
-        let url = match ready.ip_addresses.first() {
-            Some(ip) => url.replace(IP_PLACEHOLDER, ip),
-            None => url.clone(),
-        };
-        crate::deploy::health::wait_http_healthy(&url, settings.health_timeout)
-            .await
-            .map_err(context)?;
-    }
-    Ok(())
-}
-
-/// The plan's directory, opened (and created when missing) below its root.
-fn open_dir(plan: &SecretPlan) -> Result<SecretDir> {
-    let (dir, _) = SecretDir::open_below(&plan.root, &plan.placement.dir, true, plan.ours)?
-        .ok_or_else(|| Error::Io {
-            path: plan.placement.dir.clone(),
-            action: "open directory",
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-    dir.remove_orphaned_temps()?;
-    Ok(dir)
 }
 
 fn short(version: Option<&str>) -> String {

@@ -218,7 +218,10 @@ fn pending_intents(
     let mut last: BTreeMap<String, (usize, bool)> = BTreeMap::new();
     for ((number, _), doc) in raw_lines.iter().zip(docs) {
         let Some(doc) = doc else { continue };
-        if doc.get("action").and_then(|a| a.as_str()) != Some("rotate") {
+        if !matches!(
+            doc.get("action").and_then(|a| a.as_str()),
+            Some("rotate" | "sync")
+        ) {
             continue;
         }
         let Some(secret) = doc.get("secret").and_then(|s| s.as_str()) else {

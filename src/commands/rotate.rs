@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::audit;
 use crate::cli::RotateOpts;
-use crate::compose::SecretSpec;
 use crate::context::Context;
 use crate::deploy::ContainerEngine;
 use crate::error::{exit, Error, Result};
@@ -20,9 +19,9 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 const SWARM_MONITOR: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
-    if opts.names.is_empty() && !opts.all && opts.older_than.is_none() {
+    if opts.names.is_empty() && !opts.all && opts.older_than.is_none() && !opts.due {
         return Err(Error::Usage(
-            "rotate: name the secrets to rotate, or pass --all or --older-than AGE".into(),
+            "rotate: name the secrets to rotate, or pass --all, --due or --older-than AGE".into(),
         ));
     }
     let age = opts
@@ -37,9 +36,10 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     } else {
         rotation::resolve_names(&project, &opts.names)?
     };
-    if opts.value_stdin && (named.len() != 1 || opts.all || opts.older_than.is_some()) {
+    if opts.value_stdin && (named.len() != 1 || opts.all || opts.older_than.is_some() || opts.due) {
         return Err(Error::Usage(
-            "--value-stdin takes exactly one named secret (not --all or --older-than)".into(),
+            "--value-stdin takes exactly one named secret (not --all, --due or --older-than)"
+                .into(),
         ));
     }
     let value = if opts.value_stdin {
@@ -67,23 +67,15 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         preflight::lock_check(runtime, &mut report);
     }
     let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
-    let specs: Vec<&SecretSpec> = match age {
-        Some(age) => {
-            let rotated = rotation::last_rotated(store.as_ref(), &named, runtime).await?;
-            let due = rotation::older_than(named.clone(), &rotated, age, crate::clock::unix_now());
-            for spec in named
-                .iter()
-                .filter(|s| !due.iter().any(|d| d.name == s.name))
-            {
-                report.push(ReportItem::new(&spec.name, "not-due").with_detail(format!(
-                    "rotated less than {} ago",
-                    opts.older_than.as_deref().unwrap_or_default()
-                )));
-            }
-            due
-        }
-        None => named,
-    };
+    let specs = rotation::narrow(
+        store.as_ref(),
+        named,
+        runtime,
+        age.map(|a| (a, opts.older_than.as_deref().unwrap_or_default())),
+        opts.due,
+        &mut report,
+    )
+    .await?;
 
     let restart = !opts.no_restart;
     let swarm_engine = if restart {

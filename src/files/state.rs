@@ -1,6 +1,7 @@
 //! `.runtime/state.json`: the version id and fingerprint last written per secret — never a value —
-//! so an unchanged secret is neither fetched nor rewritten; the directories compose-secrets
-//! created; and the head of the audit chain, so a truncated log is noticed.
+//! so an unchanged secret is neither fetched nor rewritten; the versions `sync` held back; the
+//! directories compose-secrets created; and the head of the audit chain, so a truncated log is
+//! noticed.
 
 use std::collections::BTreeMap;
 
@@ -48,12 +49,41 @@ impl SecretState {
     }
 }
 
+/// A version `sync` put back because a service that uses it did not come back healthy: the
+/// store keeps it, the file and the containers run the previous one, and `sync` does not try it
+/// again until the store moves on or `sync --retry-held`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeldVersion {
+    /// The held version as the store lists it (version id, timestamp, fingerprint).
+    #[serde(flatten)]
+    pub entry: SecretState,
+    /// Unix seconds when it was held.
+    pub held_at: i64,
+    /// Why, in the words of the health failure (never a value).
+    pub reason: String,
+}
+
+impl HeldVersion {
+    /// Whether the store's listing still names the held version.
+    pub fn matches_listing(&self, listed: Option<&VersionInfo>, pinned: Option<&str>) -> bool {
+        self.entry.matches_listing(listed, pinned)
+    }
+
+    /// Whether `version` (an id, or a demo fingerprint) is the held one.
+    pub fn is(&self, version: Option<&str>) -> bool {
+        matches!((self.entry.version.as_deref(), version), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
     pub format: u32,
     /// The store the versions belong to; a different source invalidates the cache.
     pub source: String,
     pub secrets: BTreeMap<String, SecretState>,
+    /// Versions `sync` held back, by secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, HeldVersion>,
     /// Directories compose-secrets created for secret files: only there are stray files
     /// reported and pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -80,6 +110,7 @@ impl State {
             format: FORMAT,
             source: source.to_string(),
             secrets: BTreeMap::new(),
+            held: BTreeMap::new(),
             created_dirs: Vec::new(),
             written: std::collections::BTreeSet::new(),
             audit_head: None,

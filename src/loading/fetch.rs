@@ -10,14 +10,14 @@ use super::Candidate;
 use crate::error::{Error, Result};
 use crate::store::{FetchedSecret, SecretStore, VersionInfo};
 
-pub(super) struct Fetched {
+pub(crate) struct Fetched {
     /// Each fetched candidate (by index) with what the store answered.
     pub results: Vec<(usize, Result<FetchedSecret>)>,
     /// The listing's entry for each candidate, where the store lists versions.
     pub listed: HashMap<usize, VersionInfo>,
 }
 
-pub(super) async fn fetch(
+pub(crate) async fn fetch(
     store: &dyn SecretStore,
     candidates: &[Candidate<'_>],
     is_cached: &(dyn Fn(usize, Option<&VersionInfo>) -> bool + Sync),

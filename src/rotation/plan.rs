@@ -170,6 +170,14 @@ pub fn describe(
             ));
         return items;
     }
+    items.extend(describe_restarts(plan));
+    items
+}
+
+/// The restarts a plan makes, one line per service, for a dry run.
+pub fn describe_restarts(plan: &SecretPlan) -> Vec<ReportItem> {
+    let name = &plan.spec.name;
+    let mut items = Vec::new();
     for service in &plan.services {
         let checks = health_description(service);
         let detail = if !service.listed {

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use super::apply::{restart_and_gate, Progress};
 use super::hook::{self, Phase};
-use super::{restart_and_gate, short, Previous, Progress, RotationRecord, Run, SecretPlan};
+use super::{short, Previous, RotationRecord, Run, SecretPlan};
 use crate::audit::{self, HookOutcome};
 use crate::error::{DockerFailure, Error};
 use crate::files::secret_dir::{Owner, SecretDir};
-use crate::store::{tags, VersionInfo};
+use crate::store::{tags, NewVersion, VersionInfo};
 
 /// Undo what `apply` did, in the order a consumer needs it: the store, the file and the state,
 /// then the hook's target, then the containers onto the previous value. Returns what could not
@@ -26,22 +27,46 @@ pub(super) async fn roll_back(
     record: &mut RotationRecord,
 ) -> Vec<String> {
     let mut left = Vec::new();
-    let new_version = pushed.version.clone().unwrap_or_default();
+    restore_store(run, plan, previous, pushed, record, &mut left).await;
+    restore_local(run, plan, dir, previous, progress, record, &mut left);
+    if hook_ran {
+        roll_back_hook(run, plan, previous, record, &mut left).await;
+    }
+    restart_back(run, progress, record, &mut left).await;
+    left
+}
 
-    // The store: the previous value becomes the current version again. With no previous
-    // version, the previous file's contents are what the containers ran with.
+/// The store: the previous value becomes the current version again (with the previous
+/// version's expiry). With no previous version, the previous file's contents are what the
+/// containers ran with.
+async fn restore_store(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    pushed: &VersionInfo,
+    record: &mut RotationRecord,
+    left: &mut Vec<String>,
+) {
+    let new_version = pushed.version.clone().unwrap_or_default();
     match previous.value() {
         Some(old) => {
-            let rollback_tags = BTreeMap::from([
-                (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
-                (
-                    tags::ROTATED_BY.to_string(),
-                    run.settings.rotated_by.clone(),
-                ),
-                (tags::ROLLBACK_OF.to_string(), new_version.clone()),
-                (tags::PREVIOUS_VERSION.to_string(), new_version.clone()),
-            ]);
-            match run.store.set(&plan.store_key, &old, &rollback_tags).await {
+            let rollback = NewVersion {
+                tags: BTreeMap::from([
+                    (tags::ROTATED_AT.to_string(), audit::now_rfc3339()),
+                    (
+                        tags::ROTATED_BY.to_string(),
+                        run.settings.rotated_by.clone(),
+                    ),
+                    (tags::ROLLBACK_OF.to_string(), new_version.clone()),
+                    (tags::PREVIOUS_VERSION.to_string(), new_version.clone()),
+                ]),
+                expires: previous.expires(),
+            };
+            match run
+                .store
+                .set_version(&plan.store_key, &old, &rollback)
+                .await
+            {
                 Ok(info) => record.step(
                     "store-restored",
                     format!(
@@ -64,7 +89,18 @@ pub(super) async fn roll_back(
             plan.store_key
         )),
     }
+}
 
+/// The file and the state entry, back to what they were before `apply`.
+pub(super) fn restore_local(
+    run: &mut Run<'_>,
+    plan: &SecretPlan,
+    dir: &SecretDir,
+    previous: &Previous,
+    progress: &Progress,
+    record: &mut RotationRecord,
+    left: &mut Vec<String>,
+) {
     if progress.file_written {
         let path = plan.placement.path.display().to_string();
         let name = &plan.placement.file_name;
@@ -102,11 +138,15 @@ pub(super) async fn roll_back(
             ));
         }
     }
-    if hook_ran {
-        roll_back_hook(run, plan, previous, record, &mut left).await;
-    }
+}
 
-    // The same containers, in the same order, back onto the previous file.
+/// The same containers, in the same order, back onto the previous file.
+pub(super) async fn restart_back(
+    run: &Run<'_>,
+    progress: &Progress,
+    record: &mut RotationRecord,
+    left: &mut Vec<String>,
+) {
     if let Some(engine) = run.engine {
         for (container, service) in &progress.restarted_targets {
             let name = &container.name;
@@ -120,7 +160,6 @@ pub(super) async fn roll_back(
             }
         }
     }
-    left
 }
 
 /// What to tell the operator about a container the rollback could not confirm: an engine

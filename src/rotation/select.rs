@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
+use super::policy;
 use crate::audit;
 use crate::compose::{Project, SecretSource, SecretSpec};
 use crate::error::{Error, Result};
 use crate::files::runtime_dir::RuntimeDir;
+use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
@@ -128,6 +130,60 @@ pub fn older_than<'m>(
             None => true,
         })
         .collect()
+}
+
+/// Narrow the named secrets to what `--older-than AGE` (`age`, with its text) or `--due`
+/// selects; each one left out gets a `not-due` line. Neither: all of them.
+pub async fn narrow<'m>(
+    store: &dyn SecretStore,
+    named: Vec<&'m SecretSpec>,
+    runtime: Option<&RuntimeDir>,
+    age: Option<(Duration, &str)>,
+    due: bool,
+    report: &mut Report,
+) -> Result<Vec<&'m SecretSpec>> {
+    let now = crate::clock::unix_now();
+    if let Some((age, text)) = age {
+        let rotated = last_rotated(store, &named, runtime).await?;
+        let kept = older_than(named.clone(), &rotated, age, now);
+        for spec in named
+            .iter()
+            .filter(|s| !kept.iter().any(|d| d.name == s.name))
+        {
+            report.push(
+                ReportItem::new(&spec.name, "not-due")
+                    .with_detail(format!("rotated less than {text} ago")),
+            );
+        }
+        return Ok(kept);
+    }
+    if !due {
+        return Ok(named);
+    }
+    let with_policy: Vec<&SecretSpec> = named
+        .iter()
+        .copied()
+        .filter(|s| s.rotate_every.is_some())
+        .collect();
+    let set = policy::last_set(store, &with_policy, runtime).await?;
+    let mut kept = Vec::new();
+    for spec in named {
+        let at = set.get(&spec.name).and_then(|s| s.at);
+        match policy::standing(spec, at, now) {
+            policy::Standing::NoPolicy => {}
+            standing if standing.is_due() => kept.push(spec),
+            policy::Standing::Current { age, period } | policy::Standing::Soon { age, period } => {
+                report.push(ReportItem::new(&spec.name, "not-due").with_detail(format!(
+                    "set {} ago, rotate-every {}: due in {}",
+                    policy::human(age),
+                    policy::human(period),
+                    policy::human(period - age)
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(kept)
 }
 
 /// Read a value from stdin: everything, minus ONE trailing newline; empty or over 25 KB is refused.

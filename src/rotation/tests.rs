@@ -9,17 +9,18 @@ use crate::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
 use crate::deploy::{labels, ContainerInfo};
 use crate::files::layout::{Layout, Protected};
 use crate::files::runtime_dir::RuntimeDir;
+use crate::files::secret_dir::Owner;
 use crate::store::memory::MemoryStore;
 
 /// Containers whose restarts can be scripted to fail or come back unhealthy.
 #[derive(Default)]
-struct ScriptedEngine {
+pub(super) struct ScriptedEngine {
     containers: Mutex<BTreeMap<String, ContainerInfo>>,
     restarts: Mutex<Vec<String>>,
     /// Container name -> how many of its next restarts come back unhealthy.
-    unhealthy: Mutex<BTreeMap<String, usize>>,
+    pub(super) unhealthy: Mutex<BTreeMap<String, usize>>,
     /// Container name -> how many of its next restarts Docker refuses.
-    refuse_restart: Mutex<BTreeMap<String, usize>>,
+    pub(super) refuse_restart: Mutex<BTreeMap<String, usize>>,
     clock: Mutex<u64>,
 }
 
@@ -50,7 +51,7 @@ impl ScriptedEngine {
         engine
     }
 
-    fn restarts(&self) -> Vec<String> {
+    pub(super) fn restarts(&self) -> Vec<String> {
         self.restarts.lock().unwrap().clone()
     }
 
@@ -112,17 +113,17 @@ impl ContainerEngine for ScriptedEngine {
     }
 }
 
-const OLD: &str = "old-value-0123456789";
+pub(super) const OLD: &str = "old-value-0123456789";
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    manifest: Project,
-    store: MemoryStore,
-    engine: ScriptedEngine,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) manifest: Project,
+    pub(super) store: MemoryStore,
+    pub(super) engine: ScriptedEngine,
 }
 
 impl Fixture {
-    async fn new(hook: Option<&str>) -> Fixture {
+    pub(super) async fn new(hook: Option<&str>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let hook = hook
             .map(|h| format!("      rotation-hook: [\"sh\", \"-c\", {h:?}]\n"))
@@ -161,7 +162,7 @@ impl Fixture {
         }
     }
 
-    fn plan(&self) -> SecretPlan {
+    pub(super) fn plan(&self) -> SecretPlan {
         let specs = resolve_names(&self.manifest, &["s1".into()]).unwrap();
         let containers = self.engine.all();
         plan(
@@ -176,7 +177,7 @@ impl Fixture {
         .remove(0)
     }
 
-    fn layout(&self) -> Layout {
+    pub(super) fn layout(&self) -> Layout {
         let runtime = self.dir.path().join(".runtime");
         Layout::plan(
             &self.manifest,
@@ -191,22 +192,22 @@ impl Fixture {
         .unwrap()
     }
 
-    fn secrets_dir(&self) -> PathBuf {
+    pub(super) fn secrets_dir(&self) -> PathBuf {
         self.dir.path().join("secrets")
     }
 
-    fn runtime(&self) -> RuntimeDir {
+    pub(super) fn runtime(&self) -> RuntimeDir {
         RuntimeDir::open(&self.dir.path().join(".runtime"), true)
             .unwrap()
             .unwrap()
     }
 
-    fn state(&self) -> State {
+    pub(super) fn state(&self) -> State {
         State::read(Some(&self.runtime()), "memory").unwrap()
     }
 
     /// The audit log's lines as JSON.
-    fn audit(&self) -> Vec<serde_json::Value> {
+    pub(super) fn audit(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.path().join(".runtime/audit.log"))
             .unwrap_or_default()
             .lines()
@@ -214,7 +215,7 @@ impl Fixture {
             .collect()
     }
 
-    fn run<'a>(&'a self, runtime: &'a RuntimeDir, restart: bool) -> Run<'a> {
+    pub(super) fn run<'a>(&'a self, runtime: &'a RuntimeDir, restart: bool) -> Run<'a> {
         let key = AuditKey::local(runtime, true).unwrap().unwrap();
         Run {
             store: &self.store,
@@ -245,11 +246,11 @@ impl Fixture {
         .await
     }
 
-    fn file(&self) -> String {
+    pub(super) fn file(&self) -> String {
         String::from_utf8(std::fs::read(self.secrets_dir().join("s1")).unwrap()).unwrap()
     }
 
-    async fn latest(&self) -> crate::store::FetchedSecret {
+    pub(super) async fn latest(&self) -> crate::store::FetchedSecret {
         self.store.get_latest("s1").await.unwrap()
     }
 

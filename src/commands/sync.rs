@@ -1,0 +1,38 @@
+//! `sync`: follow the store (see `syncing`): one step, or `--watch` until stopped.
+
+use std::time::Duration;
+
+use crate::cli::SyncOpts;
+use crate::context::Context;
+use crate::error::{exit, Error, Result};
+use crate::syncing::{self, Session, SyncRequest};
+
+/// The shortest `--interval`: a poll is a listing of the whole vault.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(ctx: &Context, opts: &SyncOpts) -> Result<u8> {
+    let request = SyncRequest {
+        dry_run: opts.dry_run,
+        retry_held: opts.retry_held,
+        health_url: opts.health_url.clone(),
+        health_timeout: Duration::from_secs(opts.health_timeout),
+        lock_timeout: Duration::from_secs(opts.lock_timeout),
+    };
+    if opts.watch {
+        let interval = crate::clock::parse_duration(&opts.interval)
+            .filter(|d| *d >= MIN_INTERVAL)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--interval {}: expected a period of at least 1s, e.g. 60s, 5m",
+                    opts.interval.trim()
+                ))
+            })?;
+        return syncing::watch::run(ctx, &request, interval).await;
+    }
+    let outcome = syncing::step(ctx, &mut Session::default(), &request).await?;
+    ctx.reporter.print(&outcome.report);
+    match outcome.failure {
+        Some(e) => Err(e),
+        None => Ok(exit::OK),
+    }
+}

@@ -1,0 +1,201 @@
+//! The forward path of a transaction, after the new value is known: the file, the state, then
+//! the containers one at a time, each gated on its health (or a swarm rolling update).
+
+use super::{
+    ContainerTarget, RotationRecord, Run, SecretPlan, ServiceTarget, Settings, IP_PLACEHOLDER,
+};
+use crate::deploy::ContainerEngine;
+use crate::error::{DockerFailure, Error, Result};
+use crate::files::secret_dir::{Owner, SecretDir};
+use crate::files::state::SecretState;
+use crate::secret::SecretValue;
+use crate::store::VersionInfo;
+
+/// How far the forward path got, so the rollback undoes exactly that. Each flag is set once
+/// its step is known to have happened.
+#[derive(Default)]
+pub(super) struct Progress {
+    pub file_written: bool,
+    pub state_written: bool,
+    /// Containers restarted so far (the failing one included), in order.
+    pub restarted: Vec<String>,
+    pub restarted_targets: Vec<(ContainerTarget, ServiceTarget)>,
+}
+
+/// The forward path shared by `rotate` (after its push) and `sync` (with a version set
+/// elsewhere): the file written atomically, the state recorded, then each container that
+/// mounts the secret restarted and gated one at a time (or the swarm stack rolled out).
+/// `version` is what the state records for the new value.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn apply(
+    run: &mut Run<'_>,
+    plan: &SecretPlan,
+    dir: &SecretDir,
+    value: &SecretValue,
+    version: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
+    let spec = &plan.spec;
+    let name = &plan.placement.file_name;
+    let written = dir.write_atomic(
+        name,
+        value.expose().as_bytes(),
+        spec.mode,
+        Owner {
+            uid: spec.owner_uid,
+            gid: spec.owner_gid,
+        },
+    );
+    // A write that failed before its rename left the old file: a rollback must not claim to
+    // restore what was never replaced, nor leave a replaced one behind.
+    progress.file_written = match &written {
+        Ok(()) => true,
+        Err(_) => dir
+            .read(name)
+            .ok()
+            .flatten()
+            .is_some_and(|st| *st.contents == *value.expose().as_bytes()),
+    };
+    written?;
+    record.step(
+        "written",
+        format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
+    );
+
+    run.state.written.insert(plan.placement.path.clone());
+    run.state.secrets.insert(
+        spec.name.clone(),
+        SecretState {
+            version: version.version.clone(),
+            updated: version.updated,
+            fingerprint: value.fingerprint(),
+            checked_at: crate::clock::unix_now(),
+        },
+    );
+    run.save_state()?;
+    progress.state_written = true;
+
+    if !run.settings.restart {
+        record.step(
+            "not-restarted",
+            "--no-restart: running containers keep the old value until restarted",
+        );
+        return Ok(());
+    }
+    if let Some(swarm) = &run.swarm {
+        let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
+        let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
+        let (secret, _) = crate::deploy::swarm::ensure_secret(
+            swarm.engine,
+            &swarm.stack,
+            &spec.name,
+            &version,
+            value,
+            &existing,
+        )
+        .await?;
+        // On failure roll_out has already rolled the services back and removed the new secret.
+        let rollout = crate::deploy::swarm::roll_out(
+            swarm.engine,
+            &swarm.stack,
+            &spec.name,
+            &secret,
+            swarm.monitor,
+            swarm.timeout,
+        )
+        .await?;
+        for service in &rollout.services_updated {
+            progress.restarted.push(format!("swarm:{service}"));
+            record.step(
+                "updated",
+                format!("swarm service {service}: converged on {}", secret.name),
+            );
+        }
+        for removed in &rollout.secrets_removed {
+            record.step("removed", format!("old swarm secret {removed}"));
+        }
+        return Ok(());
+    }
+    for service in &plan.services {
+        if service.containers.is_empty() {
+            record.step(
+                "no-containers",
+                format!("service {}: nothing running to restart", service.service),
+            );
+            continue;
+        }
+        let engine = run.engine.ok_or_else(|| {
+            Error::docker(
+                DockerFailure::Other,
+                "no Docker engine to restart containers with",
+            )
+        })?;
+        for container in &service.containers {
+            progress.restarted.push(container.name.clone());
+            progress
+                .restarted_targets
+                .push((container.clone(), service.clone()));
+            restart_and_gate(engine, container, service, &run.settings).await?;
+            record.step(
+                "restarted",
+                format!(
+                    "service {} container {}: healthy",
+                    service.service, container.name
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Restart one container and wait until it is ready and its health check answers 2xx.
+pub(super) async fn restart_and_gate(
+    engine: &dyn ContainerEngine,
+    container: &ContainerTarget,
+    service: &ServiceTarget,
+    settings: &Settings,
+) -> Result<()> {
+    let context = |e: Error| {
+        Error::within(
+            format!("service {} container {}", service.service, container.name),
+            e,
+        )
+    };
+    // Read StartedAt right before the restart: an earlier rotation in this run may have restarted it.
+    let before = engine.inspect(&container.id).await.map_err(context)?;
+    engine
+        .restart(&container.id, settings.stop_timeout)
+        .await
+        .map_err(context)?;
+    let ready = crate::deploy::health::wait_container_ready(
+        engine,
+        &container.id,
+        before.started_at.as_deref(),
+        settings.health_timeout,
+    )
+    .await
+    .map_err(context)?;
+    if let Some(url) = &service.health_url {
+        let url = match ready.ip_addresses.first() {
+            Some(ip) => url.replace(IP_PLACEHOLDER, ip),
+            None => url.clone(),
+        };
+        crate::deploy::health::wait_http_healthy(&url, settings.health_timeout)
+            .await
+            .map_err(context)?;
+    }
+    Ok(())
+}
+
+/// The plan's directory, opened (and created when missing) below its root.
+pub(super) fn open_dir(plan: &SecretPlan) -> Result<SecretDir> {
+    let (dir, _) = SecretDir::open_below(&plan.root, &plan.placement.dir, true, plan.ours)?
+        .ok_or_else(|| Error::Io {
+            path: plan.placement.dir.clone(),
+            action: "open directory",
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })?;
+    dir.remove_orphaned_temps()?;
+    Ok(dir)
+}
