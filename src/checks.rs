@@ -39,7 +39,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub status: Status,
-    /// files, drift, containers, leaks, git, health, vault, audit, swarm
+    /// files, drift, containers, leaks, git, health, vault, audit, swarm, sync, policy
     pub category: &'static str,
     /// The secret, file, service or container concerned.
     pub subject: String,
@@ -114,7 +114,9 @@ mod files;
 mod fixture;
 mod git;
 mod health;
+mod held;
 mod leaks;
+mod policy;
 mod swarm;
 pub mod table;
 mod vault;
@@ -126,7 +128,9 @@ pub use drift::check_drift;
 pub use files::check_files;
 pub use git::check_git;
 pub use health::check_http_health;
+pub use held::check_held;
 pub use leaks::{check_compose_environment, check_env_file};
+pub use policy::check_policy;
 pub use swarm::check_swarm;
 pub use vault::check_vault;
 

@@ -59,6 +59,8 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         .unwrap_or_default();
     if let Some(store) = &store {
         checks::check_drift(&mut f, &locals, store.as_ref(), &state).await;
+        checks::check_held(&mut f, &project, store.as_ref(), &state).await;
+        checks::check_policy(&mut f, &project, store.as_ref(), runtime.as_ref()).await;
         if store.keeps_versions() {
             let names: Vec<String> = locals.iter().map(|l| store.key_for(l.spec)).collect();
             checks::check_vault(&mut f, store.as_ref(), &names).await;
