@@ -383,7 +383,11 @@ pub async fn find_changes(
         let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(&version));
         if let Some(loaded) = state.secrets.get_mut(name) {
             if same(loaded.version.as_deref()) && file_current(c, &loaded.fingerprint) {
-                loaded.checked_at = listed_at;
+                // Confirmed by a GET: trusted from the listing next time (a store without
+                // versions is read in full every time, so there is nothing to remember).
+                if store.keeps_versions() {
+                    loaded.checked_at = listed_at;
+                }
                 report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
                 continue;
             }
@@ -391,7 +395,9 @@ pub async fn find_changes(
         if !retry_held {
             if let Some(held) = state.held.get_mut(name) {
                 if held.is(Some(&version)) {
-                    held.entry.checked_at = listed_at;
+                    if store.keeps_versions() {
+                        held.entry.checked_at = listed_at;
+                    }
                     report.push(held_item(name, held));
                     continue;
                 }

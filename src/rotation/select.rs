@@ -168,10 +168,12 @@ pub async fn narrow<'m>(
     let set = policy::last_set(store, &with_policy, runtime).await?;
     let mut kept = Vec::new();
     for spec in named {
-        let at = set.get(&spec.name).and_then(|s| s.at);
-        match policy::standing(spec, at, now) {
+        let last = set.get(&spec.name).copied().unwrap_or_default();
+        // A version past its `exp` is due whatever its period says.
+        let expired = last.expires.is_some_and(|exp| exp <= now);
+        match policy::standing(spec, last.at, now) {
             policy::Standing::NoPolicy => {}
-            standing if standing.is_due() => kept.push(spec),
+            standing if standing.is_due() || expired => kept.push(spec),
             policy::Standing::Current { age, period } | policy::Standing::Soon { age, period } => {
                 report.push(ReportItem::new(&spec.name, "not-due").with_detail(format!(
                     "set {} ago, rotate-every {}: due in {}",
