@@ -382,6 +382,22 @@ pub async fn find_changes(
             .unwrap_or_else(|| f.value.fingerprint());
         let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(&version));
         if let Some(loaded) = state.secrets.get_mut(name) {
+            // A new version with the value this host already runs (a rollback elsewhere puts
+            // the previous value back as a new version): recorded, nothing restarted.
+            if !same(loaded.version.as_deref())
+                && loaded.fingerprint == f.value.fingerprint()
+                && file_current(c, &loaded.fingerprint)
+            {
+                loaded.version = f.info.version.clone();
+                loaded.updated = f.info.updated;
+                loaded.checked_at = listed_at;
+                report.push(ReportItem::new(name, "unchanged").with_detail(format!(
+                    "{}: version {}, with the value already in use",
+                    shown(c),
+                    shown_version(f.info.version.as_deref())
+                )));
+                continue;
+            }
             if same(loaded.version.as_deref()) && file_current(c, &loaded.fingerprint) {
                 // Confirmed by a GET: trusted from the listing next time (a store without
                 // versions is read in full every time, so there is nothing to remember).

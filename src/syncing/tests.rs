@@ -206,3 +206,17 @@ async fn a_secret_missing_from_the_store_is_named() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_new_version_with_the_value_in_use_is_recorded_without_a_change() {
+    let (f, mut state) = Fixture::new().await;
+    // As a rollback elsewhere does: the previous value again, as a new version.
+    let again = f.set("b", "b-first").await;
+    let (changes, report) = f.changes(&mut state, false).await;
+    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(
+        state.secrets["b"].version, again.version,
+        "the new id is recorded"
+    );
+    assert_eq!(report.count("unchanged"), 3);
+}
