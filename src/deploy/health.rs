@@ -123,12 +123,18 @@ fn or_unknown(s: &str) -> &str {
 /// GET `url` until it answers 2xx or `timeout` passes. Only `http://` and `https://` URLs.
 pub async fn wait_http_healthy(url: &str, timeout: Duration) -> Result<HttpHealth> {
     check_url(url)?;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::Health {
-            message: format!("cannot build an HTTP client for {url}: {}", cause(&e)),
-        })?;
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if url
+        .get(.."http://".len())
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        // Plain HTTP needs no trust roots: without this, building the client fails where none
+        // are installed (compose-secrets' own FROM scratch image).
+        builder = builder.tls_certs_only(std::iter::empty());
+    }
+    let client = builder.build().map_err(|e| Error::Health {
+        message: format!("cannot build an HTTP client for {url}: {}", cause(&e)),
+    })?;
     let started = Instant::now();
     loop {
         // Never let one slow attempt overrun the whole budget.
