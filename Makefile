@@ -17,11 +17,11 @@ SECRET       ?=
 TOOLS        := $(CURDIR)/target/tools
 WITH_TOOLS   := PATH="$(TOOLS)/bin:$$PATH"
 # COMPOSE_SECRETS_SKIP_DOCKER=1 skips the Docker tests, and so building their image too.
-TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,demo-image)
+TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,demo-image image)
 
 .PHONY: help bootstrap build ensure-secrets load-secrets verify-secrets rotate-secret \
         rotate-secret-dry quickstart down demo-image skip-demo-image emulator test test-fast \
-        stress bench fmt lint ci clean
+        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ rotate-secret: build ## Rotate one secret: make rotate-secret SECRET=flask-secre
 rotate-secret-dry: build ## Show the rotation plan without changing anything (SECRET=<name>, default all)
 	$(CS) rotate $(if $(SECRET),$(SECRET),--all) --dry-run
 
+sync-secrets: build ## Apply versions set elsewhere (another host, the portal), restarting their users
+	$(CS) sync
+
+image: ## Build the FROM-scratch image of compose-secrets itself (compose-secrets:latest)
+	scripts/build-image.sh
+
 demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)
 	scripts/build-demo-image.sh
 
@@ -60,6 +66,16 @@ quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up
 	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) up -d
 	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
 	@echo "Demo is up: curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
+
+quickstart-sidecar: image demo-image ## Demo with compose-secrets as a Compose service: a one-shot load before the app
+	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets ensure
+	@# Compose creates the app's container before starting the one-shot, and a file secret's
+	@# file must exist then: the first time, the one-shot runs on its own.
+	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets
+	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml up -d
+	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
+	@echo "Demo is up (secrets loaded by the compose-secrets service): curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
+	@echo "Follow the store too: $(COMPOSE) -f compose.yaml -f compose.sidecar.yaml --profile sync up -d"
 
 down: ## Stop the demo stack
 	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) down --remove-orphans

@@ -25,6 +25,7 @@ mod policy;
 mod properties;
 mod rotate;
 mod rotate_docker;
+mod sidecar_docker;
 mod store_conformance;
 mod swarm;
 mod sync;
