@@ -67,6 +67,7 @@ quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up
 	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
 	@echo "Demo is up: curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
 
+quickstart-sidecar: export PWD := $(CURDIR)
 quickstart-sidecar: image demo-image ## Demo with compose-secrets as a Compose service: a one-shot load before the app
 	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets ensure
 	@# Compose creates the app's container before starting the one-shot, and a file secret's

@@ -75,8 +75,8 @@ impl SidecarStack {
             .port();
         let name = format!("cssidecar{}x{port}", std::process::id());
         let p = Project::empty();
-        // `name:` makes the project name the same for Compose on the host and for
-        // compose-secrets in its container (which sees the directory as /project).
+        // The project is mounted at its own path (`${PWD}`, as compose.sidecar.yaml does), and
+        // `name:` gives Compose and compose-secrets in its container the same project name.
         p.write(
             "compose.yaml",
             format!(
@@ -85,13 +85,15 @@ services:
   secrets:
     image: {IMAGE}
     command: ["load"]
+    working_dir: ${{PWD}}
     volumes:
-      - .:/project
+      - ${{PWD}}:${{PWD}}
   secrets-sync:
     image: {IMAGE}
     command: ["sync", "--watch", "--interval", "1s", "--health-url", "http://{{ip}}:8000/health"]
+    working_dir: ${{PWD}}
     volumes:
-      - .:/project
+      - ${{PWD}}:${{PWD}}
       - /var/run/docker.sock:/var/run/docker.sock
     depends_on:
       secrets:
@@ -122,6 +124,8 @@ secrets:
         compose_command()
             .args(["-p", &self.name, "-f", "compose.yaml"])
             .args(args)
+            // As a shell in the project directory sets it: compose.yaml mounts ${PWD}.
+            .env("PWD", self.p.dir.path())
             .current_dir(self.p.dir.path())
             .output()
             .unwrap()
@@ -243,4 +247,31 @@ fn the_image_loads_before_the_app_starts_and_a_watching_service_follows_env_chan
     }
     let audit = stack.p.read_string(".runtime/audit.log");
     assert!(audit.contains("\"action\":\"sync\""), "{audit}");
+
+    // compose-secrets on the host agrees with the one in the container on every path: nothing
+    // to apply, no stray or foreign directory in verify.
+    let out = stack
+        .p
+        .cmd(&["sync", "--json"])
+        .env("COMPOSE_PROJECT_NAME", &stack.name)
+        .run()
+        .success();
+    assert_eq!(
+        out.json()["extra"]["changes"],
+        serde_json::json!([]),
+        "{}",
+        out.stdout
+    );
+    // (.env was written by this test, not by `ensure`: give it the mode verify expects.)
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(stack.p.path(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = stack.p.cmd(&["verify", "--no-docker", "--json"]).run();
+    let verified = out.json();
+    let failed: Vec<&serde_json::Value> = verified["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }
