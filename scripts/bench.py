@@ -10,11 +10,16 @@ rotate (issue: rotate): the wall time of `rotate` for one secret used by one
 service, minus the time of `docker restart` plus the first healthy answer for
 the same service, measured alternately in the same run.
 
+sync (issue 14): `sync` with nothing changed against a warm `load`, the steady
+state of `sync --watch` (idle RSS, CPU and requests per poll) for 100 and 1000
+secrets, and a rotation's propagation to a second host (scripts/bench_sync.py).
+
 Everything runs on loopback and against containers this script starts. Results
 go to stdout and target/bench/results.md. No number here is asserted by a test:
 these machines are noisy, so the figures are reported, with ratios.
 
 Usage: scripts/bench.sh [--sizes 10,100,1000] [--latency-ms 20] [--repeat 3] [--skip-python] [--skip-rotate]
+                       [--skip-sync] [--sync-sizes 100,1000]
 """
 import argparse
 import json
@@ -165,6 +170,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--skip-rotate", action="store_true")
+    ap.add_argument("--skip-sync", action="store_true")
+    ap.add_argument("--sync-sizes", default="100,1000")
     args = ap.parse_args()
     for binary in (CS, EMULATOR):
         if not os.path.exists(binary):
@@ -180,6 +187,8 @@ def main():
     if not args.skip_rotate:
         rotate_lines = bench_rotate(args.repeat)
         report += ["## rotate", ""] + rotate_lines + [""]
+    if not args.skip_sync:
+        report += ["## sync", ""] + bench_sync(args) + [""]
     text = "\n".join(report)
     os.makedirs(os.path.join(ROOT, "target", "bench"), exist_ok=True)
     with open(os.path.join(ROOT, "target", "bench", "results.md"), "w") as f:
@@ -195,6 +204,19 @@ def bench_rotate(repeat):
     out = subprocess.run([sys.executable, path, "--repeat", str(repeat)], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"rotate benchmark failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout.splitlines()
+
+
+def bench_sync(args):
+    """scripts/bench_sync.py's markdown lines."""
+    path = os.path.join(ROOT, "scripts", "bench_sync.py")
+    cmd = [sys.executable, path, "--sizes", args.sync_sizes, "--latency-ms", str(args.latency_ms),
+           "--repeat", str(args.repeat)]
+    if args.skip_rotate:
+        cmd.append("--skip-docker")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"sync benchmark failed:\n{out.stdout}\n{out.stderr}")
     return out.stdout.splitlines()
 
 

@@ -128,6 +128,7 @@ pub async fn step(
         &mut report,
     )
     .await?;
+    tracing::debug!(changed = changes.len(), "store listed");
     if changes.is_empty() {
         // Versions confirmed by a GET are trusted from the listing next time.
         if let Some(w) = &writing {
@@ -211,6 +212,7 @@ pub async fn step(
         state,
         audit: audit::AuditLog::new(&writing.runtime, key),
     };
+    tracing::debug!("plans made; applying");
     let mut applied = Vec::new();
     let mut held = Vec::new();
     let mut failure = None;

@@ -164,10 +164,12 @@ pub(super) async fn restart_and_gate(
     };
     // Read StartedAt right before the restart: an earlier rotation in this run may have restarted it.
     let before = engine.inspect(&container.id).await.map_err(context)?;
+    tracing::debug!(container = %container.name, "restarting");
     engine
         .restart(&container.id, settings.stop_timeout)
         .await
         .map_err(context)?;
+    tracing::debug!(container = %container.name, "restarted; waiting until it is ready");
     let ready = crate::deploy::health::wait_container_ready(
         engine,
         &container.id,
@@ -176,6 +178,7 @@ pub(super) async fn restart_and_gate(
     )
     .await
     .map_err(context)?;
+    tracing::debug!(container = %container.name, "ready");
     if let Some(url) = &service.health_url {
         let url = match ready.ip_addresses.first() {
             Some(ip) => url.replace(IP_PLACEHOLDER, ip),

@@ -56,6 +56,7 @@ pub async fn follow(
         return record;
     }
 
+    tracing::debug!(secret = %name, "intent recorded; writing the file");
     let mut progress = Progress::default();
     let forward = apply(
         run,
