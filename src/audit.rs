@@ -133,6 +133,14 @@ impl<'r> AuditLog<'r> {
         }
     }
 
+    /// Fail now, before anything changes, if the log could not be appended to later (a FIFO,
+    /// a symlink or a directory in its place).
+    pub fn check_appendable(&self) -> Result<()> {
+        self.runtime
+            .open_file(AUDIT_LOG, OFlag::O_RDONLY, 0o600)
+            .map(|_| ())
+    }
+
     pub fn key(&self) -> &AuditKey {
         &self.key
     }

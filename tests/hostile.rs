@@ -1014,3 +1014,45 @@ fn a_token_endpoint_that_is_down_fails_within_a_minute_and_writes_nothing() {
     );
     assert_same_tree("token endpoint down", &before, &tree(p.dir.path()));
 }
+
+/// A FIFO where compose-secrets keeps its state, lock, audit key or audit log never makes a
+/// command wait: every command ends within the bound with an error naming the file, and no
+/// secret file changes.
+#[test]
+fn a_fifo_in_the_runtime_directory_is_refused_never_waited_on() {
+    for name in ["state.json", ".lock", "audit.key", "audit.log"] {
+        let p = two_secret_project();
+        p.cmd(&["load"]).run().success();
+        p.write(".env", NEW_ENV);
+        let fifo = p.path(&format!(".runtime/{name}"));
+        std::fs::remove_file(&fifo).ok();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let before = p.read_string(".runtime/secrets/a");
+        for args in [
+            &["load"][..],
+            &["verify", "--no-docker"][..],
+            &["rotate", "a", "--no-restart"][..],
+        ] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(args).current_dir(p.dir.path());
+            scrub(&mut cmd);
+            let out = run_within(cmd, Duration::from_secs(60));
+            assert_ne!(
+                out.code, 0,
+                "{name}: {args:?} succeeded through a FIFO\n{}",
+                out.stdout
+            );
+            assert!(
+                out.stderr.contains(name) || out.stdout.contains(name),
+                "{name}: {args:?} does not name the file\nstdout:\n{}\nstderr:\n{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        assert_eq!(
+            p.read_string(".runtime/secrets/a"),
+            before,
+            "{name}: a secret file changed"
+        );
+    }
+}

@@ -89,13 +89,17 @@ fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
     p.write(
         "compose.yaml",
         "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n    \
-         x-compose-secrets:\n      rotation-hook: [\"./hook.sh\", \"--for\", \"token\"]\n",
+         x-compose-secrets:\n      rotation-hook: [\"./hook.sh\", \"--for\", \"token\"]\n      hook-env: [DB_HOST]\n",
     );
     p.write(".env", "TOKEN=original-token-value-1234\n");
     p.cmd(&["load"]).run().success();
     let out = p
         .cmd(&["-vvv", "rotate", "token", "--no-restart"])
         .env("RUST_LOG", "trace")
+        // Credentials of the process must not reach the hook; the allow-listed variable does.
+        .env("AZURE_CLIENT_SECRET", "azure-credential-not-for-hooks")
+        .env("IDENTITY_HEADER", "identity-header-not-for-hooks")
+        .env("DB_HOST", "db.internal")
         .run()
         .success();
     let new = p.env_value("TOKEN");
@@ -105,6 +109,23 @@ fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
 
     let argv = p.read_string("hook-argv");
     assert!(argv.contains("--for\ntoken"), "the hook ran: {argv}");
+    let env = p.read_string("hook-env");
+    for wanted in [
+        "COMPOSE_SECRETS_HOOK_PHASE=rotate",
+        "COMPOSE_SECRETS_SECRET=token",
+        "DB_HOST=db.internal",
+    ] {
+        assert!(
+            env.contains(wanted),
+            "the hook's environment lacks {wanted}:\n{env}"
+        );
+    }
+    for credential in ["AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "RUST_LOG"] {
+        assert!(
+            !env.contains(credential),
+            "{credential} reached the hook:\n{env}"
+        );
+    }
     for record in ["hook-argv", "hook-env", "parent-argv", "parent-env"] {
         let text = p.read_string(record);
         assert!(!text.is_empty(), "{record} was recorded");

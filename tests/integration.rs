@@ -22,6 +22,7 @@ mod load;
 mod load_keyvault;
 mod manifest;
 mod properties;
+mod races;
 mod rotate;
 mod rotate_docker;
 mod store_conformance;

@@ -61,12 +61,15 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             let state = State::read(runtime, &store.describe())?;
             // The chain key as it is before this load rewrites the files (the signing key's
             // among them): a new one is handed over to in the log.
-            let key_before = match &writing {
-                Some(w) => {
-                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
-                }
+            let mut log = match &writing {
+                Some(w) => audit::project_key(&w.runtime, Some((project, layout)), None, true)
+                    .await?
+                    .map(|key| audit::AuditLog::new(&w.runtime, key)),
                 None => None,
             };
+            if let Some(log) = &log {
+                log.check_appendable()?;
+            }
             let (loaded, before, mut after) = loading::load_files(
                 project,
                 layout,
@@ -77,8 +80,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
                 &mut report,
             )
             .await?;
-            if let (Some(w), Some(key_before)) = (&writing, key_before) {
-                let mut log = audit::AuditLog::new(&w.runtime, key_before);
+            if let (Some(w), Some(log)) = (&writing, log.as_mut()) {
                 if let Some(key) =
                     audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
                 {

@@ -17,7 +17,6 @@ use crate::rotation::{self, preflight, Run, Settings};
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Swarm watches each new task this long before it counts the update as a success.
-const SWARM_MONITOR: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     if opts.names.is_empty() && !opts.all && opts.older_than.is_none() {
@@ -64,7 +63,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     let store = ctx.store()?;
     let mut report = Report::new("rotate", store.describe(), opts.dry_run);
     if let Some(runtime) = &read_only {
-        preflight::lock_check(runtime, &mut report);
+        preflight::lock_check(runtime, &mut report)?;
     }
     let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
     let specs: Vec<&SecretSpec> = match age {
@@ -148,7 +147,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         swarm: swarm_engine.as_ref().map(|engine| rotation::SwarmTarget {
             engine,
             stack: project.name.clone(),
-            monitor: SWARM_MONITOR,
+            monitor: crate::deploy::swarm::MONITOR,
             timeout: Duration::from_secs(opts.health_timeout.max(30) * 4),
         }),
         runtime: &writing.runtime,

@@ -43,11 +43,12 @@ pub async fn connect_docker(
 }
 
 /// A dry run takes no lock, but says when another run holds it.
-pub fn lock_check(runtime: &RuntimeDir, report: &mut Report) {
-    if RunLock::busy(runtime) {
+pub fn lock_check(runtime: &RuntimeDir, report: &mut Report) -> crate::error::Result<()> {
+    if RunLock::busy(runtime)? {
         report
             .push(ReportItem::new("lock", "busy").with_detail(
                 "another compose-secrets is running; a real rotate would wait for it",
             ));
     }
+    Ok(())
 }
