@@ -16,7 +16,6 @@ use crate::rotation::{self, preflight, Run, Settings};
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
-/// Swarm watches each new task this long before it counts the update as a success.
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     if opts.names.is_empty() && !opts.all && opts.older_than.is_none() {
