@@ -14,7 +14,10 @@ Everything runs on loopback and against containers this script starts. Results
 go to stdout and target/bench/results.md. No number here is asserted by a test:
 these machines are noisy, so the figures are reported, with ratios.
 
-Usage: scripts/bench.sh [--sizes 10,100,1000] [--latency-ms 20] [--repeat 3] [--skip-python] [--skip-rotate]
+the project model: the cost of resolving a 50-service project (scripts/bench_model.py),
+beside `docker compose config` on the same files.
+
+Usage: scripts/bench.sh [--sizes 10,100,1000] [--latency-ms 20] [--repeat 3] [--skip-python] [--skip-rotate] [--skip-model]
 """
 import argparse
 import json
@@ -165,6 +168,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--skip-rotate", action="store_true")
+    ap.add_argument("--skip-model", action="store_true")
     args = ap.parse_args()
     for binary in (CS, EMULATOR):
         if not os.path.exists(binary):
@@ -180,6 +184,8 @@ def main():
     if not args.skip_rotate:
         rotate_lines = bench_rotate(args.repeat)
         report += ["## rotate", ""] + rotate_lines + [""]
+    if not args.skip_model:
+        report += ["## the project model", ""] + bench_model() + [""]
     text = "\n".join(report)
     os.makedirs(os.path.join(ROOT, "target", "bench"), exist_ok=True)
     with open(os.path.join(ROOT, "target", "bench", "results.md"), "w") as f:
@@ -195,6 +201,15 @@ def bench_rotate(repeat):
     out = subprocess.run([sys.executable, path, "--repeat", str(repeat)], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"rotate benchmark failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout.splitlines()
+
+
+def bench_model():
+    """The model's resolution cost beside `docker compose config` (scripts/bench_model.py)."""
+    path = os.path.join(ROOT, "scripts", "bench_model.py")
+    out = subprocess.run([sys.executable, path], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"model benchmark failed:\n{out.stdout}\n{out.stderr}")
     return out.stdout.splitlines()
 
 
