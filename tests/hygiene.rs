@@ -263,3 +263,46 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     assert_ne!(p.read_string(".runtime/secrets/alpha"), values[0]);
     assert_wiped(&out, &values, "Key Vault rotate");
 }
+
+/// A value's fingerprint (in `state.json`, the audit log and `verify`) is keyed with the
+/// install's own key: the same weak value gives a different fingerprint in another project,
+/// and no fingerprint is a bare hash a dictionary could be checked against.
+#[test]
+fn fingerprints_are_keyed_per_install_not_bare_hashes() {
+    let fingerprint_in = |p: &Project| -> String {
+        let state: serde_json::Value =
+            serde_json::from_str(&p.read_string(".runtime/state.json")).unwrap();
+        state["secrets"]["token"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let project = || {
+        let p = Project::empty();
+        p.write(
+            "compose.yaml",
+            "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n",
+        );
+        p.write(".env", "TOKEN=kong\n");
+        p.cmd(&["load"]).run().success();
+        p
+    };
+    let (a, b) = (project(), project());
+    let (fa, fb) = (fingerprint_in(&a), fingerprint_in(&b));
+    assert!(fa.starts_with("hmac:"), "{fa}");
+    assert_ne!(fa, fb, "the same value fingerprints alike in two installs");
+    let bare = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(b"kong")
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    for f in [&fa, &fb] {
+        let hex = f.trim_start_matches("hmac:");
+        assert!(
+            !bare.starts_with(hex) && !hex.starts_with(&bare[..8]),
+            "{f} is a bare hash"
+        );
+    }
+}
