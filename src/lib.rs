@@ -26,11 +26,9 @@ pub mod store;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 pub fn main() -> ExitCode {
     hardening::harden_process();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::try_parse_with(std::env::args_os()).unwrap_or_else(|e| e.exit());
     output::init_logging(cli.global.verbose, cli.global.quiet);
     let reporter = output::Reporter::new(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

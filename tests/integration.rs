@@ -6,6 +6,7 @@ mod support {
     pub mod compose;
 }
 
+mod cli_help;
 mod compose_differential;
 mod crash;
 mod demo_docker;
