@@ -267,6 +267,26 @@ impl Error {
         }
     }
 
+    /// The error as `--json` prints it: kind, message and exit code; the names for missing
+    /// secrets; each problem of [`Error::Several`].
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "kind": self.kind(),
+            "message": self.to_string(),
+            "exit_code": self.exit_code(),
+        });
+        match self.innermost() {
+            Error::MissingSecrets { names, .. } => {
+                doc["secrets"] = serde_json::json!(names);
+            }
+            Error::Several { errors } => {
+                doc["problems"] = errors.iter().map(Error::to_json).collect();
+            }
+            _ => {}
+        }
+        doc
+    }
+
     /// `Ok` when there is no problem, the one problem, or all of them.
     pub fn all(mut errors: Vec<Error>) -> Result<()> {
         match errors.len() {

@@ -19,6 +19,7 @@ mod faults;
 mod fuzz_checks;
 mod hostile;
 mod hygiene;
+mod json_errors;
 mod load;
 mod load_keyvault;
 mod manifest;

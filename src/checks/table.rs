@@ -12,21 +12,19 @@ pub fn print(reporter: &crate::output::Reporter, f: &Findings) {
         "fail": f.count(Status::Fail),
         "skip": f.count(Status::Skip),
     });
-    let mut out = std::io::stdout().lock();
     if reporter.json {
-        let doc =
-            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        // Printed at the end of the run, with verify's error inside when a check failed.
+        reporter.emit_json(
+            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary }),
         );
         return;
     }
     if reporter.quiet {
         return;
     }
-    let _ = out.write_all(render_table(f, std::io::stdout().is_terminal()).as_bytes());
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(render_table(f, std::io::stdout().is_terminal()).as_bytes());
 }
 
 /// `STATUS  CHECK  SUBJECT  MESSAGE`, aligned, then a summary line; colours only on a TTY.
@@ -85,6 +83,7 @@ pub fn render_table(f: &Findings, color: bool) -> String {
     );
     text
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
