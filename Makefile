@@ -61,6 +61,13 @@ quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up
 	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
 	@echo "Demo is up: curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
 
+.PHONY: man
+man: build ## The man page: target/man/compose-secrets.1 (read it with man -l)
+	@mkdir -p target/man
+	$(CS) debug man > target/man/compose-secrets.1.tmp
+	@mv target/man/compose-secrets.1.tmp target/man/compose-secrets.1
+	@echo "man -l target/man/compose-secrets.1"
+
 down: ## Stop the demo stack
 	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) down --remove-orphans
 

@@ -16,17 +16,19 @@ pub const DESCRIPTION: &str = "Load and rotate secrets for Docker Compose applic
     secrets in demo mode, Azure Key Vault in production, written as the files your Compose file \
     secrets name.";
 
+/// The top level's examples, in `--help` and the man page.
+pub const EXAMPLES: &str = "Examples:
+  compose-secrets ensure && compose-secrets load   # demo: fill .env, write .runtime/secrets
+  compose-secrets rotate flask-secret-key          # new value, its services restarted
+  compose-secrets verify                           # files, drift, containers, leaks, audit
+";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "compose-secrets",
     version,
     about = "Load and rotate secrets for Docker Compose applications",
-    after_help = format!("Examples:
-  compose-secrets ensure && compose-secrets load   # demo: fill .env, write .runtime/secrets
-  compose-secrets rotate flask-secret-key          # new value, its services restarted
-  compose-secrets verify                           # files, drift, containers, leaks, audit
-
-{}", crate::error::exit::help()),
+    after_help = format!("{EXAMPLES}\n{}", crate::error::exit::help()),
     subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
@@ -295,4 +297,6 @@ pub enum DebugCommand {
     /// Print the resolved Compose project model as JSON (what the differential test compares
     /// with `docker compose config`).
     Model,
+    /// Print the man page (roff) on stdout: `make man` writes it to target/man/compose-secrets.1.
+    Man,
 }

@@ -20,6 +20,12 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
         return Ok(exit::OK);
     }
+    if let Command::Debug(DebugCommand::Man) = cli.command {
+        let page =
+            crate::man::page().map_err(crate::error::Error::io("stdout", "render the man page"))?;
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
+        return Ok(exit::OK);
+    }
     if let Command::Debug(DebugCommand::Hardening) = cli.command {
         println!("{}", crate::hardening::report());
         return Ok(exit::OK);

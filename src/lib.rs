@@ -18,6 +18,7 @@ pub mod files;
 pub mod generator;
 pub mod hardening;
 pub mod loading;
+pub mod man;
 pub mod memory_audit;
 pub mod output;
 pub mod rotation;

@@ -97,3 +97,22 @@ fn completions_still_accept_a_global_option() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("compose-secrets"));
 }
+
+#[test]
+fn the_man_page_documents_every_command() {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["debug", "man"]);
+    scrub(&mut cmd);
+    let out = cmd.output().expect("run compose-secrets");
+    assert!(out.status.success(), "{out:?}");
+    let page = String::from_utf8(out.stdout).expect("roff is UTF-8");
+    assert!(page.contains(".TH COMPOSE-SECRETS 1"), "{page}");
+    for command in ["ensure", "load", "rotate", "verify", "completions"] {
+        assert!(
+            page.contains(&format!(".SS \"compose-secrets {command}\"")),
+            "the man page has no section for {command}:\n{page}"
+        );
+    }
+    // The hidden developer commands stay out of it.
+    assert!(!page.contains("compose-secrets debug"), "{page}");
+}
