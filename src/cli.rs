@@ -277,6 +277,10 @@ pub struct RotateOpts {
     /// How long to wait for another compose-secrets to release the lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
+
+    /// Do not ask before rotating a secret no running container uses (asked on a terminal only).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -118,6 +118,13 @@ impl Reporter {
         }
     }
 
+    /// A warning on stderr, for humans and for the logs of scripts (`--json` too; not `-q`).
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("compose-secrets: warning: {message}");
+        }
+    }
+
     /// The command's report: lines on stdout, or with `--json` its document (see
     /// [`Reporter::emit_json`]).
     pub fn print(&self, report: &Report) {

@@ -4,6 +4,7 @@
 mod harness;
 mod support {
     pub mod compose;
+    pub mod idle_engine;
 }
 
 mod cli_help;
