@@ -14,6 +14,16 @@ pub fn short_version(version: &str) -> &str {
     version.get(..8).unwrap_or(version)
 }
 
+/// A path for a report line, relative to `from` (the working directory) when below it; anything
+/// else, such as a vault URL, as it is.
+pub fn shown_path(path: &str, from: &std::path::Path) -> String {
+    std::path::Path::new(path)
+        .strip_prefix(from)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map_or_else(|| path.to_string(), |rel| rel.display().to_string())
+}
+
 /// One line of a command's result: a secret (or check) and what happened to it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ReportItem {

@@ -28,6 +28,7 @@ mod properties;
 mod races;
 mod rotate;
 mod rotate_docker;
+mod status_lines;
 mod store_conformance;
 mod swarm;
 mod verify;

@@ -155,6 +155,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             &wanted,
             &loaded.values,
             opts.dry_run,
+            &ctx.cwd,
             &mut report,
         )
         .await?;

@@ -118,6 +118,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         hook_timeout: HOOK_TIMEOUT,
         hook_dir: project.directory.clone(),
         rotated_by: audit::user_at_host(),
+        shown_from: ctx.cwd.clone(),
     };
     if !opts.dry_run && restart && swarm_engine.is_none() {
         confirm_when_nothing_runs(ctx, opts, &plans, &mut report)?;
