@@ -448,8 +448,11 @@ fn strays(
                 kept.push(path.clone());
             }
             report.push(
-                ReportItem::new(path.display().to_string(), action)
-                    .with_detail("no declared secret owns it now"),
+                ReportItem::new(
+                    crate::output::shown_path(&path.display().to_string(), &request.shown_from),
+                    action,
+                )
+                .with_detail("no declared secret owns it now"),
             );
         }
     }

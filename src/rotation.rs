@@ -57,6 +57,8 @@ pub struct Settings {
     pub hook_dir: PathBuf,
     /// `user@host`, for the `rotated-by` tag.
     pub rotated_by: String,
+    /// Paths in the report are shown relative to this directory (the working directory).
+    pub shown_from: PathBuf,
 }
 
 /// Everything a run of transactions acts on, opened once: the store, the engine, the runtime
@@ -297,12 +299,12 @@ pub async fn rotate(
         }
     };
     record.new_version = pushed.version.clone();
+    let store = crate::output::shown_path(&run.store.describe(), &run.settings.shown_from);
     record.step(
         "pushed",
         format!(
-            "`{}` in {} @ {}",
-            plan.store_key,
-            run.store.describe(),
+            "to {} @ {}",
+            crate::compose::names::key_in(&spec.name, &plan.store_key, &store),
             short(pushed.version.as_deref())
         ),
     );
@@ -433,7 +435,11 @@ async fn apply(
     written?;
     record.step(
         "written",
-        format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
+        format!(
+            "{}, {:04o}",
+            crate::loading::shown(&plan.placement, &run.settings.shown_from),
+            spec.mode
+        ),
     );
 
     run.state.written.insert(plan.placement.path.clone());
@@ -452,7 +458,7 @@ async fn apply(
     if !run.settings.restart {
         record.step(
             "not-restarted",
-            "--no-restart: running containers keep the old value until restarted",
+            "running containers keep the old value until their next start",
         );
         return Ok(());
     }

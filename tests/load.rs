@@ -172,6 +172,52 @@ fn dry_run_reports_and_writes_nothing() {
 }
 
 #[test]
+fn load_before_ensure_says_env_does_not_exist_and_names_ensure() {
+    let p = Project::demo();
+    let out = p.cmd(&["load"]).run().code(3);
+    assert!(
+        out.stderr
+            .contains("error: .env does not exist, so no secret has a value ("),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("audit-log-signing-key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("run `compose-secrets ensure` (the demo's `make ensure-secrets`)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("from .env.demo"), "{}", out.stderr);
+    assert!(!out.stderr.contains("no value for"), "{}", out.stderr);
+    assert!(!p.exists(".env"));
+    assert!(!p.exists(".runtime/secrets"));
+
+    let json = p.cmd(&["load", "--json"]).run().code(3).json();
+    assert_eq!(json["error"]["kind"], "no-env-file");
+    assert_eq!(json["error"]["secrets"].as_array().unwrap().len(), 4);
+
+    // Without a template, the advice is to write .env (ensure would have nothing to copy).
+    std::fs::remove_file(p.path(".env.demo")).unwrap();
+    p.cmd(&["load"])
+        .run()
+        .code(3)
+        .stderr_has(".env does not exist")
+        .stderr_has("write the values into it");
+    // Once ensure has run, it works.
+    p.write(
+        ".env.demo",
+        std::fs::read(crate::harness::repo_root().join(".env.demo")).unwrap(),
+    );
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+}
+
+#[test]
 fn missing_values_fail_with_names_and_leave_existing_files_untouched() {
     let p = loaded_demo();
     let env = p.read_string(".env");

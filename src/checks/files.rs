@@ -72,7 +72,12 @@ pub fn check_files<'m>(
             continue;
         };
         let name = &spec.name;
-        let shown = f.path_subject(&placement.path);
+        // The line names the secret already: the directory alone when the file is named after it.
+        let shown = if placement.file_name == placement.secret {
+            format!("in {}", f.path_subject(&placement.dir))
+        } else {
+            f.path_subject(&placement.path)
+        };
         let mut local = LocalSecret {
             spec,
             path: placement.path.clone(),
@@ -90,7 +95,7 @@ pub fn check_files<'m>(
                 Status::Fail,
                 "files",
                 name,
-                format!("{shown} is missing; run `compose-secrets load`"),
+                format!("the file is missing ({shown}); run `compose-secrets load`"),
             ),
             Some(Ok(Some(st))) => {
                 let mut problems = Vec::new();

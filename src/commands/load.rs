@@ -12,6 +12,30 @@ use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
 
 pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
+    load(ctx, opts).await.map_err(|e| before_ensure(ctx, e))
+}
+
+/// In demo mode with no `.env` at all, every value is missing for one reason: `ensure` has not
+/// run. Say that, rather than list the secrets `.env` lacks.
+fn before_ensure(ctx: &Context, error: Error) -> Error {
+    match error {
+        Error::MissingSecrets { names, .. }
+            if matches!(ctx.use_keyvault(), Ok(false)) && !ctx.env_file.exists() =>
+        {
+            Error::NoEnvFile {
+                path: ctx.show(&ctx.env_file).into(),
+                names,
+                template: ctx
+                    .template
+                    .exists()
+                    .then(|| ctx.show(&ctx.template).into()),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let maps = loading::parse_maps(&opts.maps)?;
     let project = if !maps.is_empty() && !ctx.has_project() {
         None
@@ -131,6 +155,7 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             &wanted,
             &loaded.values,
             opts.dry_run,
+            &ctx.cwd,
             &mut report,
         )
         .await?;

@@ -1,6 +1,7 @@
 //! `rotate`: pick the secrets, take the lock and check Docker before anything changes, run one
 //! transaction per secret (see `rotation`), record each in the audit log, print the report.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use crate::audit;
@@ -117,7 +118,11 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         hook_timeout: HOOK_TIMEOUT,
         hook_dir: project.directory.clone(),
         rotated_by: audit::user_at_host(),
+        shown_from: ctx.cwd.clone(),
     };
+    if !opts.dry_run && restart && swarm_engine.is_none() {
+        confirm_when_nothing_runs(ctx, opts, &plans, &mut report)?;
+    }
     if opts.dry_run {
         for plan in &plans {
             for item in rotation::describe(plan, &settings, &store.describe(), value.is_some()) {
@@ -187,4 +192,36 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     }
     ctx.reporter.print(&report);
     Ok(exit::OK)
+}
+
+/// The stack is down (no running container uses a secret to rotate): warn, say what to run
+/// next, and on a terminal ask before anything changes.
+fn confirm_when_nothing_runs(
+    ctx: &Context,
+    opts: &RotateOpts,
+    plans: &[rotation::SecretPlan],
+    report: &mut Report,
+) -> Result<()> {
+    let Some(idle) = preflight::NothingRunning::find(
+        plans
+            .iter()
+            .map(|p| (p.spec.name.as_str(), p.services.as_slice())),
+    ) else {
+        return Ok(());
+    };
+    ctx.reporter.warn(&idle.warning());
+    report
+        .extra
+        .insert("not_running".into(), serde_json::json!(idle.services));
+    let ask = preflight::should_ask(
+        opts.yes,
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+    );
+    if ask && !preflight::ask(&idle.question()) {
+        return Err(Error::Usage(
+            "rotate cancelled: nothing was changed (--yes rotates without asking)".into(),
+        ));
+    }
+    Ok(())
 }
