@@ -124,14 +124,14 @@ impl Reporter {
     /// A status line for humans on stderr (nothing in JSON or quiet mode).
     pub fn note(&self, message: &str) {
         if !self.json && !self.quiet {
-            eprintln!("{message}");
+            eprintln!("{}", printable(message));
         }
     }
 
     /// A warning on stderr, for humans and for the logs of scripts (`--json` too; not `-q`).
     pub fn warn(&self, message: &str) {
         if !self.quiet {
-            eprintln!("compose-secrets: warning: {message}");
+            eprintln!("compose-secrets: warning: {}", printable(message));
         }
     }
 
@@ -154,9 +154,15 @@ impl Reporter {
             .max()
             .unwrap_or(0);
         for item in &report.items {
+            let name = printable(&item.name);
             let _ = match &item.detail {
-                Some(d) => writeln!(out, "{prefix}{:<width$}  {}  ({d})", item.action, item.name),
-                None => writeln!(out, "{prefix}{:<width$}  {}", item.action, item.name),
+                Some(d) => writeln!(
+                    out,
+                    "{prefix}{:<width$}  {name}  ({})",
+                    item.action,
+                    printable(d)
+                ),
+                None => writeln!(out, "{prefix}{:<width$}  {name}", item.action),
             };
         }
     }
@@ -191,9 +197,27 @@ impl Reporter {
         if let Some(error) = error {
             // Every variant's message already says its cause (an I/O error ends with the OS's
             // words): printing the source chain again would say it twice.
-            eprintln!("compose-secrets: error: {error}");
+            eprintln!("compose-secrets: error: {}", printable(&error.to_string()));
         }
     }
+}
+
+/// Text for a terminal: control characters (a newline or an escape sequence in a file name,
+/// say) are shown escaped, so a name cannot forge a line or drive the terminal. Multi-line
+/// messages keep their own newlines; JSON output is escaped by the serializer instead.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A command line clap refused (or `--help`/`--version`): clap's own output, and with `--json`

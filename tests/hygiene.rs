@@ -306,3 +306,31 @@ fn fingerprints_are_keyed_per_install_not_bare_hashes() {
         );
     }
 }
+
+/// A control character in a name (an escape sequence, a carriage return) is printed escaped:
+/// a file name cannot drive the terminal or overwrite a line of the report.
+#[test]
+fn control_characters_in_names_are_printed_escaped() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [a]\nsecrets:\n  a:\n    file: \"./evil\\e[2J\\rname.txt\"\n",
+    );
+    p.write(".env", "A=aaaaaaaa\n");
+    let out = p.cmd(&["load"]).run().success();
+    assert!(p.path("evil\u{1b}[2J\rname.txt").exists());
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    }
+    assert!(
+        out.stdout.contains("evil\\u{1b}[2J\\rname.txt"),
+        "{}",
+        out.stdout
+    );
+    let verify = p.cmd(&["verify", "--no-docker"]).run();
+    assert!(
+        !verify.stdout.contains('\u{1b}') && !verify.stdout.contains('\r'),
+        "{:?}",
+        verify.stdout
+    );
+}

@@ -69,7 +69,9 @@ pub fn render_table(f: &Findings, color: bool) -> String {
         let _ = writeln!(
             text,
             "{label}  {:<category_width$}  {:<subject_width$}  {}",
-            c.category, c.subject, c.message
+            c.category,
+            crate::output::printable(&c.subject),
+            crate::output::printable(&c.message).replace('\n', "\\n")
         );
     }
     let _ = writeln!(
