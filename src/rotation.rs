@@ -38,7 +38,10 @@ mod select;
 use hook::Phase;
 pub use plan::{describe, plan, service_containers, ContainerTarget, SecretPlan, ServiceTarget};
 use rollback::{roll_back, roll_back_hook};
-pub use select::{all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names};
+pub use select::{
+    all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,
+    Selection,
+};
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
@@ -563,6 +566,47 @@ async fn restart_and_gate(
         crate::deploy::health::wait_http_healthy(&url, settings.health_timeout)
             .await
             .map_err(context)?;
+    }
+    Ok(())
+}
+
+/// Rotate each plan in turn; the first failure stops the run, the rest reported
+/// `not-attempted`. The steps go into `report` either way.
+pub async fn rotate_all(
+    run: &mut Run<'_>,
+    plans: &[SecretPlan],
+    mut value: Option<SecretValue>,
+    report: &mut crate::output::Report,
+) -> Result<()> {
+    for (i, plan) in plans.iter().enumerate() {
+        let mut record = rotate(run, plan, value.take()).await;
+        report.items.append(&mut record.steps);
+        let failed = record.take_error();
+        if let Some(e) = record.audit_error.take() {
+            match failed {
+                None => return Err(e),
+                Some(_) => report.push(
+                    ReportItem::new(&plan.spec.name, "warning")
+                        .with_detail(format!("could not write the audit log: {e}")),
+                ),
+            }
+        }
+        if let Some(error) = failed {
+            for rest in &plans[i + 1..] {
+                report.push(
+                    ReportItem::new(&rest.spec.name, "not-attempted")
+                        .with_detail("an earlier rotation in this run failed"),
+                );
+            }
+            return Err(error);
+        }
+    }
+    if !run.settings.restart && !plans.is_empty() {
+        let services: std::collections::BTreeSet<String> =
+            plans.iter().flat_map(|p| p.spec.services()).collect();
+        report
+            .extra
+            .insert("restart_needed".into(), serde_json::json!(services));
     }
     Ok(())
 }

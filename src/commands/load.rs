@@ -105,16 +105,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             )
             .await?;
             if let (Some(w), Some(log)) = (&writing, log.as_mut()) {
-                if let Some(key) =
-                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
-                {
-                    log.change_key(key);
-                }
-                after.audit_head = Some(log.append(
-                    &audit::load_event(&before, &after),
-                    after.audit_head.as_ref(),
-                )?);
-                after.write(&w.runtime)?;
+                loading::commit(&w.runtime, project, layout, log, &before, &mut after).await?;
                 let swarm = match swarm_probe {
                     Some(probe) => probe.await.map_err(|e| Error::Docker {
                         kind: crate::error::DockerFailure::Other,
@@ -139,16 +130,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         _ => Loaded::default(),
     };
     if let Some(output) = env_output {
-        let wanted: Vec<(String, String)> = if maps.is_empty() {
-            project
-                .iter()
-                .flat_map(|p| p.secrets_in_use())
-                .filter(|s| s.file_path().is_some())
-                .map(|s| (store.key_for(s), s.env_key.clone()))
-                .collect()
-        } else {
-            maps
-        };
+        let wanted = loading::env_output_keys(project.as_ref(), store.as_ref(), maps);
         loading::write_env_output(
             store.as_ref(),
             output,

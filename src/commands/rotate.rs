@@ -6,47 +6,28 @@ use std::time::Duration;
 
 use crate::audit;
 use crate::cli::RotateOpts;
-use crate::compose::SecretSpec;
 use crate::context::Context;
 use crate::deploy::ContainerEngine;
 use crate::error::{exit, Error, Result};
 use crate::files::state::State;
 use crate::output::{Report, ReportItem};
-use crate::rotation::{self, preflight, Run, Settings};
+use crate::rotation::{self, preflight, Run, Selection, Settings};
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
-    if opts.names.is_empty() && !opts.all && opts.older_than.is_none() {
-        return Err(Error::Usage(
-            "rotate: name the secrets to rotate, or pass --all or --older-than AGE".into(),
-        ));
-    }
-    let age = opts
-        .older_than
-        .as_deref()
-        .map(rotation::parse_age)
-        .transpose()?;
     let project = ctx.project()?;
     let layout = ctx.layout(&project)?;
-    let named = if opts.names.is_empty() {
-        rotation::all_rotatable(&project)
-    } else {
-        rotation::resolve_names(&project, &opts.names)?
-    };
-    if opts.value_stdin && (named.len() != 1 || opts.all || opts.older_than.is_some()) {
-        return Err(Error::Usage(
-            "--value-stdin takes exactly one named secret (not --all or --older-than)".into(),
-        ));
+    let chosen = Selection {
+        names: &opts.names,
+        all: opts.all,
+        older_than: opts.older_than.as_deref(),
+        value_stdin: opts.value_stdin,
     }
-    let value = if opts.value_stdin {
-        Some(rotation::read_value(std::io::stdin().lock())?)
-    } else {
-        None
-    };
-    ctx.naming()?.check_keys(&named)?;
+    .choose(&project)?;
+    ctx.naming()?.check_keys(&chosen.named)?;
     // The lock comes before the store is opened: what it reads is what the last run committed.
     let writing = if opts.dry_run {
         None
@@ -66,23 +47,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         preflight::lock_check(runtime, &mut report)?;
     }
     let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
-    let specs: Vec<&SecretSpec> = match age {
-        Some(age) => {
-            let rotated = rotation::last_rotated(store.as_ref(), &named, runtime).await?;
-            let due = rotation::older_than(named.clone(), &rotated, age, crate::clock::unix_now());
-            for spec in named
-                .iter()
-                .filter(|s| !due.iter().any(|d| d.name == s.name))
-            {
-                report.push(ReportItem::new(&spec.name, "not-due").with_detail(format!(
-                    "rotated less than {} ago",
-                    opts.older_than.as_deref().unwrap_or_default()
-                )));
-            }
-            due
-        }
-        None => named,
-    };
+    let specs = chosen.due(store.as_ref(), runtime, &mut report).await?;
 
     let restart = !opts.no_restart;
     let swarm_engine = if restart {
@@ -123,18 +88,14 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     if !opts.dry_run && restart && swarm_engine.is_none() {
         confirm_when_nothing_runs(ctx, opts, &plans, &mut report)?;
     }
-    if opts.dry_run {
+    let Some(writing) = &writing else {
         for plan in &plans {
-            for item in rotation::describe(plan, &settings, &store.describe(), value.is_some()) {
-                report.push(item);
-            }
+            let items =
+                rotation::describe(plan, &settings, &store.describe(), chosen.value.is_some());
+            report.items.extend(items);
         }
         ctx.reporter.print(&report);
         return Ok(exit::OK);
-    }
-
-    let Some(writing) = &writing else {
-        unreachable!("a run that is not a dry run holds the runtime directory")
     };
     let key = audit::project_key(
         &writing.runtime,
@@ -158,40 +119,9 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         state: State::read(Some(&writing.runtime), &store.describe())?,
         audit: audit::AuditLog::new(&writing.runtime, key),
     };
-    let mut value = value;
-    for (i, plan) in plans.iter().enumerate() {
-        let mut record = rotation::rotate(&mut run, plan, value.take()).await;
-        report.items.append(&mut record.steps);
-        let failed = record.take_error();
-        if let Some(e) = record.audit_error.take() {
-            ctx.reporter.note(&format!(
-                "compose-secrets: could not write the audit log: {e}"
-            ));
-            if failed.is_none() {
-                ctx.reporter.print(&report);
-                return Err(e);
-            }
-        }
-        if let Some(error) = failed {
-            for rest in &plans[i + 1..] {
-                report.push(
-                    ReportItem::new(&rest.spec.name, "not-attempted")
-                        .with_detail("an earlier rotation in this run failed"),
-                );
-            }
-            ctx.reporter.print(&report);
-            return Err(error);
-        }
-    }
-    if !restart && !plans.is_empty() {
-        let services: std::collections::BTreeSet<String> =
-            plans.iter().flat_map(|p| p.spec.services()).collect();
-        report
-            .extra
-            .insert("restart_needed".into(), serde_json::json!(services));
-    }
+    let outcome = rotation::rotate_all(&mut run, &plans, chosen.value, &mut report).await;
     ctx.reporter.print(&report);
-    Ok(exit::OK)
+    outcome.map(|()| exit::OK)
 }
 
 /// The stack is down (no running container uses a secret to rotate): warn, say what to run
