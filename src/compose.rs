@@ -83,10 +83,10 @@ pub struct SecretSpec {
     pub expiry_grace: Option<Duration>,
     /// Every mount of it, by enabled services and by services whose profile is off.
     pub uses: Vec<SecretUse>,
-    /// False when only services whose profile is off use it: Compose leaves it out of the
-    /// project, and so does compose-secrets (never placed, generated, loaded or rotated). A
-    /// secret no service uses at all is kept (Compose drops it too, but it may be there for
-    /// compose-secrets itself, such as `audit-log-signing-key`, or for services to come).
+    /// Whether an enabled service mounts it or builds with it. Compose leaves every other
+    /// secret out of the project, and so does compose-secrets (never placed, generated,
+    /// loaded or rotated); the one exception is `audit-log-signing-key`, which is
+    /// compose-secrets' own.
     pub in_use: bool,
 }
 
@@ -116,12 +116,14 @@ impl SecretSpec {
     /// Why a secret not in use is left alone, for reports.
     pub fn unused_reason(&self) -> String {
         let services = self.services();
-        let who = if services.is_empty() {
-            "services".to_string()
+        if services.is_empty() {
+            "no service uses it, so Compose leaves it out".into()
         } else {
-            services.join(", ")
-        };
-        format!("only used by {who}, whose profile is not enabled (--profile, COMPOSE_PROFILES)")
+            format!(
+                "only used by {}, whose profile is not enabled (--profile, COMPOSE_PROFILES)",
+                services.join(", ")
+            )
+        }
     }
 }
 
@@ -242,7 +244,7 @@ impl Project {
         Ok(Some(entries))
     }
 
-    /// The secrets compose-secrets acts on: all but those only profile-disabled services use.
+    /// The secrets compose-secrets acts on: those Compose keeps (see [`SecretSpec::in_use`]).
     pub fn secrets_in_use(&self) -> impl Iterator<Item = &SecretSpec> {
         self.secrets.iter().filter(|s| s.in_use)
     }

@@ -256,7 +256,8 @@ fn existing_file_value(
     }
 }
 
-/// A service reading the demo store as its `env_file` gets every secret in its environment.
+/// A service reading the demo store as its `env_file`, or naming a secret's key in
+/// `environment:` without a value, gets the secret in its environment.
 fn warn_store_in_env_file(
     project: &Project,
     env_paths: &[PathBuf],
@@ -264,6 +265,17 @@ fn warn_store_in_env_file(
     report: &mut Report,
 ) {
     for service in project.services.values().filter(|s| s.enabled) {
+        for (key, _) in service.environment.iter().filter(|(_, v)| v.is_none()) {
+            if let Some(spec) = project.secrets_in_use().find(|s| s.env_key == *key) {
+                report.push(
+                    ReportItem::new(format!("service {}", service.name), "warning").with_detail(format!(
+                        "its `environment:` names {key} with no value, so Compose passes secret {} into \
+                         its environment from .env; remove that entry and mount the secret file",
+                        spec.name
+                    )),
+                );
+            }
+        }
         for path in service.env_files.iter().filter(|p| env_paths.contains(p)) {
             report.push(
                 ReportItem::new(format!("service {}", service.name), "warning").with_detail(format!(

@@ -241,7 +241,7 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  alpha:\n    file: .runtime/secrets/alpha\n  bravo:\n    file: .runtime/secrets/bravo\n",
+        "services:\n  app:\n    image: x\n    secrets: [alpha, bravo]\nsecrets:\n  alpha:\n    file: .runtime/secrets/alpha\n  bravo:\n    file: .runtime/secrets/bravo\n",
     );
     let needles = memory_needles(&p, &values);
     let kv = |args: &[&str]| {

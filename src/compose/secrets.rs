@@ -119,7 +119,8 @@ fn secret_spec(
             s.mounts.iter().any(|m| m.source == name) || s.build_secrets.iter().any(|b| b == name)
         })
         .collect();
-    let in_use = users.is_empty() || users.iter().any(|s| s.enabled);
+    // compose-secrets' own signing key needs no service to mount it.
+    let in_use = users.iter().any(|s| s.enabled) || name == crate::audit::SIGNING_KEY_SECRET;
     let (owner_uid, owner_gid) = ext
         .owner
         .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))
