@@ -75,6 +75,13 @@ pub async fn load_files(
     {
         report.push(ReportItem::new(&spec.name, "skipped").with_detail(spec.unused_reason()));
     }
+    for spec in project.secrets_in_use() {
+        if let crate::compose::SecretSource::Environment(var) = &spec.source {
+            report.push(ReportItem::new(&spec.name, "no-file").with_detail(format!(
+                "an `environment:` secret: Compose copies {var} in when it creates the containers"
+            )));
+        }
+    }
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;

@@ -280,7 +280,11 @@ fn environment_sourced_secrets_get_an_env_value_but_no_file() {
     p.write(".env.demo", "");
     p.cmd(&["ensure"]).run().success();
     assert_eq!(p.env_value("API_TOKEN").len(), 64);
-    p.cmd(&["load"]).run().success();
+    p.cmd(&["load"])
+        .run()
+        .success()
+        .stdout_has("no-file")
+        .stdout_has("Compose copies API_TOKEN in");
     assert!(p.exists(".runtime/secrets/f"));
     assert!(!p.exists(".runtime/secrets/token"));
 }
