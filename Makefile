@@ -7,8 +7,16 @@ SHELL := /bin/bash
 CARGO        ?= cargo
 CS           := ./target/debug/compose-secrets
 EMULATOR     := ./target/debug/kv-emulator
-COMPOSE_FILE_DEMO := compose/docker-compose.yml
+COMPOSE_FILE_DEMO := compose.yaml
 export COMPOSE_PROJECT_NAME ?= compose-secrets-demo
+# The demo runs as you: compose.yaml gives the container `user: ${DEMO_UID}:${DEMO_GID}` and the
+# secret files the same owner, so a non-root user can load files the container reads (giving
+# them to another uid would need root). Under sudo, "you" is the user who ran sudo; root itself
+# gets 1000:1000, the image's own user, rather than a container running as root.
+INVOKING_UID := $(or $(SUDO_UID),$(shell id -u))
+INVOKING_GID := $(or $(SUDO_GID),$(shell id -g))
+export DEMO_UID ?= $(if $(filter 0,$(INVOKING_UID)),1000,$(INVOKING_UID))
+export DEMO_GID ?= $(if $(filter 0,$(INVOKING_UID)),1000,$(INVOKING_GID))
 # Compose v2 plugin when present, else the v1 `docker-compose` tool.
 COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SECRET       ?=
@@ -64,8 +72,16 @@ quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up
 	$(CS) ensure
 	$(CS) load
 	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) up -d
-	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
-	@echo "Demo is up: curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
+	@port="$$(scripts/demo-port.sh)" && \
+	  scripts/wait-for-health.sh "http://127.0.0.1:$$port/health" 60 && \
+	  echo "Demo is up (as $(DEMO_UID):$(DEMO_GID)): curl -s http://127.0.0.1:$$port/health"
+
+.PHONY: man
+man: build ## The man page: target/man/compose-secrets.1 (read it with man -l)
+	@mkdir -p target/man
+	$(CS) debug man > target/man/compose-secrets.1.tmp
+	@mv target/man/compose-secrets.1.tmp target/man/compose-secrets.1
+	@echo "man -l target/man/compose-secrets.1"
 
 quickstart-sidecar: export PWD := $(CURDIR)
 quickstart-sidecar: image demo-image ## Demo with compose-secrets as a Compose service: a one-shot load before the app
@@ -74,8 +90,9 @@ quickstart-sidecar: image demo-image ## Demo with compose-secrets as a Compose s
 	@# file must exist then: the first time, the one-shot runs on its own.
 	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets
 	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml up -d
-	scripts/wait-for-health.sh http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health 60
-	@echo "Demo is up (secrets loaded by the compose-secrets service): curl -s http://127.0.0.1:$${DEMO_APP_PORT:-8000}/health"
+	@port="$$(scripts/demo-port.sh)" && \
+	  scripts/wait-for-health.sh "http://127.0.0.1:$$port/health" 60 && \
+	  echo "Demo is up (secrets loaded by the compose-secrets service): curl -s http://127.0.0.1:$$port/health"
 	@echo "Follow the store too: $(COMPOSE) -f compose.yaml -f compose.sidecar.yaml --profile sync up -d"
 
 down: ## Stop the demo stack

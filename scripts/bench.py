@@ -18,7 +18,10 @@ Everything runs on loopback and against containers this script starts. Results
 go to stdout and target/bench/results.md. No number here is asserted by a test:
 these machines are noisy, so the figures are reported, with ratios.
 
-Usage: scripts/bench.sh [--sizes 10,100,1000] [--latency-ms 20] [--repeat 3] [--skip-python] [--skip-rotate]
+the project model: the cost of resolving a 50-service project (scripts/bench_model.py),
+beside `docker compose config` on the same files.
+
+Usage: scripts/bench.sh [--sizes 10,100,1000] [--latency-ms 20] [--repeat 3] [--skip-python] [--skip-rotate] [--skip-model]
                        [--skip-sync] [--sync-sizes 100,1000]
 """
 import argparse
@@ -170,6 +173,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-python", action="store_true")
     ap.add_argument("--skip-rotate", action="store_true")
+    ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--skip-sync", action="store_true")
     ap.add_argument("--sync-sizes", default="100,1000")
     args = ap.parse_args()
@@ -187,6 +191,8 @@ def main():
     if not args.skip_rotate:
         rotate_lines = bench_rotate(args.repeat)
         report += ["## rotate", ""] + rotate_lines + [""]
+    if not args.skip_model:
+        report += ["## the project model", ""] + bench_model() + [""]
     if not args.skip_sync:
         report += ["## sync", ""] + bench_sync(args) + [""]
     text = "\n".join(report)
@@ -207,8 +213,17 @@ def bench_rotate(repeat):
     return out.stdout.splitlines()
 
 
+def bench_model():
+    """The model's resolution cost beside `docker compose config` (scripts/bench_model.py)."""
+    path = os.path.join(ROOT, "scripts", "bench_model.py")
+    out = subprocess.run([sys.executable, path], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"model benchmark failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout.splitlines()
+
+
 def bench_sync(args):
-    """scripts/bench_sync.py's markdown lines."""
+    """scripts/bench_sync.py's markdown lines (--skip-rotate also skips its Docker part)."""
     path = os.path.join(ROOT, "scripts", "bench_sync.py")
     cmd = [sys.executable, path, "--sizes", args.sync_sizes, "--latency-ms", str(args.latency_ms),
            "--repeat", str(args.repeat)]

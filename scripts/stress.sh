@@ -6,6 +6,7 @@
 #   CRASH_ITERATIONS   kills per crash test        (default 500)
 #   PROPTEST_CASES     cases per property          (default 20000)
 #   CRASH_SEED         replay one crash run        (printed by each crash test)
+#   COMPOSE_SECRETS_RACES  rounds per race test    (default 200)
 #   FUZZ_SECONDS       fuzzing time per target     (default 120)
 set -euo pipefail
 
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 export CRASH_ITERATIONS="${CRASH_ITERATIONS:-500}"
 export PROPTEST_CASES="${PROPTEST_CASES:-20000}"
+export COMPOSE_SECRETS_RACES="${COMPOSE_SECRETS_RACES:-200}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 CARGO="${CARGO:-cargo}"
 LOG_DIR="${STRESS_LOG_DIR:-target/stress}"
@@ -50,6 +52,7 @@ phase() {
 phase crash crash::
 phase properties properties::
 phase hostile hostile::
+phase races races::
 phase docker-faults docker_faults::
 
 # Coverage-guided fuzzing: bounded time per target (FUZZ_SECONDS), its own log.

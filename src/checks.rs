@@ -134,6 +134,27 @@ pub use policy::check_policy;
 pub use swarm::check_swarm;
 pub use vault::check_vault;
 
+/// Values at least this long count as leaked wherever they appear inside a text.
+const SUBSTRING_LEAK_LEN: usize = 12;
+
+/// Whether `text` holds the secret `value`. A long value counts anywhere; a short one (a
+/// sample such as `change-me`) only as a whole token, so that `change-me-meilisearch` is not
+/// taken for it while `postgres://app:change-me@db` is.
+pub(crate) fn holds_value(text: &str, value: &str) -> bool {
+    if value.is_empty() {
+        return false;
+    }
+    if value.len() >= SUBSTRING_LEAK_LEN {
+        return text.contains(value);
+    }
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(value).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + value.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
 fn or_unknown(s: &str) -> &str {
     if s.is_empty() {
         "state unknown"
@@ -145,6 +166,18 @@ fn or_unknown(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_value_leaks_only_as_a_whole_token() {
+        assert!(holds_value("change-me", "change-me"));
+        assert!(holds_value("postgres://app:change-me@db/x", "change-me"));
+        assert!(holds_value("PASSWORD=change-me", "change-me"));
+        assert!(!holds_value("change-me-meilisearch", "change-me"));
+        assert!(!holds_value("xchange-me", "change-me"));
+        let long = "0123456789abcdef0123";
+        assert!(holds_value(&format!("prefix{long}suffix"), long));
+        assert!(!holds_value("anything", ""));
+    }
 
     #[test]
     fn paths_are_shown_relative_to_the_working_directory() {

@@ -7,16 +7,28 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+/// What the man page says under DESCRIPTION. `--help` stays compact (one line per option): a
+/// `long_about` would make clap print every option of `--help` on two lines with a blank one
+/// between.
+pub const DESCRIPTION: &str = "Load and rotate secrets for Docker Compose applications: random \
+    secrets in demo mode, Azure Key Vault in production, written as the files your Compose file \
+    secrets name.";
+
+/// The top level's examples, in `--help` and the man page.
+pub const EXAMPLES: &str = "Examples:
+  compose-secrets ensure && compose-secrets load   # demo: fill .env, write .runtime/secrets
+  compose-secrets rotate flask-secret-key          # new value, its services restarted
+  compose-secrets verify                           # files, drift, containers, leaks, audit
+";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "compose-secrets",
     version,
     about = "Load and rotate secrets for Docker Compose applications",
-    long_about = "Load and rotate secrets for Docker Compose applications: random secrets in demo mode, \
-                  Azure Key Vault in production, written as the files your Compose file secrets name.",
-    after_help = crate::error::exit::help(),
+    after_help = format!("{EXAMPLES}\n{}", crate::error::exit::help()),
     subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
@@ -25,6 +37,40 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The command line: what `main` parses, and what `--help`, completions and the man page show.
+///
+/// The global options are accepted after any subcommand (`compose-secrets load -f x.yaml`), so
+/// they are `global = true`, and clap copies each one into every subcommand, `completions`
+/// included, whose help would then list Compose and Key Vault flags it never reads. clap skips
+/// that copy in a subcommand that already has an argument with the same id, so `completions`
+/// gets hidden, non-global copies: still accepted there (and ignored, as before), never shown.
+/// A top-level `--completions` flag handled before parsing would have hidden them too, but it
+/// would change the documented `compose-secrets completions SHELL`.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    cmd.mut_subcommand("completions", |sub| {
+        globals
+            .into_iter()
+            .fold(sub, |sub, arg| sub.arg(arg.global(false).hide(true)))
+    })
+}
+
+impl Cli {
+    /// Parse `args` with [`command`].
+    pub fn try_parse_with(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Cli, clap::Error> {
+        let mut cmd = command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +163,7 @@ pub enum Command {
     Ensure(EnsureOpts),
     /// Write every declared secret to the file its Compose `file:` names.
     #[command(after_help = "Examples:
-  compose-secrets load                         # from .env (demo) or Key Vault (AZURE_USE_KEYVAULT=true)
+  compose-secrets load                         # from .env, or Key Vault (AZURE_USE_KEYVAULT=true)
   compose-secrets load --dry-run --json        # what would change, for a script
   compose-secrets -f deploy/compose.yaml load --prune
   compose-secrets load --env-output .env.app --map DBPASSWORD=DB_PASSWORD")]
@@ -245,6 +291,10 @@ pub struct RotateOpts {
     /// How long to wait for another compose-secrets to release the lock.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub lock_timeout: u64,
+
+    /// Do not ask before rotating a secret no running container uses (asked on a terminal only).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -297,4 +347,6 @@ pub enum DebugCommand {
     /// Print the resolved Compose project model as JSON (what the differential test compares
     /// with `docker compose config`).
     Model,
+    /// Print the man page (roff) on stdout: `make man` writes it to target/man/compose-secrets.1.
+    Man,
 }

@@ -6,8 +6,6 @@ pub mod rotate;
 pub mod sync;
 pub mod verify;
 
-use clap::CommandFactory as _;
-
 use crate::cli::{Cli, Command, DebugCommand};
 use crate::context::Context;
 use crate::error::{exit, Result};
@@ -15,8 +13,18 @@ use crate::output::Reporter;
 
 pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
     if let Command::Completions { shell } = cli.command {
-        let mut cmd = Cli::command();
-        clap_complete::generate(shell, &mut cmd, "compose-secrets", &mut std::io::stdout());
+        let mut cmd = crate::cli::command();
+        // Into a buffer first: clap_complete panics when a write fails, as it does when the
+        // reader of a pipe (`| head`) has gone.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "compose-secrets", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
+        return Ok(exit::OK);
+    }
+    if let Command::Debug(DebugCommand::Man) = cli.command {
+        let page =
+            crate::man::page().map_err(crate::error::Error::io("stdout", "render the man page"))?;
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &page);
         return Ok(exit::OK);
     }
     if let Command::Debug(DebugCommand::Hardening) = cli.command {

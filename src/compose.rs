@@ -17,9 +17,11 @@ mod merge;
 pub mod names;
 pub mod reference;
 mod schema;
+mod secrets;
+mod services;
 mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use serde_norway::Value;
 
 pub use discovery::{discover, logical_cwd, Discovered, ProjectOptions, COMPOSE_FILE_NAMES};
 pub use extension::EXTENSION_KEY;
+pub use services::RunsAs;
 
 use crate::error::{Error, Result};
 use crate::generator::Generator;
@@ -80,10 +83,10 @@ pub struct SecretSpec {
     pub expiry_grace: Option<Duration>,
     /// Every mount of it, by enabled services and by services whose profile is off.
     pub uses: Vec<SecretUse>,
-    /// False when only services whose profile is off use it: Compose leaves it out of the
-    /// project, and so does compose-secrets (never placed, generated, loaded or rotated). A
-    /// secret no service uses at all is kept (Compose drops it too, but it may be there for
-    /// compose-secrets itself, such as `audit-log-signing-key`, or for services to come).
+    /// Whether an enabled service mounts it or builds with it. Compose leaves every other
+    /// secret out of the project, and so does compose-secrets (never placed, generated,
+    /// loaded or rotated); the one exception is `audit-log-signing-key`, which is
+    /// compose-secrets' own.
     pub in_use: bool,
 }
 
@@ -113,12 +116,14 @@ impl SecretSpec {
     /// Why a secret not in use is left alone, for reports.
     pub fn unused_reason(&self) -> String {
         let services = self.services();
-        let who = if services.is_empty() {
-            "services".to_string()
+        if services.is_empty() {
+            "no service uses it, so Compose leaves it out".into()
         } else {
-            services.join(", ")
-        };
-        format!("only used by {who}, whose profile is not enabled (--profile, COMPOSE_PROFILES)")
+            format!(
+                "only used by {}, whose profile is not enabled (--profile, COMPOSE_PROFILES)",
+                services.join(", ")
+            )
+        }
     }
 }
 
@@ -202,8 +207,8 @@ impl Project {
         }
         let profiles = active_profiles(options, &env);
         let references = shared.environment_references.borrow().clone();
-        let services = build_services(&dict, &profiles, references)?;
-        let secrets = build_secrets(&dict, &services)?;
+        let services = services::build_services(&dict, &profiles, references)?;
+        let secrets = secrets::build_secrets(&dict, &services)?;
         let files_read = shared.files_read.borrow().clone();
         let config_files = dict
             .get("configs")
@@ -239,7 +244,7 @@ impl Project {
         Ok(Some(entries))
     }
 
-    /// The secrets compose-secrets acts on: all but those only profile-disabled services use.
+    /// The secrets compose-secrets acts on: those Compose keeps (see [`SecretSpec::in_use`]).
     pub fn secrets_in_use(&self) -> impl Iterator<Item = &SecretSpec> {
         self.secrets.iter().filter(|s| s.in_use)
     }
@@ -416,364 +421,6 @@ fn active_profiles(options: &ProjectOptions, env: &BTreeMap<String, String>) -> 
     env.get("COMPOSE_PROFILES")
         .map(|p| p.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_else(|| vec![String::new()])
-}
-
-fn build_services(
-    dict: &Value,
-    profiles: &[String],
-    mut references: loader::References,
-) -> Result<BTreeMap<String, ServiceSpec>> {
-    let mut services = BTreeMap::new();
-    let Some(map) = dict.get("services").and_then(Value::as_mapping) else {
-        return Ok(services);
-    };
-    let mut problems = Vec::new();
-    for (name, body) in map {
-        let name = name.as_str().unwrap_or_default().to_string();
-        let own: Vec<String> = body
-            .get("profiles")
-            .and_then(Value::as_sequence)
-            .map(|p| p.iter().map(merge::scalar_text).collect())
-            .unwrap_or_default();
-        let enabled = own.is_empty()
-            || profiles.iter().any(|p| p == "*")
-            || own.iter().any(|p| profiles.contains(p));
-        let health_url = match extension::service(body.get(EXTENSION_KEY)) {
-            Ok(url) => url,
-            Err(m) => {
-                problems.push(Error::config(
-                    PathBuf::new(),
-                    format!("service `{name}`: {m}"),
-                ));
-                None
-            }
-        };
-        let mut mounts = Vec::new();
-        if let Some(items) = body.get("secrets").and_then(Value::as_sequence) {
-            for (i, item) in items.iter().enumerate() {
-                match mount(&name, i, item) {
-                    Ok(m) => mounts.push(m),
-                    Err(e) => problems.push(e),
-                }
-            }
-        }
-        let build_secrets = body
-            .get("build")
-            .and_then(|b| b.get("secrets"))
-            .and_then(Value::as_sequence)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.get("source").map(merge::scalar_text))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let environment = match body.get("environment") {
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        merge::scalar_text(k),
-                        (!v.is_null()).then(|| merge::scalar_text(v)),
-                    )
-                })
-                .collect(),
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .map(|i| {
-                    let text = merge::scalar_text(i);
-                    match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (text, None),
-                    }
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let environment_references = references.remove(&name).unwrap_or_default();
-        services.insert(
-            name.clone(),
-            ServiceSpec {
-                name,
-                enabled,
-                health_url,
-                user: body.get("user").map(merge::scalar_text),
-                environment_references,
-                environment,
-                mounts,
-                build_secrets,
-                env_files: body
-                    .get("env_file")
-                    .and_then(Value::as_sequence)
-                    .map(|items| {
-                        items
-                            .iter()
-                            .map(|i| PathBuf::from(merge::scalar_text(i)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            },
-        );
-    }
-    Error::all(problems)?;
-    Ok(services)
-}
-
-/// One normalised mount; `mode` follows Compose (a YAML number as is, a string as octal).
-fn mount(service: &str, index: usize, item: &Value) -> Result<SecretUse> {
-    let text = |k: &str| {
-        item.get(k)
-            .map(merge::scalar_text)
-            .filter(|s| !s.is_empty())
-    };
-    let source = text("source").ok_or_else(|| {
-        Error::Usage(format!(
-            "service `{service}`: secret mount {index} has no `source`"
-        ))
-    })?;
-    let mode = match item.get("mode") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(n.as_u64().and_then(|m| u32::try_from(m).ok()).ok_or_else(
-            || {
-                Error::manifest(
-                    &source,
-                    format!("service `{service}`: mode {n} is not a file mode"),
-                )
-            },
-        )?),
-        Some(Value::String(s)) => Some(u32::from_str_radix(s, 8).map_err(|_| {
-            Error::manifest(
-                &source,
-                format!("service `{service}`: mode \"{s}\" is not an octal number"),
-            )
-        })?),
-        Some(_) => {
-            return Err(Error::manifest(
-                &source,
-                format!("service `{service}`: mode must be a number or a string"),
-            ))
-        }
-    };
-    Ok(SecretUse {
-        service: service.to_string(),
-        target: text("target").unwrap_or_else(|| format!("/run/secrets/{source}")),
-        source,
-        uid: text("uid"),
-        gid: text("gid"),
-        mode,
-    })
-}
-
-fn build_secrets(
-    dict: &Value,
-    services: &BTreeMap<String, ServiceSpec>,
-) -> Result<Vec<SecretSpec>> {
-    let empty = serde_norway::Mapping::new();
-    let map = dict
-        .get("secrets")
-        .and_then(Value::as_mapping)
-        .unwrap_or(&empty);
-    let mut problems = Vec::new();
-    // Compose's consistency check: an enabled service may only mount declared secrets.
-    for svc in services.values().filter(|s| s.enabled) {
-        let sources = svc
-            .mounts
-            .iter()
-            .map(|m| m.source.as_str())
-            .chain(svc.build_secrets.iter().map(String::as_str));
-        let mut reported = BTreeSet::new();
-        for source in sources {
-            if !map.contains_key(source) && reported.insert(source) {
-                problems.push(Error::manifest(
-                    source,
-                    format!(
-                        "service `{}` uses it, but the top-level `secrets:` does not declare it",
-                        svc.name
-                    ),
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (key, def) in map {
-        let name = key.as_str().unwrap_or_default().to_string();
-        match secret_spec(&name, def, services) {
-            Ok(spec) => out.push(spec),
-            Err(e) => problems.push(e),
-        }
-    }
-    Error::all(problems)?;
-    Ok(out)
-}
-
-fn secret_spec(
-    name: &str,
-    def: &Value,
-    services: &BTreeMap<String, ServiceSpec>,
-) -> Result<SecretSpec> {
-    let external = match def.get("external") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Mapping(m)) => {
-            if let (Some(legacy), Some(explicit)) = (
-                m.get("name").and_then(Value::as_str),
-                def.get("name").and_then(Value::as_str),
-            ) {
-                if legacy != explicit {
-                    return Err(Error::manifest(
-                        name,
-                        "name and external.name conflict; only use name",
-                    ));
-                }
-            }
-            true
-        }
-        _ => false,
-    };
-    let source = if external {
-        let legacy = def
-            .get("external")
-            .and_then(|e| e.get("name"))
-            .and_then(Value::as_str);
-        SecretSource::External {
-            name: def
-                .get("name")
-                .and_then(Value::as_str)
-                .or(legacy)
-                .unwrap_or(name)
-                .to_string(),
-        }
-    } else if let Some(f) = def.get("file").and_then(Value::as_str) {
-        SecretSource::File(PathBuf::from(f))
-    } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
-        SecretSource::Environment(var.to_string())
-    } else {
-        return Err(Error::manifest(
-            name,
-            "must declare either `file` or `environment` (a `driver` alone is not enough)",
-        ));
-    };
-    let ext = extension::secret(def.get(EXTENSION_KEY)).map_err(|m| Error::manifest(name, m))?;
-    let default_key = match &source {
-        SecretSource::Environment(var) => var.clone(),
-        _ => names::default_env_key(name),
-    };
-    // Whether a `.env` can hold this key is the demo store's question (`check_keys`): in
-    // Key Vault mode it does not matter.
-    let env_key = ext.env_key.clone().unwrap_or(default_key);
-    let uses = services
-        .values()
-        .flat_map(|s| s.mounts.iter())
-        .filter(|m| m.source == name)
-        .cloned()
-        .collect();
-    let users: Vec<&ServiceSpec> = services
-        .values()
-        .filter(|s| {
-            s.mounts.iter().any(|m| m.source == name) || s.build_secrets.iter().any(|b| b == name)
-        })
-        .collect();
-    let in_use = users.is_empty() || users.iter().any(|s| s.enabled);
-    let (owner_uid, owner_gid) = ext
-        .owner
-        .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))
-        .unwrap_or((None, None));
-    let mount_mode = agreed(
-        services
-            .values()
-            .filter(|s| s.enabled)
-            .flat_map(|s| s.mounts.iter().filter(|m| m.source == name).map(|m| m.mode)),
-    )
-    .flatten()
-    .filter(|m| *m <= 0o777 && m & 0o440 != 0);
-    Ok(SecretSpec {
-        name: name.to_string(),
-        vault_name: ext
-            .vault_name
-            .clone()
-            .unwrap_or_else(|| names::default_vault_name(name)),
-        env_key,
-        generator: ext.generator.unwrap_or_default(),
-        source,
-        owner_uid,
-        owner_gid,
-        mode: ext.mode.or(mount_mode).unwrap_or(0o400),
-        pinned_version: ext.version,
-        rotation_hook: ext.rotation_hook,
-        hook_env: ext.hook_env,
-        rotate_every: ext.rotate_every,
-        expiry_grace: ext.expiry_grace,
-        uses,
-        in_use,
-    })
-}
-
-/// The one numeric user every enabled service mounting `secret` runs as (`uid`/`gid` of the
-/// mount, else a numeric `user:`), when they agree: the owner its file needs so that a
-/// non-root service can read it. Services whose user is unknown (no `user:`, or a name) are
-/// left out: they run as whatever their image says.
-fn reader_of(
-    secret: &str,
-    services: &BTreeMap<String, ServiceSpec>,
-) -> Option<(Option<u32>, Option<u32>)> {
-    let readers = services.values().filter(|s| s.enabled).flat_map(|s| {
-        let runs_as = s.runs_as();
-        s.mounts
-            .iter()
-            .filter(|m| m.source == secret)
-            .map(move |m| {
-                let numeric = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u32>().ok());
-                let (user_uid, user_gid) = match &runs_as {
-                    Some(RunsAs::Ids(u, g)) => (Some(*u), *g),
-                    _ => (None, None),
-                };
-                (numeric(&m.uid).or(user_uid), numeric(&m.gid).or(user_gid))
-            })
-    });
-    agreed(readers.filter(|(u, _)| u.is_some()))
-}
-
-/// The single value of `items` when they all agree; `None` when empty or they differ.
-fn agreed<T: PartialEq>(mut items: impl Iterator<Item = T>) -> Option<T> {
-    let first = items.next()?;
-    items.all(|x| x == first).then_some(first)
-}
-
-/// Whether this process can give a file to `uid:gid` (root can; anyone can keep their own).
-fn can_give(uid: Option<u32>, gid: Option<u32>) -> bool {
-    let euid = nix::unistd::Uid::effective();
-    if euid.is_root() {
-        return true;
-    }
-    let groups = nix::unistd::getgroups().unwrap_or_default();
-    uid.is_none_or(|u| u == euid.as_raw())
-        && gid.is_none_or(|g| {
-            g == nix::unistd::Gid::effective().as_raw() || groups.iter().any(|x| x.as_raw() == g)
-        })
-}
-
-/// Who a service's processes run as, from its `user:`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunsAs {
-    /// `UID` or `UID:GID`.
-    Ids(u32, Option<u32>),
-    /// A user name (`postgres`, `nginx:nginx`): only the image knows its uid.
-    Named(String),
-}
-
-impl ServiceSpec {
-    /// `None` without `user:` (the image decides).
-    pub fn runs_as(&self) -> Option<RunsAs> {
-        let user = self.user.as_deref().filter(|u| !u.is_empty())?;
-        let (u, g) = match user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (user, None),
-        };
-        match (u.parse::<u32>(), g.map(str::parse::<u32>)) {
-            (Ok(uid), None) => Some(RunsAs::Ids(uid, None)),
-            (Ok(uid), Some(Ok(gid))) => Some(RunsAs::Ids(uid, Some(gid))),
-            _ => Some(RunsAs::Named(user.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]

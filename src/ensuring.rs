@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::compose::names::is_derived;
 use crate::compose::{Project, SecretSource, SecretSpec};
 use crate::dotenv::DotEnv;
 use crate::error::{Error, Result};
@@ -81,7 +82,8 @@ pub fn ensure(
             if let SecretSource::Environment(var) = &spec.source {
                 if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
                     report.push(ReportItem::new(&spec.name, "kept").with_detail(format!(
-                        "{var}, from the process environment (Compose uses it over {})",
+                        "{}from the process environment (Compose uses it over {})",
+                        as_key(&spec.name, var, ", "),
                         rel(env.file_of(key))
                     )));
                     continue;
@@ -98,7 +100,11 @@ pub fn ensure(
                         ),
                     ));
                 }
-                report.push(ReportItem::new(&spec.name, "kept").with_detail(key.clone()));
+                let mut item = ReportItem::new(&spec.name, "kept");
+                if !is_derived(&spec.name, key) {
+                    item = item.with_detail(format!("as {key}"));
+                }
+                report.push(item);
                 continue;
             }
             if let Some((value, path)) = existing_file_value(spec, layout)? {
@@ -112,7 +118,11 @@ pub fn ensure(
                             "adopted"
                         },
                     )
-                    .with_detail(format!("{key}, the value already in {}", rel(&path))),
+                    .with_detail(format!(
+                        "{}the value already in {}",
+                        as_key(&spec.name, key, ", "),
+                        rel(&path)
+                    )),
                 );
                 continue;
             }
@@ -131,9 +141,11 @@ pub fn ensure(
             })?;
             changed.insert(env.set(key, &value)?);
         }
-        report.push(
-            ReportItem::new(&spec.name, action).with_detail(format!("{key} ({})", spec.generator)),
-        );
+        report.push(ReportItem::new(&spec.name, action).with_detail(format!(
+            "{}{}",
+            as_key(&spec.name, key, ", "),
+            spec.generator
+        )));
     }
     if !request.dry_run {
         for index in changed {
@@ -244,7 +256,8 @@ fn existing_file_value(
     }
 }
 
-/// A service reading the demo store as its `env_file` gets every secret in its environment.
+/// A service reading the demo store as its `env_file`, or naming a secret's key in
+/// `environment:` without a value, gets the secret in its environment.
 fn warn_store_in_env_file(
     project: &Project,
     env_paths: &[PathBuf],
@@ -252,6 +265,17 @@ fn warn_store_in_env_file(
     report: &mut Report,
 ) {
     for service in project.services.values().filter(|s| s.enabled) {
+        for (key, _) in service.environment.iter().filter(|(_, v)| v.is_none()) {
+            if let Some(spec) = project.secrets_in_use().find(|s| s.env_key == *key) {
+                report.push(
+                    ReportItem::new(format!("service {}", service.name), "warning").with_detail(format!(
+                        "its `environment:` names {key} with no value, so Compose passes secret {} into \
+                         its environment from .env; remove that entry and mount the secret file",
+                        spec.name
+                    )),
+                );
+            }
+        }
         for path in service.env_files.iter().filter(|p| env_paths.contains(p)) {
             report.push(
                 ReportItem::new(format!("service {}", service.name), "warning").with_detail(format!(
@@ -261,5 +285,15 @@ fn warn_store_in_env_file(
                 )),
             );
         }
+    }
+}
+
+/// `as KEY` and `then` when `key` is not derived from the secret's name: a line that names the
+/// secret shows its `.env` key (or variable) only when it says something new.
+fn as_key(secret: &str, key: &str, then: &str) -> String {
+    if is_derived(secret, key) {
+        String::new()
+    } else {
+        format!("as {key}{then}")
     }
 }

@@ -112,6 +112,15 @@ pub enum Error {
     #[error("no value for {} in {origin}: {}", plural(names.len()), names.join(", "))]
     MissingSecrets { names: Vec<String>, origin: String },
 
+    /// Demo mode before `ensure`: there is no `.env` to take values from.
+    #[error("{}", no_env_file(path, names, template.as_deref()))]
+    NoEnvFile {
+        path: PathBuf,
+        names: Vec<String>,
+        /// The `.env.demo` that `ensure` would copy, when there is one.
+        template: Option<PathBuf>,
+    },
+
     #[error("key vault: secret `{name}`{} was not found", version.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default())]
     SecretNotFound {
         name: String,
@@ -238,6 +247,29 @@ impl Error {
     }
 }
 
+fn no_env_file(
+    path: &std::path::Path,
+    names: &[String],
+    template: Option<&std::path::Path>,
+) -> String {
+    let what = format!(
+        "{} does not exist, so no secret has a value ({})",
+        path.display(),
+        names.join(", ")
+    );
+    match template {
+        Some(template) => format!(
+            "{what}: run `compose-secrets ensure` (the demo's `make ensure-secrets`) to \
+             create it from {} with random values, then load again",
+            template.display()
+        ),
+        None => format!(
+            "{what}: write the values into it, or add a .env.demo template and run \
+             `compose-secrets ensure` to create it with random values"
+        ),
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         "secret"
@@ -256,6 +288,7 @@ impl Error {
             | Error::UnsafePath { .. } => exit::USAGE,
             Error::Io { .. } => exit::FILESYSTEM,
             Error::MissingSecrets { .. }
+            | Error::NoEnvFile { .. }
             | Error::SecretNotFound { .. }
             | Error::SecretDisabled { .. } => exit::MISSING_SECRET,
             Error::VaultAuth { .. }
@@ -284,6 +317,7 @@ impl Error {
             Error::UnsafePath { .. } => "unsafe-path",
             Error::Io { .. } => "io",
             Error::MissingSecrets { .. } => "missing-secrets",
+            Error::NoEnvFile { .. } => "no-env-file",
             Error::SecretNotFound { .. } => "secret-not-found",
             Error::SecretDisabled { .. } => "secret-disabled",
             Error::VaultAuth { .. } => "vault-auth",
@@ -300,6 +334,26 @@ impl Error {
             Error::VerifyFailed { .. } => "verify-failed",
             Error::Several { errors } => errors.first().map_or("usage", Error::kind),
         }
+    }
+
+    /// The error as `--json` prints it: kind, message and exit code; the names for missing
+    /// secrets; each problem of [`Error::Several`].
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "kind": self.kind(),
+            "message": self.to_string(),
+            "exit_code": self.exit_code(),
+        });
+        match self.innermost() {
+            Error::MissingSecrets { names, .. } | Error::NoEnvFile { names, .. } => {
+                doc["secrets"] = serde_json::json!(names);
+            }
+            Error::Several { errors } => {
+                doc["problems"] = errors.iter().map(Error::to_json).collect();
+            }
+            _ => {}
+        }
+        doc
     }
 
     /// `Ok` when there is no problem, the one problem, or all of them.

@@ -18,6 +18,7 @@ pub mod files;
 pub mod generator;
 pub mod hardening;
 pub mod loading;
+pub mod man;
 pub mod memory_audit;
 pub mod output;
 pub mod rotation;
@@ -27,11 +28,13 @@ pub mod syncing;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 pub fn main() -> ExitCode {
     hardening::harden_process();
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_with(args.iter().cloned()) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(output::command_line_error(&e, &args)),
+    };
     output::init_logging(cli.global.verbose, cli.global.quiet);
     let reporter = output::Reporter::new(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -50,9 +53,12 @@ pub fn main() -> ExitCode {
     drop(runtime);
     memory_audit::run_if_requested();
     match outcome {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => {
+            reporter.finish(None);
+            ExitCode::from(code)
+        }
         Err(e) => {
-            reporter.error(&e);
+            reporter.finish(Some(&e));
             ExitCode::from(e.exit_code())
         }
     }

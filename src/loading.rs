@@ -97,6 +97,13 @@ pub async fn load_files(
     {
         report.push(ReportItem::new(&spec.name, "skipped").with_detail(spec.unused_reason()));
     }
+    for spec in project.secrets_in_use() {
+        if let crate::compose::SecretSource::Environment(var) = &spec.source {
+            report.push(ReportItem::new(&spec.name, "no-file").with_detail(format!(
+                "an `environment:` secret: Compose copies {var} in when it creates the containers"
+            )));
+        }
+    }
     let listed_at = crate::clock::unix_now();
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;
@@ -444,6 +451,46 @@ fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Repor
     Ok(())
 }
 
+/// Record a load: the audit line (after handing over to a new chain key when the load
+/// changed the signing key), then `after` as the state with the chain's new head.
+pub async fn commit(
+    runtime: &crate::files::runtime_dir::RuntimeDir,
+    project: &Project,
+    layout: &Layout,
+    log: &mut crate::audit::AuditLog<'_>,
+    before: &State,
+    after: &mut State,
+) -> Result<()> {
+    if let Some(key) =
+        crate::audit::project_key(runtime, Some((project, layout)), None, true).await?
+    {
+        log.change_key(key);
+    }
+    after.audit_head = Some(log.append(
+        &crate::audit::load_event(before, after),
+        after.audit_head.as_ref(),
+    )?);
+    after.write(runtime)
+}
+
+/// The `(store key, env key)` pairs `--env-output` fills: the `--map`s given, else every file
+/// secret in use.
+pub fn env_output_keys(
+    project: Option<&Project>,
+    store: &dyn SecretStore,
+    maps: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    if !maps.is_empty() {
+        return maps;
+    }
+    project
+        .iter()
+        .flat_map(|p| p.secrets_in_use())
+        .filter(|s| s.file_path().is_some())
+        .map(|s| (store.key_for(s), s.env_key.clone()))
+        .collect()
+}
+
 /// Stray files (see `files::strays`): reported, and removed with `--prune`. Afterwards the
 /// state remembers the declared files and the strays left in place, nothing else.
 fn strays(
@@ -468,8 +515,11 @@ fn strays(
                 kept.push(path.clone());
             }
             report.push(
-                ReportItem::new(path.display().to_string(), action)
-                    .with_detail("no declared secret owns it now"),
+                ReportItem::new(
+                    crate::output::shown_path(&path.display().to_string(), &request.shown_from),
+                    action,
+                )
+                .with_detail("no declared secret owns it now"),
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Human and `--json` output, progress on a TTY, and logging setup. Never prints a value.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -11,6 +12,16 @@ use crate::error::Error;
 /// The first 8 characters of a version id or fingerprint, for messages.
 pub fn short_version(version: &str) -> &str {
     version.get(..8).unwrap_or(version)
+}
+
+/// A path for a report line, relative to `from` (the working directory) when below it; anything
+/// else, such as a vault URL, as it is.
+pub fn shown_path(path: &str, from: &std::path::Path) -> String {
+    std::path::Path::new(path)
+        .strip_prefix(from)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map_or_else(|| path.to_string(), |rel| rel.display().to_string())
 }
 
 /// One line of a command's result: a secret (or check) and what happened to it.
@@ -74,6 +85,10 @@ pub struct Reporter {
     pub quiet: bool,
     pub verbose: u8,
     stderr_is_tty: bool,
+    /// With `--json`: the command's document, kept until [`Reporter::finish`] prints it (with
+    /// the error inside when the command failed), so stdout holds one JSON document whatever
+    /// happens. Shared by the clones the command and `main` hold.
+    document: Arc<Mutex<Option<serde_json::Value>>>,
 }
 
 impl Reporter {
@@ -83,6 +98,7 @@ impl Reporter {
             quiet: opts.quiet,
             verbose: opts.verbose,
             stderr_is_tty: std::io::stderr().is_terminal(),
+            document: Arc::default(),
         }
     }
 
@@ -93,7 +109,14 @@ impl Reporter {
             quiet: false,
             verbose: 0,
             stderr_is_tty: false,
+            document: Arc::default(),
         }
+    }
+
+    /// With `--json`: the command's result document (an object), printed once by
+    /// [`Reporter::finish`]. A second call replaces the first.
+    pub fn emit_json(&self, doc: serde_json::Value) {
+        *self.document.lock().unwrap_or_else(|e| e.into_inner()) = Some(doc);
     }
 
     /// A progress bar on stderr when it is a terminal and output is for humans.
@@ -112,20 +135,28 @@ impl Reporter {
     /// A status line for humans on stderr (nothing in JSON or quiet mode).
     pub fn note(&self, message: &str) {
         if !self.json && !self.quiet {
-            eprintln!("{message}");
+            eprintln!("{}", printable(message));
         }
     }
 
+    /// A warning on stderr, for humans and for the logs of scripts (`--json` too; not `-q`).
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("compose-secrets: warning: {}", printable(message));
+        }
+    }
+
+    /// The command's report: lines on stdout, or with `--json` its document (see
+    /// [`Reporter::emit_json`]).
     pub fn print(&self, report: &Report) {
-        let mut out = std::io::stdout().lock();
         if self.json {
-            let _ = serde_json::to_writer_pretty(&mut out, report);
-            let _ = writeln!(out);
+            self.emit_json(serde_json::to_value(report).unwrap_or_default());
             return;
         }
         if self.quiet {
             return;
         }
+        let mut out = std::io::stdout().lock();
         let prefix = if report.dry_run { "[dry-run] " } else { "" };
         let width = report
             .items
@@ -134,24 +165,98 @@ impl Reporter {
             .max()
             .unwrap_or(0);
         for item in &report.items {
+            let name = printable(&item.name);
             let _ = match &item.detail {
-                Some(d) => writeln!(out, "{prefix}{:<width$}  {}  ({d})", item.action, item.name),
-                None => writeln!(out, "{prefix}{:<width$}  {}", item.action, item.name),
+                Some(d) => writeln!(
+                    out,
+                    "{prefix}{:<width$}  {name}  ({})",
+                    item.action,
+                    printable(d)
+                ),
+                None => writeln!(out, "{prefix}{:<width$}  {name}", item.action),
             };
         }
     }
 
-    pub fn error(&self, error: &Error) {
+    /// The end of a run. With `--json`, stdout gets exactly one document: the command's, with
+    /// `"error": {...}` added when it failed, or `{"error": {...}}` alone when it failed before
+    /// it had one. The error is also written for humans on stderr (always, even with `-q`).
+    pub fn finish(&self, error: Option<&Error>) {
         if self.json {
-            let doc = serde_json::json!({
-                "error": { "kind": error.kind(), "message": error.to_string(), "exit_code": error.exit_code() }
-            });
-            eprintln!("{doc}");
-        } else {
+            let document = self
+                .document
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let document = match (document, error) {
+                (Some(mut doc), Some(e)) => {
+                    if let Some(object) = doc.as_object_mut() {
+                        object.insert("error".into(), e.to_json());
+                    }
+                    Some(doc)
+                }
+                (None, Some(e)) => Some(serde_json::json!({ "error": e.to_json() })),
+                (doc, None) => doc,
+            };
+            if let Some(doc) = document {
+                let mut out = std::io::stdout().lock();
+                let _ = serde_json::to_writer_pretty(&mut out, &doc);
+                let _ = writeln!(out);
+                let _ = out.flush();
+            }
+        }
+        if let Some(error) = error {
             // Every variant's message already says its cause (an I/O error ends with the OS's
             // words): printing the source chain again would say it twice.
-            eprintln!("compose-secrets: error: {error}");
+            eprintln!("compose-secrets: error: {}", printable(&error.to_string()));
         }
+    }
+}
+
+/// Text for a terminal: control characters (a newline or an escape sequence in a file name,
+/// say) are shown escaped, so a name cannot forge a line or drive the terminal. Multi-line
+/// messages keep their own newlines; JSON output is escaped by the serializer instead.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A command line clap refused (or `--help`/`--version`): clap's own output, and with `--json`
+/// also the error as the one JSON document on stdout, as for any other failure.
+pub fn command_line_error(error: &clap::Error, args: &[std::ffi::OsString]) -> u8 {
+    let json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--json");
+    if json && error.use_stderr() {
+        let rendered = error.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string();
+        let doc = serde_json::json!({
+            "error": { "kind": "usage", "message": message, "exit_code": crate::error::exit::USAGE }
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    let _ = error.print();
+    if error.use_stderr() {
+        crate::error::exit::USAGE
+    } else {
+        crate::error::exit::OK
     }
 }
 

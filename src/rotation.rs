@@ -47,7 +47,8 @@ pub use plan::{
 };
 use rollback::{roll_back, roll_back_hook};
 pub use select::{
-    all_rotatable, last_rotated, narrow, older_than, parse_age, read_value, resolve_names,
+    all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,
+    Selection,
 };
 pub use sync::follow;
 
@@ -68,6 +69,8 @@ pub struct Settings {
     pub hook_dir: PathBuf,
     /// `user@host`, for the `rotated-by` tag.
     pub rotated_by: String,
+    /// Paths in the report are shown relative to this directory (the working directory).
+    pub shown_from: PathBuf,
 }
 
 /// Everything a run of transactions acts on, opened once: the store, the engine, the runtime
@@ -322,12 +325,12 @@ pub async fn rotate(
         }
     };
     record.new_version = pushed.version.clone();
+    let store = crate::output::shown_path(&run.store.describe(), &run.settings.shown_from);
     record.step(
         "pushed",
         format!(
-            "`{}` in {} @ {}",
-            plan.store_key,
-            run.store.describe(),
+            "to {} @ {}",
+            crate::compose::names::key_in(&spec.name, &plan.store_key, &store),
             short(pushed.version.as_deref())
         ),
     );
@@ -411,6 +414,47 @@ async fn read_previous(run: &Run<'_>, plan: &SecretPlan, dir: &SecretDir) -> Res
     let file = dir.read(&plan.placement.file_name)?;
     let state = run.state.secrets.get(&plan.spec.name).cloned();
     Ok(Previous { store, file, state })
+}
+
+/// Rotate each plan in turn; the first failure stops the run, the rest reported
+/// `not-attempted`. The steps go into `report` either way.
+pub async fn rotate_all(
+    run: &mut Run<'_>,
+    plans: &[SecretPlan],
+    mut value: Option<SecretValue>,
+    report: &mut crate::output::Report,
+) -> Result<()> {
+    for (i, plan) in plans.iter().enumerate() {
+        let mut record = rotate(run, plan, value.take()).await;
+        report.items.append(&mut record.steps);
+        let failed = record.take_error();
+        if let Some(e) = record.audit_error.take() {
+            match failed {
+                None => return Err(e),
+                Some(_) => report.push(
+                    ReportItem::new(&plan.spec.name, "warning")
+                        .with_detail(format!("could not write the audit log: {e}")),
+                ),
+            }
+        }
+        if let Some(error) = failed {
+            for rest in &plans[i + 1..] {
+                report.push(
+                    ReportItem::new(&rest.spec.name, "not-attempted")
+                        .with_detail("an earlier rotation in this run failed"),
+                );
+            }
+            return Err(error);
+        }
+    }
+    if !run.settings.restart && !plans.is_empty() {
+        let services: std::collections::BTreeSet<String> =
+            plans.iter().flat_map(|p| p.spec.services()).collect();
+        report
+            .extra
+            .insert("restart_needed".into(), serde_json::json!(services));
+    }
+    Ok(())
 }
 
 fn short(version: Option<&str>) -> String {

@@ -28,8 +28,6 @@ use crate::store::{FetchedSecret, SecretStore, VersionInfo};
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Swarm watches each new task this long before it counts the update as a success.
-const SWARM_MONITOR: Duration = Duration::from_secs(5);
 
 /// How a step runs.
 #[derive(Debug, Clone)]
@@ -201,11 +199,12 @@ pub async fn step(
             hook_timeout: Duration::from_secs(1),
             hook_dir: project.directory.clone(),
             rotated_by: audit::user_at_host(),
+            shown_from: ctx.cwd.clone(),
         },
         swarm: swarm.as_ref().map(|engine| rotation::SwarmTarget {
             engine,
             stack: project.name.clone(),
-            monitor: SWARM_MONITOR,
+            monitor: crate::deploy::swarm::MONITOR,
             timeout: Duration::from_secs(request.health_timeout.as_secs().max(30) * 4),
         }),
         runtime: &writing.runtime,

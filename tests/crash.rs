@@ -82,7 +82,11 @@ fn name(i: usize) -> String {
 }
 
 fn compose_yaml() -> String {
-    let mut doc = String::from("services: {}\nsecrets:\n");
+    let names: Vec<String> = (0..SECRETS).map(name).collect();
+    let mut doc = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
     for i in 0..SECRETS {
         let n = name(i);
         doc.push_str(&format!("  {n}:\n    file: ./.runtime/secrets/{n}\n"));

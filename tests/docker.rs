@@ -21,15 +21,13 @@ use compose_secrets::deploy::{ContainerEngine, ContainerInfo, DockerEngine};
 use compose_secrets::error::Error;
 use sha2::Digest as _;
 
+use crate::harness::{is_root, repo_root};
+
 /// The demo image every Docker test runs (built by `scripts/build-demo-image.sh`).
 pub const DEMO_IMAGE: &str = "compose-secrets-demo:latest";
 const SKIP_VARIABLE: &str = "COMPOSE_SECRETS_SKIP_DOCKER";
 /// Generous: two cores may be busy compiling while a container starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn docker_host() -> String {
     std::env::var("DOCKER_HOST")
@@ -294,10 +292,6 @@ fn test_value(label: &str) -> Vec<u8> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{label}-{nanos:x}-{}", std::process::id()).into_bytes()
-}
-
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
 }
 
 fn skip(test: &str, why: &str) {

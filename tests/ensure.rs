@@ -137,7 +137,7 @@ fn generated_values_survive_compose_interpolation() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  a:\n    file: ./.runtime/secrets/a\n    x-compose-secrets: {generator: \"base64:64\"}\n  b:\n    file: ./.runtime/secrets/b\n    x-compose-secrets: {generator: \"alnum:48\"}\n",
+        "services:\n  app:\n    image: x\n    secrets: [a, b]\nsecrets:\n  a:\n    file: ./.runtime/secrets/a\n    x-compose-secrets: {generator: \"base64:64\"}\n  b:\n    file: ./.runtime/secrets/b\n    x-compose-secrets: {generator: \"alnum:48\"}\n",
     );
     p.write(".env.demo", "A=\nB=\n");
     p.cmd(&["ensure"]).run().success();
@@ -246,16 +246,17 @@ fn load_refuses_to_replace_a_file_it_did_not_write() {
     assert_eq!(p.read_string("conf/a.txt"), "rotated-by-hand");
 }
 
-/// Compose leaves out a secret that only profile-disabled services use; so does
-/// compose-secrets: no value generated, no file placed (even one it could not write), and a
-/// `skipped` line says why. With the profile on, it is back.
+/// Compose leaves out a secret no enabled service uses (only profile-disabled services, or
+/// none); so does compose-secrets: no value generated, no file placed (even one it could not
+/// write), and a `skipped` line says why. With the profile on, it is back.
 #[test]
-fn secrets_of_profile_disabled_services_are_skipped() {
+fn secrets_no_enabled_service_uses_are_skipped() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
         "services:\n  app: {image: alpine, secrets: [app_token]}\n  legacy: {image: alpine, profiles: [legacy], secrets: [legacy_token]}\n\
-         secrets:\n  app_token: {file: ./app_token.txt}\n  legacy_token: {file: /nonexistent/outside/legacy_token.txt}\n",
+         secrets:\n  app_token: {file: ./app_token.txt}\n  legacy_token: {file: /nonexistent/outside/legacy_token.txt}\n  \
+         unused: {file: /nonexistent/outside/unused.txt}\n",
     );
     p.write(".env.demo", "");
     p.cmd(&["ensure"])
@@ -264,7 +265,12 @@ fn secrets_of_profile_disabled_services_are_skipped() {
         .stdout_has("skipped")
         .stdout_has("only used by legacy");
     assert!(!p.read_string(".env").contains("LEGACY_TOKEN"));
-    p.cmd(&["load"]).run().success().stdout_has("skipped");
+    assert!(!p.read_string(".env").contains("UNUSED"));
+    p.cmd(&["load"])
+        .run()
+        .success()
+        .stdout_has("skipped")
+        .stdout_has("no service uses it");
     assert!(p.exists("app_token.txt"));
     p.cmd(&["verify", "--no-docker"])
         .run()
@@ -314,14 +320,14 @@ fn a_missing_template_says_what_to_do() {
         .stderr_has("--template");
 }
 
-/// A service with `env_file: .env` would get every secret in its environment: `ensure`
-/// says so, and `verify` fails on it.
+/// A service with `env_file: .env`, or one naming a secret's key in `environment:` with no
+/// value, would get the secret in its environment: `ensure` says so, and `verify` fails on it.
 #[test]
 fn the_store_as_a_services_env_file_is_called_out() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services:\n  db:\n    image: mariadb\n    env_file: .env\n    secrets: [db_password]\n  web:\n    image: nginx\n\
+        "services:\n  db:\n    image: mariadb\n    env_file: .env\n    secrets: [db_password]\n  web:\n    image: nginx\n    environment: [DB_PASSWORD]\n\
          secrets:\n  db_password:\n    file: ./db_password.txt\n",
     );
     p.write(".env.demo", "TZ=UTC\n");
@@ -329,12 +335,14 @@ fn the_store_as_a_services_env_file_is_called_out() {
         .run()
         .success()
         .stdout_has("warning")
-        .stdout_has("service db");
+        .stdout_has("service db")
+        .stdout_has("names DB_PASSWORD with no value");
     p.cmd(&["load"]).run().success();
     p.cmd(&["verify", "--no-docker"])
         .run()
         .code(1)
-        .stdout_has("env_file .env passes secret db_password as DB_PASSWORD");
+        .stdout_has("env_file .env passes secret db_password as DB_PASSWORD")
+        .stdout_has("DB_PASSWORD (no value given) takes secret db_password's value");
 }
 
 /// With several env files, values are read as Compose merges them (the last file defining a

@@ -13,7 +13,11 @@ const SECRETS: usize = 12;
 
 fn project() -> Project {
     let p = Project::empty();
-    let mut yaml = String::from("secrets:\n");
+    let names: Vec<String> = (0..SECRETS).map(|i| format!("bench-{i:04}")).collect();
+    let mut yaml = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
     for i in 0..SECRETS {
         yaml.push_str(&format!(
             "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"

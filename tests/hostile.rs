@@ -539,7 +539,7 @@ pub fn run_within(mut cmd: Command, bound: Duration) -> Bounded {
 // Environment failures that need a mount, another user, or a device.
 // ---------------------------------------------------------------------------------------------
 
-const TWO_SECRETS: &str = "services: {}\nsecrets:\n  a:\n    file: ./.runtime/secrets/a\n  b:\n    file: ./.runtime/secrets/b\n";
+const TWO_SECRETS: &str = "services:\n  app:\n    image: x\n    secrets: [a, b]\nsecrets:\n  a:\n    file: ./.runtime/secrets/a\n  b:\n    file: ./.runtime/secrets/b\n";
 const OLD_ENV: &str = "A=alpha-old-value-1\nB=bravo-old-value-2\n";
 const NEW_ENV: &str = "A=alpha-new-value-1\nB=bravo-new-value-2\n";
 
@@ -922,7 +922,10 @@ const VAULT_SECRETS: [&str; 3] = ["fault-a", "fault-b", "fault-c"];
 
 fn vault_project() -> Project {
     let p = Project::empty();
-    let mut doc = String::from("services: {}\nsecrets:\n");
+    let mut doc = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        VAULT_SECRETS.join(", ")
+    );
     for n in VAULT_SECRETS {
         doc.push_str(&format!("  {n}:\n    file: ./.runtime/secrets/{n}\n"));
     }
@@ -1013,4 +1016,72 @@ fn a_token_endpoint_that_is_down_fails_within_a_minute_and_writes_nothing() {
         out.elapsed
     );
     assert_same_tree("token endpoint down", &before, &tree(p.dir.path()));
+}
+
+/// A FIFO where compose-secrets keeps its state, lock, audit key or audit log never makes a
+/// command wait: every command ends within the bound with an error naming the file, and no
+/// secret file changes.
+#[test]
+fn a_fifo_in_the_runtime_directory_is_refused_never_waited_on() {
+    for name in ["state.json", ".lock", "audit.key", "audit.log"] {
+        let p = two_secret_project();
+        p.cmd(&["load"]).run().success();
+        p.write(".env", NEW_ENV);
+        let fifo = p.path(&format!(".runtime/{name}"));
+        std::fs::remove_file(&fifo).ok();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let before = p.read_string(".runtime/secrets/a");
+        for args in [
+            &["load"][..],
+            &["verify", "--no-docker"][..],
+            &["rotate", "a", "--no-restart"][..],
+        ] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(args).current_dir(p.dir.path());
+            scrub(&mut cmd);
+            let out = run_within(cmd, Duration::from_secs(60));
+            assert_ne!(
+                out.code, 0,
+                "{name}: {args:?} succeeded through a FIFO\n{}",
+                out.stdout
+            );
+            assert!(
+                out.stderr.contains(name) || out.stdout.contains(name),
+                "{name}: {args:?} does not name the file\nstdout:\n{}\nstderr:\n{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        assert_eq!(
+            p.read_string(".runtime/secrets/a"),
+            before,
+            "{name}: a secret file changed"
+        );
+    }
+}
+
+/// The README's "run `load` as root" after the project's user ran `ensure` (which made
+/// `.runtime` theirs): root uses the runtime directory of the project's owner, and the files
+/// come out right. A directory owned by anyone else is still refused.
+#[test]
+fn root_loads_in_a_project_whose_runtime_directory_its_user_made() {
+    let p = two_secret_project();
+    p.write(".env.demo", "");
+    std::fs::remove_file(p.path(".env")).unwrap();
+    hand_to_nobody(&p);
+    let out = as_nobody(&p, &["ensure"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(p.owner(".runtime").0, NOBODY.parse::<u32>().unwrap());
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.mode(".runtime/secrets/a"), 0o400);
+    p.cmd(&["verify", "--no-docker"]).run().stdout_has("intact");
+    let status = Command::new("chown")
+        .args(["4242", &p.path(".runtime").display().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    p.cmd(&["load"])
+        .run()
+        .code(2)
+        .stderr_has("owned by uid 4242");
 }

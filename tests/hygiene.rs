@@ -89,13 +89,17 @@ fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
     p.write(
         "compose.yaml",
         "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n    \
-         x-compose-secrets:\n      rotation-hook: [\"./hook.sh\", \"--for\", \"token\"]\n",
+         x-compose-secrets:\n      rotation-hook: [\"./hook.sh\", \"--for\", \"token\"]\n      hook-env: [DB_HOST]\n",
     );
     p.write(".env", "TOKEN=original-token-value-1234\n");
     p.cmd(&["load"]).run().success();
     let out = p
         .cmd(&["-vvv", "rotate", "token", "--no-restart"])
         .env("RUST_LOG", "trace")
+        // Credentials of the process must not reach the hook; the allow-listed variable does.
+        .env("AZURE_CLIENT_SECRET", "azure-credential-not-for-hooks")
+        .env("IDENTITY_HEADER", "identity-header-not-for-hooks")
+        .env("DB_HOST", "db.internal")
         .run()
         .success();
     let new = p.env_value("TOKEN");
@@ -105,6 +109,23 @@ fn a_rotation_hook_gets_the_value_on_stdin_and_never_in_argv_or_environment() {
 
     let argv = p.read_string("hook-argv");
     assert!(argv.contains("--for\ntoken"), "the hook ran: {argv}");
+    let env = p.read_string("hook-env");
+    for wanted in [
+        "COMPOSE_SECRETS_HOOK_PHASE=rotate",
+        "COMPOSE_SECRETS_SECRET=token",
+        "DB_HOST=db.internal",
+    ] {
+        assert!(
+            env.contains(wanted),
+            "the hook's environment lacks {wanted}:\n{env}"
+        );
+    }
+    for credential in ["AZURE_CLIENT_SECRET", "IDENTITY_HEADER", "RUST_LOG"] {
+        assert!(
+            !env.contains(credential),
+            "{credential} reached the hook:\n{env}"
+        );
+    }
     for record in ["hook-argv", "hook-env", "parent-argv", "parent-env"] {
         let text = p.read_string(record);
         assert!(!text.is_empty(), "{record} was recorded");
@@ -220,7 +241,7 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  alpha:\n    file: .runtime/secrets/alpha\n  bravo:\n    file: .runtime/secrets/bravo\n",
+        "services:\n  app:\n    image: x\n    secrets: [alpha, bravo]\nsecrets:\n  alpha:\n    file: .runtime/secrets/alpha\n  bravo:\n    file: .runtime/secrets/bravo\n",
     );
     let needles = memory_needles(&p, &values);
     let kv = |args: &[&str]| {
@@ -241,4 +262,75 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     let out = kv(&["rotate", "alpha", "--no-restart"]).success();
     assert_ne!(p.read_string(".runtime/secrets/alpha"), values[0]);
     assert_wiped(&out, &values, "Key Vault rotate");
+}
+
+/// A value's fingerprint (in `state.json`, the audit log and `verify`) is keyed with the
+/// install's own key: the same weak value gives a different fingerprint in another project,
+/// and no fingerprint is a bare hash a dictionary could be checked against.
+#[test]
+fn fingerprints_are_keyed_per_install_not_bare_hashes() {
+    let fingerprint_in = |p: &Project| -> String {
+        let state: serde_json::Value =
+            serde_json::from_str(&p.read_string(".runtime/state.json")).unwrap();
+        state["secrets"]["token"]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let project = || {
+        let p = Project::empty();
+        p.write(
+            "compose.yaml",
+            "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: .runtime/secrets/token\n",
+        );
+        p.write(".env", "TOKEN=kong\n");
+        p.cmd(&["load"]).run().success();
+        p
+    };
+    let (a, b) = (project(), project());
+    let (fa, fb) = (fingerprint_in(&a), fingerprint_in(&b));
+    assert!(fa.starts_with("hmac:"), "{fa}");
+    assert_ne!(fa, fb, "the same value fingerprints alike in two installs");
+    let bare = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(b"kong")
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    for f in [&fa, &fb] {
+        let hex = f.trim_start_matches("hmac:");
+        assert!(
+            !bare.starts_with(hex) && !hex.starts_with(&bare[..8]),
+            "{f} is a bare hash"
+        );
+    }
+}
+
+/// A control character in a name (an escape sequence, a carriage return) is printed escaped:
+/// a file name cannot drive the terminal or overwrite a line of the report.
+#[test]
+fn control_characters_in_names_are_printed_escaped() {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [a]\nsecrets:\n  a:\n    file: \"./evil\\e[2J\\rname.txt\"\n",
+    );
+    p.write(".env", "A=aaaaaaaa\n");
+    let out = p.cmd(&["load"]).run().success();
+    assert!(p.path("evil\u{1b}[2J\rname.txt").exists());
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    }
+    assert!(
+        out.stdout.contains("evil\\u{1b}[2J\\rname.txt"),
+        "{}",
+        out.stdout
+    );
+    let verify = p.cmd(&["verify", "--no-docker"]).run();
+    assert!(
+        !verify.stdout.contains('\u{1b}') && !verify.stdout.contains('\r'),
+        "{:?}",
+        verify.stdout
+    );
 }

@@ -4,8 +4,10 @@
 mod harness;
 mod support {
     pub mod compose;
+    pub mod idle_engine;
 }
 
+mod cli_help;
 mod compose_differential;
 mod crash;
 mod demo_docker;
@@ -18,14 +20,17 @@ mod faults;
 mod fuzz_checks;
 mod hostile;
 mod hygiene;
+mod json_errors;
 mod load;
 mod load_keyvault;
 mod manifest;
 mod policy;
 mod properties;
+mod races;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;
+mod status_lines;
 mod store_conformance;
 mod swarm;
 mod sync;

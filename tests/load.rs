@@ -49,7 +49,7 @@ fn declared_mode_is_honoured_whatever_the_umask() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {mode: \"0440\"}\n  b:\n    file: .runtime/secrets/b\n",
+        "services:\n  app:\n    image: x\n    secrets: [a, b]\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {mode: \"0440\"}\n  b:\n    file: .runtime/secrets/b\n",
     );
     p.write(".env", "A=aaaa\nB=bbbb\n");
     for umask in ["000", "077", "022"] {
@@ -172,6 +172,52 @@ fn dry_run_reports_and_writes_nothing() {
 }
 
 #[test]
+fn load_before_ensure_says_env_does_not_exist_and_names_ensure() {
+    let p = Project::demo();
+    let out = p.cmd(&["load"]).run().code(3);
+    assert!(
+        out.stderr
+            .contains("error: .env does not exist, so no secret has a value ("),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("audit-log-signing-key"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("run `compose-secrets ensure` (the demo's `make ensure-secrets`)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("from .env.demo"), "{}", out.stderr);
+    assert!(!out.stderr.contains("no value for"), "{}", out.stderr);
+    assert!(!p.exists(".env"));
+    assert!(!p.exists(".runtime/secrets"));
+
+    let json = p.cmd(&["load", "--json"]).run().code(3).json();
+    assert_eq!(json["error"]["kind"], "no-env-file");
+    assert_eq!(json["error"]["secrets"].as_array().unwrap().len(), 4);
+
+    // Without a template, the advice is to write .env (ensure would have nothing to copy).
+    std::fs::remove_file(p.path(".env.demo")).unwrap();
+    p.cmd(&["load"])
+        .run()
+        .code(3)
+        .stderr_has(".env does not exist")
+        .stderr_has("write the values into it");
+    // Once ensure has run, it works.
+    p.write(
+        ".env.demo",
+        std::fs::read(crate::harness::repo_root().join(".env.demo")).unwrap(),
+    );
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+}
+
+#[test]
 fn missing_values_fail_with_names_and_leave_existing_files_untouched() {
     let p = loaded_demo();
     let env = p.read_string(".env");
@@ -262,7 +308,7 @@ fn a_file_outside_the_project_is_refused_naming_the_secret() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  escape:\n    file: ../outside\n",
+        "services:\n  app:\n    image: x\n    secrets: [escape]\nsecrets:\n  escape:\n    file: ../outside\n",
     );
     p.write(".env", "ESCAPE=x\n");
     let out = p.cmd(&["load"]).run().code(2);
@@ -282,7 +328,7 @@ fn a_file_outside_the_project_is_refused_naming_the_secret() {
     p.write(
         "compose.yaml",
         format!(
-            "services: {{}}\nsecrets:\n  escape:\n    file: {}/escape\n",
+            "services:\n  app:\n    image: x\n    secrets: [escape]\nsecrets:\n  escape:\n    file: {}/escape\n",
             shared.path().display()
         ),
     );
@@ -306,7 +352,7 @@ fn secrets_dir_is_configurable() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  a:\n    file: ./run/a\n",
+        "services:\n  app:\n    image: x\n    secrets: [a]\nsecrets:\n  a:\n    file: ./run/a\n",
     );
     p.write(".env", "A=value-a\n");
     p.cmd(&["load", "--secrets-dir", "run"]).run().success();
@@ -319,7 +365,7 @@ fn env_output_writes_key_lines_with_a_name_mapping_and_keeps_other_lines() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n",
+        "services:\n  app:\n    image: x\n    secrets: [a]\nsecrets:\n  a:\n    file: .runtime/secrets/a\n",
     );
     p.write(".env", "A=aaa\nDBPASSWORD=meow\nFLASKSECRETKEY=1e9f\n");
     p.write(
@@ -380,7 +426,7 @@ fn non_root_without_chown_right_gets_a_clear_error_and_nothing_is_written() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "services: {}\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {owner: \"4242:4242\"}\n",
+        "services:\n  app:\n    image: x\n    secrets: [a]\nsecrets:\n  a:\n    file: .runtime/secrets/a\n    x-compose-secrets: {owner: \"4242:4242\"}\n",
     );
     p.write(".env", "A=value\n");
     let mut run = p.cmd(&["load"]);
@@ -423,7 +469,7 @@ fn non_root_without_chown_right_gets_a_clear_error_and_nothing_is_written() {
 #[test]
 fn a_value_over_key_vaults_25_kb_limit_is_refused_naming_the_secret() {
     let p = Project::empty();
-    p.write("compose.yaml", "secrets:\n  big:\n    file: ./.runtime/secrets/big\n  ok:\n    file: ./.runtime/secrets/ok\n");
+    p.write("compose.yaml", "services:\n  app:\n    image: x\n    secrets: [big, ok]\nsecrets:\n  big:\n    file: ./.runtime/secrets/big\n  ok:\n    file: ./.runtime/secrets/ok\n");
     p.write(
         ".env",
         format!("BIG={}\nOK=fine\n", "x".repeat(25 * 1024 + 1)),

@@ -10,7 +10,7 @@ use compose_secrets::store::SecretStore as _;
 use crate::emulator_process::Emulator;
 use crate::harness::{Project, Run};
 
-const TWO: &str = "secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n  api-key:\n    file: ./.runtime/secrets/api-key\n";
+const TWO: &str = "services:\n  app:\n    image: x\n    secrets: [db-password, api-key]\nsecrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n  api-key:\n    file: ./.runtime/secrets/api-key\n";
 
 /// The binary pointed at the emulator with one credential kind.
 fn kv(p: &Project, emulator: &Emulator, args: &[&str], credential: &str) -> Run {
@@ -172,7 +172,7 @@ async fn a_pinned_version_is_loaded_instead_of_the_latest() {
     p.write(
         "compose.yaml",
         format!(
-            "secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      version: {}\n",
+            "services:\n  app:\n    image: x\n    secrets: [db-password]\nsecrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      version: {}\n",
             old.version.unwrap()
         ),
     );
@@ -198,7 +198,10 @@ async fn errors_name_the_secret_and_change_nothing() {
     // Not found: exit 3 naming it.
     p.write(
         "compose.yaml",
-        format!("{TWO}  ghost:\n    file: ./.runtime/secrets/ghost\n"),
+        format!("{TWO}  ghost:\n    file: ./.runtime/secrets/ghost\n").replace(
+            "secrets: [db-password, api-key]",
+            "secrets: [db-password, api-key, ghost]",
+        ),
     );
     let before_ghost = p.snapshot();
     kv(&p, &emulator, &["load"], "managed-identity")

@@ -28,7 +28,7 @@ fn discovery_follows_docker_compose() {
         let p = Project::empty();
         p.write(
             name,
-            "secrets:\n  only:\n    file: ./.runtime/secrets/only\n",
+            "services:\n  app:\n    image: x\n    secrets: [only]\nsecrets:\n  only:\n    file: ./.runtime/secrets/only\n",
         );
         p.write(".env", "ONLY=v\n");
         p.cmd(&["load"]).run().success();
@@ -38,11 +38,11 @@ fn discovery_follows_docker_compose() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  first:\n    file: ./.runtime/secrets/first\n",
+        "services:\n  app:\n    image: x\n    secrets: [first]\nsecrets:\n  first:\n    file: ./.runtime/secrets/first\n",
     );
     p.write(
         "docker-compose.yml",
-        "secrets:\n  second:\n    file: ./.runtime/secrets/second\n",
+        "services:\n  app:\n    image: x\n    secrets: [second]\nsecrets:\n  second:\n    file: ./.runtime/secrets/second\n",
     );
     p.write(".env", "FIRST=1\nSECOND=2\n");
     p.cmd(&["load"]).run().success();
@@ -57,7 +57,7 @@ fn paths_env_and_runtime_follow_the_project_directory_of_the_first_compose_file(
     let p = Project::empty();
     p.write(
         "deploy/stack.yml",
-        "secrets:\n  s:\n    file: ./.runtime/secrets/s\n",
+        "services:\n  app:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./.runtime/secrets/s\n",
     );
     p.write("deploy/.env", "S=from-the-project-env\n");
     p.write(".env", "S=from-the-working-directory\n");
@@ -95,7 +95,7 @@ fn extension_fields_set_vault_name_env_key_generator_owner_and_mode() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      vault-name: DBPASSWORD\n      env-key: DB_PASSWORD\n      generator: alnum:20\n      owner: {uid: 0, gid: 0}\n      mode: \"0440\"\n",
+        "services:\n  app:\n    image: x\n    secrets: [db-password]\nsecrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n    x-compose-secrets:\n      vault-name: DBPASSWORD\n      env-key: DB_PASSWORD\n      generator: alnum:20\n      owner: {uid: 0, gid: 0}\n      mode: \"0440\"\n",
     );
     p.write(".env.demo", "DB_PASSWORD=\n");
     p.cmd(&["ensure"]).run().success();
@@ -109,7 +109,7 @@ fn interpolation_in_file_paths_uses_env_and_defaults() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  s:\n    file: ${SECRETS_ROOT:-./.runtime/secrets}/s\n",
+        "services:\n  app:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ${SECRETS_ROOT:-./.runtime/secrets}/s\n",
     );
     p.write(".env", "S=x\n");
     p.cmd(&["load"]).run().success();
@@ -119,7 +119,7 @@ fn interpolation_in_file_paths_uses_env_and_defaults() {
 #[test]
 fn two_secrets_on_one_file_are_refused_naming_the_secret() {
     let p = Project::empty();
-    p.write("compose.yaml", "secrets:\n  one:\n    file: ./.runtime/secrets/x\n  two:\n    file: ./.runtime/secrets/./x\n");
+    p.write("compose.yaml", "services:\n  app:\n    image: x\n    secrets: [one, two]\nsecrets:\n  one:\n    file: ./.runtime/secrets/x\n  two:\n    file: ./.runtime/secrets/./x\n");
     p.write(".env", "ONE=1\nTWO=2\n");
     let out = p.cmd(&["load"]).run().code(2);
     assert!(
@@ -137,7 +137,7 @@ fn two_secrets_on_one_vault_name_are_refused_case_insensitively() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  one:\n    file: ./.runtime/secrets/one\n    x-compose-secrets: {vault-name: Shared}\n  two:\n    file: ./.runtime/secrets/two\n    x-compose-secrets: {vault-name: shared}\n",
+        "services:\n  app:\n    image: x\n    secrets: [one, two]\nsecrets:\n  one:\n    file: ./.runtime/secrets/one\n    x-compose-secrets: {vault-name: Shared}\n  two:\n    file: ./.runtime/secrets/two\n    x-compose-secrets: {vault-name: shared}\n",
     );
     let out = p
         .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
@@ -156,7 +156,7 @@ fn derived_vault_names_collide_only_in_key_vault_mode_and_are_refused_naming_bot
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  db_password:\n    file: ./.runtime/secrets/a\n  db.password:\n    file: ./.runtime/secrets/b\n",
+        "services:\n  app:\n    image: x\n    secrets: [db_password, db.password]\nsecrets:\n  db_password:\n    file: ./.runtime/secrets/a\n  db.password:\n    file: ./.runtime/secrets/b\n",
     );
     let out = p
         .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
@@ -200,7 +200,7 @@ fn a_name_the_vault_cannot_store_is_refused_naming_the_secret() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  db:\n    file: ./.runtime/secrets/db\n    x-compose-secrets: {vault-name: db_password}\n",
+        "services:\n  app:\n    image: x\n    secrets: [db]\nsecrets:\n  db:\n    file: ./.runtime/secrets/db\n    x-compose-secrets: {vault-name: db_password}\n",
     );
     let out = p
         .cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
@@ -215,7 +215,7 @@ fn a_name_the_vault_cannot_store_is_refused_naming_the_secret() {
     let long = "a".repeat(128);
     p.write(
         "compose.yaml",
-        format!("secrets:\n  {long}:\n    file: ./.runtime/secrets/x\n"),
+        format!("services:\n  app:\n    image: x\n    secrets: [{long}]\nsecrets:\n  {long}:\n    file: ./.runtime/secrets/x\n"),
     );
     p.cmd(&[KEY_VAULT[0], KEY_VAULT[1], KEY_VAULT[2], "load"])
         .run()
@@ -248,12 +248,12 @@ fn malformed_yaml_names_the_file_and_line() {
 #[test]
 fn unknown_extension_field_and_bad_generator_are_refused() {
     let p = Project::empty();
-    p.write("compose.yaml", "secrets:\n  s:\n    file: ./.runtime/secrets/s\n    x-compose-secrets: {genrator: hex:8}\n");
+    p.write("compose.yaml", "services:\n  app:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./.runtime/secrets/s\n    x-compose-secrets: {genrator: hex:8}\n");
     p.cmd(&["ensure"])
         .run()
         .code(2)
         .stderr_has("unknown `x-compose-secrets` field `genrator`");
-    p.write("compose.yaml", "secrets:\n  s:\n    file: ./.runtime/secrets/s\n    x-compose-secrets: {generator: rot13:8}\n");
+    p.write("compose.yaml", "services:\n  app:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./.runtime/secrets/s\n    x-compose-secrets: {generator: rot13:8}\n");
     p.cmd(&["ensure"])
         .run()
         .code(2)
@@ -275,12 +275,16 @@ fn environment_sourced_secrets_get_an_env_value_but_no_file() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        "secrets:\n  token:\n    environment: API_TOKEN\n  f:\n    file: ./.runtime/secrets/f\n",
+        "services:\n  app:\n    image: x\n    secrets: [token, f]\nsecrets:\n  token:\n    environment: API_TOKEN\n  f:\n    file: ./.runtime/secrets/f\n",
     );
     p.write(".env.demo", "");
     p.cmd(&["ensure"]).run().success();
     assert_eq!(p.env_value("API_TOKEN").len(), 64);
-    p.cmd(&["load"]).run().success();
+    p.cmd(&["load"])
+        .run()
+        .success()
+        .stdout_has("no-file")
+        .stdout_has("Compose copies API_TOKEN in");
     assert!(p.exists(".runtime/secrets/f"));
     assert!(!p.exists(".runtime/secrets/token"));
 }

@@ -392,3 +392,117 @@ fn the_audit_log_chains_every_run_and_holds_no_value() {
     assert!(!old.ok());
     p.cmd(&["verify", "--no-docker"]).run().success();
 }
+
+/// The stack is down: no container of the services that mount the secret is running.
+mod stack_down {
+    use super::*;
+    use crate::support::idle_engine::IdleEngine;
+
+    const WARNING: &str = "compose-secrets: warning: service app has no running container, so \
+                           rotating flask-secret-key restarts nothing; run `docker compose up -d` \
+                           afterwards: it starts app with the new file";
+
+    #[test]
+    fn a_script_gets_a_warning_and_the_rotation() {
+        let p = loaded_demo();
+        let engine = IdleEngine::start();
+        let before = p.env_value("FLASK_SECRET_KEY");
+        let out = p
+            .cmd(&["rotate", "flask-secret-key"])
+            .env("DOCKER_HOST", engine.docker_host())
+            .run()
+            .success()
+            .stdout_has("no-containers");
+        assert_eq!(
+            out.stderr
+                .lines()
+                .filter(|l| l.contains("warning"))
+                .collect::<Vec<_>>(),
+            [WARNING],
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("[y/N]"), "a script is never asked");
+        assert_ne!(p.env_value("FLASK_SECRET_KEY"), before);
+
+        let json = p
+            .cmd(&["rotate", "flask-secret-key", "--json"])
+            .env("DOCKER_HOST", engine.docker_host())
+            .run()
+            .success()
+            .json();
+        assert_eq!(
+            json["extra"]["not_running"],
+            serde_json::json!(["app"]),
+            "{json:#}"
+        );
+        // -q: errors only.
+        let quiet = p
+            .cmd(&["rotate", "flask-secret-key", "-q"])
+            .env("DOCKER_HOST", engine.docker_host())
+            .run()
+            .success();
+        assert!(quiet.stderr.is_empty(), "{}", quiet.stderr);
+    }
+
+    /// `rotate` on a pseudo-terminal (util-linux `script`), answering the question with `answer`:
+    /// (exit code, what the terminal showed).
+    fn on_a_terminal(p: &Project, engine: &IdleEngine, args: &str, answer: &str) -> (i32, String) {
+        assert!(
+            std::process::Command::new("script")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "this test needs util-linux `script` (Debian: bsdutils) for a pseudo-terminal"
+        );
+        let mut cmd = std::process::Command::new("script");
+        cmd.args([
+            "-qec",
+            &format!("{} {args}", crate::harness::BIN),
+            "/dev/null",
+        ])
+        .current_dir(p.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        crate::harness::scrub(&mut cmd);
+        cmd.env("DOCKER_HOST", engine.docker_host());
+        let mut child = cmd.spawn().unwrap();
+        // Typed ahead: the terminal keeps it until rotate reads its answer.
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_person_at_a_terminal_is_asked_and_no_changes_nothing() {
+        let p = loaded_demo();
+        let engine = IdleEngine::start();
+        let before = p.snapshot();
+        let (code, screen) = on_a_terminal(&p, &engine, "rotate flask-secret-key", "n\n");
+        assert_eq!(code, 2, "{screen}");
+        assert!(
+            screen.contains("Rotate flask-secret-key anyway? [y/N]"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("rotate cancelled: nothing was changed"),
+            "{screen}"
+        );
+        assert_same_files(&before, &p.snapshot());
+
+        let old = p.env_value("FLASK_SECRET_KEY");
+        let (code, screen) = on_a_terminal(&p, &engine, "rotate flask-secret-key", "y\n");
+        assert_eq!(code, 0, "{screen}");
+        assert_ne!(p.env_value("FLASK_SECRET_KEY"), old);
+
+        // --yes: no question.
+        let (code, screen) = on_a_terminal(&p, &engine, "rotate flask-secret-key --yes", "");
+        assert_eq!(code, 0, "{screen}");
+        assert!(!screen.contains("[y/N]"), "{screen}");
+        assert!(screen.contains("has no running container"), "{screen}");
+    }
+}

@@ -423,3 +423,48 @@ fn swarm_rotation_that_breaks_the_service_is_rolled_back_everywhere() {
         "the rejected version's swarm secret is removed"
     );
 }
+
+/// The README's Swarm recipe as written: `load`, `docker stack deploy` (which makes the
+/// unversioned `<stack>_s1` from the file), then `load` on the swarm adopts it onto a
+/// versioned secret, and `verify` passes.
+#[test]
+fn the_readme_recipe_ends_in_a_passing_verify() {
+    if !docker_or_skip("swarm::the_readme_recipe_ends_in_a_passing_verify") {
+        return;
+    }
+    let p = Project::empty();
+    let swarm = SwarmStack::deploy(&p, "");
+    let stack = swarm.stack.clone();
+    let run = |args: &[&str]| p.cmd(args).env("COMPOSE_PROJECT_NAME", &stack);
+    let before = run(&["verify"]).run();
+    assert!(
+        before
+            .stdout
+            .contains(&format!("mounts {stack}_s1, not the current version")),
+        "straight after deploy the unversioned secret is named:\n{}",
+        before.stdout
+    );
+    run(&["load"])
+        .run()
+        .success()
+        .stdout_has("swarm-updated")
+        .stdout_has(&format!("swarm-removed  s1  ({stack}_s1)"));
+    swarm.wait_healthy();
+    let after = run(&["verify"]).run();
+    assert!(
+        after.stdout.contains("mounts the current version"),
+        "{}",
+        after.stdout
+    );
+    let failing: Vec<&str> = after
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL"))
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "verify fails after the recipe:\n{}",
+        after.stdout
+    );
+    after.success();
+}

@@ -327,9 +327,18 @@ fn an_unreachable_docker_engine_is_one_failure_naming_docker_host() {
 
 #[test]
 fn the_table_has_a_header_every_check_and_a_summary_and_no_value() {
+    let Some((_bin, path)) = crate::support::compose::path_with_compose_v2(
+        "verify::the_table_has_a_header_every_check_and_a_summary_and_no_value",
+    ) else {
+        return;
+    };
     let p = loaded();
     std::fs::set_permissions(p.path(".env"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = p.cmd(&["verify", "--no-docker"]).run().code(1);
+    let out = p
+        .cmd(&["verify", "--no-docker"])
+        .env("PATH", &path)
+        .run()
+        .code(1);
     let values: Vec<String> = DEMO_SECRETS.iter().map(|(_, k)| p.env_value(k)).collect();
     out.assert_no_values(&values);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -883,7 +892,7 @@ fn the_model_is_cross_checked_against_compose_v2() {
 /// model resolves (override file, include, extends, profiles, interpolation).
 #[test]
 fn the_model_matches_the_real_compose_v2() {
-    let Some(compose) = crate::support::compose::compose_v2_or_skip(
+    let Some((_bin, path)) = crate::support::compose::path_with_compose_v2(
         "verify::the_model_matches_the_real_compose_v2",
     ) else {
         return;
@@ -908,12 +917,6 @@ fn the_model_matches_the_real_compose_v2() {
         "services:\n  lib:\n    image: alpine\n    secrets: [l]\nsecrets:\n  l: {file: ./l.txt}\n",
     );
     p.write(".env", "A=aaaaaaaa\nB=bbbbbbbb\nL=llllllll\nC=cccccccc\n");
-    let bin = tempfile::tempdir().unwrap();
-    let mut path = std::env::var("PATH").unwrap_or_default();
-    if compose.prefix.is_empty() {
-        std::os::unix::fs::symlink(&compose.program, bin.path().join("docker-compose")).unwrap();
-        path = format!("{}:{path}", bin.path().display());
-    }
     let out = p.cmd(&["verify", "--no-docker"]).env("PATH", &path).run();
     let line = out
         .stdout

@@ -130,12 +130,14 @@ fn leaks_in_container(c: &ContainerInfo, locals: &[LocalSecret<'_>]) -> Vec<Stri
         };
         let v = value.expose();
         let places: Vec<&str> = [
-            ("Config.Env", c.env.iter().any(|e| e.contains(v))),
+            ("Config.Env", c.env.iter().any(|e| holds_value(e, v))),
             (
                 "labels",
-                c.labels.iter().any(|(k, l)| k.contains(v) || l.contains(v)),
+                c.labels
+                    .iter()
+                    .any(|(k, l)| holds_value(k, v) || holds_value(l, v)),
             ),
-            ("command", c.command.iter().any(|a| a.contains(v))),
+            ("command", c.command.iter().any(|a| holds_value(a, v))),
         ]
         .into_iter()
         .filter_map(|(place, hit)| hit.then_some(place))

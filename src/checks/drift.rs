@@ -20,18 +20,21 @@ pub async fn check_drift(
             };
             let name = &local.spec.name;
             let key = &store.key_for(local.spec);
+            // `.env`, or `` `DBPASS` in .env `` when the key is not derived from the name.
+            let source = crate::compose::names::key_in(
+                name,
+                key,
+                &f.path_subject(std::path::Path::new(&store.describe())),
+            );
             match store.get_latest(key).await {
                 Ok(current) if &current.value.fingerprint() == file_fp => {
-                    f.add(Status::Pass, "drift", name, format!("matches {key}"));
+                    f.add(Status::Pass, "drift", name, format!("matches {source}"));
                 }
                 Ok(_) => f.add(
                     Status::Fail,
                     "drift",
                     name,
-                    format!(
-                        "the file differs from {key} in {}; run `compose-secrets load`",
-                        store.describe()
-                    ),
+                    format!("the file differs from {source}; run `compose-secrets load`"),
                 ),
                 Err(e) => f.add(Status::Fail, "drift", name, e.to_string()),
             }
@@ -210,19 +213,13 @@ mod tests {
             "drift",
             "db-password",
             Status::Fail,
-            "differs from DB_PASSWORD",
+            "differs from .env",
         );
 
         let store = set(VALUE).await;
         let (mut f, locals) = fx.files();
         check_drift(&mut f, &locals, &store, &State::new("")).await;
-        assert_only(
-            &f,
-            "drift",
-            "db-password",
-            Status::Pass,
-            "matches DB_PASSWORD",
-        );
+        assert_only(&f, "drift", "db-password", Status::Pass, "matches .env");
     }
 
     #[tokio::test]

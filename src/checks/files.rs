@@ -72,7 +72,12 @@ pub fn check_files<'m>(
             continue;
         };
         let name = &spec.name;
-        let shown = f.path_subject(&placement.path);
+        // The line names the secret already: the directory alone when the file is named after it.
+        let shown = if placement.file_name == placement.secret {
+            format!("in {}", f.path_subject(&placement.dir))
+        } else {
+            f.path_subject(&placement.path)
+        };
         let mut local = LocalSecret {
             spec,
             path: placement.path.clone(),
@@ -90,7 +95,7 @@ pub fn check_files<'m>(
                 Status::Fail,
                 "files",
                 name,
-                format!("{shown} is missing; run `compose-secrets load`"),
+                format!("the file is missing ({shown}); run `compose-secrets load`"),
             ),
             Some(Ok(Some(st))) => {
                 let mut problems = Vec::new();
@@ -163,6 +168,32 @@ fn unreadable_by(
 ) -> Vec<String> {
     use crate::compose::RunsAs;
     let declared = spec.owner_uid.is_some() || spec.owner_gid.is_some();
+    // Services running as different numeric users cannot all own the file: one shared group
+    // (owner ":GID", mode 0440) is the way, not one owner per service.
+    let users: std::collections::BTreeSet<u32> = spec
+        .services()
+        .iter()
+        .filter_map(|s| project.services.get(s).filter(|s| s.enabled)?.runs_as())
+        .filter_map(|r| match r {
+            RunsAs::Ids(u, _) if u != 0 => Some(u),
+            _ => None,
+        })
+        .collect();
+    let advice =
+        |u: u32, g: Option<u32>| {
+            if users.len() > 1 {
+                format!(
+                "its services run as uids {}: give them one group and set x-compose-secrets owner \
+                 \":GID\" and mode \"0440\"",
+                users.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            )
+            } else {
+                format!(
+                    "set x-compose-secrets.owner: \"{u}{}\" (see README, \"File owners\")",
+                    g.map_or_else(String::new, |g| format!(":{g}"))
+                )
+            }
+        };
     let mut out = Vec::new();
     for service in spec.services() {
         let Some(runs_as) = project
@@ -181,10 +212,9 @@ fn unreadable_by(
                     || mode & 0o004 != 0;
                 if !can {
                     out.push(format!(
-                        "service {service} runs as {u}{} and cannot read this {mode:04o} file owned by {uid}:{gid}; \
-                         set x-compose-secrets.owner: \"{u}{}\" (see README, \"File owners\")",
+                        "service {service} runs as {u}{} and cannot read this {mode:04o} file owned by {uid}:{gid}; {}",
                         g.map_or_else(String::new, |g| format!(":{g}")),
-                        g.map_or_else(String::new, |g| format!(":{g}")),
+                        advice(u, g),
                     ));
                 }
             }
@@ -204,6 +234,37 @@ fn unreadable_by(
 mod tests {
     use super::*;
     use crate::checks::fixture::*;
+
+    #[test]
+    fn services_running_as_different_users_are_told_to_share_a_group() {
+        let compose = COMPOSE
+            .replace(
+                "    image: demo\n    environment:",
+                "    image: demo\n    user: \"999\"\n    environment:",
+            )
+            .replace(
+                "  worker:\n    image: demo\n",
+                "  worker:\n    image: demo\n    user: \"1000:1000\"\n    secrets: [db-password]\n",
+            );
+        let fx = Fixture::new(&compose);
+        if nix::unistd::Uid::effective().as_raw() == 999 {
+            return;
+        }
+        let (f, _) = fx.files();
+        let warnings: Vec<&str> = f
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Warn && c.subject == "db-password")
+            .map(|c| c.message.as_str())
+            .collect();
+        assert_eq!(warnings.len(), 2, "{:#?}", f.checks);
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.contains("its services run as uids 999, 1000") && w.contains("\":GID\"")),
+            "{warnings:#?}"
+        );
+    }
 
     #[test]
     fn a_loaded_file_passes() {

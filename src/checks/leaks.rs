@@ -4,7 +4,9 @@
 use super::*;
 
 /// Compose `environment:` must not carry a secret value, literally, through `${VAR}`
-/// interpolation of another variable, or by interpolating a secret's own `.env` key.
+/// interpolation of another variable, by interpolating a secret's own `.env` key, or by
+/// naming that key with no value (`- DB_PASSWORD`: Compose then takes it from the shell or
+/// `.env`). Services whose profile is off are not deployed, and not checked.
 ///
 /// The project holds each entry as Compose interpolated it, and which variables it named.
 pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[LocalSecret<'_>]) {
@@ -13,21 +15,32 @@ pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[
         .filter_map(|l| Some((l.spec.name.as_str(), l.value.as_ref()?)))
         .filter(|(_, v)| v.len() >= MIN_LEAK_LEN)
         .collect();
-    for service in project.services.values() {
+    for service in project.services.values().filter(|s| s.enabled) {
         let mut hits: Vec<String> = Vec::new();
         for (key, value) in &service.environment {
             let referenced = service.environment_references.get(key);
+            // A bare key is filled in from the environment Compose runs with, `.env` included.
+            let passed = value
+                .is_none()
+                .then(|| project.variables.get(key))
+                .flatten()
+                .filter(|v| !v.is_empty());
+            let value = value.as_deref().or(passed.map(String::as_str));
             for spec in project.secrets.iter().filter(|s| !s.is_external()) {
-                if referenced.is_some_and(|r| r.contains(&spec.env_key)) {
+                if passed.is_some() && *key == spec.env_key {
+                    hits.push(format!(
+                        "{key} (no value given) takes secret {}'s value from the environment or .env",
+                        spec.name
+                    ));
+                } else if referenced.is_some_and(|r| r.contains(&spec.env_key)) {
                     hits.push(format!(
                         "{key} interpolates ${{{}}} (secret {})",
                         spec.env_key, spec.name
                     ));
-                } else if values.get(spec.name.as_str()).is_some_and(|v| {
-                    value
-                        .as_deref()
-                        .is_some_and(|value| value.contains(v.expose()))
-                }) {
+                } else if values
+                    .get(spec.name.as_str())
+                    .is_some_and(|v| value.is_some_and(|value| holds_value(value, v.expose())))
+                {
                     hits.push(format!("{key} holds the value of secret {}", spec.name));
                 }
             }
@@ -83,7 +96,7 @@ fn env_file_hits(
                     ));
                 } else if values
                     .get(spec.name.as_str())
-                    .is_some_and(|v| value.contains(v.expose()))
+                    .is_some_and(|v| holds_value(value, v.expose()))
                 {
                     hits.push(format!(
                         "env_file {shown}: {key} holds the value of secret {}",
@@ -157,6 +170,17 @@ mod tests {
             Status::Fail,
             "DSN holds the value of secret db-password",
         );
+        // A bare key takes its value from the environment Compose runs with (`.env` too).
+        let f = check("DB_PASSWORD:", &[("DB_PASSWORD", VALUE)]);
+        assert_only(
+            &f,
+            "leaks",
+            "service app",
+            Status::Fail,
+            "DB_PASSWORD (no value given) takes secret db-password's value",
+        );
+        let f = check("DB_PASSWORD:", &[]);
+        assert_only(&f, "leaks", "service app", Status::Pass, "no secret value");
         // `$$` is a literal dollar, not a reference.
         let f = check(
             "PASSWORD_FILE: /run/secrets/db-password$${DB_PASSWORD}",

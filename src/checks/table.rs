@@ -12,21 +12,19 @@ pub fn print(reporter: &crate::output::Reporter, f: &Findings) {
         "fail": f.count(Status::Fail),
         "skip": f.count(Status::Skip),
     });
-    let mut out = std::io::stdout().lock();
     if reporter.json {
-        let doc =
-            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        // Printed at the end of the run, with verify's error inside when a check failed.
+        reporter.emit_json(
+            serde_json::json!({ "command": "verify", "checks": f.checks, "summary": summary }),
         );
         return;
     }
     if reporter.quiet {
         return;
     }
-    let _ = out.write_all(render_table(f, std::io::stdout().is_terminal()).as_bytes());
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(render_table(f, std::io::stdout().is_terminal()).as_bytes());
 }
 
 /// `STATUS  CHECK  SUBJECT  MESSAGE`, aligned, then a summary line; colours only on a TTY.
@@ -71,7 +69,9 @@ pub fn render_table(f: &Findings, color: bool) -> String {
         let _ = writeln!(
             text,
             "{label}  {:<category_width$}  {:<subject_width$}  {}",
-            c.category, c.subject, c.message
+            c.category,
+            crate::output::printable(&c.subject),
+            crate::output::printable(&c.message).replace('\n', "\\n")
         );
     }
     let _ = writeln!(
@@ -84,4 +84,67 @@ pub fn render_table(f: &Findings, color: bool) -> String {
         f.count(Status::Skip)
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run with every status, long subjects, and fixed names only (no temp path, no uid of
+    /// the machine running the test), as a human sees it without colours.
+    #[test]
+    fn the_table_a_human_reads() {
+        let mut f = Findings::default();
+        f.add(
+            Status::Pass,
+            "files",
+            ".runtime/secrets",
+            "directory 0700, owned by uid 1000 (the running user)",
+        );
+        f.add(
+            Status::Pass,
+            "files",
+            "flask-secret-key",
+            "in .runtime/secrets: 0400, 1000:1000",
+        );
+        f.add(
+            Status::Fail,
+            "drift",
+            "keycloak-service-client-secret",
+            "the file differs from .env: run `compose-secrets load`",
+        );
+        f.add(
+            Status::Fail,
+            "containers",
+            "service app",
+            "container demo-app-1 started before flask-secret-key was last written: it still holds the old value",
+        );
+        f.add(
+            Status::Warn,
+            "git",
+            "a-subject-longer-than-the-forty-eight-character-column",
+            "not a git repository; ignore rules and history not checked",
+        );
+        f.add(
+            Status::Skip,
+            "health",
+            "service app",
+            "no running container to check",
+        );
+        f.add(
+            Status::Pass,
+            "audit",
+            ".runtime/audit.log",
+            "HMAC chain intact (4 line(s))",
+        );
+        insta::assert_snapshot!(render_table(&f, false));
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let mut f = Findings::default();
+        f.add(Status::Fail, "files", "x", "missing");
+        assert!(!render_table(&f, false).contains('\x1b'));
+        assert!(render_table(&f, true).contains("\x1b[31mFAIL  \x1b[0m"));
+    }
 }

@@ -12,6 +12,30 @@ use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
 
 pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
+    load(ctx, opts).await.map_err(|e| before_ensure(ctx, e))
+}
+
+/// In demo mode with no `.env` at all, every value is missing for one reason: `ensure` has not
+/// run. Say that, rather than list the secrets `.env` lacks.
+fn before_ensure(ctx: &Context, error: Error) -> Error {
+    match error {
+        Error::MissingSecrets { names, .. }
+            if matches!(ctx.use_keyvault(), Ok(false)) && !ctx.env_file.exists() =>
+        {
+            Error::NoEnvFile {
+                path: ctx.show(&ctx.env_file).into(),
+                names,
+                template: ctx
+                    .template
+                    .exists()
+                    .then(|| ctx.show(&ctx.template).into()),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let maps = loading::parse_maps(&opts.maps)?;
     let project = if !maps.is_empty() && !ctx.has_project() {
         None
@@ -61,12 +85,15 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             let state = State::read(runtime, &store.describe())?;
             // The chain key as it is before this load rewrites the files (the signing key's
             // among them): a new one is handed over to in the log.
-            let key_before = match &writing {
-                Some(w) => {
-                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
-                }
+            let mut log = match &writing {
+                Some(w) => audit::project_key(&w.runtime, Some((project, layout)), None, true)
+                    .await?
+                    .map(|key| audit::AuditLog::new(&w.runtime, key)),
                 None => None,
             };
+            if let Some(log) = &log {
+                log.check_appendable()?;
+            }
             let (loaded, before, mut after) = loading::load_files(
                 project,
                 layout,
@@ -77,18 +104,8 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
                 &mut report,
             )
             .await?;
-            if let (Some(w), Some(key_before)) = (&writing, key_before) {
-                let mut log = audit::AuditLog::new(&w.runtime, key_before);
-                if let Some(key) =
-                    audit::project_key(&w.runtime, Some((project, layout)), None, true).await?
-                {
-                    log.change_key(key);
-                }
-                after.audit_head = Some(log.append(
-                    &audit::load_event(&before, &after),
-                    after.audit_head.as_ref(),
-                )?);
-                after.write(&w.runtime)?;
+            if let (Some(w), Some(log)) = (&writing, log.as_mut()) {
+                loading::commit(&w.runtime, project, layout, log, &before, &mut after).await?;
                 let swarm = match swarm_probe {
                     Some(probe) => probe.await.map_err(|e| Error::Docker {
                         kind: crate::error::DockerFailure::Other,
@@ -113,22 +130,14 @@ pub async fn run(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         _ => Loaded::default(),
     };
     if let Some(output) = env_output {
-        let wanted: Vec<(String, String)> = if maps.is_empty() {
-            project
-                .iter()
-                .flat_map(|p| p.secrets_in_use())
-                .filter(|s| s.file_path().is_some())
-                .map(|s| (store.key_for(s), s.env_key.clone()))
-                .collect()
-        } else {
-            maps
-        };
+        let wanted = loading::env_output_keys(project.as_ref(), store.as_ref(), maps);
         loading::write_env_output(
             store.as_ref(),
             output,
             &wanted,
             &loaded.values,
             opts.dry_run,
+            &ctx.cwd,
             &mut report,
         )
         .await?;

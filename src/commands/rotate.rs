@@ -1,6 +1,7 @@
 //! `rotate`: pick the secrets, take the lock and check Docker before anything changes, run one
 //! transaction per secret (see `rotation`), record each in the audit log, print the report.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use crate::audit;
@@ -10,44 +11,24 @@ use crate::deploy::ContainerEngine;
 use crate::error::{exit, Error, Result};
 use crate::files::state::State;
 use crate::output::{Report, ReportItem};
-use crate::rotation::{self, preflight, Run, Settings};
+use crate::rotation::{self, preflight, Run, Selection, Settings};
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
-/// Swarm watches each new task this long before it counts the update as a success.
-const SWARM_MONITOR: Duration = Duration::from_secs(5);
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
-    if opts.names.is_empty() && !opts.all && opts.older_than.is_none() && !opts.due {
-        return Err(Error::Usage(
-            "rotate: name the secrets to rotate, or pass --all, --due or --older-than AGE".into(),
-        ));
-    }
-    let age = opts
-        .older_than
-        .as_deref()
-        .map(rotation::parse_age)
-        .transpose()?;
     let project = ctx.project()?;
     let layout = ctx.layout(&project)?;
-    let named = if opts.names.is_empty() {
-        rotation::all_rotatable(&project)
-    } else {
-        rotation::resolve_names(&project, &opts.names)?
-    };
-    if opts.value_stdin && (named.len() != 1 || opts.all || opts.older_than.is_some() || opts.due) {
-        return Err(Error::Usage(
-            "--value-stdin takes exactly one named secret (not --all, --due or --older-than)"
-                .into(),
-        ));
+    let chosen = Selection {
+        names: &opts.names,
+        all: opts.all,
+        older_than: opts.older_than.as_deref(),
+        due: opts.due,
+        value_stdin: opts.value_stdin,
     }
-    let value = if opts.value_stdin {
-        Some(rotation::read_value(std::io::stdin().lock())?)
-    } else {
-        None
-    };
-    ctx.naming()?.check_keys(&named)?;
+    .choose(&project)?;
+    ctx.naming()?.check_keys(&chosen.named)?;
     // The lock comes before the store is opened: what it reads is what the last run committed.
     let writing = if opts.dry_run {
         None
@@ -64,18 +45,10 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     let store = ctx.store()?;
     let mut report = Report::new("rotate", store.describe(), opts.dry_run);
     if let Some(runtime) = &read_only {
-        preflight::lock_check(runtime, &mut report);
+        preflight::lock_check(runtime, &mut report)?;
     }
     let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
-    let specs = rotation::narrow(
-        store.as_ref(),
-        named,
-        runtime,
-        age.map(|a| (a, opts.older_than.as_deref().unwrap_or_default())),
-        opts.due,
-        &mut report,
-    )
-    .await?;
+    let specs = chosen.due(store.as_ref(), runtime, &mut report).await?;
 
     let restart = !opts.no_restart;
     let swarm_engine = if restart {
@@ -111,19 +84,19 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         hook_timeout: HOOK_TIMEOUT,
         hook_dir: project.directory.clone(),
         rotated_by: audit::user_at_host(),
+        shown_from: ctx.cwd.clone(),
     };
-    if opts.dry_run {
+    if !opts.dry_run && restart && swarm_engine.is_none() {
+        confirm_when_nothing_runs(ctx, opts, &plans, &mut report)?;
+    }
+    let Some(writing) = &writing else {
         for plan in &plans {
-            for item in rotation::describe(plan, &settings, &store.describe(), value.is_some()) {
-                report.push(item);
-            }
+            let items =
+                rotation::describe(plan, &settings, &store.describe(), chosen.value.is_some());
+            report.items.extend(items);
         }
         ctx.reporter.print(&report);
         return Ok(exit::OK);
-    }
-
-    let Some(writing) = &writing else {
-        unreachable!("a run that is not a dry run holds the runtime directory")
     };
     let key = audit::project_key(
         &writing.runtime,
@@ -140,45 +113,46 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         swarm: swarm_engine.as_ref().map(|engine| rotation::SwarmTarget {
             engine,
             stack: project.name.clone(),
-            monitor: SWARM_MONITOR,
+            monitor: crate::deploy::swarm::MONITOR,
             timeout: Duration::from_secs(opts.health_timeout.max(30) * 4),
         }),
         runtime: &writing.runtime,
         state: State::read(Some(&writing.runtime), &store.describe())?,
         audit: audit::AuditLog::new(&writing.runtime, key),
     };
-    let mut value = value;
-    for (i, plan) in plans.iter().enumerate() {
-        let mut record = rotation::rotate(&mut run, plan, value.take()).await;
-        report.items.append(&mut record.steps);
-        let failed = record.take_error();
-        if let Some(e) = record.audit_error.take() {
-            ctx.reporter.note(&format!(
-                "compose-secrets: could not write the audit log: {e}"
-            ));
-            if failed.is_none() {
-                ctx.reporter.print(&report);
-                return Err(e);
-            }
-        }
-        if let Some(error) = failed {
-            for rest in &plans[i + 1..] {
-                report.push(
-                    ReportItem::new(&rest.spec.name, "not-attempted")
-                        .with_detail("an earlier rotation in this run failed"),
-                );
-            }
-            ctx.reporter.print(&report);
-            return Err(error);
-        }
-    }
-    if !restart && !plans.is_empty() {
-        let services: std::collections::BTreeSet<String> =
-            plans.iter().flat_map(|p| p.spec.services()).collect();
-        report
-            .extra
-            .insert("restart_needed".into(), serde_json::json!(services));
-    }
+    let outcome = rotation::rotate_all(&mut run, &plans, chosen.value, &mut report).await;
     ctx.reporter.print(&report);
-    Ok(exit::OK)
+    outcome.map(|()| exit::OK)
+}
+
+/// The stack is down (no running container uses a secret to rotate): warn, say what to run
+/// next, and on a terminal ask before anything changes.
+fn confirm_when_nothing_runs(
+    ctx: &Context,
+    opts: &RotateOpts,
+    plans: &[rotation::SecretPlan],
+    report: &mut Report,
+) -> Result<()> {
+    let Some(idle) = preflight::NothingRunning::find(
+        plans
+            .iter()
+            .map(|p| (p.spec.name.as_str(), p.services.as_slice())),
+    ) else {
+        return Ok(());
+    };
+    ctx.reporter.warn(&idle.warning());
+    report
+        .extra
+        .insert("not_running".into(), serde_json::json!(idle.services));
+    let ask = preflight::should_ask(
+        opts.yes,
+        std::io::stdin().is_terminal(),
+        std::io::stderr().is_terminal(),
+    );
+    if ask && !preflight::ask(&idle.question()) {
+        return Err(Error::Usage(
+            "rotate cancelled: nothing was changed (--yes rotates without asking)".into(),
+        ));
+    }
+    Ok(())
 }

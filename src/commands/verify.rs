@@ -103,9 +103,14 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         }
         None => Vec::new(),
     };
-    let busy = runtime
-        .as_ref()
-        .is_some_and(crate::files::lock::RunLock::busy);
+    let busy = match runtime.as_ref().map(crate::files::lock::RunLock::busy) {
+        Some(Ok(busy)) => busy,
+        Some(Err(e)) => {
+            f.add(Status::Fail, "files", ".lock", e.to_string());
+            false
+        }
+        None => false,
+    };
     checks::check_audit(
         &mut f,
         runtime.as_ref(),

@@ -25,6 +25,22 @@ pub fn default_env_key(secret_name: &str) -> String {
     }
 }
 
+/// Whether `key` is one of the names derived from `secret_name` (its default `.env` key or
+/// vault name): a line that already names the secret need not show it again.
+pub fn is_derived(secret_name: &str, key: &str) -> bool {
+    key == default_env_key(secret_name) || key == default_vault_name(secret_name)
+}
+
+/// How a line that names the secret refers to its key in `store`: just the store when the key
+/// is derived from the name (`.env`), else the key too (`` `DBPASS` in .env ``).
+pub fn key_in(secret_name: &str, key: &str, store: &str) -> String {
+    if is_derived(secret_name, key) {
+        store.to_string()
+    } else {
+        format!("`{key}` in {store}")
+    }
+}
+
 /// `db_password` → `db-password`: Key Vault names allow only letters, digits and dashes.
 pub fn default_vault_name(secret_name: &str) -> String {
     secret_name
@@ -46,5 +62,17 @@ mod tests {
         assert_eq!(default_vault_name("db_password"), "db-password");
         assert_eq!(default_vault_name("my.secret_x"), "my-secret-x");
         assert_eq!(default_vault_name("DB-PASSWORD"), "DB-PASSWORD");
+    }
+
+    #[test]
+    fn a_derived_key_is_not_shown_again() {
+        assert!(is_derived("flask-secret-key", "FLASK_SECRET_KEY"));
+        assert!(is_derived("db_password", "db-password"));
+        assert!(!is_derived("db-password", "DBPASSWORD"));
+        assert_eq!(
+            key_in("flask-secret-key", "FLASK_SECRET_KEY", ".env"),
+            ".env"
+        );
+        assert_eq!(key_in("db-password", "DBPASS", ".env"), "`DBPASS` in .env");
     }
 }

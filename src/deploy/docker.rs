@@ -169,7 +169,8 @@ fn summary(e: &bollard::errors::Error) -> String {
         } => {
             format!("engine answered {status_code}: {message}")
         }
-        bollard::errors::Error::SocketNotFoundError(path) => format!("no socket at {path}"),
+        // The message names the socket already (`not reachable at unix:///…`).
+        bollard::errors::Error::SocketNotFoundError(_) => "no such socket".into(),
         // The transport's own words ("client error (Connect)") say nothing a user can act
         // on; the innermost cause ("Connection refused", "Permission denied") does.
         other => {

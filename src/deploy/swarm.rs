@@ -23,6 +23,11 @@ pub mod labels {
     pub const VERSION: &str = "com.compose-secrets.version";
 }
 
+/// How long Swarm watches a task after an update before calling it healthy.
+pub const MONITOR: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long `load` waits for a service's rolling update onto a new version.
+pub const LOAD_ROLLOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
+
 /// Docker limits secret names to 64 characters.
 const MAX_SECRET_NAME: usize = 64;
 

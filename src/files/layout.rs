@@ -190,7 +190,7 @@ fn place(
     if !(inside_project || inside_secrets) {
         return Err(refuse(format!(
             "its file {} is outside the project directory {}; compose-secrets writes only inside the project, \
-             or inside --secrets-dir: pass --secrets-dir {} (or set COMPOSE_SECRETS_DIR in .env){}",
+             or inside --secrets-dir: pass --secrets-dir {} (or set COMPOSE_SECRETS_DIR in the environment or the project's .env){}",
             path.display(),
             project_dir.display(),
             dir_of(&path).display(),

@@ -48,14 +48,15 @@ impl RunLock {
         }
     }
 
-    /// Whether another run holds the lock, asked without creating anything (for dry runs).
-    pub fn busy(dir: &RuntimeDir) -> bool {
-        let Ok(Some(file)) = dir.open_file(LOCK, OFlag::O_WRONLY, 0) else {
-            return false;
+    /// Whether another run holds the lock, asked without creating anything (for dry runs and
+    /// `verify`). A lock file that is not a regular file (a FIFO, a symlink) is an error.
+    pub fn busy(dir: &RuntimeDir) -> crate::error::Result<bool> {
+        let Some(file) = dir.open_file(LOCK, OFlag::O_WRONLY, 0)? else {
+            return Ok(false);
         };
-        matches!(
+        Ok(matches!(
             Flock::lock(file, FlockArg::LockExclusiveNonblock),
             Err((_, nix::errno::Errno::EWOULDBLOCK))
-        )
+        ))
     }
 }

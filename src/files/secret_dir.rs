@@ -182,16 +182,26 @@ impl SecretDir {
         Ok(Some((dir, created)))
     }
 
-    /// Not writable by other users; with `ours`, owned by the running user.
+    /// Not writable by other users; with `ours`, owned by the running user, or (when root
+    /// runs compose-secrets in a user's project, as `sudo compose-secrets load` does) by the
+    /// owner of the directory above it.
     fn check(&self, ours: bool) -> Result<()> {
         let st = fstat(&self.fd).map_err(|e| Error::io(&self.path, "stat")(e.into()))?;
         let euid = Uid::effective().as_raw();
-        if ours && st.st_uid != euid {
+        let parents_owner = || {
+            self.path
+                .parent()
+                .and_then(|p| std::fs::symlink_metadata(p).ok())
+                .map(|m| m.uid())
+        };
+        if ours && st.st_uid != euid && !(euid == 0 && parents_owner() == Some(st.st_uid)) {
             return Err(unsafe_path(
                 &self.path,
                 &format!(
-                    "the secrets directory is owned by uid {}, not by the user running compose-secrets (uid {euid})",
-                    st.st_uid
+                    "the directory is owned by uid {}, neither the user running compose-secrets (uid {euid}) nor \
+                     the owner of the directory above it; run compose-secrets as uid {} (or as root), or \
+                     `chown` the directory",
+                    st.st_uid, st.st_uid
                 ),
             ));
         }

@@ -66,8 +66,10 @@ pub async fn write_env_output(
     wanted: &[(String, String)],
     already: &HashMap<String, SecretValue>,
     dry_run: bool,
+    shown_from: &Path,
     report: &mut Report,
 ) -> Result<()> {
+    let shown = crate::output::shown_path(&output.path.display().to_string(), shown_from);
     let EnvOutput {
         path,
         mut env,
@@ -97,10 +99,13 @@ pub async fn write_env_output(
             (false, true) => "would-set",
             (false, false) => "set",
         };
-        report.push(
-            ReportItem::new(store_key, action)
-                .with_detail(format!("{env_key} in {}", path.display())),
-        );
+        // The line names the store key: the env key only when it is not derived from it.
+        let detail = if crate::compose::names::is_derived(store_key, env_key) {
+            format!("in {shown}")
+        } else {
+            format!("as {env_key} in {shown}")
+        };
+        report.push(ReportItem::new(store_key, action).with_detail(detail));
     }
     if !missing.is_empty() {
         return Err(Error::MissingSecrets {

@@ -1,5 +1,7 @@
 //! After a load on a swarm manager running the stack: every declared secret gets a swarm
-//! secret holding its current version, and no version is ever copied twice.
+//! secret holding its current version (never copied twice), and services still mounting
+//! another version (such as the unversioned `<stack>_<name>` that `docker stack deploy`
+//! makes from a file) are rolled onto it, health-gated by Swarm, the old one removed after.
 
 use super::Loaded;
 use crate::deploy::swarm::{self, SwarmEngine as _, SwarmLoadAction};
@@ -45,7 +47,25 @@ pub async fn sync_swarm(
             SwarmLoadAction::Created(_) => "swarm-created",
             SwarmLoadAction::Unchanged(_) => "swarm-unchanged",
         };
-        report.push(ReportItem::new(secret, verb).with_detail(created.name));
+        report.push(ReportItem::new(secret, verb).with_detail(created.name.clone()));
+        let rollout = swarm::roll_out(
+            engine,
+            stack,
+            secret,
+            &created,
+            swarm::MONITOR,
+            swarm::LOAD_ROLLOUT_TIMEOUT,
+        )
+        .await?;
+        for service in rollout.services_updated {
+            report.push(
+                ReportItem::new(secret, "swarm-updated")
+                    .with_detail(format!("service {service} now mounts {}", created.name)),
+            );
+        }
+        for removed in rollout.secrets_removed {
+            report.push(ReportItem::new(secret, "swarm-removed").with_detail(removed));
+        }
     }
     Ok(())
 }

@@ -60,7 +60,11 @@ pub(super) async fn apply(
     written?;
     record.step(
         "written",
-        format!("{} ({:04o})", plan.placement.path.display(), spec.mode),
+        format!(
+            "{}, {:04o}",
+            crate::loading::shown(&plan.placement, &run.settings.shown_from),
+            spec.mode
+        ),
     );
 
     run.state.written.insert(plan.placement.path.clone());
@@ -79,7 +83,7 @@ pub(super) async fn apply(
     if !run.settings.restart {
         record.step(
             "not-restarted",
-            "--no-restart: running containers keep the old value until restarted",
+            "running containers keep the old value until their next start",
         );
         return Ok(());
     }

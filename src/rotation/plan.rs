@@ -147,15 +147,16 @@ pub fn describe(
     from_stdin: bool,
 ) -> Vec<ReportItem> {
     let name = &plan.spec.name;
+    let store = crate::output::shown_path(store_describe, &settings.shown_from);
     let mut items = vec![ReportItem::new(name, "would-rotate").with_detail(format!(
-        "new value from {}, pushed to `{}` in {store_describe}, file {}",
+        "new value from {}, pushed to {}, file {}",
         if from_stdin {
             "stdin".to_string()
         } else {
             format!("generator {}", plan.spec.generator)
         },
-        plan.store_key,
-        plan.placement.path.display()
+        crate::compose::names::key_in(name, &plan.store_key, &store),
+        crate::loading::shown(&plan.placement, &settings.shown_from)
     ))];
     if let Some(hook) = &plan.spec.rotation_hook {
         items.push(ReportItem::new(name, "would-run-hook").with_detail(format!(
@@ -164,10 +165,10 @@ pub fn describe(
         )));
     }
     if !settings.restart {
-        items
-            .push(ReportItem::new(name, "would-not-restart").with_detail(
-                "--no-restart: running containers keep the old value until restarted",
-            ));
+        items.push(
+            ReportItem::new(name, "would-not-restart")
+                .with_detail("running containers keep the old value until their next start"),
+        );
         return items;
     }
     items.extend(describe_restarts(plan));

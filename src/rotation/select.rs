@@ -13,6 +13,97 @@ use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, SecretStore, VersionInfo};
 
+/// What the command line asked to rotate.
+pub struct Selection<'a> {
+    pub names: &'a [String],
+    pub all: bool,
+    /// `--older-than AGE`, as written.
+    pub older_than: Option<&'a str>,
+    /// `--due`: what the secrets' own `rotate-every` says is due.
+    pub due: bool,
+    pub value_stdin: bool,
+}
+
+/// The secrets named (or all of them), and the value from stdin when one was piped in.
+/// Checked before anything is locked or opened.
+pub struct Chosen<'m> {
+    pub named: Vec<&'m SecretSpec>,
+    pub value: Option<SecretValue>,
+    age: Option<(Duration, String)>,
+    policy: bool,
+}
+
+impl Selection<'_> {
+    pub fn choose<'m>(&self, project: &'m Project) -> Result<Chosen<'m>> {
+        if self.names.is_empty() && !self.all && self.older_than.is_none() && !self.due {
+            return Err(Error::Usage(
+                "rotate: name the secrets to rotate, or pass --all, --due or --older-than AGE"
+                    .into(),
+            ));
+        }
+        let age = self
+            .older_than
+            .map(|a| Ok::<_, Error>((parse_age(a)?, a.trim().to_string())))
+            .transpose()?;
+        let named = if self.names.is_empty() {
+            all_rotatable(project)
+        } else {
+            resolve_names(project, self.names)?
+        };
+        if self.value_stdin
+            && (named.len() != 1 || self.all || self.older_than.is_some() || self.due)
+        {
+            return Err(Error::Usage(
+                "--value-stdin takes exactly one named secret (not --all, --due or --older-than)"
+                    .into(),
+            ));
+        }
+        let value = if self.value_stdin {
+            Some(read_value(std::io::stdin().lock())?)
+        } else {
+            None
+        };
+        Ok(Chosen {
+            named,
+            value,
+            age,
+            policy: self.due,
+        })
+    }
+}
+
+impl<'m> Chosen<'m> {
+    /// The chosen secrets that are due: with `--older-than`, those rotated longer ago (or
+    /// never); with `--due`, those their rotation policy says are due; the others reported
+    /// `not-due`. Else all of them.
+    pub async fn due(
+        &self,
+        store: &dyn SecretStore,
+        runtime: Option<&RuntimeDir>,
+        report: &mut crate::output::Report,
+    ) -> Result<Vec<&'m SecretSpec>> {
+        if self.policy {
+            return by_policy(store, self.named.clone(), runtime, report).await;
+        }
+        let Some((age, written)) = &self.age else {
+            return Ok(self.named.clone());
+        };
+        let rotated = last_rotated(store, &self.named, runtime).await?;
+        let due = older_than(self.named.clone(), &rotated, *age, crate::clock::unix_now());
+        for spec in self
+            .named
+            .iter()
+            .filter(|s| !due.iter().any(|d| d.name == s.name))
+        {
+            report.push(
+                crate::output::ReportItem::new(&spec.name, "not-due")
+                    .with_detail(format!("rotated less than {written} ago")),
+            );
+        }
+        Ok(due)
+    }
+}
+
 /// Find each name by Compose name, vault name or `.env` key; an unknown name is a usage error.
 pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&'m SecretSpec>> {
     let mut out: Vec<&SecretSpec> = Vec::new();
@@ -132,34 +223,16 @@ pub fn older_than<'m>(
         .collect()
 }
 
-/// Narrow the named secrets to what `--older-than AGE` (`age`, with its text) or `--due`
-/// selects; each one left out gets a `not-due` line. Neither: all of them.
-pub async fn narrow<'m>(
+/// The secrets `--due` rotates: a `rotate-every` whose period has passed since the value
+/// was set (or no record of when), or a version whose `exp` has passed. The others with a
+/// policy get a `not-due` line; those without one are left out.
+async fn by_policy<'m>(
     store: &dyn SecretStore,
     named: Vec<&'m SecretSpec>,
     runtime: Option<&RuntimeDir>,
-    age: Option<(Duration, &str)>,
-    due: bool,
     report: &mut Report,
 ) -> Result<Vec<&'m SecretSpec>> {
     let now = crate::clock::unix_now();
-    if let Some((age, text)) = age {
-        let rotated = last_rotated(store, &named, runtime).await?;
-        let kept = older_than(named.clone(), &rotated, age, now);
-        for spec in named
-            .iter()
-            .filter(|s| !kept.iter().any(|d| d.name == s.name))
-        {
-            report.push(
-                ReportItem::new(&spec.name, "not-due")
-                    .with_detail(format!("rotated less than {text} ago")),
-            );
-        }
-        return Ok(kept);
-    }
-    if !due {
-        return Ok(named);
-    }
     let with_policy: Vec<&SecretSpec> = named
         .iter()
         .copied()

@@ -227,6 +227,7 @@ impl Fixture {
                 hook_timeout: Duration::from_secs(20),
                 hook_dir: self.dir.path().to_path_buf(),
                 rotated_by: "tester@host".into(),
+                shown_from: PathBuf::from("/"),
             },
             swarm: None,
             runtime,
@@ -564,6 +565,7 @@ async fn the_dry_run_plan_names_containers_in_order() {
         hook_timeout: Duration::from_secs(1),
         hook_dir: PathBuf::new(),
         rotated_by: String::new(),
+        shown_from: PathBuf::from("/"),
     };
     let items = describe(&f.plan(), &settings, "memory", false);
     let text: Vec<String> = items

@@ -16,7 +16,7 @@ use super::{step, Applied, Session, SyncRequest};
 use crate::audit::Outcome;
 use crate::context::Context;
 use crate::error::{exit, Error, Result};
-use crate::output::{short_version, Reporter};
+use crate::output::{printable, short_version, Reporter};
 
 /// Jitter on every wait: ±10 %.
 const JITTER: f64 = 0.1;
@@ -205,8 +205,9 @@ impl Log<'_> {
             );
         } else {
             eprintln!(
-                "{} compose-secrets sync: {message}",
-                crate::clock::now_rfc3339()
+                "{} compose-secrets sync: {}",
+                crate::clock::now_rfc3339(),
+                printable(message)
             );
         }
     }
@@ -243,7 +244,7 @@ impl Log<'_> {
         if let Some(e) = &applied.error {
             line.push_str(&format!("; {e}"));
         }
-        println!("{line}");
+        println!("{}", printable(&line));
     }
 
     fn backoff(&self, error: &Error, wait: Duration, failures: u32) {
@@ -260,8 +261,9 @@ impl Log<'_> {
             );
         } else {
             eprintln!(
-                "{} compose-secrets sync: step failed ({failures} in a row): {error}; backing off, next try in {}; files and containers are left as they are",
+                "{} compose-secrets sync: step failed ({failures} in a row): {}; backing off, next try in {}; files and containers are left as they are",
                 crate::clock::now_rfc3339(),
+                printable(&error.to_string()),
                 human_rounded(wait)
             );
         }

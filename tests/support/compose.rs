@@ -233,3 +233,18 @@ pub fn run_bounded(mut cmd: Command, bound: Duration) -> Result<Ran, String> {
         stderr: read(&err_path),
     })
 }
+
+/// A `PATH` on which `docker-compose` is Compose v2 (a temp dir holding a link to it, first),
+/// so that `verify`'s cross-check runs whatever the machine's own `PATH` holds; with the
+/// docker CLI plugin, the `PATH` as it is. `None` (after a SKIPPED line) only under
+/// `COMPOSE_SECRETS_SKIP_COMPOSE_V2=1`.
+pub fn path_with_compose_v2(test: &str) -> Option<(tempfile::TempDir, String)> {
+    let compose = compose_v2_or_skip(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let mut path = std::env::var("PATH").unwrap_or_default();
+    if compose.prefix.is_empty() {
+        std::os::unix::fs::symlink(&compose.program, dir.path().join("docker-compose")).unwrap();
+        path = format!("{}:{path}", dir.path().display());
+    }
+    Some((dir, path))
+}

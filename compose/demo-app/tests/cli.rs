@@ -121,6 +121,8 @@ fn serves_fingerprints_and_exits_cleanly_on_sigterm() {
     let (status, body) = get(port, "/health");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"db-password\":\"sha256:"), "{body}");
+    // `curl -s .../health` leaves the shell prompt on a line of its own.
+    assert!(body.ends_with("}\n"), "{body:?}");
     assert!(!body.contains("correct horse"));
     assert!(healthcheck(port));
     assert_eq!(get(port, "/nope").0, 404);
@@ -152,6 +154,7 @@ fn missing_and_rejected_secrets_answer_503() {
     );
     let (status, body) = get(port, "/health");
     assert_eq!(status, 503, "{body}");
+    assert!(body.ends_with("}\n"), "{body:?}");
     assert!(body.contains("\"missing\":[\"b\"]"), "{body}");
     assert!(body.contains("\"rejected\":[\"a\"]"), "{body}");
     assert!(!body.contains("BAD-value"));
@@ -218,6 +221,10 @@ fn the_proxy_forwards_and_answers_502_without_upstream() {
     let mut proxy = spawn_proxy(format!("localhost:{upstream_port}"));
     let (status, body) = get(proxy_port, "/health");
     assert_eq!(status, 200, "{body}");
+    assert!(
+        body.ends_with("}\n"),
+        "the proxy keeps the newline: {body:?}"
+    );
     assert!(body.contains("\"k\":\"sha256:"), "{body}");
     proxy.signal("TERM");
     assert!(proxy.wait_exit(Duration::from_secs(2)).success());

@@ -1,0 +1,284 @@
+//! The chain, its head, key hand-overs and the log's file under attack.
+use super::*;
+use crate::secret::SecretValue;
+
+fn event(n: usize) -> AuditEvent {
+    AuditEvent {
+        action: Action::Rotate,
+        secret: Secrets::One(format!("secret-{n}")),
+        old_version: Versions::One(Some(format!("v{n}"))),
+        new_version: Versions::One(Some(format!("v{}", n + 1))),
+        services_restarted: vec!["app-1".into()],
+        health: HealthResult::Passed,
+        outcome: Outcome::Ok,
+        hook: None,
+        error: None,
+    }
+}
+
+fn runtime() -> (tempfile::TempDir, RuntimeDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = RuntimeDir::open(&dir.path().join(".runtime"), true)
+        .unwrap()
+        .unwrap();
+    (dir, runtime)
+}
+
+fn local(runtime: &RuntimeDir) -> AuditKey {
+    AuditKey::local(runtime, true).unwrap().unwrap()
+}
+
+fn signing(value: &str) -> AuditKey {
+    AuditKey::from_signing_secret(&SecretValue::new(value.into()))
+}
+
+/// Three lines appended with the local key; returns the head.
+fn three_lines(runtime: &RuntimeDir) -> AuditHead {
+    let mut log = AuditLog::new(runtime, local(runtime));
+    let mut head = None;
+    for n in 0..3 {
+        head = Some(log.append(&event(n), head.as_ref()).unwrap());
+    }
+    head.unwrap()
+}
+
+fn log_text(runtime: &RuntimeDir) -> String {
+    std::fs::read_to_string(runtime.file(AUDIT_LOG)).unwrap()
+}
+
+fn write_log(runtime: &RuntimeDir, text: &str) {
+    std::fs::write(runtime.file(AUDIT_LOG), text).unwrap();
+}
+
+#[test]
+fn three_lines_verify_and_the_files_are_private() {
+    let (_dir, runtime) = runtime();
+    let head = three_lines(&runtime);
+    assert_eq!(head.lines, 3);
+    let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&head)).unwrap();
+    assert_eq!(report.lines, 3);
+    assert!(report.ok(), "{report:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |n: &str| {
+        std::fs::metadata(runtime.file(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(AUDIT_LOG), 0o600);
+    assert_eq!(mode(crate::files::runtime_dir::AUDIT_KEY), 0o600);
+    let first: serde_json::Value =
+        serde_json::from_str(log_text(&runtime).lines().next().unwrap()).unwrap();
+    assert_eq!(first["prev"], "");
+    assert_eq!(first["key"], "local");
+    assert_eq!(first["action"], "rotate");
+    assert_eq!(first["health"], "passed");
+}
+
+#[test]
+fn an_edited_byte_names_its_line() {
+    let (_dir, runtime) = runtime();
+    three_lines(&runtime);
+    let text = log_text(&runtime);
+    let edited = text.replacen("secret-1", "secret-X", 1);
+    assert_ne!(text, edited);
+    write_log(&runtime, &edited);
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.first_bad_line, Some(2), "{report:?}");
+}
+
+#[test]
+fn a_deleted_line_is_detected() {
+    let (_dir, runtime) = runtime();
+    three_lines(&runtime);
+    let text = log_text(&runtime);
+    let lines: Vec<&str> = text.lines().collect();
+    write_log(&runtime, &format!("{}\n{}\n", lines[0], lines[2]));
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.first_bad_line, Some(2), "{report:?}");
+    write_log(&runtime, &format!("{}\n{}\n", lines[1], lines[2]));
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.first_bad_line, Some(1), "{report:?}");
+}
+
+#[test]
+fn truncating_emptying_or_deleting_the_log_is_caught_by_the_head() {
+    let (_dir, runtime) = runtime();
+    let head = three_lines(&runtime);
+    let key = [local(&runtime)];
+    let text = log_text(&runtime);
+    let lines: Vec<&str> = text.lines().collect();
+    write_log(&runtime, &format!("{}\n{}\n", lines[0], lines[1]));
+    let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+    assert!(report.first_bad_line.is_none(), "what is left chains");
+    assert_eq!(
+        report.head,
+        HeadStatus::Truncated {
+            lines: 2,
+            expected: 3
+        }
+    );
+    assert!(!report.ok());
+    write_log(&runtime, "");
+    let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+    assert!(matches!(
+        report.head,
+        HeadStatus::Truncated { lines: 0, .. }
+    ));
+    std::fs::remove_file(runtime.file(AUDIT_LOG)).unwrap();
+    let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+    assert_eq!(report.head, HeadStatus::Deleted { expected: 3 });
+    assert!(!report.ok());
+    // A log ahead of the head (a run killed after appending, before saving state) is fine.
+    write_log(&runtime, &text);
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    log.append(&event(9), Some(&head)).unwrap();
+    let report = verify_log(Some(&runtime), &key, Some(&head)).unwrap();
+    assert_eq!(report.head, HeadStatus::Matches);
+    assert!(report.ok(), "{report:?}");
+}
+
+#[test]
+fn a_wrong_key_or_a_forged_key_id_fails() {
+    let (_dir, runtime) = runtime();
+    three_lines(&runtime);
+    let report = verify_log(Some(&runtime), &[signing("another-key")], None).unwrap();
+    assert_eq!(report.first_bad_line, Some(1), "{report:?}");
+    // A line signed with another key but claiming ours: the mac check catches it.
+    let attacker = signing("attacker");
+    let mut line: serde_json::Value = serde_json::from_str(&signed_line(
+        &attacker,
+        &event(9),
+        "",
+        "2025-01-01T00:00:00Z",
+    ))
+    .unwrap();
+    line["key_id"] = local(&runtime).id().into();
+    write_log(&runtime, &format!("{}\n", canonical(&line)));
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.first_bad_line, Some(1));
+}
+
+#[test]
+fn twelve_signing_key_rotations_verify_with_the_last_key_alone() {
+    let (_dir, runtime) = runtime();
+    let mut log = AuditLog::new(&runtime, signing("key-0"));
+    let mut head = Some(log.append(&event(0), None).unwrap());
+    for n in 1..=12 {
+        log.change_key(signing(&format!("key-{n}")));
+        head = Some(log.append(&event(n), head.as_ref()).unwrap());
+    }
+    let head = head.unwrap();
+    assert_eq!(
+        head.lines,
+        1 + 12 * 2,
+        "each change adds its key-rotation line"
+    );
+    let report = verify_log(Some(&runtime), &[signing("key-12")], Some(&head)).unwrap();
+    assert!(report.ok(), "{report:?}");
+    let text = log_text(&runtime);
+    for n in 0..12 {
+        assert!(!text.contains(&format!("key-{n}")), "no key in clear");
+    }
+    // Without the current key nothing before it can be checked.
+    let report = verify_log(Some(&runtime), &[signing("key-11")], Some(&head)).unwrap();
+    assert!(!report.ok());
+}
+
+#[test]
+fn an_intent_without_an_outcome_is_pending() {
+    let (_dir, runtime) = runtime();
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let intent = AuditEvent {
+        outcome: Outcome::Intent,
+        ..event(1)
+    };
+    log.append(&intent, None).unwrap();
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.pending, vec![(1, "secret-1".to_string())]);
+    log.append(&event(1), None).unwrap();
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert!(report.pending.is_empty());
+}
+
+#[test]
+fn a_torn_last_line_is_reported_and_appends_continue() {
+    let (_dir, runtime) = runtime();
+    three_lines(&runtime);
+    let mut text = log_text(&runtime);
+    text.push_str("{\"trunc");
+    write_log(&runtime, &text);
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    log.append(&event(5), None).unwrap();
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert_eq!(report.lines, 5);
+    assert_eq!(report.first_bad_line, Some(4));
+}
+
+#[test]
+fn a_line_over_eight_kilobytes_still_chains_the_next_one() {
+    let (_dir, runtime) = runtime();
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let names: Vec<String> = (0..400).map(|i| format!("secret-number-{i:04}")).collect();
+    let big = AuditEvent {
+        action: Action::Load,
+        secret: Secrets::Many(names.clone()),
+        old_version: Versions::PerSecret(names.iter().map(|n| (n.clone(), None)).collect()),
+        new_version: Versions::PerSecret(
+            names
+                .iter()
+                .map(|n| (n.clone(), Some("v".repeat(32))))
+                .collect(),
+        ),
+        ..event(0)
+    };
+    let head = log.append(&big, None).unwrap();
+    assert!(log_text(&runtime).len() > 20 * 1024);
+    let head = log.append(&event(1), Some(&head)).unwrap();
+    let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&head)).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.lines, 2);
+}
+
+#[test]
+fn a_symlinked_or_fifo_log_is_an_error_not_an_empty_chain() {
+    let (dir, runtime) = runtime();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, runtime.file(AUDIT_LOG)).unwrap();
+    assert!(verify_log(Some(&runtime), &[local(&runtime)], None).is_err());
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    assert!(log.append(&event(0), None).is_err());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn load_events_list_secrets_and_versions() {
+    let (_dir, runtime) = runtime();
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let event = AuditEvent {
+        action: Action::Load,
+        secret: Secrets::Many(vec!["a".into(), "b".into()]),
+        old_version: Versions::PerSecret(BTreeMap::from([("a".into(), None)])),
+        new_version: Versions::PerSecret(BTreeMap::from([("a".into(), Some("v1".into()))])),
+        services_restarted: vec![],
+        health: HealthResult::Skipped,
+        outcome: Outcome::Ok,
+        hook: None,
+        error: None,
+    };
+    log.append(&event, None).unwrap();
+    let v: serde_json::Value = serde_json::from_str(log_text(&runtime).trim()).unwrap();
+    assert_eq!(v["secret"], serde_json::json!(["a", "b"]));
+    assert_eq!(v["new_version"]["a"], "v1");
+    assert_eq!(v["action"], "load");
+}
+
+#[test]
+fn timestamps_round_trip() {
+    let now = now_rfc3339();
+    assert!(now.ends_with('Z'), "{now}");
+    assert!(parse_rfc3339(&now).is_some());
+    assert_eq!(parse_rfc3339("1970-01-01T00:01:00Z"), Some(60));
+}
