@@ -73,7 +73,9 @@ def kv_env(emu, extra=None):
 def project_with(n, directory=None):
     project = directory or tempfile.mkdtemp(prefix="cs-bench-sync-")
     with open(os.path.join(project, "compose.yaml"), "w") as f:
-        f.write("secrets:\n")
+        # One service (not running) uses them: a secret no service uses is skipped.
+        names = ", ".join(f"bench-{i:04d}" for i in range(n))
+        f.write(f"services:\n  app:\n    image: x\n    secrets: [{names}]\nsecrets:\n")
         for i in range(n):
             f.write(f"  bench-{i:04d}:\n    file: ./.runtime/secrets/bench-{i:04d}\n")
     return project
@@ -187,7 +189,8 @@ def bench_propagation(latency_ms, repeat, interval):
     watcher = None
     try:
         with open(os.path.join(host_a, "compose.yaml"), "w") as f:
-            f.write("secrets:\n  s1:\n    file: ./.runtime/secrets/s1\n    x-compose-secrets: {generator: 'hex:24'}\n")
+            f.write("services:\n  app:\n    image: x\n    secrets: [s1]\n"
+                    "secrets:\n  s1:\n    file: ./.runtime/secrets/s1\n    x-compose-secrets: {generator: 'hex:24'}\n")
         with open(os.path.join(host_b, "compose.yaml"), "w") as f:
             f.write(f"""services:
   app:

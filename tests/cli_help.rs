@@ -66,6 +66,11 @@ fn rotate_help() {
 }
 
 #[test]
+fn sync_help() {
+    insta::assert_snapshot!("help_sync", help(&["sync"]));
+}
+
+#[test]
 fn verify_help() {
     insta::assert_snapshot!("help_verify", help(&["verify"]));
 }

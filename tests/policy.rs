@@ -12,7 +12,11 @@ use crate::harness::{Project, Run};
 
 const DAY: i64 = 86_400;
 
-const COMPOSE: &str = r#"secrets:
+const COMPOSE: &str = r#"services:
+  app:
+    image: x
+    secrets: [fresh, soon, overdue, expired, plain]
+secrets:
   fresh:
     file: ./.runtime/secrets/fresh
     x-compose-secrets: {rotate-every: 90d}

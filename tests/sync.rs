@@ -25,11 +25,15 @@ fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
     run
 }
 
-/// `n` standalone file secrets `bench-0000`… (the emulator's `--seed-count` names; no
-/// service, so nothing to restart).
+/// `n` file secrets `bench-0000`… (the emulator's `--seed-count` names) of one service that
+/// is not running.
 fn secrets_project(n: usize) -> Project {
     let p = Project::empty();
-    let mut yaml = String::from("secrets:\n");
+    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
+    let mut yaml = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
     for i in 0..n {
         yaml.push_str(&format!(
             "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"
