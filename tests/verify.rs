@@ -803,8 +803,8 @@ mod docker {
 
 /// `verify` asks Docker Compose v2 for `config` with the same flags and fails on any
 /// difference in what decides secrets; a Compose that refuses the project is a warning, and
-/// without Compose v2 the check says it was skipped. A stand-in `docker-compose` on `PATH`
-/// plays Compose here, so each answer is certain.
+/// without Compose v2 the check says it was skipped. A stand-in `docker-compose`, named by
+/// `COMPOSE_SECRETS_COMPOSE`, plays Compose here, so each answer is certain.
 #[test]
 fn the_model_is_cross_checked_against_compose_v2() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -816,17 +816,11 @@ fn the_model_is_cross_checked_against_compose_v2() {
     p.write(".env", "A=aaaaaaaa\n");
     p.cmd(&["load"]).run().success();
     let bin = tempfile::tempdir().unwrap();
-    let fake = |name: &str, script: &str| {
-        let path = bin.path().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = bin.path().join("docker-compose");
+    let write_fake = |script: &str| {
+        std::fs::write(&fake, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
-    fake("docker", "exit 1");
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let name = p
         .dir
         .path()
@@ -840,11 +834,16 @@ fn the_model_is_cross_checked_against_compose_v2() {
             "case \"$*\" in *version*) echo 2.99.0 ;; *) cat <<'EOF'\n{{\"name\": \"{name}\", \"services\": {{\"app\": {{\"secrets\": [{{\"source\": \"a\", \"target\": \"/run/secrets/a\"}}]}}}}, \"secrets\": {{\"a\": {{\"file\": \"{file}\"}}}}}}\nEOF\n;; esac"
         )
     };
-    let verify = || p.cmd(&["verify", "--no-docker"]).env("PATH", &path).run();
+    let verify = |compose: &str| {
+        p.cmd(&["verify", "--no-docker"])
+            .env("COMPOSE_SECRETS_COMPOSE", compose)
+            .run()
+    };
+    let fake_path = fake.display().to_string();
     let a = p.path("a.txt").display().to_string();
 
-    fake("docker-compose", &config(&a));
-    let out = verify();
+    write_fake(&config(&a));
+    let out = verify(&fake_path);
     assert!(
         out.stdout
             .contains("the model matches `docker-compose 2.99.0 config`"),
@@ -852,8 +851,8 @@ fn the_model_is_cross_checked_against_compose_v2() {
         out.stdout
     );
 
-    fake("docker-compose", &config("/elsewhere/a.txt"));
-    let out = verify().code(1);
+    write_fake(&config("/elsewhere/a.txt"));
+    let out = verify(&fake_path).code(1);
     assert!(
         out.stdout
             .contains("secret a: Compose has {\"file\":\"/elsewhere/a.txt\"}"),
@@ -861,11 +860,10 @@ fn the_model_is_cross_checked_against_compose_v2() {
         out.stdout
     );
 
-    fake(
-        "docker-compose",
+    write_fake(
         "case \"$*\" in *version*) echo 2.99.0 ;; *) echo 'service \"app\" refers to undefined volume' >&2; exit 15 ;; esac",
     );
-    let out = verify();
+    let out = verify(&fake_path);
     let line = out
         .stdout
         .lines()
@@ -876,16 +874,21 @@ fn the_model_is_cross_checked_against_compose_v2() {
         "{line}"
     );
 
-    fake(
-        "docker-compose",
-        "echo 'docker-compose version 1.29.2'; exit 0",
-    );
-    let out = verify();
+    write_fake("echo 'docker-compose version 1.29.2'; exit 0");
+    let out = verify(&fake_path);
     assert!(
-        out.stdout.contains("Docker Compose v2 not found"),
+        out.stdout.contains("is not Docker Compose v2"),
         "{}",
         out.stdout
     );
+
+    let out = verify("none");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("COMPOSE_SECRETS_COMPOSE=none"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(line.starts_with("SKIP"), "{line}");
 }
 
 /// With the real Compose v2, the cross-check passes on a project using the features the

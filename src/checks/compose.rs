@@ -9,14 +9,17 @@ use crate::compose::reference::{differences, view_of_config, view_of_project, Co
 
 pub fn check_compose_model(f: &mut Findings, project: &Project, cwd: &Path, flags: &[OsString]) {
     let subject = format!("project {}", project.name);
-    let Some(compose) = ComposeV2::find() else {
-        f.add(
-            Status::Skip,
-            "compose",
-            subject,
-            "Docker Compose v2 not found (`docker compose`, `docker-compose`): the model was not cross-checked",
-        );
-        return;
+    let compose = match ComposeV2::find() {
+        Ok(compose) => compose,
+        Err(why) => {
+            f.add(
+                Status::Skip,
+                "compose",
+                subject,
+                format!("{why}: the model was not cross-checked"),
+            );
+            return;
+        }
     };
     let config = match compose.config(cwd, flags) {
         Ok(config) => config,

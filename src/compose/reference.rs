@@ -4,7 +4,7 @@
 //! interpolated environments) is parsed, never printed.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,52 +12,100 @@ use serde_json::{json, Value};
 
 use super::{Project, SecretSource};
 
+/// Names the Compose v2 binary to compare with, or `none` to turn the cross-check off.
+pub const SETTING: &str = "COMPOSE_SECRETS_COMPOSE";
+
 /// `config` on a large project takes well under a second; a hung one must not hang verify.
 const CONFIG_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A Compose v2 found on this machine.
 pub struct ComposeV2 {
-    program: &'static str,
-    prefix: &'static [&'static str],
-    pub version: String,
+    program: PathBuf,
+    /// How the user knows it: `docker compose` (the CLI plugin) or `docker-compose <version>`.
+    name: String,
 }
 
+/// Where the docker CLI looks for plugins after `$DOCKER_CONFIG/cli-plugins` (or
+/// `~/.docker/cli-plugins`), in its order.
+const SYSTEM_PLUGIN_DIRS: [&str; 4] = [
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+];
+
 impl ComposeV2 {
-    /// `docker compose` (the CLI plugin), else a standalone `docker-compose`, when it reports
-    /// version 2 or later; `None` otherwise (v1 is not a reference: it resolves differently).
-    pub fn find() -> Option<ComposeV2> {
-        [("docker", &["compose"][..]), ("docker-compose", &[][..])]
-            .into_iter()
-            .find_map(|(program, prefix)| {
-                let out = Command::new(program)
-                    .args(prefix)
-                    .args(["version", "--short"])
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::null())
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())?;
-                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                let major = version.trim_start_matches('v').split('.').next()?;
-                (major.parse::<u32>().ok()? >= 2).then_some(ComposeV2 {
-                    program,
-                    prefix,
-                    version,
-                })
+    /// The Compose v2 to compare with: `COMPOSE_SECRETS_COMPOSE` when set (a path, or `none`
+    /// to turn the cross-check off); else the docker CLI's compose plugin (always v2; run
+    /// directly, as it also runs standalone, which spares starting the docker CLI); else a
+    /// standalone `docker-compose` on `PATH` that reports version 2 or later. `Err` says why
+    /// there is none: v1 resolves projects differently, so it is no reference (a v1 that is
+    /// a Python script is recognised without running it).
+    pub fn find() -> Result<ComposeV2, String> {
+        if let Some(chosen) = std::env::var_os(SETTING).filter(|v| !v.is_empty()) {
+            if chosen == "none" {
+                return Err(format!("{SETTING}=none"));
+            }
+            let program = PathBuf::from(chosen);
+            return Self::standalone(program.clone()).ok_or_else(|| {
+                format!("{SETTING}={} is not Docker Compose v2", program.display())
+            });
+        }
+        let config_dir = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+        let plugin = config_dir
+            .iter()
+            .map(|d| d.join("cli-plugins"))
+            .chain(SYSTEM_PLUGIN_DIRS.iter().map(PathBuf::from))
+            .map(|d| d.join("docker-compose"))
+            .find(|p| is_executable(p));
+        if let Some(program) = plugin {
+            return Ok(ComposeV2 {
+                program,
+                name: "docker compose".into(),
+            });
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|d| d.join("docker-compose"))
+            .filter(|p| is_executable(p) && !is_python_script(p))
+            .find_map(Self::standalone)
+            .ok_or_else(|| {
+                "Docker Compose v2 not found (`docker compose`, `docker-compose`)".into()
             })
     }
 
-    pub fn describe(&self) -> String {
-        let mut words = vec![self.program];
-        words.extend(self.prefix);
-        format!("{} {}", words.join(" "), self.version)
+    /// `program` when it answers `version --short` with 2 or later.
+    fn standalone(program: PathBuf) -> Option<ComposeV2> {
+        let out = Command::new(&program)
+            .args(["version", "--short"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let major = version.trim_start_matches('v').split('.').next()?;
+        (major.parse::<u32>().ok()? >= 2).then(|| ComposeV2 {
+            name: format!(
+                "{} {version}",
+                program
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
+            program,
+        })
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.name
     }
 
     /// `config --format json` run in `cwd` with the user's Compose flags; `Err` carries
     /// Compose's own first error line.
     pub fn config(&self, cwd: &Path, flags: &[OsString]) -> Result<Value, String> {
-        let mut child = Command::new(self.program)
-            .args(self.prefix)
+        let mut child = Command::new(&self.program)
             .args(flags)
             .args(["config", "--format", "json"])
             .current_dir(cwd)
@@ -92,6 +140,22 @@ impl ComposeV2 {
         }
         serde_json::from_slice(&out.stdout).map_err(|e| format!("unreadable output: {e}"))
     }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Compose v1 as Debian and pip install it is a Python script; v2 is a static binary.
+fn is_python_script(path: &Path) -> bool {
+    let mut head = [0u8; 64];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    else {
+        return false;
+    };
+    let first_line = head[..n].split(|&b| b == b'\n').next().unwrap_or_default();
+    first_line.starts_with(b"#!") && first_line.windows(6).any(|w| w == b"python")
 }
 
 /// What decides secrets in Compose's printed project: its name, the secrets it keeps (file,
