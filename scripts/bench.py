@@ -103,6 +103,8 @@ def bench_load(n, latency_ms, repeat, skip_python):
     try:
         names = [f"bench-{i:04d}" for i in range(n)]
         with open(os.path.join(project, "compose.yaml"), "w") as f:
+            # Every secret mounted by a service: one no service uses is left out, as Compose does.
+            f.write("services:\n  app:\n    image: x\n    secrets: [" + ", ".join(names) + "]\n")
             f.write("secrets:\n")
             for name in names:
                 f.write(f"  {name}:\n    file: ./.runtime/secrets/{name}\n")
