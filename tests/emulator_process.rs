@@ -200,6 +200,19 @@ impl Emulator {
         );
     }
 
+    /// Every fault off again (an empty update changes nothing: each field must be zeroed).
+    pub async fn clear_faults(&self) {
+        self.set_faults(serde_json::json!({
+            "fault_429_every": 0,
+            "fault_500_every": 0,
+            "fault_drop_every": 0,
+            "token_endpoint_down": false,
+            "latency_spike_every": 0,
+            "latency_spike_ms": 0,
+        }))
+        .await;
+    }
+
     /// The emulator's output so far, for assertion messages.
     pub fn log(&self) -> String {
         read_log(&self.state_dir.path().join("emulator.log"))

@@ -59,7 +59,7 @@ async fn load_under(faults: serde_json::Value) -> (Project, Emulator, Duration) 
     let started = Instant::now();
     kv(&p, &emulator, &["load"]).run().success();
     let took = started.elapsed();
-    emulator.set_faults(serde_json::json!({})).await;
+    emulator.clear_faults().await;
     (p, emulator, took)
 }
 
@@ -145,6 +145,6 @@ async fn rotate_rides_out_500s_and_vault_and_file_agree() {
     kv(&p, &emulator, &["rotate", "bench-0003", "--no-restart"])
         .run()
         .success();
-    emulator.set_faults(serde_json::json!({})).await;
+    emulator.clear_faults().await;
     assert_converged(&p, &emulator).await;
 }
