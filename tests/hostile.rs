@@ -680,6 +680,15 @@ fn a_read_only_secrets_dir_fails_and_keeps_every_old_value() {
     assert!(out.stderr.contains(".runtime/secrets/a"), "{}", out.stderr);
     assert_no_value_in("read-only", &all_values(), &out.stdout, &out.stderr);
     assert_same_tree("read-only", &before, &tree(p.dir.path()));
+    // A rotation that cannot write the file puts the store back and says the file was never
+    // replaced: a filesystem error (7), not a failed rollback (9).
+    let env_before = p.read_string(".env");
+    let out = run_bounded(p.cmd(&["rotate", "a", "--no-restart"]).cmd);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(!out.stderr.contains("ROLLBACK FAILED"), "{}", out.stderr);
+    assert!(!out.stderr.contains("NEW value"), "{}", out.stderr);
+    assert_eq!(p.read_string(".env"), env_before, ".env holds the value the file holds");
+    assert_eq!(p.read_string(".runtime/secrets/a"), "alpha-old-value-1");
     mnt.remount("rw");
     p.cmd(&["load"]).run().success();
     assert_eq!(p.read_string(".runtime/secrets/b"), "bravo-new-value-2");
