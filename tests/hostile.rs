@@ -687,7 +687,11 @@ fn a_read_only_secrets_dir_fails_and_keeps_every_old_value() {
     assert_eq!(out.code, 7, "{}", out.stderr);
     assert!(!out.stderr.contains("ROLLBACK FAILED"), "{}", out.stderr);
     assert!(!out.stderr.contains("NEW value"), "{}", out.stderr);
-    assert_eq!(p.read_string(".env"), env_before, ".env holds the value the file holds");
+    assert_eq!(
+        p.read_string(".env"),
+        env_before,
+        ".env holds the value the file holds"
+    );
     assert_eq!(p.read_string(".runtime/secrets/a"), "alpha-old-value-1");
     mnt.remount("rw");
     p.cmd(&["load"]).run().success();
