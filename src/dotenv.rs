@@ -438,6 +438,33 @@ mod tests {
         }
     }
 
+    /// `#` starts a comment only after a blank, as in Compose: `KEY=#value` is a value, and
+    /// taking it for an empty one would let `ensure` replace the user's secret.
+    #[test]
+    fn a_hash_right_after_the_equals_sign_is_part_of_the_value() {
+        let env = parse("A=#value\nB=x#y\nC=x #note\nD= #note\n");
+        assert_eq!(env.get("A").unwrap().expose(), "#value");
+        assert_eq!(env.get("B").unwrap().expose(), "x#y");
+        assert_eq!(env.get("C").unwrap().expose(), "x");
+        assert_eq!(env.get("D").unwrap().expose(), "");
+    }
+
+    /// `export` is a keyword only when a blank follows it: `exporter_x` is a key.
+    #[test]
+    fn a_key_that_starts_with_export_keeps_its_name() {
+        let env = parse("exporter_x=1\nexport y=2\nexport\tz=3\nexport_w=4\n");
+        let keys: Vec<&str> = env.keys().collect();
+        assert_eq!(keys, ["exporter_x", "y", "z", "export_w"]);
+        assert_eq!(env.get("exporter_x").unwrap().expose(), "1");
+        assert_eq!(env.get("z").unwrap().expose(), "3");
+        let mut env = env;
+        env.set("y", &SecretValue::new("two".into()));
+        assert_eq!(
+            &*env.render(),
+            "exporter_x=1\nexport y=two\nexport\tz=3\nexport_w=4\n"
+        );
+    }
+
     #[test]
     fn errors_name_the_line() {
         let err = DotEnv::parse(Path::new("x.env"), "A=1\nnot a pair\n")

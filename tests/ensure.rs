@@ -396,3 +396,35 @@ fn an_environment_secret_set_in_the_process_environment_is_kept_there() {
         .stdout_has("from the process environment");
     assert!(!p.read_string(".env").contains("SOME_SECRET"));
 }
+
+/// Root rewriting a `.env` that belongs to the developer (`sudo make ensure-secrets`) leaves
+/// it theirs: a root-owned `.env` would lock them out of their own file. Also when only the
+/// group differs. As another user, the file is theirs already and stays so.
+#[test]
+fn a_rewritten_env_keeps_its_owner() {
+    let p = Project::demo();
+    p.cmd(&["ensure"]).run().success();
+    let owners: &[(u32, u32)] = if crate::harness::is_root() {
+        &[(4242, 4343), (0, 4343)]
+    } else {
+        eprintln!(
+            "ensure::a_rewritten_env_keeps_its_owner: not root, so only the running user's own .env is rewritten"
+        );
+        &[]
+    };
+    for &(uid, gid) in owners {
+        std::os::unix::fs::chown(p.path(".env"), Some(uid), Some(gid)).unwrap();
+        let before = p.env_value("FLASK_SECRET_KEY");
+        p.cmd(&["ensure", "--force", "flask-secret-key"])
+            .run()
+            .success();
+        assert_ne!(p.env_value("FLASK_SECRET_KEY"), before, "rewritten");
+        assert_eq!(p.owner(".env"), (uid, gid), "the owner is kept");
+        assert_eq!(p.mode(".env"), 0o600);
+    }
+    let mine = p.owner(".env");
+    p.cmd(&["ensure", "--force", "flask-secret-key"])
+        .run()
+        .success();
+    assert_eq!(p.owner(".env"), mine);
+}

@@ -391,3 +391,40 @@ fn verify_names_a_stale_container_and_a_value_leaked_into_a_container_env() {
     let (code, c) = checks(stack.cmd(&["verify", "--json"]));
     assert_eq!(code, 0, "{c:#?}");
 }
+
+/// Two Compose projects on one host with the same service name, `app`, both using a secret
+/// named `s1`: rotating in one restarts only that project's container. The other keeps
+/// running, on its own value, with its StartedAt unchanged.
+#[test]
+fn a_same_named_service_in_another_project_is_not_restarted() {
+    if !ready("rotate_docker::a_same_named_service_in_another_project_is_not_restarted") {
+        return;
+    }
+    let (mine, theirs) = (Project::empty(), Project::empty());
+    let stacks: Vec<Stack<'_>> = [(&mine, "mine"), (&theirs, "theirs")]
+        .into_iter()
+        .map(|(p, tag)| {
+            p.write(".env.demo", "S1=\n");
+            let stack = Stack::write(p, tag);
+            stack.cmd(&["ensure"]).run().success();
+            stack.cmd(&["load"]).run().success();
+            stack.up();
+            stack
+        })
+        .collect();
+    let (started_mine, started_theirs) = (stacks[0].started_at(), stacks[1].started_at());
+    let their_value = theirs.env_value("S1");
+
+    stacks[0].cmd(&["rotate", "s1"]).run().success();
+    assert_ne!(stacks[0].started_at(), started_mine, "ours restarted");
+    assert_eq!(
+        stacks[1].started_at(),
+        started_theirs,
+        "the other project's `app` was not touched"
+    );
+    assert_eq!(stacks[1].inspect("{{.State.Running}}"), "true");
+    assert_eq!(
+        stacks[1].fingerprint_seen(),
+        fingerprint(their_value.as_bytes())
+    );
+}

@@ -384,6 +384,73 @@ fn a_tampered_audit_log_fails() {
     assert_eq!(verify(&p, &[]).0, 0);
 }
 
+/// A log that cannot be read is never "intact, 0 lines": a symlink in its place, or a
+/// directory (read fails with EISDIR, as a log without read permission does for non-root),
+/// is a FAIL naming it, and the symlink's target is not touched.
+#[test]
+fn a_symlinked_or_unreadable_audit_log_fails() {
+    let p = loaded();
+    let log = p.read_string(".runtime/audit.log");
+    p.write("elsewhere.log", log.as_bytes());
+    std::fs::remove_file(p.path(".runtime/audit.log")).unwrap();
+    std::os::unix::fs::symlink(p.path("elsewhere.log"), p.path(".runtime/audit.log")).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "audit", "audit.log", "fail");
+    assert_eq!(
+        p.read_string("elsewhere.log"),
+        log,
+        "the target is unchanged"
+    );
+
+    std::fs::remove_file(p.path(".runtime/audit.log")).unwrap();
+    std::fs::create_dir(p.path(".runtime/audit.log")).unwrap();
+    let (code, checks) = verify(&p, &[]);
+    assert_eq!(code, 1);
+    assert_status(&checks, "audit", "audit.log", "fail");
+
+    std::fs::remove_dir(p.path(".runtime/audit.log")).unwrap();
+    p.write(".runtime/audit.log", log.as_bytes());
+    std::fs::set_permissions(
+        p.path(".runtime/audit.log"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(verify(&p, &[]).0, 0, "the log put back verifies");
+}
+
+/// A `load` of 80 secrets writes one audit line far over 8 KiB; the next append must still
+/// chain onto it, and `verify` must pass the whole log.
+#[test]
+fn a_load_of_eighty_secrets_then_another_append_still_verifies() {
+    let p = Project::empty();
+    let mut compose = String::from("services:\n  app:\n    image: x\n    secrets:\n");
+    let mut decl = String::from("secrets:\n");
+    let mut template = String::new();
+    for n in 0..80 {
+        compose.push_str(&format!("      - application-secret-number-{n:03}\n"));
+        decl.push_str(&format!(
+            "  application-secret-number-{n:03}:\n    file: .runtime/secrets/application-secret-number-{n:03}\n"
+        ));
+        template.push_str(&format!("APPLICATION_SECRET_NUMBER_{n:03}=\n"));
+    }
+    p.write("compose.yaml", format!("{compose}{decl}"));
+    p.write(".env.demo", template);
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    let first = p.read_string(".runtime/audit.log");
+    let longest = first.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest > 8192, "one line over 8 KiB: longest is {longest}");
+    p.cmd(&["ensure", "--force", "application-secret-number-007"])
+        .run()
+        .success();
+    p.cmd(&["load"]).run().success();
+    let log = p.read_string(".runtime/audit.log");
+    assert!(log.lines().count() > first.lines().count(), "appended");
+    let (_, checks) = verify(&p, &[]);
+    assert_status(&checks, "audit", "audit.log", "pass");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
     use compose_secrets::store::SecretStore as _;

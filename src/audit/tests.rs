@@ -282,3 +282,23 @@ fn timestamps_round_trip() {
     assert!(parse_rfc3339(&now).is_some());
     assert_eq!(parse_rfc3339("1970-01-01T00:01:00Z"), Some(60));
 }
+
+/// A symlink at `audit.key` would let whoever planted it choose the key the chain is signed
+/// with: it is refused for reading and for creating, and its target is left as it was.
+#[test]
+fn a_symlinked_audit_key_is_refused_and_its_target_untouched() {
+    let (dir, runtime) = runtime();
+    let victim = dir.path().join("chosen-key");
+    std::fs::write(&victim, "attacker-chosen-key\n").unwrap();
+    std::os::unix::fs::symlink(&victim, runtime.file(crate::files::runtime_dir::AUDIT_KEY))
+        .unwrap();
+    for create in [false, true] {
+        let err = AuditKey::local(&runtime, create).expect_err("refused");
+        assert!(err.to_string().contains("symlink"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "attacker-chosen-key\n"
+    );
+    assert!(!runtime.file(AUDIT_LOG).exists(), "nothing was logged");
+}

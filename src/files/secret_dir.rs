@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 pub const TEMP_PREFIX: &str = ".compose-secrets.tmp.";
 
 /// Largest secret file we read back: Key Vault values stop at 25 KB.
-const MAX_READ_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_READ_BYTES: u64 = 1024 * 1024;
 
 /// What a temp-file cleanup did.
 #[derive(Debug, Default)]
@@ -257,10 +257,20 @@ impl SecretDir {
         }
         let mut file = File::from(fd);
         let mut contents = Zeroizing::new(Vec::new());
+        // One byte past the limit tells a file at the limit from a longer one: a truncated
+        // read would be taken for the file's value and a rollback would restore it cut short.
         std::io::Read::by_ref(&mut file)
-            .take(MAX_READ_BYTES)
+            .take(MAX_READ_BYTES + 1)
             .read_to_end(&mut contents)
             .map_err(Error::io(&path, "read"))?;
+        if contents.len() as u64 > MAX_READ_BYTES {
+            return Err(Error::config(
+                &path,
+                format!(
+                    "the secret file is larger than {MAX_READ_BYTES} bytes; refusing to read it (no secret is that large)"
+                ),
+            ));
+        }
         Ok(Some(FileState {
             contents,
             mode: st.st_mode & 0o7777,
@@ -587,51 +597,4 @@ const fn libc_s_ifreg() -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_atomically_with_mode() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = SecretDir::open(&tmp.path().join("run/secrets"), true).unwrap();
-        dir.write_atomic("a", b"value", 0o400, Owner::default())
-            .unwrap();
-        let st = dir.read("a").unwrap().unwrap();
-        assert_eq!(&*st.contents, b"value");
-        assert_eq!(st.mode, 0o400);
-        dir.write_atomic("a", b"second", 0o440, Owner::default())
-            .unwrap();
-        assert_eq!(&*dir.read("a").unwrap().unwrap().contents, b"second");
-        assert_eq!(dir.entries().unwrap(), vec!["a".to_string()]);
-        let meta = std::fs::metadata(dir.path()).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-    }
-
-    #[test]
-    fn refuses_symlinks() {
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real");
-        std::fs::create_dir(&real).unwrap();
-        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
-        assert!(matches!(
-            SecretDir::open(&tmp.path().join("link"), true),
-            Err(Error::UnsafePath { .. })
-        ));
-        let dir = SecretDir::open(&real, false).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", real.join("s")).unwrap();
-        assert!(matches!(dir.read("s"), Err(Error::UnsafePath { .. })));
-        assert!(matches!(dir.read("../x"), Err(Error::UnsafePath { .. })));
-    }
-
-    #[test]
-    fn refuses_world_writable_dir() {
-        let tmp = tempfile::tempdir().unwrap();
-        let d = tmp.path().join("s");
-        std::fs::create_dir(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(matches!(
-            SecretDir::open(&d, false),
-            Err(Error::UnsafePath { .. })
-        ));
-    }
-}
+mod tests;

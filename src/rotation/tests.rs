@@ -659,3 +659,83 @@ fn stdin_values() {
     assert!(read_value(&vec![b'a'; MAX_VALUE_BYTES + 1][..]).is_err());
     assert!(read_value(&vec![b'a'; MAX_VALUE_BYTES][..]).is_ok());
 }
+
+/// The first rotation of a secret the store never held: the rollback has no store version to
+/// go back to, so it restores what the containers ran with (the file) as a new version.
+#[tokio::test]
+async fn a_rollback_with_no_previous_store_version_restores_the_files_value() {
+    let mut f = Fixture::new(None).await;
+    f.store = MemoryStore::new();
+    f.engine
+        .unhealthy
+        .lock()
+        .unwrap()
+        .insert("proj-app-1".into(), 1);
+    let mut record = f.rotate(None).await;
+    let error = record.take_error().expect("rolled back");
+    assert!(matches!(error, Error::RolledBack { .. }), "{error}");
+    let versions = f.store.list_versions("s1").await.unwrap();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the failed new version, then the restore"
+    );
+    let failed = versions[0].version.clone().unwrap();
+    let latest = f.latest().await;
+    assert_eq!(latest.value.expose(), OLD);
+    assert_eq!(latest.info.tags.get(tags::ROLLBACK_OF), Some(&failed));
+    assert_eq!(f.file(), OLD);
+}
+
+/// With neither a store version nor a file before the rotation there is nothing to go back
+/// to: the new file is removed, and the failed rollback says the store keeps the new version.
+#[tokio::test]
+async fn a_rollback_with_nothing_before_it_removes_the_file_and_says_what_is_left() {
+    let mut f = Fixture::new(None).await;
+    f.store = MemoryStore::new();
+    std::fs::remove_file(f.secrets_dir().join("s1")).unwrap();
+    f.engine
+        .unhealthy
+        .lock()
+        .unwrap()
+        .insert("proj-app-1".into(), 1);
+    let mut record = f.rotate(None).await;
+    let error = record.take_error().expect("rollback failed");
+    assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
+    assert!(
+        error.to_string().contains("no previous value to restore"),
+        "{error}"
+    );
+    assert!(!f.secrets_dir().join("s1").exists(), "the new file is gone");
+    assert_eq!(f.store.list_versions("s1").await.unwrap().len(), 1);
+}
+
+/// A 25 KB value (Key Vault's largest) survives a rollback byte for byte, in the store and
+/// in the file.
+#[tokio::test]
+async fn a_25_kb_value_comes_back_whole_through_a_rollback() {
+    let f = Fixture::new(None).await;
+    let big: String = (0..25 * 1024)
+        .map(|i| char::from(b'a' + u8::try_from(i % 26).unwrap()))
+        .collect();
+    f.store
+        .set("s1", &SecretValue::new(big.clone()), &BTreeMap::new())
+        .await
+        .unwrap();
+    SecretDir::open(&f.secrets_dir(), false)
+        .unwrap()
+        .write_atomic("s1", big.as_bytes(), 0o400, Owner::default())
+        .unwrap();
+    f.engine
+        .unhealthy
+        .lock()
+        .unwrap()
+        .insert("proj-app-1".into(), 1);
+    let mut record = f.rotate(None).await;
+    assert!(matches!(
+        record.take_error(),
+        Some(Error::RolledBack { .. })
+    ));
+    assert_eq!(f.latest().await.value.expose(), big);
+    assert_eq!(f.file(), big);
+}
