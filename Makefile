@@ -29,7 +29,7 @@ TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,
 
 .PHONY: help bootstrap build ensure-secrets load-secrets verify-secrets rotate-secret \
         rotate-secret-dry quickstart down demo-image skip-demo-image emulator test test-fast \
-        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar
+        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar test-nonroot mutants
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -107,8 +107,14 @@ test: bootstrap build $(TEST_IMAGE) ## The full test suite: unit, integration, e
 test-fast: bootstrap build ## Tests without Docker (prints which were skipped)
 	COMPOSE_SECRETS_SKIP_DOCKER=1 $(WITH_TOOLS) $(CARGO) nextest run --workspace --no-fail-fast
 
-stress: bootstrap build $(TEST_IMAGE) ## Long reliability runs: crash consistency, faults, fuzzing
+test-nonroot: bootstrap build ## The owner-related tests again as an unprivileged user (run as root; uses setpriv)
+	$(WITH_TOOLS) scripts/test-nonroot.sh
+
+stress: bootstrap build $(TEST_IMAGE) ## Long reliability runs: crash consistency, faults, fuzzing, a mutation shard
 	$(WITH_TOOLS) scripts/stress.sh
+
+mutants: bootstrap ## Mutation testing of the safety-critical modules (MODULES="dotenv audit ..."; hours)
+	$(WITH_TOOLS) scripts/mutants.sh $(MODULES)
 
 bench: bootstrap ## Benchmarks side by side with the peers; writes target/bench/*.md
 	$(WITH_TOOLS) scripts/bench.sh
@@ -123,6 +129,7 @@ ci: bootstrap ## What CI runs: fmt --check, clippy -D warnings, the tests
 	$(CARGO) fmt --all -- --check
 	$(MAKE) lint
 	$(MAKE) test
+	$(MAKE) test-nonroot
 
 clean: ## Remove build output and runtime state (not .env)
 	$(CARGO) clean

@@ -8,6 +8,7 @@
 #   CRASH_SEED         replay one crash run        (printed by each crash test)
 #   COMPOSE_SECRETS_RACES  rounds per race test    (default 200)
 #   FUZZ_SECONDS       fuzzing time per target     (default 120)
+#   MUTANTS_SHARD      which eighth of the day's mutation module (default: by date)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -61,6 +62,12 @@ echo "==> fuzz (scripts/fuzz.sh, FUZZ_SECONDS=${FUZZ_SECONDS:-120})"
 if scripts/fuzz.sh >"$LOG_DIR/fuzz.log" 2>&1; then status=ok; else status=FAILED; failed+=(fuzz); fi
 summary+=("$(printf '%-10s %-7s %5ss  %s' fuzz "$status" "$((SECONDS - started))" "$(grep -c 'no crash' "$LOG_DIR/fuzz.log" || true) targets without a crash")")
 grep -E '^fuzz |^stat::number_of_executed_units' "$LOG_DIR/fuzz.log" || true
+
+# A shortened mutation run: one module's shard of the day (scripts/mutants.sh, MUTANTS_SHORT).
+started=$SECONDS
+echo "==> mutants (scripts/mutants.sh, MUTANTS_SHORT=1)"
+if MUTANTS_SHORT=1 MUTANTS_OUT="$LOG_DIR/mutants" scripts/mutants.sh >"$LOG_DIR/mutants.log" 2>&1; then status=ok; else status=FAILED; failed+=(mutants); fi
+summary+=("$(printf '%-10s %-7s %5ss  %s' mutants "$status" "$((SECONDS - started))" "$(grep '^mutants: ' "$LOG_DIR/mutants.log" | tail -1)")")
 
 echo
 echo "== stress summary (CRASH_ITERATIONS=$CRASH_ITERATIONS PROPTEST_CASES=$PROPTEST_CASES)"

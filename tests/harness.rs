@@ -121,6 +121,12 @@ impl Project {
         let mut cmd = Command::new(BIN);
         cmd.args(args).current_dir(self.dir.path());
         scrub(&mut cmd);
+        if !is_root() {
+            // As `make` does for a user who is not root: the demo's files and container are
+            // theirs, since only root may give a file to uid 1000.
+            cmd.env("DEMO_UID", nix_uid().to_string())
+                .env("DEMO_GID", nix_gid().to_string());
+        }
         Run { cmd, stdin: None }
     }
 }
@@ -321,5 +327,11 @@ pub fn is_root() -> bool {
 fn nix_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+fn nix_gid() -> u32 {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
         .unwrap_or(u32::MAX)
 }
