@@ -438,6 +438,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn read_gives_the_files_entries_and_none_when_it_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        assert!(DotEnv::read(&path).unwrap().is_none());
+        std::fs::write(&path, "A=1\n").unwrap();
+        let env = DotEnv::read(&path).unwrap().expect("read");
+        assert_eq!(env.get("A").unwrap().expose(), "1");
+        assert_eq!(env.path(), path);
+    }
+
+    /// A file at the limit (4 MiB) is read; one byte more is refused.
+    #[test]
+    fn the_size_limit_is_four_mebibytes_inclusive() {
+        assert_eq!(MAX_DOTENV_BYTES, 4 * 1024 * 1024);
+        let line = "K=v\n";
+        let mut at_limit = "#".repeat(MAX_DOTENV_BYTES - line.len() - 1);
+        at_limit.push('\n');
+        at_limit.push_str(line);
+        assert_eq!(at_limit.len(), MAX_DOTENV_BYTES);
+        let env = DotEnv::parse_bytes(Path::new(".env"), at_limit.as_bytes()).unwrap();
+        assert_eq!(env.get("K").unwrap().expose(), "v");
+        let over = format!("{at_limit}#");
+        let err = DotEnv::parse_bytes(Path::new(".env"), over.as_bytes())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    /// Bad UTF-8 is reported on the line that holds it.
+    #[test]
+    fn invalid_utf8_names_its_line() {
+        for (bytes, line) in [
+            (&b"\xff=1\n"[..], 1),
+            (&b"A=1\nB=2\nC=\xff\n"[..], 3),
+        ] {
+            let err = DotEnv::parse_bytes(Path::new("x.env"), bytes)
+                .err()
+                .expect("refused");
+            assert_eq!(err.to_string(), format!("x.env:{line}: not valid UTF-8"));
+        }
+    }
+
     /// `#` starts a comment only after a blank, as in Compose: `KEY=#value` is a value, and
     /// taking it for an empty one would let `ensure` replace the user's secret.
     #[test]
