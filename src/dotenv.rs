@@ -449,6 +449,31 @@ mod tests {
         assert_eq!(env.path(), path);
     }
 
+    /// A second `set` of the same key (a rollback after a rotation, in one run) replaces the
+    /// first one's value exactly, whether the key was in the file or appended.
+    #[test]
+    fn setting_a_key_twice_replaces_the_first_value() {
+        let mut env = parse("# c\nA=old # note\nB=x\n");
+        for (key, first, second) in [("A", "first-value", "2"), ("NEW", "n1", "second-value")] {
+            env.set(key, &SecretValue::new(first.into()));
+            env.set(key, &SecretValue::new(second.into()));
+            assert_eq!(env.get(key).unwrap().expose(), second);
+        }
+        assert_eq!(
+            &*env.render(),
+            "# c\nA=2 # note\nB=x\nNEW=second-value\n"
+        );
+    }
+
+    /// Messages point at the key's line, counting comments and blank lines.
+    #[test]
+    fn line_of_is_the_keys_one_based_line() {
+        let env = parse("# c\n\nA=1\nB=2\n");
+        assert_eq!(env.line_of("A"), Some(3));
+        assert_eq!(env.line_of("B"), Some(4));
+        assert_eq!(env.line_of("C"), None);
+    }
+
     /// A file at the limit (4 MiB) is read; one byte more is refused.
     #[test]
     fn the_size_limit_is_four_mebibytes_inclusive() {
