@@ -459,10 +459,7 @@ mod tests {
             env.set(key, &SecretValue::new(second.into()));
             assert_eq!(env.get(key).unwrap().expose(), second);
         }
-        assert_eq!(
-            &*env.render(),
-            "# c\nA=2 # note\nB=x\nNEW=second-value\n"
-        );
+        assert_eq!(&*env.render(), "# c\nA=2 # note\nB=x\nNEW=second-value\n");
     }
 
     /// Messages point at the key's line, counting comments and blank lines.
@@ -495,10 +492,7 @@ mod tests {
     /// Bad UTF-8 is reported on the line that holds it.
     #[test]
     fn invalid_utf8_names_its_line() {
-        for (bytes, line) in [
-            (&b"\xff=1\n"[..], 1),
-            (&b"A=1\nB=2\nC=\xff\n"[..], 3),
-        ] {
+        for (bytes, line) in [(&b"\xff=1\n"[..], 1), (&b"A=1\nB=2\nC=\xff\n"[..], 3)] {
             let err = DotEnv::parse_bytes(Path::new("x.env"), bytes)
                 .err()
                 .expect("refused");

@@ -302,3 +302,53 @@ fn a_symlinked_audit_key_is_refused_and_its_target_untouched() {
     );
     assert!(!runtime.file(AUDIT_LOG).exists(), "nothing was logged");
 }
+
+/// A FIFO or a directory where the log goes is found before anything changes, not at the
+/// first append after a push.
+#[test]
+fn a_log_that_could_not_be_appended_to_is_found_up_front() {
+    let (_dir, runtime) = runtime();
+    let log = AuditLog::new(&runtime, local(&runtime));
+    log.check_appendable().expect("no log yet is fine");
+    three_lines(&runtime);
+    log.check_appendable().expect("a log file is fine");
+    std::fs::remove_file(runtime.file(AUDIT_LOG)).unwrap();
+    nix::unistd::mkfifo(
+        &runtime.file(AUDIT_LOG),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    assert!(log.check_appendable().is_err(), "a FIFO");
+    std::fs::remove_file(runtime.file(AUDIT_LOG)).unwrap();
+    std::fs::create_dir(runtime.file(AUDIT_LOG)).unwrap();
+    assert!(log.check_appendable().is_err(), "a directory");
+}
+
+/// The head in `state.json` saves counting the log, but only when it is the log's own last
+/// line: a stale head (another run appended since) is not trusted for the count.
+#[test]
+fn a_stale_head_is_not_trusted_for_the_line_count() {
+    let (_dir, runtime) = runtime();
+    let stale = three_lines(&runtime);
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let fresh = log.append(&event(3), Some(&stale)).unwrap();
+    assert_eq!(fresh.lines, 4);
+    let next = log.append(&event(4), Some(&stale)).unwrap();
+    assert_eq!(next.lines, 5, "counted, not the stale head's 3 + 1");
+    let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&next)).unwrap();
+    assert!(report.ok(), "{report:?}");
+}
+
+/// A key-rotation line hands over from the key that signed the log's last line. When that
+/// line was signed by neither the old nor the new key, there is nothing to hand over.
+#[test]
+fn a_key_change_hands_over_only_from_the_key_that_signed_the_last_line() {
+    let (_dir, runtime) = runtime();
+    let mut first = AuditLog::new(&runtime, signing("key-0"));
+    first.append(&event(0), None).unwrap();
+    let mut log = AuditLog::new(&runtime, signing("key-1"));
+    log.change_key(signing("key-2"));
+    let head = log.append(&event(1), None).unwrap();
+    assert_eq!(head.lines, 2, "no key-rotation line");
+    assert!(!log_text(&runtime).contains("key-rotation"));
+}
