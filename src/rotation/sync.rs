@@ -257,11 +257,7 @@ mod tests {
         let f = Fixture::new(None).await;
         let loaded = f.latest().await.info.version;
         let new = set_elsewhere(&f, "rejected-by-the-app").await;
-        f.engine
-            .unhealthy
-            .lock()
-            .unwrap()
-            .insert("proj-app-2".into(), 1);
+        f.engine.unhealthy_after("proj-app-2", 1);
         let mut record = follow_it(&f, &new).await;
         let error = record.take_error().expect("held");
         assert!(matches!(error, Error::SyncHeld { .. }), "{error}");
@@ -316,11 +312,7 @@ mod tests {
     async fn a_failed_rollback_still_holds_the_version() {
         let f = Fixture::new(None).await;
         let new = set_elsewhere(&f, "bad-everywhere").await;
-        f.engine
-            .unhealthy
-            .lock()
-            .unwrap()
-            .insert("proj-app-1".into(), 5);
+        f.engine.unhealthy_after("proj-app-1", 5);
         let mut record = follow_it(&f, &new).await;
         let error = record.take_error().expect("rollback failed");
         assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
@@ -336,11 +328,7 @@ mod tests {
     async fn a_version_applied_after_a_hold_releases_it() {
         let f = Fixture::new(None).await;
         let bad = set_elsewhere(&f, "first-bad").await;
-        f.engine
-            .unhealthy
-            .lock()
-            .unwrap()
-            .insert("proj-app-1".into(), 1);
+        f.engine.unhealthy_after("proj-app-1", 1);
         let mut record = follow_it(&f, &bad).await;
         assert!(record.take_error().is_some());
         assert!(f.state().held.contains_key("s1"));

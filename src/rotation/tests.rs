@@ -51,6 +51,11 @@ impl ScriptedEngine {
         engine
     }
 
+    /// The next `times` restarts of container `name` come back unhealthy.
+    pub(super) fn unhealthy_after(&self, name: &str, times: usize) {
+        self.unhealthy.lock().unwrap().insert(name.into(), times);
+    }
+
     pub(super) fn restarts(&self) -> Vec<String> {
         self.restarts.lock().unwrap().clone()
     }
@@ -364,11 +369,7 @@ async fn a_refused_push_changes_nothing() {
 #[tokio::test]
 async fn a_health_failure_rolls_everything_back() {
     let f = Fixture::new(None).await;
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-2".into(), 1);
+    f.engine.unhealthy_after("proj-app-2", 1);
     let mut record = f.rotate(None).await;
     let error = record.take_error().expect("rolled back");
     assert!(
@@ -430,11 +431,7 @@ async fn a_docker_failure_rolls_back_with_the_docker_exit_code() {
 #[tokio::test]
 async fn a_failed_rollback_says_what_is_left() {
     let f = Fixture::new(None).await;
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 5);
+    f.engine.unhealthy_after("proj-app-1", 5);
     let mut record = f.rotate(None).await;
     let error = record.take_error().expect("rollback failed");
     assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
@@ -484,11 +481,7 @@ fn hook_target(f: &Fixture) -> (String, Vec<String>) {
 #[tokio::test]
 async fn a_rollback_runs_the_hook_again_with_the_previous_value() {
     let f = Fixture::new(Some(&recording_hook("never"))).await;
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 1);
+    f.engine.unhealthy_after("proj-app-1", 1);
     let mut record = f.rotate(Some("new-value-for-the-db")).await;
     let error = record.take_error().expect("rolled back");
     assert_eq!(error.exit_code(), 6, "{error}");
@@ -521,11 +514,7 @@ async fn a_refused_push_after_the_hook_puts_the_hook_back() {
 #[tokio::test]
 async fn a_hook_that_fails_its_rollback_is_a_failed_rollback_naming_it() {
     let f = Fixture::new(Some(&recording_hook("rollback"))).await;
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 1);
+    f.engine.unhealthy_after("proj-app-1", 1);
     let mut record = f.rotate(Some("new-value-for-the-db")).await;
     let error = record.take_error().expect("rollback failed");
     assert_eq!(error.exit_code(), 9, "{error}");
@@ -666,11 +655,7 @@ fn stdin_values() {
 async fn a_rollback_with_no_previous_store_version_restores_the_files_value() {
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 1);
+    f.engine.unhealthy_after("proj-app-1", 1);
     let mut record = f.rotate(None).await;
     let error = record.take_error().expect("rolled back");
     assert!(matches!(error, Error::RolledBack { .. }), "{error}");
@@ -694,11 +679,7 @@ async fn a_rollback_with_nothing_before_it_removes_the_file_and_says_what_is_lef
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
     std::fs::remove_file(f.secrets_dir().join("s1")).unwrap();
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 1);
+    f.engine.unhealthy_after("proj-app-1", 1);
     let mut record = f.rotate(None).await;
     let error = record.take_error().expect("rollback failed");
     assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
@@ -726,11 +707,7 @@ async fn a_25_kb_value_comes_back_whole_through_a_rollback() {
         .unwrap()
         .write_atomic("s1", big.as_bytes(), 0o400, Owner::default())
         .unwrap();
-    f.engine
-        .unhealthy
-        .lock()
-        .unwrap()
-        .insert("proj-app-1".into(), 1);
+    f.engine.unhealthy_after("proj-app-1", 1);
     let mut record = f.rotate(None).await;
     assert!(matches!(
         record.take_error(),
