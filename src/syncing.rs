@@ -143,7 +143,9 @@ pub async fn step(
         crate::deploy::detect_swarm(ctx.target, &project.name).await?
     };
     if swarm.is_none() && session.engine.is_none() {
-        session.engine = connect(request.dry_run, &mut report).await?;
+        session.engine =
+            crate::rotation::preflight::connect_docker(true, request.dry_run, &mut report, "")
+                .await?;
     }
     let engine = session.engine.as_ref().filter(|_| swarm.is_none());
     let containers = match engine {
@@ -263,29 +265,6 @@ fn finished(mut report: Report, applied: Vec<Applied>, failure: Option<Error>) -
         report,
         applied,
         failure,
-    }
-}
-
-/// Connect to Docker before anything changes; a dry run only reports that it cannot.
-async fn connect(dry_run: bool, report: &mut Report) -> Result<Option<DockerEngine>> {
-    let connected = match DockerEngine::connect() {
-        Ok(engine) => engine.ping().await.map(|()| engine),
-        Err(e) => Err(e),
-    };
-    match connected {
-        Ok(engine) => Ok(Some(engine)),
-        Err(e) if dry_run => {
-            report.push(
-                ReportItem::new("docker", "unreachable")
-                    .with_detail(format!("{e}; containers to restart are unknown")),
-            );
-            Ok(None)
-        }
-        Err(Error::Docker { kind, message }) => Err(Error::Docker {
-            kind,
-            message: format!("{message}; nothing was changed"),
-        }),
-        Err(e) => Err(e),
     }
 }
 

@@ -352,3 +352,88 @@ fn a_key_change_hands_over_only_from_the_key_that_signed_the_last_line() {
     assert_eq!(head.lines, 2, "no key-rotation line");
     assert!(!log_text(&runtime).contains("key-rotation"));
 }
+
+/// Non-empty lines, a last line without its newline (torn by a crash) included.
+#[test]
+fn count_lines_counts_non_empty_lines_and_a_torn_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let big = format!("{}\n", "x".repeat(100 * 1024));
+    for (text, want) in [
+        ("", 0),
+        ("a\n", 1),
+        ("a\n\nb\n", 2),
+        ("a\nb\ntorn", 3),
+        ("\n\n", 0),
+        (big.as_str(), 1),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(count_lines(&mut file).unwrap(), want, "{text:.20?}");
+    }
+}
+
+/// The last line is found however long it is next to the 8 KiB read window (the window
+/// grows), and whether or not the file ends with a newline.
+#[test]
+fn last_line_finds_the_last_line_across_window_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let long = |n: usize, c: char| c.to_string().repeat(n);
+    let cases = [
+        (String::new(), None, true),
+        ("only\n".to_string(), Some("only".to_string()), true),
+        ("only".to_string(), Some("only".to_string()), false),
+        ("a\nb\n".to_string(), Some("b".to_string()), true),
+        ("a\ntorn".to_string(), Some("torn".to_string()), false),
+        (
+            format!("a\n{}\n", long(8191, 'x')),
+            Some(long(8191, 'x')),
+            true,
+        ),
+        (
+            format!("a\n{}\n", long(8192, 'y')),
+            Some(long(8192, 'y')),
+            true,
+        ),
+        (
+            format!("{}\n{}\n", long(50_000, 'p'), long(40_000, 'z')),
+            Some(long(40_000, 'z')),
+            true,
+        ),
+        (
+            format!("{}\n", long(200_000, 'w')),
+            Some(long(200_000, 'w')),
+            true,
+        ),
+    ];
+    for (text, want, newline) in cases {
+        std::fs::write(&path, &text).unwrap();
+        let mut file = File::open(&path).unwrap();
+        let (got, ends) = last_line(&mut file).unwrap();
+        assert_eq!(
+            got.as_ref().map(String::len),
+            want.as_ref().map(String::len),
+            "{text:.20?}"
+        );
+        assert_eq!(got, want, "{text:.20?}");
+        assert_eq!(ends, newline, "{text:.20?}");
+    }
+}
+
+/// A last line far over the 1 MiB line limit is not read whole: the read window stops
+/// growing past the limit, so a planted multi-megabyte line costs bounded memory.
+#[test]
+fn last_line_reads_at_most_a_bounded_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    std::fs::write(&path, format!("a\n{}\n", "q".repeat(5 * MAX_LINE_BYTES))).unwrap();
+    let mut file = File::open(&path).unwrap();
+    let (got, _) = last_line(&mut file).unwrap();
+    let got = got.unwrap().len();
+    assert!(
+        got > MAX_LINE_BYTES && got < 3 * MAX_LINE_BYTES,
+        "read {got} bytes of a {} byte line",
+        5 * MAX_LINE_BYTES
+    );
+}

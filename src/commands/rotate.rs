@@ -58,7 +58,15 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     };
     let engine = match swarm_engine {
         Some(_) => None,
-        None => preflight::connect_docker(restart, opts.dry_run, &mut report).await?,
+        None => {
+            preflight::connect_docker(
+                restart,
+                opts.dry_run,
+                &mut report,
+                " (use --no-restart to rotate without restarting)",
+            )
+            .await?
+        }
     };
     if swarm_engine.is_some() {
         report.push(ReportItem::new(&project.name, "swarm").with_detail(

@@ -366,14 +366,16 @@ mod tests {
         assert_eq!(swarm.secret_names().len(), 1);
     }
 
-    #[tokio::test]
-    async fn roll_out_swaps_mounts_and_removes_the_old_version_after_success() {
+    /// A stack `st` whose service `st_web` mounts version `st_s` of secret `s`, and a second
+    /// version of `s` created beside it; `fail` makes service updates fail.
+    async fn web_with_a_new_version(fail: bool) -> (MemorySwarm, String, SwarmSecret, SwarmSecret) {
         let swarm = MemorySwarm::new();
         let old = swarm
             .create_secret("st_s", &SecretValue::new("old".into()), &BTreeMap::new())
             .await
             .unwrap();
         let id = swarm.add_service("st_web", vec![mount(&old, "s")]);
+        swarm.fail_updates(fail);
         let (new, _) = ensure_secret(
             &swarm,
             "st",
@@ -384,16 +386,25 @@ mod tests {
         )
         .await
         .unwrap();
-        let rollout = roll_out(
-            &swarm,
+        (swarm, id, old, new)
+    }
+
+    async fn roll_out_new(swarm: &MemorySwarm, new: &SwarmSecret) -> Result<Rollout> {
+        roll_out(
+            swarm,
             "st",
             "s",
-            &new,
+            new,
             Duration::from_secs(1),
             Duration::from_secs(5),
         )
         .await
-        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn roll_out_swaps_mounts_and_removes_the_old_version_after_success() {
+        let (swarm, id, _old, new) = web_with_a_new_version(false).await;
+        let rollout = roll_out_new(&swarm, &new).await.unwrap();
         assert_eq!(rollout.services_updated, vec!["st_web".to_string()]);
         assert_eq!(rollout.secrets_removed, vec!["st_s".to_string()]);
         let service = swarm.service(&id).await.unwrap();
@@ -404,33 +415,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_update_keeps_the_old_secret_and_removes_the_new_one() {
-        let swarm = MemorySwarm::new();
-        let old = swarm
-            .create_secret("st_s", &SecretValue::new("old".into()), &BTreeMap::new())
-            .await
-            .unwrap();
-        let id = swarm.add_service("st_web", vec![mount(&old, "s")]);
-        swarm.fail_updates(true);
-        let (new, _) = ensure_secret(
-            &swarm,
-            "st",
-            "s",
-            "v2",
-            &SecretValue::new("new".into()),
-            &[],
-        )
-        .await
-        .unwrap();
-        let err = roll_out(
-            &swarm,
-            "st",
-            "s",
-            &new,
-            Duration::from_secs(1),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let (swarm, id, old, new) = web_with_a_new_version(true).await;
+        let err = roll_out_new(&swarm, &new).await.unwrap_err();
         assert!(err.to_string().contains("st_web"), "{err}");
         assert_eq!(
             swarm.service(&id).await.unwrap().secrets[0].secret_id,

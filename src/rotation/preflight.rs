@@ -10,11 +10,13 @@ use crate::output::{Report, ReportItem};
 use crate::rotation::ServiceTarget;
 
 /// Connect to Docker when containers will be restarted. A real run needs it before anything is
-/// pushed; a dry run only reports that the containers cannot be listed.
+/// pushed (`rotate`) or applied (`sync`); a dry run only reports that the containers cannot be
+/// listed. `next_step` ends the error of a real run, after "nothing was changed".
 pub async fn connect_docker(
     restart: bool,
     dry_run: bool,
     report: &mut Report,
+    next_step: &str,
 ) -> Result<Option<DockerEngine>> {
     if !restart {
         return Ok(None);
@@ -35,9 +37,7 @@ pub async fn connect_docker(
         Err(e) => Err(match e {
             Error::Docker { kind, message } => Error::Docker {
                 kind,
-                message: format!(
-                    "{message}; nothing was changed (use --no-restart to rotate without restarting)"
-                ),
+                message: format!("{message}; nothing was changed{next_step}"),
             },
             other => other,
         }),
