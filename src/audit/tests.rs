@@ -437,3 +437,80 @@ fn last_line_reads_at_most_a_bounded_window() {
         5 * MAX_LINE_BYTES
     );
 }
+
+fn line(action: &str, outcome: &str, secret: &str, time: &str) -> String {
+    serde_json::json!({"action": action, "outcome": outcome, "secret": secret, "time": time})
+        .to_string()
+}
+
+/// `--older-than` and the rotation policy read the last committed change from the log: the
+/// latest `ok` line for that secret, not a rolled-back one, not another secret's.
+#[test]
+fn the_last_rotation_and_change_are_the_latest_committed_lines() {
+    let (_dir, runtime) = runtime();
+    assert_eq!(last_rotation(Some(&runtime), "s"), None, "no log");
+    assert_eq!(last_rotation(None, "s"), None);
+    let t = |s: &str| parse_rfc3339(s).unwrap();
+    // A first line over 1 MiB: the log is read whole, however long it grew.
+    let padding = serde_json::json!({"action": "load", "pad": "x".repeat(2 * 1024 * 1024)});
+    let lines = [
+        padding.to_string(),
+        line("rotate", "ok", "s", "2026-01-01T00:00:00Z"),
+        line("rotate", "ok", "s", "2026-03-01T00:00:00Z"),
+        line("rotate", "rolled-back", "s", "2026-04-01T00:00:00Z"),
+        line("rotate", "ok", "other", "2026-05-01T00:00:00Z"),
+        line("sync", "ok", "s", "2026-02-01T00:00:00Z"),
+        serde_json::json!({"action": "load", "outcome": "ok", "time": "2026-03-15T00:00:00Z",
+            "old_version": {"s": "v1"}, "new_version": {"s": "v2"}})
+        .to_string(),
+        serde_json::json!({"action": "load", "outcome": "ok", "time": "2026-06-01T00:00:00Z",
+            "old_version": {"s": "v2"}, "new_version": {"s": "v2"}})
+        .to_string(),
+    ];
+    write_log(&runtime, &format!("{}\n", lines.join("\n")));
+    assert_eq!(
+        last_rotation(Some(&runtime), "s"),
+        Some(t("2026-03-01T00:00:00Z"))
+    );
+    assert_eq!(
+        last_rotation(Some(&runtime), "other"),
+        Some(t("2026-05-01T00:00:00Z"))
+    );
+    assert_eq!(last_rotation(Some(&runtime), "none"), None);
+    assert_eq!(
+        last_change(Some(&runtime), "s"),
+        Some(t("2026-03-15T00:00:00Z")),
+        "the load that brought v2; the one that kept it is no change"
+    );
+}
+
+/// `verify` holds the per-install key when there is one, and nothing before one exists.
+#[tokio::test]
+async fn verification_keys_include_the_local_key() {
+    let (dir, runtime) = runtime();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: x\n    secrets: [s]\nsecrets:\n  s:\n    file: ./s\n",
+    )
+    .unwrap();
+    let project = Project::load(&crate::compose::ProjectOptions {
+        cwd: dir.path().to_path_buf(),
+        ..crate::compose::ProjectOptions::default()
+    })
+    .unwrap();
+    assert!(verification_keys(&runtime, &project, None, None)
+        .await
+        .is_empty());
+    let key = local(&runtime);
+    runtime.flush_staged().unwrap();
+    let ids: Vec<String> = verification_keys(&runtime, &project, None, None)
+        .await
+        .iter()
+        .map(AuditKey::id)
+        .collect();
+    // Without a signing secret the project's key is the per-install key too.
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| *id == key.id()),
+        "{ids:?}"
+    );
+}
