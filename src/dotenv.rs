@@ -489,6 +489,42 @@ mod tests {
         assert!(err.to_string().contains("larger than"), "{err}");
     }
 
+    /// `read_bounded` reads up to the limit, refuses one byte more, calls only a missing file
+    /// missing (any other error is an error), and never reads a stream past the limit.
+    #[test]
+    fn read_bounded_reads_to_the_limit_and_refuses_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(&**read_bounded(&path, 10).unwrap().unwrap(), b"0123456789");
+        let err = read_bounded(&path, 9).err().expect("one byte over");
+        assert!(err.to_string().contains("larger than 9 bytes"), "{err}");
+        assert!(read_bounded(&dir.path().join("missing"), 10)
+            .unwrap()
+            .is_none());
+        // ENOTDIR: a path through a file is an error, not a missing file.
+        assert!(read_bounded(&path.join("below"), 10).is_err());
+        let err = read_bounded(Path::new("/dev/zero"), 1024)
+            .err()
+            .expect("endless");
+        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+    }
+
+    /// Keys are letters, digits, `_` and `.`, not starting with a digit; anything else is an
+    /// error naming the line, never a silently skipped or misread entry.
+    #[test]
+    fn keys_follow_the_compose_rules() {
+        let env = parse("A_B.c=1\n_x=2\nz9=3\n");
+        assert_eq!(env.keys().collect::<Vec<_>>(), ["A_B.c", "_x", "z9"]);
+        for bad in ["1A=x\n", "A-B=x\n", "=x\n", "A B=x\n", "Ä=x\n"] {
+            let err = DotEnv::parse(Path::new("x.env"), bad).err().expect(bad);
+            assert!(
+                err.to_string().starts_with("x.env:1: invalid key"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
     /// Bad UTF-8 is reported on the line that holds it.
     #[test]
     fn invalid_utf8_names_its_line() {

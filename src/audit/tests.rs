@@ -514,3 +514,32 @@ async fn verification_keys_include_the_local_key() {
         "{ids:?}"
     );
 }
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Who and where, as `id -un` and the kernel say: the audit line's `by` and the
+/// `rotated-by` tag. Under sudo, the invoking user too (an empty `SUDO_USER` is none).
+#[test]
+fn the_user_and_host_are_the_systems_own() {
+    let user = command_output("id", &["-un"]);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // nextest runs each test in its own process, so the variable is this test's alone.
+    std::env::remove_var("SUDO_USER");
+    assert_eq!(current_user(), (user.clone(), None));
+    std::env::set_var("SUDO_USER", "");
+    assert_eq!(current_user(), (user.clone(), None));
+    std::env::set_var("SUDO_USER", "alice");
+    assert_eq!(current_user(), (user.clone(), Some("alice".to_string())));
+    std::env::remove_var("SUDO_USER");
+    assert_eq!(host_name(), host);
+    assert_eq!(user_at_host(), format!("{user}@{host}"));
+}
