@@ -525,6 +525,23 @@ mod tests {
         }
     }
 
+    /// In double quotes `$$` is one `$` and a lone `$` stays itself; text after a closing
+    /// quote (other than a comment) is an error, not part of the value.
+    #[test]
+    fn dollars_in_double_quotes_and_text_after_the_quote() {
+        let env = parse("A=\"a$b\"\nB=\"c$$d\"\nC=\"e$\"\n");
+        assert_eq!(env.get("A").unwrap().expose(), "a$b");
+        assert_eq!(env.get("B").unwrap().expose(), "c$d");
+        assert_eq!(env.get("C").unwrap().expose(), "e$");
+        for bad in ["K='a'junk\n", "K=\"a\"junk\n", "K='a' junk\n"] {
+            let err = DotEnv::parse(Path::new("x.env"), bad).err().expect(bad);
+            assert_eq!(
+                err.to_string(),
+                "x.env:1: unexpected text after the closing quote"
+            );
+        }
+    }
+
     /// Bad UTF-8 is reported on the line that holds it.
     #[test]
     fn invalid_utf8_names_its_line() {

@@ -716,3 +716,50 @@ async fn a_25_kb_value_comes_back_whole_through_a_rollback() {
     assert_eq!(f.latest().await.value.expose(), big);
     assert_eq!(f.file(), big);
 }
+
+/// A rollback gives the restored version the previous version's expiry (Key Vault's `exp`),
+/// so the rotation policy sees the same deadline as before the failed rotation.
+#[tokio::test]
+async fn a_rollback_keeps_the_previous_versions_expiry() {
+    let f = Fixture::new(None).await;
+    let expires = Some(4_102_444_800); // 2100-01-01
+    f.store
+        .set_version(
+            "s1",
+            &SecretValue::new(OLD.into()),
+            &NewVersion {
+                tags: BTreeMap::new(),
+                expires,
+            },
+        )
+        .await
+        .unwrap();
+    f.engine.unhealthy_after("proj-app-1", 1);
+    let mut record = f.rotate(None).await;
+    assert!(matches!(
+        record.take_error(),
+        Some(Error::RolledBack { .. })
+    ));
+    let latest = f.latest().await;
+    assert_eq!(latest.value.expose(), OLD);
+    assert_eq!(latest.info.expires, expires);
+}
+
+/// A new value is 1 to 25 KiB bytes (Key Vault's limit): an empty or larger one is refused
+/// before anything is pushed.
+#[tokio::test]
+async fn a_new_value_must_be_one_byte_to_the_limit() {
+    let f = Fixture::new(None).await;
+    let at_limit = "v".repeat(MAX_VALUE_BYTES);
+    let record = f.rotate(Some(&at_limit)).await;
+    assert_eq!(record.outcome, Outcome::Ok);
+    assert_eq!(f.file(), at_limit);
+    for bad in [String::new(), "v".repeat(MAX_VALUE_BYTES + 1)] {
+        let before = f.versions().await;
+        let mut record = f.rotate(Some(&bad)).await;
+        let error = record.take_error().expect("refused");
+        assert!(error.to_string().contains("1 to 25600 bytes"), "{error}");
+        assert_eq!(f.versions().await, before, "nothing pushed");
+        assert_eq!(f.file(), at_limit);
+    }
+}
