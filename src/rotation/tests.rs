@@ -763,3 +763,40 @@ async fn a_new_value_must_be_one_byte_to_the_limit() {
         assert_eq!(f.file(), at_limit);
     }
 }
+
+/// `rotate --all`: the first failure stops the run and the rest are reported not attempted;
+/// with `--no-restart` the report names the services still to restart.
+#[tokio::test]
+async fn rotate_all_stops_at_the_first_failure_and_names_what_is_left() {
+    let f = Fixture::new(None).await;
+    let plans = [f.plan(), f.plan()];
+    let runtime = f.runtime();
+
+    let mut report = crate::output::Report::new("rotate", "memory", false);
+    rotate_all(&mut f.run(&runtime, true), &plans, None, &mut report)
+        .await
+        .expect("both rotated");
+    assert_eq!(f.versions().await, 3, "the old one and two rotations");
+    assert!(!report.extra.contains_key("restart_needed"));
+
+    f.engine.unhealthy_after("proj-app-1", 1);
+    let mut report = crate::output::Report::new("rotate", "memory", false);
+    let error = rotate_all(&mut f.run(&runtime, true), &plans, None, &mut report)
+        .await
+        .expect_err("the first rotation fails");
+    assert!(matches!(error, Error::RolledBack { .. }), "{error}");
+    let last = report.items.last().expect("items");
+    assert_eq!(
+        (last.name.as_str(), last.action.as_str()),
+        ("s1", "not-attempted")
+    );
+
+    let mut report = crate::output::Report::new("rotate", "memory", false);
+    rotate_all(&mut f.run(&runtime, false), &plans[..1], None, &mut report)
+        .await
+        .expect("rotated without restarts");
+    assert_eq!(
+        report.extra["restart_needed"],
+        serde_json::json!(["app", "worker"])
+    );
+}
