@@ -543,3 +543,42 @@ fn the_user_and_host_are_the_systems_own() {
     assert_eq!(host_name(), host);
     assert_eq!(user_at_host(), format!("{user}@{host}"));
 }
+
+/// With the project's layout at hand, `verify` holds the signing secret's key (read from its
+/// file), first, before the per-install key.
+#[tokio::test]
+async fn verification_keys_put_the_signing_secrets_key_first() {
+    let (dir, runtime) = runtime();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: x\n    secrets: [audit-log-signing-key]\n\
+         secrets:\n  audit-log-signing-key:\n    file: ./signing\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("signing"), "the-signing-value").unwrap();
+    let project = Project::load(&crate::compose::ProjectOptions {
+        cwd: dir.path().to_path_buf(),
+        ..crate::compose::ProjectOptions::default()
+    })
+    .unwrap();
+    let runtime_path = dir.path().join(".runtime");
+    let layout = Layout::plan(
+        &project,
+        &runtime_path,
+        &runtime_path.join("secrets"),
+        &crate::files::layout::Protected {
+            project: &project,
+            env_file: &dir.path().join(".env"),
+            template: &dir.path().join(".env.demo"),
+        },
+    )
+    .unwrap();
+    let local = local(&runtime);
+    runtime.flush_staged().unwrap();
+    let ids: Vec<String> = verification_keys(&runtime, &project, Some(&layout), None)
+        .await
+        .iter()
+        .map(AuditKey::id)
+        .collect();
+    assert_eq!(ids, vec![signing("the-signing-value").id(), local.id()]);
+}
