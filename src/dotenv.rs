@@ -497,16 +497,14 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         assert_eq!(&**read_bounded(&path, 10).unwrap().unwrap(), b"0123456789");
-        let err = read_bounded(&path, 9).err().expect("one byte over");
+        let err = read_bounded(&path, 9).expect_err("one byte over");
         assert!(err.to_string().contains("larger than 9 bytes"), "{err}");
         assert!(read_bounded(&dir.path().join("missing"), 10)
             .unwrap()
             .is_none());
         // ENOTDIR: a path through a file is an error, not a missing file.
         assert!(read_bounded(&path.join("below"), 10).is_err());
-        let err = read_bounded(Path::new("/dev/zero"), 1024)
-            .err()
-            .expect("endless");
+        let err = read_bounded(Path::new("/dev/zero"), 1024).expect_err("endless");
         assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
     }
 
