@@ -482,6 +482,11 @@ fn the_last_rotation_and_change_are_the_latest_committed_lines() {
         Some(t("2026-03-15T00:00:00Z")),
         "the load that brought v2; the one that kept it is no change"
     );
+    assert_eq!(
+        last_change(Some(&runtime), "other"),
+        Some(t("2026-05-01T00:00:00Z")),
+        "a rotation is a change"
+    );
 }
 
 /// `verify` holds the per-install key when there is one, and nothing before one exists.
