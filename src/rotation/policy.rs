@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::compose::SecretSpec;
 use crate::error::Result;
 use crate::files::runtime_dir::RuntimeDir;
-use crate::store::{tags, SecretStore, VersionInfo};
+use crate::store::{tags, SecretStore};
 
 /// Added to `rotate-every` for the version's expiry when the secret sets no `expiry-grace`.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 86_400);
@@ -88,12 +88,7 @@ pub async fn last_set(
 ) -> Result<BTreeMap<String, LastSet>> {
     let mut out = BTreeMap::new();
     if store.keeps_versions() {
-        let listing: BTreeMap<String, VersionInfo> = store
-            .list_properties()
-            .await?
-            .into_iter()
-            .map(|i| (i.name.to_ascii_lowercase(), i))
-            .collect();
+        let listing = super::select::listing_by_name(store).await?;
         for spec in specs {
             let listed = listing.get(&store.key_for(spec).to_ascii_lowercase());
             let at = listed.and_then(|i| {
