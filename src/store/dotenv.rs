@@ -240,3 +240,46 @@ impl SecretStore for DotenvStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two env files in Compose's merge order: a key's home is the last file defining it,
+    /// a new key goes to the last file, and a missing file counts as empty.
+    #[test]
+    fn a_keys_home_is_the_last_file_that_defines_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a.env"), dir.path().join("b.env"));
+        let none = EnvFiles::read(&[first.clone(), second.clone()]).unwrap();
+        assert!(!none.any_exists());
+        assert_eq!(none.primary(), second);
+
+        std::fs::write(&first, "A=1\nB=1\n").unwrap();
+        let mut files = EnvFiles::read(&[first.clone(), second.clone()]).unwrap();
+        assert!(files.any_exists());
+        assert_eq!(files.primary(), second, "the last file, existing or not");
+        assert_eq!(files.file_of("A"), first, "only the first defines A");
+        assert_eq!(files.get("A").unwrap().expose(), "1");
+        assert_eq!(files.file_of("NEW"), second);
+
+        std::fs::write(&second, "B=2\n").unwrap();
+        let mut files2 = EnvFiles::read(&[first.clone(), second.clone()]).unwrap();
+        assert_eq!(files2.file_of("B"), second, "the later file wins");
+        assert_eq!(files2.get("B").unwrap().expose(), "2");
+        assert_eq!(files2.keys(), ["A", "B"]);
+        let home = files2.set("A", &SecretValue::new("x".into())).unwrap();
+        files2.write(home).unwrap();
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "A=x\nB=1\n");
+
+        // A template's contents become the last file's.
+        files.replace_primary(DotEnv::parse(&second, "T=t\n").unwrap());
+        assert_eq!(files.file_of("T"), second);
+        assert_eq!(files.get("T").unwrap().expose(), "t");
+        assert_eq!(
+            files.get("A").unwrap().expose(),
+            "1",
+            "the first file is kept"
+        );
+    }
+}
