@@ -282,4 +282,61 @@ mod tests {
             "the first file is kept"
         );
     }
+
+    /// The demo store over two files: values as Compose reads them, fingerprints for
+    /// versions, an empty value is a missing secret, writes go to the key's own file.
+    #[tokio::test]
+    async fn the_store_reads_and_writes_through_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a.env"), dir.path().join("b.env"));
+        std::fs::write(&first, "A=one\nEMPTY=\n").unwrap();
+        let paths = [first.clone(), second.clone()];
+        let store = DotenvStore::open(&paths).unwrap();
+        let names = format!("{} + {}", first.display(), second.display());
+        assert_eq!(store.describe(), names);
+        assert_eq!(EnvFiles::read(&paths).unwrap().describe(), names);
+
+        let a = store.get_latest("A").await.unwrap();
+        assert_eq!(a.value.expose(), "one");
+        assert_eq!(a.info.name, "A");
+        assert_eq!(a.info.version, Some(a.value.fingerprint()));
+        assert!(a.info.enabled);
+        let version = a.info.version.clone().unwrap();
+        assert!(store.get_version("A", &version).await.is_ok());
+        assert!(matches!(
+            store.get_version("A", "other").await,
+            Err(Error::SecretNotFound { .. })
+        ));
+        for missing in ["EMPTY", "NONE"] {
+            assert!(matches!(
+                store.get_latest(missing).await,
+                Err(Error::MissingSecrets { .. })
+            ));
+            assert!(store.list_versions(missing).await.unwrap().is_empty());
+        }
+        let listed: Vec<String> = store
+            .list_properties()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(listed, ["A"], "an empty value is not listed");
+
+        let info = store
+            .set_version("NEW", &SecretValue::new("n".into()), &NewVersion::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            info.version,
+            Some(SecretValue::new("n".into()).fingerprint())
+        );
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "NEW=n\n");
+        store
+            .set_version("A", &SecretValue::new("two".into()), &NewVersion::default())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "A=two\nEMPTY=\n");
+        assert!(store.probe_access(&[]).await.reachable);
+    }
 }
