@@ -338,5 +338,24 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read_to_string(&first).unwrap(), "A=two\nEMPTY=\n");
         assert!(store.probe_access(&[]).await.reachable);
+        assert_eq!(store.list_versions("A").await.unwrap().len(), 1);
+
+        // An edit made behind the store's back is seen after `reload`, not before.
+        std::fs::write(&first, "A=edited\n").unwrap();
+        assert_eq!(store.get_latest("A").await.unwrap().value.expose(), "two");
+        store.reload().await.unwrap();
+        assert_eq!(
+            store.get_latest("A").await.unwrap().value.expose(),
+            "edited"
+        );
+
+        let nothing = DotenvStore::open(&[dir.path().join("missing.env")]).unwrap();
+        let probe = nothing.probe_access(&[]).await;
+        assert!(!probe.reachable);
+        assert!(
+            probe.detail.contains("compose-secrets ensure"),
+            "{}",
+            probe.detail
+        );
     }
 }
