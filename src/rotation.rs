@@ -249,15 +249,7 @@ pub async fn rotate(
     let mut record = record;
     record.old_version = previous.version().map(str::to_string);
 
-    // Written ahead: a run killed after the push still leaves a line saying it began.
-    let intent = AuditEvent {
-        outcome: Outcome::Intent,
-        ..record.audit_event()
-    };
-    if let Err(e) = run.record(&intent) {
-        record.error = Some(e);
-        record.outcome = Outcome::Failed;
-        // Nothing changed, and the log could not say so either: report, write nothing more.
+    if !record_intent(run, &mut record) {
         return record;
     }
 
@@ -395,6 +387,24 @@ pub async fn rotate(
         )
     };
     finish(run, record)
+}
+
+/// Write the intent line ahead of any change, so a run killed after it still leaves a line
+/// saying it began. `false` when the log refused it: nothing changed, and the log could not
+/// say so either, so the record is failed and nothing more is written.
+fn record_intent(run: &mut Run<'_>, record: &mut RotationRecord) -> bool {
+    let intent = AuditEvent {
+        outcome: Outcome::Intent,
+        ..record.audit_event()
+    };
+    match run.record(&intent) {
+        Ok(()) => true,
+        Err(e) => {
+            record.error = Some(e);
+            record.outcome = Outcome::Failed;
+            false
+        }
+    }
 }
 
 /// Write the transaction's outcome line (after a key-rotation line when it rotated the key).

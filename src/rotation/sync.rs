@@ -10,8 +10,8 @@
 
 use super::apply::{apply, open_dir, Progress};
 use super::rollback::{restart_back, restore_local};
-use super::{finish, Previous, RotationRecord, Run, SecretPlan};
-use crate::audit::{Action, AuditEvent, AuditKey, HealthResult, Outcome, SIGNING_KEY_SECRET};
+use super::{finish, record_intent, Previous, RotationRecord, Run, SecretPlan};
+use crate::audit::{Action, AuditKey, HealthResult, Outcome, SIGNING_KEY_SECRET};
 use crate::error::Error;
 use crate::files::state::{HeldVersion, SecretState};
 use crate::store::FetchedSecret;
@@ -46,13 +46,7 @@ pub async fn follow(
         file,
         state: previous_state,
     };
-    let intent = AuditEvent {
-        outcome: Outcome::Intent,
-        ..record.audit_event()
-    };
-    if let Err(e) = run.record(&intent) {
-        record.error = Some(e);
-        record.outcome = Outcome::Failed;
+    if !record_intent(run, &mut record) {
         return record;
     }
 
