@@ -122,8 +122,11 @@ bench: bootstrap ## Benchmarks side by side with the peers; writes target/bench/
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## Clippy with warnings as errors
+lint: ## Clippy with warnings as errors; one TLS crypto provider (ring) in the product's tree
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if $(CARGO) tree -e normal -p compose-secrets -i aws-lc-sys >/dev/null 2>&1; then \
+	  echo "lint: aws-lc-sys is in the product's dependency tree beside ring (cargo tree -e normal -i aws-lc-sys)" >&2; exit 1; \
+	else echo "lint: one TLS crypto provider in the product (ring; no aws-lc-sys)"; fi
 
 ci: bootstrap ## What CI runs: fmt --check, clippy -D warnings, the tests
 	$(CARGO) fmt --all -- --check

@@ -322,6 +322,7 @@ fn published_address(id: &str, container_port: u16) -> String {
 
 /// The demo app's `/health` answer, whatever its status.
 async fn get_health(container: &ContainerInfo) -> (u16, serde_json::Value) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -804,6 +805,7 @@ async fn poll_until_stopped(
     url: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -146,6 +146,7 @@ impl Emulator {
         let pem = std::fs::read(&self.ca_file).expect("read the emulator CA");
         let certificates =
             reqwest::Certificate::from_pem_bundle(&pem).expect("the emulator CA is PEM");
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .tls_certs_only(certificates)
             .timeout(Duration::from_secs(10))

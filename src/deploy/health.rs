@@ -123,6 +123,9 @@ fn or_unknown(s: &str) -> &str {
 /// GET `url` until it answers 2xx or `timeout` passes. Only `http://` and `https://` URLs.
 pub async fn wait_http_healthy(url: &str, timeout: Duration) -> Result<HttpHealth> {
     check_url(url)?;
+    // reqwest is built without a crypto provider of its own (one provider, ring, in the
+    // product): install it before any client is built; a second call is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if url
         .get(.."http://".len())

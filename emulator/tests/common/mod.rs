@@ -120,6 +120,8 @@ impl Emulator {
     /// A reqwest 0.13 client (the SDK's transport) that trusts only the emulator's CA.
     pub fn http(&self) -> reqwest::Client {
         let pem = std::fs::read(self.var("COMPOSE_SECRETS_CA_FILE")).expect("read ca.pem");
+        // reqwest without a provider of its own: ring, the one the product uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("parse ca.pem")])
             .connect_timeout(Duration::from_secs(5))
