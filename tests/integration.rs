@@ -26,6 +26,7 @@ mod load_keyvault;
 mod manifest;
 mod policy;
 mod properties;
+mod prune;
 mod races;
 mod rotate;
 mod rotate_docker;
