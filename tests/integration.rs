@@ -7,6 +7,7 @@ mod support {
     pub mod idle_engine;
 }
 
+mod adopt;
 mod cli_help;
 mod compose_differential;
 mod crash;
