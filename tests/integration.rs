@@ -11,6 +11,7 @@ mod adopt;
 mod cli_help;
 mod compose_differential;
 mod crash;
+mod crosscheck;
 mod demo_docker;
 mod docker;
 mod docker_faults;
