@@ -22,6 +22,7 @@ mod faults;
 mod fuzz_checks;
 mod hostile;
 mod hygiene;
+mod interval;
 mod json_errors;
 mod load;
 mod load_keyvault;
