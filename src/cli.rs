@@ -312,7 +312,7 @@ pub struct SyncOpts {
     #[arg(long)]
     pub watch: bool,
 
-    /// With --watch: how often to poll the store (e.g. 60s, 5m).
+    /// With --watch: how often to poll the store (e.g. 60s, 5m; a bare number is seconds).
     #[arg(long, value_name = "PERIOD", default_value = "60s", requires = "watch")]
     pub interval: String,
 

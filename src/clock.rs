@@ -57,3 +57,33 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     };
     n.checked_mul(unit_secs).map(std::time::Duration::from_secs)
 }
+
+/// A period to wait or poll (`sync --watch --interval`): as [`parse_duration`], and a bare
+/// number is seconds, as `sleep(1)`, `watch(1)` and `--health-timeout` read it. Ages and
+/// policies (`--older-than`, `rotate-every`) keep asking for a unit: there a bare `90` means
+/// days to a reader, and taking it as seconds would rotate everything.
+pub fn parse_period(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().map(std::time::Duration::from_secs);
+    }
+    parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bare_number_is_seconds_for_a_period_but_not_for_an_age() {
+        assert_eq!(parse_period("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_period(" 60 "), Some(Duration::from_secs(60)));
+        assert_eq!(parse_period("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_period("0"), Some(Duration::ZERO));
+        for bad in ["", "s", "-2", "1.5", "2 s", "99999999999999999999", "2y"] {
+            assert_eq!(parse_period(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_duration("90"), None, "an age still needs its unit");
+    }
+}

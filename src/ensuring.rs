@@ -3,7 +3,7 @@
 //!
 //! The data's path: the env files are read (or `.env` is made from the template); each
 //! secret in use keeps its value, adopts the content of a secret file that already exists
-//! (a project that ran before compose-secrets), or gets a generated one; the files that
+//! inside the project (a project that ran before compose-secrets), or gets a generated one; the files that
 //! changed are written once, atomically, 0600.
 
 use std::collections::BTreeSet;
@@ -216,6 +216,28 @@ fn existing_file_value(
     let Some(dir) = layout.open_existing(&placement.dir)? else {
         return Ok(None);
     };
+    // Adopting copies a file's content into `.env`. Inside the project that file is the
+    // project's own secret; outside it (under a COMPOSE_SECRETS_DIR, which a cloned `.env`
+    // can set) it may be any file the user, or root under sudo, can read. Generating a value
+    // instead would leave `load` to refuse that file (or `--overwrite` to destroy it), so
+    // neither is what the user expects: stop, name the file, and leave the choice to them.
+    if !placement.path.starts_with(&layout.project_dir) {
+        if !dir.has(&placement.file_name) {
+            return Ok(None);
+        }
+        return Err(Error::manifest(
+            &spec.name,
+            format!(
+                "its file {} already exists outside the project directory {}; `ensure` adopts an existing \
+                 file's value into .env only inside the project. If that file holds the value to use, set {} \
+                 in .env yourself; otherwise remove the file (or point COMPOSE_SECRETS_DIR elsewhere) to have \
+                 a value generated",
+                placement.path.display(),
+                layout.project_dir.display(),
+                spec.env_key
+            ),
+        ));
+    }
     let Some(file) = dir.read(&placement.file_name)? else {
         return Ok(None);
     };

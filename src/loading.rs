@@ -244,8 +244,15 @@ pub async fn load_files(
             .insert(c.spec.name.clone(), fetched.value.clone());
         loaded.values.insert(c.key.clone(), fetched.value);
     }
+    // What each declared file holds now is what the store holds: the fingerprint a later
+    // prune compares with (this also refreshes one a rollback or an older version left).
     for c in &candidates {
-        new_state.written.insert(c.placement.path.clone());
+        let fingerprint = new_state
+            .secrets
+            .get(&c.spec.name)
+            .map(|s| s.fingerprint.clone())
+            .unwrap_or_default();
+        new_state.record_written(&c.placement.path, &fingerprint);
     }
     // A hold ends once the held version is what the file holds (a load writes it whatever
     // sync decided), or when the secret is no longer declared.
@@ -273,7 +280,7 @@ pub(crate) fn unmanaged_file(
     layout: &Layout,
 ) -> Option<Error> {
     let placement = candidate.placement;
-    if placement.path.starts_with(&layout.runtime_dir) || state.written.contains(&placement.path) {
+    if placement.path.starts_with(&layout.runtime_dir) || state.wrote(&placement.path) {
         return None;
     }
     let on_disk = existing.read(placement).ok().flatten()?;
@@ -491,8 +498,9 @@ pub fn env_output_keys(
         .collect()
 }
 
-/// Stray files (see `files::strays`): reported, and removed with `--prune`. Afterwards the
-/// state remembers the declared files and the strays left in place, nothing else.
+/// Stray files (see `files::strays`): reported, and removed with `--prune` when they still
+/// hold what compose-secrets wrote. Afterwards the state remembers the declared files and
+/// the strays left in place, nothing else.
 fn strays(
     layout: &Layout,
     state: &mut State,
@@ -501,31 +509,39 @@ fn strays(
 ) -> Result<()> {
     let found = crate::files::strays::find(layout, state)?;
     let mut kept: Vec<std::path::PathBuf> = Vec::new();
+    let shown = |path: &std::path::Path| {
+        crate::output::shown_path(&path.display().to_string(), &request.shown_from)
+    };
     for stray in &found {
-        for (name, path) in stray.names.iter().zip(stray.paths()) {
-            let action = match (request.prune, request.dry_run) {
-                (true, true) => "would-prune",
-                (true, false) => {
-                    stray.dir.remove(name)?;
-                    "pruned"
+        for ((name, fingerprint), path) in stray.names.iter().zip(stray.paths()) {
+            let (action, detail) = match (request.prune, request.dry_run) {
+                (true, true) => ("would-prune", "no declared secret owns it now"),
+                (true, false) if stray.dir.remove_if_holds(name, fingerprint)? => {
+                    ("pruned", "no declared secret owns it now")
                 }
-                (false, _) => "stray",
+                (true, false) => (
+                    "stray",
+                    "it changed while being pruned; left in place, remove it by hand",
+                ),
+                (false, _) => ("stray", "no declared secret owns it now"),
             };
             if action != "pruned" {
                 kept.push(path.clone());
             }
-            report.push(
-                ReportItem::new(
-                    crate::output::shown_path(&path.display().to_string(), &request.shown_from),
-                    action,
-                )
-                .with_detail("no declared secret owns it now"),
-            );
+            report.push(ReportItem::new(shown(&path), action).with_detail(detail));
+        }
+        for path in stray.changed_paths() {
+            report.push(ReportItem::new(shown(&path), "stray").with_detail(
+                "no declared secret owns it now, but it does not hold what compose-secrets recorded \
+                 writing (changed since, or written before fingerprints were kept); left in place, \
+                 --prune too: remove it by hand",
+            ));
+            kept.push(path);
         }
     }
     state
         .written
-        .retain(|p| layout.placements.iter().any(|pl| &pl.path == p) || kept.contains(p));
+        .retain(|p, _| layout.placements.iter().any(|pl| &pl.path == p) || kept.contains(p));
     Ok(())
 }
 

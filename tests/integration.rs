@@ -7,9 +7,11 @@ mod support {
     pub mod idle_engine;
 }
 
+mod adopt;
 mod cli_help;
 mod compose_differential;
 mod crash;
+mod crosscheck;
 mod demo_docker;
 mod docker;
 mod docker_faults;
@@ -20,12 +22,14 @@ mod faults;
 mod fuzz_checks;
 mod hostile;
 mod hygiene;
+mod interval;
 mod json_errors;
 mod load;
 mod load_keyvault;
 mod manifest;
 mod policy;
 mod properties;
+mod prune;
 mod races;
 mod rotate;
 mod rotate_docker;

@@ -127,10 +127,22 @@ fn a_leftover_temp_file_from_a_crash_is_removed() {
     assert!(!p.exists(".runtime/secrets/.compose-secrets.tmp.999.deadbeef"));
 }
 
+/// A file compose-secrets wrote for a secret no service uses any more is stray: reported, and
+/// removed only with `--prune` (a dry run says it would be). A file it did not write is not
+/// its to report or remove (see `prune.rs`).
 #[test]
 fn stray_files_are_reported_and_pruned_only_with_prune() {
-    let p = loaded_demo();
-    p.write(".runtime/secrets/old-secret", "x");
+    let p = Project::empty();
+    let compose = |mounts: &str| {
+        format!(
+            "services:\n  app:\n    image: x\n    secrets: [{mounts}]\nsecrets:\n  a: {{file: ./.runtime/secrets/a}}\n  \
+             old: {{file: ./.runtime/secrets/old-secret}}\n"
+        )
+    };
+    p.write("compose.yaml", compose("a, old"));
+    p.write(".env", "A=aaaaaaaa\nOLD=oooooooo\n");
+    p.cmd(&["load"]).run().success();
+    p.write("compose.yaml", compose("a"));
     p.cmd(&["load"]).run().success().stdout_has("stray");
     assert!(p.exists(".runtime/secrets/old-secret"));
     p.cmd(&["load", "--prune", "--dry-run"])

@@ -153,10 +153,20 @@ fn an_unsafe_directory_fails_until_fixed() {
 #[test]
 fn a_stray_file_warns_and_strict_fails_until_pruned() {
     let p = loaded();
-    p.write(".runtime/secrets/old-thing", "x");
+    // A secret no service mounts any more: the file load wrote for it is stray.
+    let compose = p.read_string("compose.yaml");
+    p.write(
+        "compose.yaml",
+        compose.replacen("      - keycloak-service-client-secret\n", "", 1),
+    );
     let (code, checks) = verify(&p, &[]);
-    assert_eq!(code, 0);
-    assert_status(&checks, "files", "old-thing", "warn");
+    assert_eq!(code, 0, "{checks:#?}");
+    assert_status(
+        &checks,
+        "files",
+        ".runtime/secrets/keycloak-service-client-secret",
+        "warn",
+    );
     assert_eq!(verify(&p, &["--strict"]).0, 1);
     p.cmd(&["load", "--prune"]).run().success();
     assert_eq!(verify(&p, &["--strict"]).0, 0);

@@ -7,7 +7,12 @@ use std::ffi::OsString;
 use super::*;
 use crate::compose::reference::{differences, view_of_config, view_of_project, ComposeV2};
 
-pub fn check_compose_model(f: &mut Findings, project: &Project, cwd: &Path, flags: &[OsString]) {
+pub async fn check_compose_model(
+    f: &mut Findings,
+    project: &Project,
+    cwd: &Path,
+    flags: &[OsString],
+) {
     let subject = format!("project {}", project.name);
     let compose = match ComposeV2::find() {
         Ok(compose) => compose,
@@ -21,7 +26,7 @@ pub fn check_compose_model(f: &mut Findings, project: &Project, cwd: &Path, flag
             return;
         }
     };
-    let config = match compose.config(cwd, flags) {
+    let config = match compose.config(cwd, flags).await {
         Ok(config) => config,
         Err(why) => {
             f.add(

@@ -151,6 +151,15 @@ pub fn check_files<'m>(
                     "stray file: no declared secret owns it now (`load --prune` removes it)",
                 );
             }
+            for path in found.iter().flat_map(|s| s.changed_paths()) {
+                f.add(
+                    Status::Warn,
+                    "files",
+                    f.path_subject(&path),
+                    "stray file: no declared secret owns it now, but it does not hold what \
+                     compose-secrets recorded writing (`load --prune` leaves it; remove it by hand)",
+                );
+            }
         }
         Err(e) => f.add(Status::Fail, "files", "strays", e.to_string()),
     }
@@ -365,12 +374,37 @@ mod tests {
         assert_only(&fx.files().0, "files", "secrets", Status::Pass, "0700");
     }
 
+    /// Only files state.json says compose-secrets wrote are stray: one that still holds what
+    /// it wrote (`load --prune` removes it), one that changed since (left to a person); a file
+    /// it never wrote is not mentioned.
     #[test]
     fn a_stray_file_warns_until_removed() {
         let fx = Fixture::new(COMPOSE);
-        std::fs::write(fx.secrets_dir().join("old-token"), "x").unwrap();
-        assert_only(&fx.files().0, "files", "old-token", Status::Warn, "stray");
+        let mut state = State::new("");
+        for (name, wrote) in [("old-token", "x"), ("edited", "y")] {
+            std::fs::write(fx.secrets_dir().join(name), "x").unwrap();
+            state.record_written(
+                &fx.secrets_dir().join(name),
+                &crate::secret::fingerprint_bytes(wrote.as_bytes()),
+            );
+        }
+        std::fs::write(fx.secrets_dir().join("notes.txt"), "x").unwrap();
+        let files = |state: &State| {
+            let mut f = Findings::relative_to(fx.dir.path());
+            check_files(&mut f, &fx.manifest, &fx.layout, state);
+            f
+        };
+        let f = files(&state);
+        assert_only(
+            &f,
+            "files",
+            "old-token",
+            Status::Warn,
+            "`load --prune` removes it",
+        );
+        assert_only(&f, "files", "edited", Status::Warn, "remove it by hand");
+        assert!(statuses(&f, "files", "notes.txt").is_empty());
         std::fs::remove_file(fx.secrets_dir().join("old-token")).unwrap();
-        assert!(statuses(&fx.files().0, "files", "old-token").is_empty());
+        assert!(statuses(&files(&state), "files", "old-token").is_empty());
     }
 }

@@ -19,11 +19,11 @@ pub async fn run(ctx: &Context, opts: &SyncOpts) -> Result<u8> {
         lock_timeout: Duration::from_secs(opts.lock_timeout),
     };
     if opts.watch {
-        let interval = crate::clock::parse_duration(&opts.interval)
+        let interval = crate::clock::parse_period(&opts.interval)
             .filter(|d| *d >= MIN_INTERVAL)
             .ok_or_else(|| {
                 Error::Usage(format!(
-                    "--interval {}: expected a period of at least 1s, e.g. 60s, 5m",
+                    "--interval {}: expected a period of at least 1 second, e.g. 60 (seconds), 60s, 5m",
                     opts.interval.trim()
                 ))
             })?;

@@ -10,7 +10,7 @@ use crate::files::state::State;
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let project = ctx.project()?;
     let mut f = Findings::relative_to(&ctx.cwd);
-    checks::check_compose_model(&mut f, &project, &ctx.cwd, &ctx.compose_flags());
+    checks::check_compose_model(&mut f, &project, &ctx.cwd, &ctx.compose_flags()).await;
     // Read-only: the runtime directory is looked at, never created, and no mode is changed.
     let runtime = match ctx.begin_reading() {
         Ok(runtime) => runtime,

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -104,30 +104,34 @@ impl ComposeV2 {
 
     /// `config --format json` run in `cwd` with the user's Compose flags; `Err` carries
     /// Compose's own first error line.
-    pub fn config(&self, cwd: &Path, flags: &[OsString]) -> Result<Value, String> {
-        let mut child = Command::new(&self.program)
+    pub async fn config(&self, cwd: &Path, flags: &[OsString]) -> Result<Value, String> {
+        self.config_within(cwd, flags, CONFIG_TIMEOUT).await
+    }
+
+    /// [`Self::config`] bounded by `timeout`. Both pipes are read while the child runs: a
+    /// large project prints far more than a pipe holds (64 KiB), and a child blocked on a
+    /// full pipe never exits. A child still running at the timeout is killed and reaped.
+    async fn config_within(
+        &self,
+        cwd: &Path,
+        flags: &[OsString],
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let child = tokio::process::Command::new(&self.program)
             .args(flags)
             .args(["config", "--format", "json"])
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot run it: {e}"))?;
-        let started = Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if started.elapsed() > CONFIG_TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!("no answer within {}s", CONFIG_TIMEOUT.as_secs()));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(out) => out.map_err(|e| e.to_string())?,
+            // Dropping the future drops the child, which `kill_on_drop` kills; tokio reaps it.
+            Err(_) => return Err(format!("no answer within {}s", timeout.as_secs())),
+        };
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(stderr
@@ -310,4 +314,69 @@ pub fn differences(reference: &Value, ours: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn fake(dir: &Path, script: &str) -> ComposeV2 {
+        let program = dir.join("docker-compose");
+        std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ComposeV2 {
+            program,
+            name: "fake".into(),
+        }
+    }
+
+    /// 1 MiB of JSON, far past a pipe's 64 KiB: read while the child writes, it parses.
+    #[tokio::test]
+    async fn output_larger_than_a_pipe_is_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let compose = fake(
+            tmp.path(),
+            "printf '{\"name\": \"'; head -c 1048576 /dev/zero | tr '\\0' x; printf '\"}'",
+        );
+        let doc = compose
+            .config_within(tmp.path(), &[], Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(doc["name"].as_str().map(str::len), Some(1_048_576));
+    }
+
+    /// A Compose that never answers is killed at the timeout (its pid no longer runs).
+    #[tokio::test]
+    async fn a_hung_compose_is_killed_at_the_timeout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pid_file = tmp.path().join("pid");
+        let compose = fake(
+            tmp.path(),
+            &format!("echo $$ > {}; exec sleep 600", pid_file.display()),
+        );
+        let e = compose
+            .config_within(tmp.path(), &[], Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(e.contains("no answer within 2s"), "{e}");
+        // No pid file: the shell was killed before it wrote one, so it is gone too.
+        let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        // Reaped by tokio shortly after the kill; poll without a time bound on the assertion.
+        let gone = (0..600).any(|_| {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"));
+            if alive {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            !alive
+        });
+        assert!(gone, "the hung compose {pid} still runs");
+    }
 }

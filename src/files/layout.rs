@@ -84,6 +84,7 @@ impl Layout {
         let project_dir = lexical_normalize(&project.directory);
         let runtime_dir = lexical_normalize(runtime_dir);
         let secrets_dir = lexical_normalize(secrets_dir);
+        check_dirs(&runtime_dir, &secrets_dir)?;
         let guarded = protected.paths();
         let mut placements = Vec::new();
         let mut problems = Vec::new();
@@ -132,6 +133,13 @@ impl Layout {
     /// Whether a directory is compose-secrets' own (owner and mode checked as such).
     pub fn is_ours(&self, dir: &Path) -> bool {
         dir.starts_with(&self.runtime_dir) || dir.starts_with(&self.secrets_dir)
+    }
+
+    /// Whether `path` is the runtime directory or in it, outside the secrets directory: the
+    /// lock, the state, the audit log and its key live there, and are never a secret's file
+    /// nor pruned.
+    pub fn is_runtime_path(&self, path: &Path) -> bool {
+        path.starts_with(&self.runtime_dir) && !path.starts_with(&self.secrets_dir)
     }
 
     /// Each directory holding a secret file, once, in placement order.
@@ -228,6 +236,64 @@ fn place(
         dir: dir.to_path_buf(),
         file_name: file_name.to_string(),
     })
+}
+
+/// The secrets directory may not be the runtime directory, contain it, or lie inside it other
+/// than as the default `<runtime>/secrets`: a secret's file written or pruned there could be
+/// the lock, the state, the audit log or its key. Checked on the paths as configured (flag,
+/// environment or `.env`) and again with the symlinks above the secrets directory resolved
+/// (the directory itself and everything below are opened without following one, so a
+/// symlink there is refused when it is opened).
+fn check_dirs(runtime_dir: &Path, secrets_dir: &Path) -> Result<()> {
+    let secrets_resolved = match (secrets_dir.parent(), secrets_dir.file_name()) {
+        (Some(parent), Some(name)) => resolved(parent).join(name),
+        _ => secrets_dir.to_path_buf(),
+    };
+    let pairs = [
+        (runtime_dir.to_path_buf(), secrets_dir.to_path_buf()),
+        (resolved(runtime_dir), secrets_resolved),
+    ];
+    for (runtime, secrets) in pairs {
+        let why = if secrets == runtime {
+            "is the runtime directory"
+        } else if runtime.starts_with(&secrets) {
+            "contains the runtime directory"
+        } else if secrets.starts_with(&runtime) && secrets != runtime.join("secrets") {
+            "is inside the runtime directory"
+        } else {
+            continue;
+        };
+        return Err(Error::UnsafePath {
+            path: secrets_dir.to_path_buf(),
+            message: format!(
+                "the secrets directory {why} {}, where compose-secrets keeps its lock, state and audit log; \
+                 set --secrets-dir (or COMPOSE_SECRETS_DIR) to a directory outside it, or leave it unset \
+                 for {}",
+                runtime_dir.display(),
+                runtime_dir.join("secrets").display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `path` with the symlinks of its longest existing ancestor resolved (the rest, not yet
+/// created, cannot be a symlink).
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut head = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(head) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (head.parent(), head.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                head = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 fn dir_of(path: &Path) -> &Path {
@@ -329,4 +395,42 @@ pub fn check_owners<'a>(specs: impl IntoIterator<Item = &'a SecretSpec>) -> Resu
         }
     }
     Error::all(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secrets_dir_may_not_be_at_around_or_inside_the_runtime_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let runtime = root.join(".runtime");
+        std::fs::create_dir(&runtime).unwrap();
+        std::os::unix::fs::symlink(root, root.join("link")).unwrap();
+        let refused = [
+            runtime.clone(),
+            root.to_path_buf(),
+            runtime.join("other"),
+            runtime.join("secrets/deeper"),
+            root.join("link/.runtime"),
+        ];
+        for secrets in refused {
+            let e = check_dirs(&runtime, &secrets).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+            let text = e.to_string();
+            assert!(
+                text.contains(&secrets.display().to_string())
+                    && text.contains(&runtime.display().to_string()),
+                "{text}"
+            );
+        }
+        for secrets in [
+            runtime.join("secrets"),
+            root.join("secrets"),
+            root.join("link/x"),
+        ] {
+            check_dirs(&runtime, &secrets).unwrap();
+        }
+    }
 }

@@ -44,6 +44,8 @@ pub struct FileState {
     pub mtime: i64,
     /// The last write in Unix nanoseconds: container start times have nanoseconds too.
     pub mtime_ns: i128,
+    /// Which file this was (device, inode): a prune unlinks the name only while it still is.
+    pub id: (u64, u64),
 }
 
 /// Ownership to give a file; `None` fields keep the writer's.
@@ -278,6 +280,8 @@ impl SecretDir {
             gid: st.st_gid,
             mtime: st.st_mtime,
             mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+            #[allow(clippy::useless_conversion)]
+            id: (u64::from(st.st_dev), u64::from(st.st_ino)),
         }))
     }
 
@@ -349,6 +353,41 @@ impl SecretDir {
         nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
             .map_err(|e| Error::io(self.path.join(name), "remove")(e.into()))?;
         nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))
+    }
+
+    /// The file `name` when it is a regular file whose content has `fingerprint` (see
+    /// `secret::fingerprint_bytes`); `None` for anything else: missing, a symlink (never
+    /// followed), a FIFO or socket (never waited on), unreadable, too large, or changed.
+    pub fn holding(&self, name: &str, fingerprint: &str) -> Option<FileState> {
+        if !fingerprint.starts_with(crate::secret::FINGERPRINT_PREFIX) {
+            return None;
+        }
+        self.read(name)
+            .ok()
+            .flatten()
+            .filter(|st| crate::secret::fingerprint_bytes(&st.contents) == fingerprint)
+    }
+
+    /// Remove `name` only if it is a regular file that still holds `fingerprint`, checked
+    /// just before the unlink (and the name still the file that was checked); `Ok(false)`
+    /// when it is not, and then nothing is removed.
+    pub fn remove_if_holds(&self, name: &str, fingerprint: &str) -> Result<bool> {
+        let Some(checked) = self.holding(name, fingerprint) else {
+            return Ok(false);
+        };
+        let now = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        #[allow(clippy::useless_conversion)]
+        if now.map(|st| (u64::from(st.st_dev), u64::from(st.st_ino))) != Some(checked.id) {
+            return Ok(false);
+        }
+        self.remove(name)?;
+        Ok(true)
+    }
+
+    /// Whether an entry named `name` exists (a file, a link, anything), without following it.
+    pub fn has(&self, name: &str) -> bool {
+        check_file_name(&self.path, name).is_ok()
+            && fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
     }
 
     /// Names of the files (and links) in the directory, temp files and directories excluded.

@@ -3,7 +3,8 @@
 //! directories compose-secrets created; and the head of the audit chain, so a truncated log is
 //! noticed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,10 +89,16 @@ pub struct State {
     /// reported and pruned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_dirs: Vec<std::path::PathBuf>,
-    /// Every secret file compose-secrets has written (absolute): only these are ever pruned
-    /// outside its runtime directory, once no secret declares them.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
-    pub written: std::collections::BTreeSet<std::path::PathBuf>,
+    /// Every secret file compose-secrets has written (absolute), with the fingerprint of what
+    /// it wrote there: `--prune` removes only a file that is listed here and still holds
+    /// exactly that. An empty fingerprint (a state file from before fingerprints were kept)
+    /// matches nothing, so such a file is never pruned until a load writes it again.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "written_compat"
+    )]
+    pub written: BTreeMap<PathBuf, String>,
     /// The audit log's last line as of the last write: how many lines, and the last `mac`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<AuditHead>,
@@ -112,7 +119,7 @@ impl State {
             secrets: BTreeMap::new(),
             held: BTreeMap::new(),
             created_dirs: Vec::new(),
-            written: std::collections::BTreeSet::new(),
+            written: BTreeMap::new(),
             audit_head: None,
         }
     }
@@ -148,6 +155,17 @@ impl State {
         runtime.write(STATE, &json, 0o600)
     }
 
+    /// Remember that compose-secrets wrote `fingerprint`'s content to `path`.
+    pub fn record_written(&mut self, path: &std::path::Path, fingerprint: &str) {
+        self.written
+            .insert(path.to_path_buf(), fingerprint.to_string());
+    }
+
+    /// Whether compose-secrets wrote `path` (whatever it holds now).
+    pub fn wrote(&self, path: &std::path::Path) -> bool {
+        self.written.contains_key(path)
+    }
+
     /// Remember directories created for secret files (absolute, once each).
     pub fn record_created(&mut self, dirs: &[std::path::PathBuf]) {
         for d in dirs {
@@ -155,5 +173,43 @@ impl State {
                 self.created_dirs.push(d.clone());
             }
         }
+    }
+}
+
+/// `written` as this version keeps it (path to fingerprint), or as earlier versions kept it
+/// (a list of paths): those are kept without a fingerprint, so that the rest of the state
+/// (held versions, the audit head) survives an upgrade and nothing unverified is pruned.
+fn written_compat<'de, D>(d: D) -> std::result::Result<BTreeMap<PathBuf, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Fingerprinted(BTreeMap<PathBuf, String>),
+        Paths(BTreeSet<PathBuf>),
+    }
+    Ok(match Written::deserialize(d)? {
+        Written::Fingerprinted(map) => map,
+        Written::Paths(paths) => paths.into_iter().map(|p| (p, String::new())).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_paths_from_an_earlier_version_are_kept_without_a_fingerprint() {
+        let old = r#"{"format":1,"source":"s","secrets":{},"written":["/p/a","/p/b"],
+            "audit_head":{"lines":3,"mac":"m"}}"#;
+        let state: State = serde_json::from_str(old).unwrap();
+        assert_eq!(state.written.len(), 2);
+        assert!(state.written.values().all(String::is_empty));
+        assert_eq!(state.audit_head.unwrap().lines, 3);
+        let mut new = State::new("s");
+        new.record_written(std::path::Path::new("/p/a"), "hmac:00");
+        let back: State = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
+        assert_eq!(back.written, new.written);
     }
 }

@@ -67,7 +67,8 @@ pub(super) async fn apply(
         ),
     );
 
-    run.state.written.insert(plan.placement.path.clone());
+    run.state
+        .record_written(&plan.placement.path, &value.fingerprint());
     run.state.secrets.insert(
         spec.name.clone(),
         SecretState {

@@ -162,3 +162,33 @@ fn a_dead_writers_temp_file_is_removed_and_a_live_ones_kept() {
     want.sort();
     assert_eq!(left, want, "only the dead writer's file went");
 }
+
+/// A prune removes a regular file holding exactly what was recorded, nothing else: not a
+/// changed file, a symlink (not followed), a FIFO (not waited on), or a directory.
+#[test]
+fn remove_if_holds_removes_only_an_unchanged_regular_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = SecretDir::open(&tmp.path().join("s"), true).unwrap();
+    let fp = crate::secret::fingerprint_bytes(b"value");
+    dir.write_atomic("same", b"value", 0o400, Owner::default())
+        .unwrap();
+    dir.write_atomic("changed", b"other", 0o400, Owner::default())
+        .unwrap();
+    std::fs::write(tmp.path().join("target"), "value").unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("target"), dir.path().join("link")).unwrap();
+    nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    for name in ["changed", "link", "fifo", "sub", "missing"] {
+        assert!(!dir.remove_if_holds(name, &fp).unwrap(), "{name}");
+    }
+    assert!(
+        !dir.remove_if_holds("same", "").unwrap(),
+        "no fingerprint, no removal"
+    );
+    assert!(dir.remove_if_holds("same", &fp).unwrap());
+    assert!(!dir.has("same"));
+    for name in ["changed", "link", "fifo", "sub"] {
+        assert!(dir.has(name), "{name} kept");
+    }
+    assert_eq!(std::fs::read(tmp.path().join("target")).unwrap(), b"value");
+}
