@@ -35,6 +35,7 @@ pub mod hook;
 mod plan;
 pub mod policy;
 pub mod preflight;
+pub mod recover;
 mod rollback;
 mod select;
 mod sync;
@@ -50,6 +51,7 @@ pub use select::{
     all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,
     Selection,
 };
+pub use recover::recover_intents;
 pub use sync::follow;
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica
