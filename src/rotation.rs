@@ -46,12 +46,12 @@ pub use plan::{
     describe, describe_restarts, plan, service_containers, ContainerTarget, SecretPlan,
     ServiceTarget,
 };
+pub use recover::recover_intents;
 use rollback::{roll_back, roll_back_hook};
 pub use select::{
     all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,
     Selection,
 };
-pub use recover::recover_intents;
 pub use sync::follow;
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica

@@ -69,10 +69,13 @@ impl Store {
                     "compose.yaml",
                     "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    file: ./token\n",
                 );
-                self.cmd(&operator, &["rotate", "token", "--no-restart", "--value-stdin"])
-                    .stdin(value)
-                    .run()
-                    .success();
+                self.cmd(
+                    &operator,
+                    &["rotate", "token", "--no-restart", "--value-stdin"],
+                )
+                .stdin(value)
+                .run()
+                .success();
             }
         }
     }
@@ -105,9 +108,7 @@ fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
 /// Leave `p` as a `rotate` killed at `at` leaves it; returns the store's value afterwards.
 fn crash(store: &Store, p: &Project, at: Killed) -> String {
     let before = p.read(FILE);
-    let out = store
-        .cmd(p, &["rotate", "token", "--no-restart"])
-        .run();
+    let out = store.cmd(p, &["rotate", "token", "--no-restart"]).run();
     assert_eq!(out.code, -1, "rotate was killed by its hook: {out:?}");
     assert_eq!(p.read(FILE), before, "nothing written before the push");
     let last = audit_lines(p).pop().unwrap();
@@ -153,10 +154,7 @@ fn recover_and_check(store: &Store, at: Killed) {
         current,
         "{at:?}: the file holds the store's current value"
     );
-    store
-        .cmd(&p, &["verify", "--no-docker"])
-        .run()
-        .success();
+    store.cmd(&p, &["verify", "--no-docker"]).run().success();
     // Recovered once: the next load has nothing to close.
     let again = store.cmd(&p, &["load"]).run().success();
     assert!(!again.stdout.contains("recovered"), "{}", again.stdout);
@@ -181,7 +179,10 @@ fn a_killed_key_vault_rotation_is_recovered_by_the_next_load() {
 #[test]
 fn sync_and_rotate_recover_a_killed_rotation_first() {
     let store = Store::Demo;
-    for command in [&["sync"][..], &["rotate", "token", "--no-restart", "--value-stdin"][..]] {
+    for command in [
+        &["sync"][..],
+        &["rotate", "token", "--no-restart", "--value-stdin"][..],
+    ] {
         let p = project(&store);
         crash(&store, &p, Killed::AfterPushBeforeFile);
         // Without the hook the rotation can run to its end.
@@ -198,10 +199,7 @@ fn sync_and_rotate_recover_a_killed_rotation_first() {
             audit_lines(&p).iter().any(|l| l["outcome"] == "recovered"),
             "{command:?}"
         );
-        store
-            .cmd(&p, &["verify", "--no-docker"])
-            .run()
-            .success();
+        store.cmd(&p, &["verify", "--no-docker"]).run().success();
     }
 }
 
@@ -212,7 +210,8 @@ fn sync_and_rotate_recover_a_killed_rotation_first() {
 fn a_hold_is_released_once_env_is_back_at_the_running_value() {
     let store = Store::Demo;
     let p = project(&store);
-    let running: serde_json::Value = serde_json::from_slice(&p.read(".runtime/state.json")).unwrap();
+    let running: serde_json::Value =
+        serde_json::from_slice(&p.read(".runtime/state.json")).unwrap();
     store.push(&p, "bad-value-that-failed-its-gate");
     store.cmd(&p, &["load"]).run().success();
     let bad: serde_json::Value = serde_json::from_slice(&p.read(".runtime/state.json")).unwrap();

@@ -96,16 +96,20 @@ pub async fn recover_intents(
             _ => (Resolution::Abandoned, None),
         };
         if resolution == Resolution::Abandoned {
-            report.push(ReportItem::new(&intent.secret, "recovered").with_detail(format!(
+            report.push(
+                ReportItem::new(&intent.secret, "recovered").with_detail(format!(
                 "audit line {}: a `{}` stopped after its intent; the secret is no longer declared \
                  or the store has no value for it, so nothing was written",
                 intent.line,
                 action_name(intent.action)
-            )));
+            )),
+            );
         }
         if intent.secret == SIGNING_KEY_SECRET {
             // The file may hold a new signing key now; the log records the handover.
-            if let Some(key) = audit::project_key(runtime, Some((project, layout)), None, true).await? {
+            if let Some(key) =
+                audit::project_key(runtime, Some((project, layout)), None, true).await?
+            {
                 log.change_key(key);
             }
         }
@@ -190,12 +194,14 @@ fn settle(
     } else {
         "the file was rewritten"
     };
-    report.push(ReportItem::new(&spec.name, "recovered").with_detail(format!(
+    report.push(
+        ReportItem::new(&spec.name, "recovered").with_detail(format!(
         "audit line {}: a `{}` stopped after its intent; the store has version {}: {what} ({file})",
         intent.line,
         action_name(intent.action),
         crate::output::short_version(&current),
-    )));
+    )),
+    );
     let services = spec.services();
     if (pushed || !intact) && !services.is_empty() {
         report.push(
@@ -256,8 +262,8 @@ pub fn open_intents(runtime: &RuntimeDir) -> Result<Vec<OpenIntent>> {
         let Some(secret) = doc.get("secret").and_then(|s| s.as_str()) else {
             continue;
         };
-        let intent = (doc.get("outcome").and_then(|o| o.as_str()) == Some("intent")).then(|| {
-            OpenIntent {
+        let intent =
+            (doc.get("outcome").and_then(|o| o.as_str()) == Some("intent")).then(|| OpenIntent {
                 line: i + 1,
                 action,
                 secret: secret.to_string(),
@@ -265,8 +271,7 @@ pub fn open_intents(runtime: &RuntimeDir) -> Result<Vec<OpenIntent>> {
                     .get("old_version")
                     .and_then(|v| v.as_str())
                     .map(str::to_string),
-            }
-        });
+            });
         last.insert(secret.to_string(), intent);
     }
     let mut open: Vec<OpenIntent> = last.into_values().flatten().collect();
