@@ -74,37 +74,8 @@ pub async fn recover_intents(
     let mut state = State::read(Some(runtime), &store.describe())?;
     let mut done = Vec::new();
     for intent in open {
-        let spec = project.secret(&intent.secret).filter(|s| s.in_use);
-        let placement = spec.and_then(|s| layout.of(&s.name));
-        let (resolution, new_version) = match (spec, placement) {
-            (Some(spec), Some(placement)) => {
-                let fetched = match store.get_latest(&store.key_for(spec)).await {
-                    Ok(f) if !f.value.is_empty() => Some(f),
-                    Ok(_) | Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
-                        None
-                    }
-                    Err(e) => return Err(e),
-                };
-                match fetched {
-                    Some(f) => {
-                        let r = settle(layout, spec, placement, &f, &intent, &mut state, report)?;
-                        (r, Some(version_of(&f)))
-                    }
-                    None => (Resolution::Abandoned, None),
-                }
-            }
-            _ => (Resolution::Abandoned, None),
-        };
-        if resolution == Resolution::Abandoned {
-            report.push(
-                ReportItem::new(&intent.secret, "recovered").with_detail(format!(
-                "audit line {}: a `{}` stopped after its intent; the secret is no longer declared \
-                 or the store has no value for it, so nothing was written",
-                intent.line,
-                action_name(intent.action)
-            )),
-            );
-        }
+        let (resolution, new_version) =
+            resolve(project, layout, store, &intent, &mut state, report).await?;
         if intent.secret == SIGNING_KEY_SECRET {
             // The file may hold a new signing key now; the log records the handover.
             if let Some(key) =
@@ -129,6 +100,37 @@ pub async fn recover_intents(
         done.push((intent, resolution));
     }
     Ok(done)
+}
+
+/// Settle one intent against the store; returns how, and the store's current version.
+async fn resolve(
+    project: &Project,
+    layout: &Layout,
+    store: &dyn SecretStore,
+    intent: &OpenIntent,
+    state: &mut State,
+    report: &mut Report,
+) -> Result<(Resolution, Option<String>)> {
+    let spec = project.secret(&intent.secret).filter(|s| s.in_use);
+    if let Some((spec, placement)) = spec.and_then(|s| Some((s, layout.of(&s.name)?))) {
+        match store.get_latest(&store.key_for(spec)).await {
+            Ok(f) if !f.value.is_empty() => {
+                let resolution = settle(layout, spec, placement, &f, intent, state, report)?;
+                return Ok((resolution, Some(version_of(&f))));
+            }
+            Ok(_) | Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    report.push(
+        ReportItem::new(&intent.secret, "recovered").with_detail(format!(
+            "audit line {}: a `{}` stopped after its intent; the secret is no longer declared \
+         or the store has no value for it, so nothing was written",
+            intent.line,
+            action_name(intent.action)
+        )),
+    );
+    Ok((Resolution::Abandoned, None))
 }
 
 /// Make the file and the state hold the store's current value `fetched`, and say what the
@@ -178,16 +180,30 @@ fn settle(
         },
     );
     state.written.insert(placement.path.clone());
-    let (resolution, what) = if pushed {
-        (
-            Resolution::Finished,
-            "the push had landed, so the rotation is finished",
-        )
+    let resolution = if pushed {
+        Resolution::Finished
     } else {
-        (
-            Resolution::Undone,
-            "nothing had been pushed, so the rotation is undone",
-        )
+        Resolution::Undone
+    };
+    report_settled(spec, intent, &current, resolution, intact, report);
+    Ok(resolution)
+}
+
+/// What `settle` did, for the report: the resolution, the containers that may run the previous
+/// value, and a rotation hook that may disagree with the store.
+fn report_settled(
+    spec: &SecretSpec,
+    intent: &OpenIntent,
+    current: &str,
+    resolution: Resolution,
+    intact: bool,
+    report: &mut Report,
+) {
+    let pushed = resolution == Resolution::Finished;
+    let what = if pushed {
+        "the push had landed, so the rotation is finished"
+    } else {
+        "nothing had been pushed, so the rotation is undone"
     };
     let file = if intact {
         "the file already held it"
@@ -199,7 +215,7 @@ fn settle(
         "audit line {}: a `{}` stopped after its intent; the store has version {}: {what} ({file})",
         intent.line,
         action_name(intent.action),
-        crate::output::short_version(&current),
+        crate::output::short_version(current),
     )),
     );
     let services = spec.services();
@@ -221,7 +237,6 @@ fn settle(
              `compose-secrets rotate` sets its target and the store together again",
         ));
     }
-    Ok(resolution)
 }
 
 /// The version the audit log calls the store's current value: its id, or its fingerprint.
@@ -277,4 +292,98 @@ pub fn open_intents(runtime: &RuntimeDir) -> Result<Vec<OpenIntent>> {
     let mut open: Vec<OpenIntent> = last.into_values().flatten().collect();
     open.sort_by_key(|o| o.line);
     Ok(open)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{Fixture, OLD};
+    use super::*;
+    use crate::secret::SecretValue;
+
+    /// Leave the fixture as a `rotate` of `s1` killed after its intent leaves it.
+    async fn intent(f: &Fixture) {
+        let runtime = f.runtime();
+        let mut run = f.run(&runtime, false);
+        let old = f.latest().await.info.version;
+        let event = AuditEvent {
+            action: Action::Rotate,
+            secret: Secrets::One("s1".into()),
+            old_version: Versions::One(old),
+            new_version: Versions::One(None),
+            services_restarted: Vec::new(),
+            health: HealthResult::Skipped,
+            outcome: Outcome::Intent,
+            hook: None,
+            error: None,
+        };
+        run.record(&event).unwrap();
+        assert_eq!(open_intents(&runtime).unwrap().len(), 1);
+    }
+
+    async fn recover(f: &Fixture) -> (Vec<(OpenIntent, Resolution)>, Report) {
+        let runtime = f.runtime();
+        let mut report = Report::new("load", "memory", false);
+        let done = recover_intents(&runtime, &f.manifest, &f.layout(), &f.store, &mut report)
+            .await
+            .unwrap();
+        (done, report)
+    }
+
+    /// The chain as `verify` checks it: intact, at its head, and no intent left open.
+    fn assert_closed(f: &Fixture) {
+        let runtime = f.runtime();
+        let key = crate::audit::AuditKey::local(&runtime, false)
+            .unwrap()
+            .unwrap();
+        let chain = crate::audit::verify_log(Some(&runtime), &[key], f.state().audit_head.as_ref())
+            .unwrap();
+        assert!(chain.ok(), "{chain:?}");
+        assert!(chain.pending.is_empty(), "{:?}", chain.pending);
+        assert!(open_intents(&runtime).unwrap().is_empty());
+        let last = f.audit().pop().unwrap();
+        assert_eq!(last["outcome"], "recovered");
+        assert_eq!(last["action"], "rotate");
+    }
+
+    #[tokio::test]
+    async fn a_pushed_version_is_finished_and_its_users_named() {
+        let f = Fixture::new(None).await;
+        intent(&f).await;
+        f.store
+            .set(
+                "s1",
+                &SecretValue::new("pushed-new".into()),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let (done, report) = recover(&f).await;
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].1, Resolution::Finished);
+        assert_eq!(f.file(), "pushed-new");
+        assert_eq!(
+            f.state().secrets["s1"].version,
+            f.latest().await.info.version
+        );
+        let restart = report.items.iter().find(|i| i.action == "restart-needed");
+        let detail = restart.and_then(|i| i.detail.clone()).unwrap_or_default();
+        assert!(
+            detail.contains("app") && detail.contains("worker"),
+            "{detail}"
+        );
+        assert_closed(&f);
+        // Once closed, nothing is left to do.
+        assert!(recover(&f).await.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_rotation_killed_before_its_push_is_undone() {
+        let f = Fixture::new(None).await;
+        intent(&f).await;
+        let (done, report) = recover(&f).await;
+        assert_eq!(done[0].1, Resolution::Undone);
+        assert_eq!(f.file(), OLD);
+        assert_eq!(report.count("restart-needed"), 0, "the file never changed");
+        assert_closed(&f);
+    }
 }
