@@ -66,6 +66,9 @@ pub enum Outcome {
     Failed,
     /// `sync`: the new version broke a service and was put back; the vault keeps it.
     SyncHeld,
+    /// A later run closed an intent a crash left open: the file and the state now hold the
+    /// store's current version (see `rotation::recover`).
+    Recovered,
 }
 
 /// What happened to the rotation hook, for the audit line.

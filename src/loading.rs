@@ -254,14 +254,19 @@ pub async fn load_files(
             .unwrap_or_default();
         new_state.record_written(&c.placement.path, &fingerprint);
     }
-    // A hold ends once the held version is what the file holds (a load writes it whatever
-    // sync decided), or when the secret is no longer declared.
-    new_state.held.retain(|name, held| {
-        new_state
-            .secrets
-            .get(name)
-            .is_some_and(|s| !held.is(s.version.as_deref()))
-    });
+    // After a load every file holds the store's current version, so a hold no longer
+    // describes anything: the held version is applied now (a load writes it whatever sync
+    // decided), the store moved past it, or it went back to the version that was running
+    // (kept, that hold would make `verify` warn for ever while `sync` says `unchanged`).
+    for (name, held) in std::mem::take(&mut new_state.held) {
+        report.push(ReportItem::new(&name, "released").with_detail(format!(
+            "version {} was held by `sync`; the file now holds the store's current version",
+            held.entry
+                .version
+                .as_deref()
+                .map_or("-", crate::output::short_version)
+        )));
+    }
     strays(layout, &mut new_state, request, report)?;
     report
         .extra

@@ -35,6 +35,7 @@ pub mod hook;
 mod plan;
 pub mod policy;
 pub mod preflight;
+pub mod recover;
 mod rollback;
 mod select;
 mod sync;
@@ -45,6 +46,7 @@ pub use plan::{
     describe, describe_restarts, plan, service_containers, ContainerTarget, SecretPlan,
     ServiceTarget,
 };
+pub use recover::recover_intents;
 use rollback::{roll_back, roll_back_hook};
 pub use select::{
     all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,

@@ -112,6 +112,10 @@ pub async fn step(
         unreachable!("the store was opened above")
     };
     let mut report = Report::new("sync", store.describe(), request.dry_run);
+    if let Some(w) = &writing {
+        // A rotation a crash cut short is closed before this step reads the state.
+        rotation::recover_intents(&w.runtime, &project, &layout, store, &mut report).await?;
+    }
     let mut state = State::read(runtime, &store.describe())?;
     let changes = find_changes(
         &project,
@@ -376,6 +380,7 @@ pub async fn find_changes(
                     shown(c),
                     shown_version(f.info.version.as_deref())
                 )));
+                release_hold(state, name, report);
                 continue;
             }
             if same(loaded.version.as_deref()) && file_current(c, &loaded.fingerprint) {
@@ -385,6 +390,7 @@ pub async fn find_changes(
                     loaded.checked_at = listed_at;
                 }
                 report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
+                release_hold(state, name, report);
                 continue;
             }
         }
@@ -432,10 +438,25 @@ pub async fn find_changes(
             .is_some_and(|s| s.matches_listing(listed, pinned) && file_current(c, &s.fingerprint));
         match state.held.get(name) {
             Some(held) if !loaded => report.push(held_item(name, held)),
-            _ => report.push(ReportItem::new(name, "unchanged").with_detail(shown(c))),
+            _ => {
+                report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
+                release_hold(state, name, report);
+            }
         }
     }
     Ok(changes)
+}
+
+/// The store is back to the version this host runs (`.env` reverted after a bad value was
+/// held, or the running value set again as a new version): the hold no longer describes the
+/// store, and kept it would make `verify` warn for ever while every `sync` says `unchanged`.
+fn release_hold(state: &mut State, name: &str, report: &mut Report) {
+    if let Some(held) = state.held.remove(name) {
+        report.push(ReportItem::new(name, "released").with_detail(format!(
+            "version {} was held; the store is back to the version this host runs",
+            shown_version(held.entry.version.as_deref())
+        )));
+    }
 }
 
 fn held_item(name: &str, held: &crate::files::state::HeldVersion) -> ReportItem {

@@ -3,6 +3,9 @@
 //! each secret file holds a complete old or new value with its mode and owner, that nothing
 //! secret-looking is left behind, and that the next run converges.
 //!
+//! After every kill of a rotation, one plain `load` closes any intent the kill left open and
+//! `verify` passes.
+//!
 //! `CRASH_ITERATIONS` kills per test (default 30; `make stress` runs 500), `CRASH_SEED` replays
 //! a run (the seed is printed). Each test prints one `crash-summary` line for RELIABILITY.md.
 
@@ -126,6 +129,10 @@ struct Stats {
     temps_left_in_secrets_dir: usize,
     torn_audit_lines: usize,
     stale_value_free_temps: usize,
+    /// Rotations left with an `intent` and no outcome by a kill, before the next `load`.
+    intents_open_after_kill: usize,
+    /// The same after that `load` (must stay 0).
+    intents_open_after_load: usize,
 }
 
 impl Stats {
@@ -133,7 +140,8 @@ impl Stats {
         eprintln!(
             "crash-summary test={test} iterations={} killed_mid_run={} finished_before_kill={} \
              files_old={} files_new={} temps_left={} torn_audit_lines={} \
-             stale_value_free_temps={} violations=0",
+             stale_value_free_temps={} intents_open_after_kill={} intents_open_after_load={} \
+             violations=0",
             self.iterations,
             self.killed_mid_run,
             self.finished_before_kill,
@@ -141,7 +149,9 @@ impl Stats {
             self.files_new_after_kill,
             self.temps_left_in_secrets_dir,
             self.torn_audit_lines,
-            self.stale_value_free_temps
+            self.stale_value_free_temps,
+            self.intents_open_after_kill,
+            self.intents_open_after_load
         );
     }
 }
@@ -333,6 +343,8 @@ fn write_env(p: &Project, values: &[String]) {
         env.push_str(&format!("{}={v}\n", env_key(i)));
     }
     p.write(".env", env);
+    // As `ensure` leaves it: `verify` fails a readable `.env`.
+    std::fs::set_permissions(p.path(".env"), std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn env_values(p: &Project, context: &str) -> Vec<String> {
@@ -346,6 +358,43 @@ fn env_values(p: &Project, context: &str) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+/// Rotations whose last audit line is their `intent` (as `verify` counts them).
+fn open_intents(p: &Project) -> usize {
+    if !p.exists(".runtime/audit.log") {
+        return 0;
+    }
+    let mut last: BTreeMap<String, bool> = BTreeMap::new();
+    for line in p.read_string(".runtime/audit.log").lines() {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some("rotate" | "sync"), Some(secret)) =
+            (doc["action"].as_str(), doc["secret"].as_str())
+        {
+            last.insert(secret.to_string(), doc["outcome"] == "intent");
+        }
+    }
+    last.values().filter(|open| **open).count()
+}
+
+/// After a killed rotation: one plain `load` closes what the kill left open, and `verify`
+/// passes (issue 19 item 9).
+fn recover_and_verify(p: &Project, context: &str, env: &[(String, String)], stats: &mut Stats) {
+    stats.intents_open_after_kill += open_intents(p);
+    recover_with_load(p, context, env);
+    let open = open_intents(p);
+    stats.intents_open_after_load += open;
+    assert_eq!(open, 0, "{context}: the load closed every open intent");
+    let mut cmd = p.cmd(&["verify", "--no-docker"]).cmd;
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = run_bounded(cmd);
+    assert_eq!(
+        out.code, 0,
+        "{context}: verify passes after the load: {}",
+        out.stdout
+    );
 }
 
 fn recover_with_load(p: &Project, context: &str, extra_env: &[(String, String)]) {
@@ -444,7 +493,7 @@ fn killing_demo_rotate_keeps_env_and_files_complete_and_the_next_load_converges(
             ]
         };
         check_after_kill(&p, &before, &allowed, &mut stats, &context);
-        recover_with_load(&p, &context, &[]);
+        recover_and_verify(&p, &context, &[], &mut stats);
         let after = read_files(&p);
         for (i, value) in new_env.iter().enumerate() {
             assert_eq!(
@@ -568,7 +617,7 @@ fn killing_key_vault_load_and_rotate_never_leaves_a_partial_file_and_the_next_lo
         // Nothing changes the vault between the kill and the recovery load, so what the
         // recovery writes is the vault's current value: the only allowed "new" one.
         let killed_state = copy_of_runtime(&p);
-        recover_with_load(&p, &context, &env);
+        recover_and_verify(&p, &context, &env, &mut stats);
         let converged = read_files(&p);
         let allowed = |i: usize| {
             let mut ok = vec![converged[&i].clone().unwrap()];

@@ -31,6 +31,7 @@ mod policy;
 mod properties;
 mod prune;
 mod races;
+mod recovery;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;

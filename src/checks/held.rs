@@ -46,6 +46,22 @@ pub async fn check_held(
             (Some(l), false) => !held.is(l.version.as_deref()),
             (None, _) => false,
         };
+        let back_to_running = listed.is_some_and(|l| {
+            matches!((l.version.as_deref(), state.secrets.get(name).and_then(|s| s.version.as_deref())),
+                (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+        });
+        if moved_on && back_to_running {
+            f.add(
+                Status::Warn,
+                "sync",
+                name,
+                format!(
+                    "version {version} was held, and the store is back to the version this host runs; \
+                     run `compose-secrets sync` to clear the hold"
+                ),
+            );
+            continue;
+        }
         if moved_on {
             f.add(
                 Status::Warn,

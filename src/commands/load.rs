@@ -82,6 +82,17 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     };
     let loaded = match (&project, &layout) {
         (Some(project), Some(layout)) => {
+            if let Some(w) = &writing {
+                // A rotation a crash cut short is closed before this load reads the state.
+                crate::rotation::recover_intents(
+                    &w.runtime,
+                    project,
+                    layout,
+                    store.as_ref(),
+                    &mut report,
+                )
+                .await?;
+            }
             let state = State::read(runtime, &store.describe())?;
             // The chain key as it is before this load rewrites the files (the signing key's
             // among them): a new one is handed over to in the log.

@@ -44,6 +44,11 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     };
     let store = ctx.store()?;
     let mut report = Report::new("rotate", store.describe(), opts.dry_run);
+    if let Some(w) = &writing {
+        // A rotation a crash cut short is closed before this one reads the store or the state.
+        rotation::recover_intents(&w.runtime, &project, &layout, store.as_ref(), &mut report)
+            .await?;
+    }
     if let Some(runtime) = &read_only {
         preflight::lock_check(runtime, &mut report)?;
     }

@@ -220,3 +220,45 @@ async fn a_new_version_with_the_value_in_use_is_recorded_without_a_change() {
     );
     assert_eq!(report.count("unchanged"), 3);
 }
+
+/// A hold for `name` on a version the store no longer lists as its latest.
+fn hold(state: &mut State, name: &str, version: Option<String>) {
+    state.held.insert(
+        name.into(),
+        HeldVersion {
+            entry: SecretState {
+                version,
+                updated: None,
+                fingerprint: SecretValue::new(format!("{name}-bad")).fingerprint(),
+                checked_at: crate::clock::unix_now(),
+            },
+            held_at: 0,
+            reason: "health check failed: service app".into(),
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_store_back_at_the_running_version_releases_the_hold() {
+    // Demo mode: `.env` set to a bad value (held), then reverted, so the store lists the very
+    // version (fingerprint) this host runs again.
+    let (f, mut state) = Fixture::new().await;
+    hold(&mut state, "a", Some("fingerprint-of-the-bad-value".into()));
+    let (changes, report) = f.changes(&mut state, false).await;
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(state.held.is_empty(), "the hold is released");
+    assert!(actions(&report).contains(&("a".into(), "released".into())));
+}
+
+#[tokio::test]
+async fn the_running_value_set_again_as_a_new_version_releases_the_hold() {
+    // Key Vault: the bad version is held, then the running value is set again as a new version.
+    let (f, mut state) = Fixture::new().await;
+    let bad = f.set("a", "a-bad").await;
+    hold(&mut state, "a", bad.version);
+    f.set("a", "a-first").await;
+    let (changes, report) = f.changes(&mut state, false).await;
+    assert!(changes.is_empty(), "{changes:?}");
+    assert!(state.held.is_empty(), "the hold is released");
+    assert!(actions(&report).contains(&("a".into(), "released".into())));
+}

@@ -230,6 +230,7 @@ impl Log<'_> {
             Outcome::SyncHeld => "held",
             Outcome::RolledBack => "rolled back",
             Outcome::RollbackFailed => "ROLLBACK FAILED",
+            Outcome::Recovered => "recovered",
             Outcome::Failed | Outcome::Intent => "failed",
         };
         let mut line = format!(
