@@ -170,6 +170,7 @@ fn settle(
             },
         )?;
     }
+    state.record_written(&placement.path, &fingerprint);
     state.secrets.insert(
         spec.name.clone(),
         SecretState {
@@ -179,7 +180,6 @@ fn settle(
             checked_at: crate::clock::unix_now(),
         },
     );
-    state.written.insert(placement.path.clone());
     let resolution = if pushed {
         Resolution::Finished
     } else {
