@@ -36,3 +36,4 @@ mod swarm;
 mod sync;
 mod sync_docker;
 mod verify;
+mod waits;
