@@ -233,3 +233,153 @@ async fn a_load_in_a_retry_wait_stops_on_sigterm_with_the_interrupted_code() {
     assert!(load.stderr().contains("SIGTERM: stopped"), "{}", load.stderr());
     crate::harness::assert_same_files(&before, &p.snapshot());
 }
+
+/// A hook that, in its rotate phase, backgrounds a grandchild that would "apply" the new value
+/// (write `grandchild-applied`) after 4 s, then sleeps past any timeout; in its rollback
+/// phase it records that it ran (`rollback-ran`) and exits with `rollback_status`.
+fn write_hook(p: &Project, rollback_status: u8) {
+    p.write(
+        "hook.sh",
+        format!(
+            "#!/bin/sh\ncat > /dev/null\n\
+             if [ \"$COMPOSE_SECRETS_HOOK_PHASE\" = rollback ]; then\n\
+             \x20 echo ran > rollback-ran\n  exit {rollback_status}\nfi\n\
+             ( sleep 4; echo applied > grandchild-applied ) &\n\
+             sleep 60\n"
+        ),
+    );
+    std::fs::set_permissions(
+        p.path("hook.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+fn hooked_project(rollback_status: u8) -> Project {
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token:\n    \
+         file: .runtime/secrets/token\n    x-compose-secrets:\n      rotation-hook: [\"./hook.sh\"]\n",
+    );
+    p.write(".env", "TOKEN=original-token-value-1234\n");
+    std::fs::set_permissions(
+        p.path(".env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    write_hook(&p, rollback_status);
+    p.cmd(&["load"]).run().success();
+    p
+}
+
+fn last_audit_line(p: &Project) -> serde_json::Value {
+    let text = p.read_string(".runtime/audit.log");
+    serde_json::from_str(text.lines().last().expect("an audit line")).unwrap()
+}
+
+/// Run `rotate token` with a 1 s hook timeout; its exit code once it ends by itself.
+fn rotate_with_a_hook_that_times_out(p: &Project) -> (i32, String) {
+    let mut rotate = Spawned::spawn(
+        p.cmd(&["rotate", "token", "--no-restart"])
+            .env("COMPOSE_SECRETS_HOOK_TIMEOUT", "1"),
+    );
+    let code = rotate.exit_within(HANG, "rotate with a hook that times out");
+    // Past the grandchild's 4 s: had it survived, its marker would be there.
+    std::thread::sleep(Duration::from_secs(6));
+    (code, rotate.stderr())
+}
+
+#[test]
+fn a_hook_timeout_stops_its_whole_process_group_and_runs_the_rollback_phase() {
+    let p = hooked_project(0);
+    let (code, stderr) = rotate_with_a_hook_that_times_out(&p);
+    assert!(
+        !p.exists("grandchild-applied"),
+        "the hook's grandchild outlived the timeout and acted:\n{stderr}"
+    );
+    assert!(p.exists("rollback-ran"), "the rollback phase ran:\n{stderr}");
+    assert_eq!(code, 2, "a failed hook is exit 2:\n{stderr}");
+    assert!(stderr.contains("timed out after 1s"), "{stderr}");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(
+        p.read_string(".env"),
+        "TOKEN=original-token-value-1234\n",
+        "nothing was pushed"
+    );
+    let last = last_audit_line(&p);
+    assert_eq!(last["outcome"], "rolled-back", "{last}");
+    assert_eq!(last["hook"], "rolled-back", "{last}");
+    p.cmd(&["verify"]).run().success();
+}
+
+#[test]
+fn verify_fails_after_a_failed_hook_rollback_until_a_rotation_supersedes_it() {
+    let p = hooked_project(3);
+    p.cmd(&["verify"]).run().success();
+    let (code, stderr) = rotate_with_a_hook_that_times_out(&p);
+    assert_eq!(code, 9, "a failed rollback:\n{stderr}");
+    assert!(p.exists("rollback-ran"), "{stderr}");
+    let last = last_audit_line(&p);
+    assert_eq!(last["outcome"], "rollback-failed", "{last}");
+    assert_eq!(last["hook"], "rollback-failed", "{last}");
+    let out = p.cmd(&["verify"]).run().code(1);
+    assert!(
+        out.stdout.contains("rotation hook's target may still hold the new value"),
+        "{}",
+        out.stdout
+    );
+    // A load does not run the hook, so it does not settle it; a committed rotation does.
+    p.cmd(&["load"]).run().success();
+    p.cmd(&["verify"]).run().code(1);
+    p.write("hook.sh", "#!/bin/sh\ncat > /dev/null\n");
+    p.cmd(&["rotate", "token", "--no-restart"]).run().success();
+    p.cmd(&["verify"]).run().success();
+}
+
+#[test]
+fn sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent() {
+    if !crate::rotate_docker::ready(
+        "waits::sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent",
+    ) {
+        return;
+    }
+    let p = Project::empty();
+    p.write(".env.demo", "S1=\n");
+    let stack = crate::rotate_docker::Stack::write_with(&p, "hup", "");
+    stack.cmd(&["ensure"]).run().success();
+    stack.cmd(&["load"]).run().success();
+    stack.up();
+    // A value set elsewhere: the watcher's first step restarts the service onto it.
+    let env = p.read_string(".env");
+    let changed: String = env
+        .lines()
+        .map(|l| {
+            if l.starts_with("S1=") {
+                "S1=set-by-hand-0123456789abcdef\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    p.write(".env", changed);
+    let mut watch = Spawned::spawn(stack.cmd(&["sync", "--watch", "--interval", "1s"]));
+    watch.wait_for("the sync's intent line", HANG, |_| {
+        p.read_string(".runtime/audit.log")
+            .lines()
+            .any(|l| l.contains("\"sync\"") && l.contains("\"intent\""))
+    });
+    watch.signal(Signal::SIGHUP);
+    let code = watch.exit_within(HANG, "sync --watch after SIGHUP");
+    assert_eq!(code, 0, "{}", watch.stderr());
+    assert!(watch.stderr().contains("SIGHUP"), "{}", watch.stderr());
+    let last = last_audit_line(&p);
+    assert_eq!(last["action"], "sync", "{last}");
+    assert_ne!(last["outcome"], "intent", "the transaction was finished: {last}");
+    let verify = stack.cmd(&["verify"]).run();
+    assert!(
+        !verify.stdout.contains("has no outcome"),
+        "verify reports an open intent:\n{}",
+        verify.stdout
+    );
+}
