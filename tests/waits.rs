@@ -90,7 +90,11 @@ impl Spawned {
                     self.stderr()
                 );
             }
-            assert!(Instant::now() < deadline, "never saw {what}:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "never saw {what}:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -107,7 +111,10 @@ impl Spawned {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or_else(|| {
-                    panic!("{what}: killed by a signal ({status})\nstderr:\n{}", self.stderr())
+                    panic!(
+                        "{what}: killed by a signal ({status})\nstderr:\n{}",
+                        self.stderr()
+                    )
                 });
             }
             if Instant::now() >= deadline {
@@ -167,7 +174,12 @@ async fn load_refuses_a_retry_after_beyond_its_budget_and_names_it() {
     let code = load.exit_within(HANG, "load under Retry-After: 3600");
     let stderr = load.stderr();
     assert_eq!(code, 4, "a Key Vault error:\n{stderr}");
-    for needed in ["HTTP 429", "Retry-After 3600s", "retry budget", "key vault: "] {
+    for needed in [
+        "HTTP 429",
+        "Retry-After 3600s",
+        "retry budget",
+        "key vault: ",
+    ] {
         assert!(stderr.contains(needed), "lacks {needed:?}:\n{stderr}");
     }
     assert!(faults_injected(&emulator).await > 0);
@@ -199,7 +211,11 @@ async fn a_watch_throttled_for_an_hour_stops_on_sigterm() {
     let (mut watch, _emulator) = signalled_watch(3600, Signal::SIGTERM).await;
     let code = watch.exit_within(STOP_BOUND, "sync --watch after SIGTERM");
     assert_eq!(code, 0, "{}", watch.stderr());
-    assert!(watch.stderr().contains("SIGTERM: stopped"), "{}", watch.stderr());
+    assert!(
+        watch.stderr().contains("SIGTERM: stopped"),
+        "{}",
+        watch.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,7 +223,11 @@ async fn a_watch_throttled_for_an_hour_stops_on_sigint() {
     let (mut watch, _emulator) = signalled_watch(3600, Signal::SIGINT).await;
     let code = watch.exit_within(STOP_BOUND, "sync --watch after SIGINT");
     assert_eq!(code, 0, "{}", watch.stderr());
-    assert!(watch.stderr().contains("SIGINT: stopped"), "{}", watch.stderr());
+    assert!(
+        watch.stderr().contains("SIGINT: stopped"),
+        "{}",
+        watch.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,7 +236,11 @@ async fn a_watch_step_in_a_retry_wait_stops_on_sigterm() {
     let (mut watch, _emulator) = signalled_watch(50, Signal::SIGTERM).await;
     let code = watch.exit_within(STOP_BOUND, "sync --watch in a 50 s retry wait");
     assert_eq!(code, 0, "{}", watch.stderr());
-    assert!(watch.stderr().contains("SIGTERM: stopped"), "{}", watch.stderr());
+    assert!(
+        watch.stderr().contains("SIGTERM: stopped"),
+        "{}",
+        watch.stderr()
+    );
     assert_eq!(watch.stdout(), "", "nothing was applied");
 }
 
@@ -230,7 +254,11 @@ async fn a_load_in_a_retry_wait_stops_on_sigterm_with_the_interrupted_code() {
     load.signal(Signal::SIGTERM);
     let code = load.exit_within(STOP_BOUND, "load in a 50 s retry wait after SIGTERM");
     assert_eq!(code, 10, "exit::INTERRUPTED:\n{}", load.stderr());
-    assert!(load.stderr().contains("SIGTERM: stopped"), "{}", load.stderr());
+    assert!(
+        load.stderr().contains("SIGTERM: stopped"),
+        "{}",
+        load.stderr()
+    );
     crate::harness::assert_same_files(&before, &p.snapshot());
 }
 
@@ -298,7 +326,10 @@ fn a_hook_timeout_stops_its_whole_process_group_and_runs_the_rollback_phase() {
         !p.exists("grandchild-applied"),
         "the hook's grandchild outlived the timeout and acted:\n{stderr}"
     );
-    assert!(p.exists("rollback-ran"), "the rollback phase ran:\n{stderr}");
+    assert!(
+        p.exists("rollback-ran"),
+        "the rollback phase ran:\n{stderr}"
+    );
     assert_eq!(code, 2, "a failed hook is exit 2:\n{stderr}");
     assert!(stderr.contains("timed out after 1s"), "{stderr}");
     assert!(stderr.contains("rolled back"), "{stderr}");
@@ -325,7 +356,8 @@ fn verify_fails_after_a_failed_hook_rollback_until_a_rotation_supersedes_it() {
     assert_eq!(last["hook"], "rollback-failed", "{last}");
     let out = p.cmd(&["verify"]).run().code(1);
     assert!(
-        out.stdout.contains("rotation hook's target may still hold the new value"),
+        out.stdout
+            .contains("rotation hook's target may still hold the new value"),
         "{}",
         out.stdout
     );
@@ -375,7 +407,10 @@ fn sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent() {
     assert!(watch.stderr().contains("SIGHUP"), "{}", watch.stderr());
     let last = last_audit_line(&p);
     assert_eq!(last["action"], "sync", "{last}");
-    assert_ne!(last["outcome"], "intent", "the transaction was finished: {last}");
+    assert_ne!(
+        last["outcome"], "intent",
+        "the transaction was finished: {last}"
+    );
     let verify = stack.cmd(&["verify"]).run();
     assert!(
         !verify.stdout.contains("has no outcome"),

@@ -147,7 +147,10 @@ fn unresolved_rollback_failures(text: &str) -> Vec<(usize, String, bool)> {
         let ok = field("outcome") == "ok";
         match (field("action"), doc.get("secret").and_then(|s| s.as_str())) {
             ("rotate" | "sync", Some(secret)) if field("outcome") == "rollback-failed" => {
-                open.insert(secret.to_string(), (i + 1, field("hook") == "rollback-failed"));
+                open.insert(
+                    secret.to_string(),
+                    (i + 1, field("hook") == "rollback-failed"),
+                );
             }
             ("rotate", Some(secret)) if ok => {
                 open.remove(secret);
@@ -177,7 +180,8 @@ mod rollback_tests {
     #[test]
     fn a_failed_rollback_stays_until_something_supersedes_it() {
         let failed_hook = r#"{"action":"rotate","secret":"db","outcome":"rollback-failed","hook":"rollback-failed"}"#;
-        let failed_store = r#"{"action":"rotate","secret":"api","outcome":"rollback-failed","hook":null}"#;
+        let failed_store =
+            r#"{"action":"rotate","secret":"api","outcome":"rollback-failed","hook":null}"#;
         let load = r#"{"action":"load","secret":["api","db"],"outcome":"ok","new_version":{"api":"v2","db":"v2"}}"#;
         let rotated = r#"{"action":"rotate","secret":"db","outcome":"ok","hook":"ok"}"#;
         let log = [failed_hook, failed_store].join("\n");

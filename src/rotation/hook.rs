@@ -109,7 +109,10 @@ pub async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(format!("could not start ({})", e.kind())))?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     let outcome = tokio::time::timeout(settings.hook_timeout, async {
         if let Some(mut stdin) = child.stdin.take() {
             // A hook that does not read its stdin closes the pipe: not an error in itself.

@@ -31,8 +31,8 @@ pub use config::{
 };
 use credential::{ResolvedCredential, Surroundings};
 use errors::{map_error, Operation};
-pub use retry::{COMMAND_RETRY_BUDGET, MAX_RETRY_WAIT};
 use retry::{RetryBudget, ThrottleGate, VaultRetry};
+pub use retry::{COMMAND_RETRY_BUDGET, MAX_RETRY_WAIT};
 use transport::{build_transport, TransportSettings};
 
 use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
