@@ -170,9 +170,14 @@ async fn until_throttled(emulator: &Emulator, run: &mut Spawned) {
 async fn load_refuses_a_retry_after_beyond_its_budget_and_names_it() {
     let (p, emulator) = throttled(3600).await;
     let before = p.snapshot();
+    let started = Instant::now();
     let mut load = Spawned::spawn(kv(&p, &emulator, &["load"]));
     let code = load.exit_within(HANG, "load under Retry-After: 3600");
     let stderr = load.stderr();
+    eprintln!(
+        "429 with Retry-After 3600 on every request: load exited {code} after {:?}\n{stderr}",
+        started.elapsed()
+    );
     assert_eq!(code, 4, "a Key Vault error:\n{stderr}");
     for needed in [
         "HTTP 429",
@@ -203,13 +208,19 @@ async fn signalled_watch(retry_after: u64, signal: Signal) -> (Spawned, Emulator
     // A moment for the watcher to be in its wait rather than in the request.
     tokio::time::sleep(Duration::from_millis(300)).await;
     watch.signal(signal);
+    eprintln!("{signal:?} sent to sync --watch (Retry-After {retry_after} s)");
     (watch, emulator)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_throttled_for_an_hour_stops_on_sigterm() {
     let (mut watch, _emulator) = signalled_watch(3600, Signal::SIGTERM).await;
+    let signalled = Instant::now();
     let code = watch.exit_within(STOP_BOUND, "sync --watch after SIGTERM");
+    eprintln!(
+        "sync --watch stopped {:?} after SIGTERM",
+        signalled.elapsed()
+    );
     assert_eq!(code, 0, "{}", watch.stderr());
     assert!(
         watch.stderr().contains("SIGTERM: stopped"),
