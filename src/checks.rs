@@ -121,7 +121,7 @@ mod swarm;
 pub mod table;
 mod vault;
 
-pub use audit::{audit_log_path, check_audit};
+pub use audit::{audit_log_path, check_audit, check_failed_rollbacks};
 pub use compose::check_compose_model;
 pub use containers::{check_containers, check_docker};
 pub use drift::check_drift;

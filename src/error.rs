@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Exit codes, documented in the README. Stable: scripts depend on them.
 pub mod exit {
     /// Every code with its meaning, for `--help` and the man page.
-    pub const TABLE: [(u8, &str); 10] = [
+    pub const TABLE: [(u8, &str); 11] = [
         (OK, "success"),
         (
             VERIFY_FAILED,
@@ -46,6 +46,10 @@ pub mod exit {
             ROLLBACK_FAILED,
             "a rollback failed: source, files and containers may disagree",
         ),
+        (
+            INTERRUPTED,
+            "stopped by SIGTERM, SIGINT or SIGHUP; a step in progress was finished first",
+        ),
     ];
 
     /// The table as `--help` shows it.
@@ -76,6 +80,10 @@ pub mod exit {
     pub const LOCKED: u8 = 8;
     /// A rollback itself failed: source, files and containers may disagree.
     pub const ROLLBACK_FAILED: u8 = 9;
+    /// SIGTERM, SIGINT or SIGHUP stopped the run at a wait; a step in progress (a rotation
+    /// from its intent to its outcome) was finished first, so nothing is half-done. Not used
+    /// by `sync --watch`, for which a signal is the normal stop (exit 0).
+    pub const INTERRUPTED: u8 = 10;
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -191,6 +199,9 @@ pub enum Error {
     #[error("{path}: another compose-secrets is running (lock held); waited {waited_secs}s")]
     Locked { path: PathBuf, waited_secs: u64 },
 
+    #[error("{signal}: stopped before finishing; no step was left half-done, so running the command again is safe")]
+    Interrupted { signal: &'static str },
+
     #[error("verify: {failed} check(s) failed, {warned} warning(s)")]
     VerifyFailed { failed: usize, warned: usize },
 
@@ -303,6 +314,7 @@ impl Error {
             Error::SyncHeld { .. } => exit::HEALTH,
             Error::Locked { .. } => exit::LOCKED,
             Error::VerifyFailed { .. } => exit::VERIFY_FAILED,
+            Error::Interrupted { .. } => exit::INTERRUPTED,
             Error::Several { errors } => errors.first().map_or(exit::USAGE, Error::exit_code),
         }
     }
@@ -332,6 +344,7 @@ impl Error {
             Error::SyncHeld { .. } => "sync-held",
             Error::Locked { .. } => "locked",
             Error::VerifyFailed { .. } => "verify-failed",
+            Error::Interrupted { .. } => "interrupted",
             Error::Several { errors } => errors.first().map_or("usage", Error::kind),
         }
     }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod generator;
 pub mod hardening;
+pub mod interrupt;
 pub mod loading;
 pub mod man;
 pub mod memory_audit;
@@ -27,6 +28,18 @@ pub mod store;
 pub mod syncing;
 
 use std::process::ExitCode;
+
+/// The command, dropped at its next await once SIGTERM, SIGINT or SIGHUP arrived and no
+/// step is in progress (see [`interrupt`]). `sync --watch` stops itself first (exit 0).
+async fn run_until_stopped(cli: cli::Cli, reporter: output::Reporter) -> error::Result<u8> {
+    interrupt::install()?;
+    tokio::select! {
+        // The command first: a watcher that saw the signal returns its own clean stop.
+        biased;
+        outcome = commands::run(cli, reporter) => outcome,
+        signal = interrupt::stop_point() => Err(interrupt::interrupted(signal)),
+    }
+}
 
 pub fn main() -> ExitCode {
     hardening::harden_process();
@@ -48,7 +61,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(error::exit::FILESYSTEM);
         }
     };
-    let outcome = runtime.block_on(commands::run(cli, reporter.clone()));
+    let outcome = runtime.block_on(run_until_stopped(cli, reporter.clone()));
     // Every task and its buffers are gone before the (test-only) search for leftover values.
     drop(runtime);
     memory_audit::run_if_requested();

@@ -251,6 +251,8 @@ pub async fn rotate(
     let mut record = record;
     record.old_version = previous.version().map(str::to_string);
 
+    // From the intent line to the outcome line, a signal waits (see `crate::interrupt`).
+    let _step = crate::interrupt::step();
     if !record_intent(run, &mut record) {
         return record;
     }
@@ -274,6 +276,10 @@ pub async fn rotate(
             }
             Err(e) => {
                 record.hook = Some(HookOutcome::Failed);
+                if hook::timed_out(&e) {
+                    // It may have changed its target before it was stopped: put it back.
+                    return finish(run, hook_timed_out(run, plan, &previous, record, e).await);
+                }
                 return finish(run, record.fail(Outcome::Failed, e));
             }
         },
@@ -389,6 +395,38 @@ pub async fn rotate(
         )
     };
     finish(run, record)
+}
+
+/// A hook that timed out before the push: nothing was pushed, and the hook runs again with
+/// the previous value (its rollback phase), so its target cannot keep the new one.
+async fn hook_timed_out(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    mut record: RotationRecord,
+    cause: Error,
+) -> RotationRecord {
+    let mut left = Vec::new();
+    roll_back_hook(run, plan, previous, &mut record, &mut left).await;
+    let secret = record.secret.clone();
+    if left.is_empty() {
+        record.fail(
+            Outcome::RolledBack,
+            Error::RolledBack {
+                secret,
+                cause: Box::new(cause),
+            },
+        )
+    } else {
+        record.fail(
+            Outcome::RollbackFailed,
+            Error::RollbackFailed {
+                secret,
+                cause: Box::new(cause),
+                left,
+            },
+        )
+    }
 }
 
 /// Write the intent line ahead of any change, so a run killed after it still leaves a line

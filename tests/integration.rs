@@ -41,3 +41,4 @@ mod swarm;
 mod sync;
 mod sync_docker;
 mod verify;
+mod waits;

@@ -105,3 +105,97 @@ fn report_chain(f: &mut Findings, subject: &str, report: &ChainReport) {
 pub fn audit_log_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join(AUDIT_LOG)
 }
+
+/// Rotations whose rollback failed (exit 9) and that nothing has superseded since: source,
+/// files, containers or the hook's target may still disagree. A later committed `rotate`
+/// supersedes one; a committed `sync` or a `load` of the secret does too, unless it was the
+/// hook's rollback that failed (neither runs the hook, so its target stays as it was).
+pub fn check_failed_rollbacks(f: &mut Findings, runtime: Option<&RuntimeDir>, log_path: &Path) {
+    let Some(Ok(Some(bytes))) = runtime.map(|r| r.read(AUDIT_LOG, MAX_AUDIT_READ)) else {
+        return;
+    };
+    let subject = f.path_subject(log_path);
+    for (line, secret, hook) in unresolved_rollback_failures(&String::from_utf8_lossy(&bytes)) {
+        let what = if hook {
+            "its rollback failed, so the rotation hook's target may still hold the new value"
+        } else {
+            "its rollback failed, so the store, the file and the containers may disagree"
+        };
+        f.add(
+            Status::Fail,
+            "audit",
+            &subject,
+            format!(
+                "line {line}: the rotation of secret {secret} failed and {what}; fix what that run \
+                 named, then run `compose-secrets rotate {secret}`"
+            ),
+        );
+    }
+}
+
+/// The audit logs compose-secrets writes stay far below this.
+const MAX_AUDIT_READ: u64 = 512 * 1024 * 1024;
+
+/// (line, secret, whether the hook's rollback failed) of each rollback failure still open.
+fn unresolved_rollback_failures(text: &str) -> Vec<(usize, String, bool)> {
+    let mut open: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let Ok(doc) = serde_json::from_str::<serde_json::Value>(raw) else {
+            continue;
+        };
+        let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let ok = field("outcome") == "ok";
+        match (field("action"), doc.get("secret").and_then(|s| s.as_str())) {
+            ("rotate" | "sync", Some(secret)) if field("outcome") == "rollback-failed" => {
+                open.insert(
+                    secret.to_string(),
+                    (i + 1, field("hook") == "rollback-failed"),
+                );
+            }
+            ("rotate", Some(secret)) if ok => {
+                open.remove(secret);
+            }
+            ("sync", Some(secret)) if ok => {
+                open.retain(|s, (_, hook)| s != secret || *hook);
+            }
+            ("load", None) if ok => {
+                let covered = |s: &str| !doc["new_version"][s].is_null();
+                open.retain(|s, (_, hook)| *hook || !covered(s));
+            }
+            _ => {}
+        }
+    }
+    let mut found: Vec<_> = open
+        .into_iter()
+        .map(|(secret, (line, hook))| (line, secret, hook))
+        .collect();
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod rollback_tests {
+    use super::unresolved_rollback_failures;
+
+    #[test]
+    fn a_failed_rollback_stays_until_something_supersedes_it() {
+        let failed_hook = r#"{"action":"rotate","secret":"db","outcome":"rollback-failed","hook":"rollback-failed"}"#;
+        let failed_store =
+            r#"{"action":"rotate","secret":"api","outcome":"rollback-failed","hook":null}"#;
+        let load = r#"{"action":"load","secret":["api","db"],"outcome":"ok","new_version":{"api":"v2","db":"v2"}}"#;
+        let rotated = r#"{"action":"rotate","secret":"db","outcome":"ok","hook":"ok"}"#;
+        let log = [failed_hook, failed_store].join("\n");
+        assert_eq!(
+            unresolved_rollback_failures(&log),
+            [(1, "db".to_string(), true), (2, "api".to_string(), false)]
+        );
+        // A load covers the store, the file and the state, not the hook's target.
+        let log = [failed_hook, failed_store, load].join("\n");
+        assert_eq!(
+            unresolved_rollback_failures(&log),
+            [(1, "db".to_string(), true)]
+        );
+        let log = [failed_hook, failed_store, load, rotated].join("\n");
+        assert!(unresolved_rollback_failures(&log).is_empty());
+    }
+}

@@ -15,7 +15,22 @@ use crate::rotation::{self, preflight, Run, Selection, Settings};
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a rotation hook may run (COMPOSE_SECRETS_HOOK_TIMEOUT, in seconds, overrides it).
 const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The hook's time limit: COMPOSE_SECRETS_HOOK_TIMEOUT (whole seconds, at least 1) or
+/// [`HOOK_TIMEOUT`].
+fn hook_timeout() -> Result<Duration> {
+    match std::env::var("COMPOSE_SECRETS_HOOK_TIMEOUT") {
+        Err(_) => Ok(HOOK_TIMEOUT),
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(secs) if secs >= 1 => Ok(Duration::from_secs(secs)),
+            _ => Err(Error::Usage(format!(
+                "COMPOSE_SECRETS_HOOK_TIMEOUT={text}: expected a whole number of seconds, at least 1"
+            ))),
+        },
+    }
+}
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
     let project = ctx.project()?;
@@ -94,7 +109,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         restart,
         health_timeout: Duration::from_secs(opts.health_timeout),
         stop_timeout: STOP_TIMEOUT,
-        hook_timeout: HOOK_TIMEOUT,
+        hook_timeout: hook_timeout()?,
         hook_dir: project.directory.clone(),
         rotated_by: audit::user_at_host(),
         shown_from: ctx.cwd.clone(),

@@ -119,6 +119,11 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         &state,
         busy,
     );
+    checks::check_failed_rollbacks(
+        &mut f,
+        runtime.as_ref(),
+        &checks::audit_log_path(&ctx.runtime_dir),
+    );
 
     // The report goes to stdout before the error, so a failing run still shows every check.
     checks::table::print(&ctx.reporter, &f);

@@ -7,6 +7,10 @@
 //! `x-compose-secrets.hook-env` names. A credential in compose-secrets' own environment
 //! (`AZURE_CLIENT_SECRET`, `IDENTITY_HEADER`) never reaches it.
 
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt as _;
 
 use super::Settings;
@@ -62,8 +66,19 @@ pub fn environment(
     env
 }
 
+/// How long the hook's leftover processes get between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// The words of a hook that ran out of time (see [`timed_out`]).
+const TIMED_OUT: &str = "timed out after";
+
 /// Run the rotation hook with `value` on stdin only; its output is discarded unread, because a
 /// hook may echo what it was given.
+///
+/// The hook runs in a process group of its own, and whatever is left of that group when the
+/// hook ends (exited, failed or timed out) is sent SIGTERM, then SIGKILL: a backgrounded
+/// grandchild never acts on the target after the transaction has moved on. A process that
+/// leaves the group (`setsid`) is beyond this.
 pub async fn run(
     hook: &[String],
     spec: &SecretSpec,
@@ -90,9 +105,14 @@ pub async fn run(
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(format!("could not start ({})", e.kind())))?;
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
     let outcome = tokio::time::timeout(settings.hook_timeout, async {
         if let Some(mut stdin) = child.stdin.take() {
             // A hook that does not read its stdin closes the pipe: not an error in itself.
@@ -102,6 +122,13 @@ pub async fn run(
         child.wait().await
     })
     .await;
+    if outcome.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    if let Some(group) = group {
+        end_group(group).await;
+    }
     match outcome {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(failed(match status.code() {
@@ -109,14 +136,33 @@ pub async fn run(
             None => "was killed by a signal".into(),
         })),
         Ok(Err(e)) => Err(failed(format!("could not be waited for ({})", e.kind()))),
-        Err(_) => {
-            let _ = child.kill().await;
-            Err(failed(format!(
-                "timed out after {}s",
-                settings.hook_timeout.as_secs()
-            )))
+        Err(_) => Err(failed(format!(
+            "{TIMED_OUT} {}s; its whole process group was stopped",
+            settings.hook_timeout.as_secs()
+        ))),
+    }
+}
+
+/// Whether `error` is a hook that ran out of time: it may have changed its target before it
+/// was stopped, so its rollback phase runs.
+pub fn timed_out(error: &Error) -> bool {
+    matches!(error.innermost(), Error::Manifest { message, .. } if message.starts_with(TIMED_OUT))
+}
+
+/// SIGTERM to every process left in the hook's group, SIGKILL to any still there after
+/// [`KILL_GRACE`]. The group leader has been reaped, so "no such process" means none is left.
+async fn end_group(group: Pid) {
+    if killpg(group, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if killpg(group, None).is_err() {
+            return;
         }
     }
+    let _ = killpg(group, Signal::SIGKILL);
 }
 
 #[cfg(test)]

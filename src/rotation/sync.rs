@@ -46,6 +46,8 @@ pub async fn follow(
         file,
         state: previous_state,
     };
+    // From the intent line to the outcome line, a signal waits (see `crate::interrupt`).
+    let _step = crate::interrupt::step();
     if !record_intent(run, &mut record) {
         return record;
     }

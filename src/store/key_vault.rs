@@ -8,9 +8,11 @@
 mod config;
 mod credential;
 mod errors;
+mod retry;
 mod transport;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +31,8 @@ pub use config::{
 };
 use credential::{ResolvedCredential, Surroundings};
 use errors::{map_error, Operation};
+use retry::{RetryBudget, ThrottleGate, VaultRetry};
+pub use retry::{COMMAND_RETRY_BUDGET, MAX_RETRY_WAIT};
 use transport::{build_transport, TransportSettings};
 
 use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
@@ -54,6 +58,8 @@ pub struct KeyVaultStore {
     vault_url: String,
     concurrency: usize,
     retry_budget: Duration,
+    /// Every wait between attempts of this command, over all its requests.
+    waits: Arc<RetryBudget>,
     credential: ResolvedCredential,
 }
 
@@ -97,14 +103,17 @@ impl KeyVaultStore {
             read_timeout: config.request_timeout,
             allow_imds: config.allow_imds,
         })?;
+        let waits = RetryBudget::new(COMMAND_RETRY_BUDGET);
         let client_options = ClientOptions {
             transport: Some(transport),
-            retry: RetryOptions::exponential(ExponentialRetryOptions {
-                initial_delay: to_sdk_duration(INITIAL_RETRY_DELAY),
-                max_retries: MAX_RETRIES,
-                max_total_elapsed: to_sdk_duration(config.retry_budget),
-                max_delay: to_sdk_duration(MAX_RETRY_DELAY),
-            }),
+            retry: RetryOptions::custom(Arc::new(VaultRetry::new(
+                waits.clone(),
+                INITIAL_RETRY_DELAY,
+                MAX_RETRY_DELAY,
+                MAX_RETRIES,
+                config.retry_budget,
+            ))),
+            per_try_policies: vec![Arc::new(ThrottleGate::new(waits.clone()))],
             ..Default::default()
         };
         // The token endpoint gets a shorter retry budget than the vault, so a
@@ -117,6 +126,7 @@ impl KeyVaultStore {
                 max_total_elapsed: to_sdk_duration(config.credential_timeout / 2),
                 max_delay: to_sdk_duration(MAX_RETRY_DELAY),
             }),
+            per_try_policies: Vec::new(),
             ..client_options.clone()
         };
         let credential = credential::build(resolved, &config, credential_options)?;
@@ -147,6 +157,7 @@ impl KeyVaultStore {
             vault_url: config.vault_url,
             concurrency: config.concurrency,
             retry_budget: config.retry_budget,
+            waits,
             credential: resolved,
         })
     }
@@ -282,6 +293,12 @@ impl KeyVaultStore {
 
 #[async_trait]
 impl SecretStore for KeyVaultStore {
+    /// A new `sync --watch` step: the retry budget is per step, not for the watcher's life.
+    async fn reload(&self) -> Result<()> {
+        self.waits.reset();
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         self.vault_url.clone()
     }

@@ -1,7 +1,9 @@
 //! `sync --watch`: reconcile at once, then poll the store every interval (±10 % jitter, so a
 //! fleet started together does not poll together), backing off while steps fail (doubling up
-//! to a cap, never sooner than a 429's `Retry-After`). SIGTERM and SIGINT stop it between
-//! steps with exit 0; a step in progress is finished first, so a restart is never cut short.
+//! to a cap, never sooner than a 429's `Retry-After`). SIGTERM, SIGINT and SIGHUP stop it with
+//! exit 0 at its next wait (the interval, a back-off, a store read); a transaction in
+//! progress (intent to outcome) is finished first, so a restart is never cut short and no
+//! intent is left open (see `crate::interrupt`).
 //!
 //! Output: one line per change on stdout (text, or a JSON object with `--json`), and the
 //! watcher's own lines (start, back-off, stop) on stderr. Nothing is written while nothing
@@ -10,12 +12,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{step, Applied, Session, SyncRequest};
 use crate::audit::Outcome;
 use crate::context::Context;
 use crate::error::{exit, Error, Result};
+use crate::interrupt;
 use crate::output::{printable, short_version, Reporter};
 
 /// Jitter on every wait: ±10 %.
@@ -25,30 +27,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// The back-off cap is this many intervals (within [30 s, 15 min]).
 const BACKOFF_INTERVALS: u32 = 8;
 
-/// Follow the store until SIGTERM or SIGINT.
+/// Follow the store until SIGTERM, SIGINT or SIGHUP.
 pub async fn run(ctx: &Context, request: &SyncRequest, interval: Duration) -> Result<u8> {
-    let mut signals = Signals::install()?;
     let log = Log {
         reporter: &ctx.reporter,
     };
     let mut session = Session::default();
     let mut backoff = Backoff::new(interval);
     log.info(&format!(
-        "watching the store every {} (±10 %); SIGTERM or SIGINT stops after the step in progress",
+        "watching the store every {} (±10 %); SIGTERM, SIGINT or SIGHUP stops it at its next wait, after the transaction in progress",
         human(interval)
     ));
     let mut first = true;
     loop {
-        let mut stop = None;
+        let mut announced = false;
         let result = {
             let current = step(ctx, &mut session, request);
             tokio::pin!(current);
             loop {
                 tokio::select! {
+                    biased;
                     result = &mut current => break result,
-                    name = signals.next(), if stop.is_none() => {
-                        log.info(&format!("{name}: finishing the step in progress"));
-                        stop = Some(name);
+                    // No transaction in progress: the step is dropped at its wait (a store
+                    // read, a back-off), before it changed anything or after it finished one.
+                    name = interrupt::stop_point() => {
+                        log.info(&format!("{name}: stopped"));
+                        return Ok(exit::OK);
+                    }
+                    name = interrupt::signalled(), if !announced => {
+                        log.info(&format!("{name}: finishing the transaction in progress"));
+                        announced = true;
                     }
                 }
             }
@@ -83,45 +91,13 @@ pub async fn run(ctx: &Context, request: &SyncRequest, interval: Duration) -> Re
             }
         };
         first = false;
-        if let Some(name) = stop {
-            log.info(&format!("{name}: stopped"));
-            return Ok(exit::OK);
-        }
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            name = signals.next() => {
+            biased;
+            name = interrupt::stop_point() => {
                 log.info(&format!("{name}: stopped"));
                 return Ok(exit::OK);
             }
-        }
-    }
-}
-
-/// SIGTERM and SIGINT, caught for the life of the watcher.
-struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Self> {
-        let install = |kind| {
-            signal(kind).map_err(|e| Error::Io {
-                path: std::path::PathBuf::new(),
-                action: "install a signal handler",
-                source: e,
-            })
-        };
-        Ok(Self {
-            term: install(SignalKind::terminate())?,
-            int: install(SignalKind::interrupt())?,
-        })
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -11,6 +11,7 @@ use azure_core::error::{ErrorKind, ErrorResponse};
 use azure_core::http::StatusCode;
 
 use super::credential::CredentialFailure;
+use super::retry::ThrottleRefused;
 use super::transport::{shorten, TransportFailure};
 use crate::error::Error;
 
@@ -93,6 +94,13 @@ pub(super) fn map_error(
         if let Some(failure) = e.downcast_ref::<CredentialFailure>() {
             return Error::VaultAuth {
                 message: failure.message.clone(),
+            };
+        }
+        if let Some(refused) = e.downcast_ref::<ThrottleRefused>() {
+            return Error::VaultThrottled {
+                context,
+                message: refused.to_string(),
+                retry_after: Some(refused.retry_after),
             };
         }
         if let Some(failure) = e.downcast_ref::<TransportFailure>() {
