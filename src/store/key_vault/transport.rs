@@ -233,6 +233,7 @@ mod tests {
 
     #[tokio::test]
     async fn imds_is_refused_before_anything_is_sent_when_disabled() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = VaultHttpClient {
             client: reqwest::Client::new(),
             allow_imds: false,
