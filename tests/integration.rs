@@ -7,6 +7,7 @@ mod support {
     pub mod idle_engine;
 }
 
+mod audit_trust;
 mod cli_help;
 mod compose_differential;
 mod crash;
