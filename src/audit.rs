@@ -489,7 +489,7 @@ async fn read_anchor(
         return Anchor::NotKept(if project.lookup(SIGNING_KEY_SECRET).is_none() {
             format!("no {SIGNING_KEY_SECRET} is declared")
         } else {
-            format!("{} keeps no tags (demo mode)", store.describe())
+            "demo mode: the .env store keeps no tags".to_string()
         });
     };
     match anchor::read(store, &name).await {
