@@ -32,8 +32,7 @@ mod key;
 
 pub use crate::clock::{now_rfc3339, parse_rfc3339};
 pub use chain::{
-    canonical, compare_with_anchor, verify_chain, verify_log, AnchorStatus, ChainReport,
-    HeadStatus,
+    canonical, compare_with_anchor, verify_chain, verify_log, AnchorStatus, ChainReport, HeadStatus,
 };
 pub use key::{project_key, use_local_key_for_fingerprints, AuditKey, KeySource};
 
@@ -470,7 +469,9 @@ async fn store_keys(
     if let (Some(loaded), Some(current)) = (loaded, latest.info.version.as_deref()) {
         if store.keeps_versions() && !loaded.eq_ignore_ascii_case(current) {
             if let Ok(older) = store.get_version(&name, loaded).await {
-                keys.extend((!older.value.is_empty()).then(|| AuditKey::from_signing_secret(&older.value)));
+                keys.extend(
+                    (!older.value.is_empty()).then(|| AuditKey::from_signing_secret(&older.value)),
+                );
             }
         }
     }

@@ -100,7 +100,11 @@ pub async fn update(
     let head = head?;
     let current = match read_with_version(store, name).await {
         Ok(current) => current,
-        Err(e) => return Some(format!("the audit chain's head was not anchored in the store: {e}")),
+        Err(e) => {
+            return Some(format!(
+                "the audit chain's head was not anchored in the store: {e}"
+            ))
+        }
     };
     if let Some((_, Some(anchored))) = &current {
         match compare_with_anchor(Some(runtime), anchored) {

@@ -490,7 +490,11 @@ fn the_last_rotation_and_change_are_the_latest_committed_lines() {
 }
 
 /// The keys `verify` holds when no store is at hand.
-async fn local_keys(runtime: &RuntimeDir, project: &Project, layout: Option<&Layout>) -> Vec<AuditKey> {
+async fn local_keys(
+    runtime: &RuntimeDir,
+    project: &Project,
+    layout: Option<&Layout>,
+) -> Vec<AuditKey> {
     let state = State::new("");
     let v = verification(Some(runtime), runtime.path(), project, layout, None, &state).await;
     assert!(matches!(v.basis, Basis::Local(_)), "{:?}", v.basis);
@@ -511,9 +515,7 @@ async fn verification_keys_include_the_local_key() {
         ..crate::compose::ProjectOptions::default()
     })
     .unwrap();
-    assert!(local_keys(&runtime, &project, None)
-        .await
-        .is_empty());
+    assert!(local_keys(&runtime, &project, None).await.is_empty());
     let key = local(&runtime);
     runtime.flush_staged().unwrap();
     let ids: Vec<String> = local_keys(&runtime, &project, None)
@@ -674,7 +676,10 @@ async fn the_anchor_follows_the_log_and_is_never_rewound() {
     let (_dir, runtime) = runtime();
     let name = "compose-secrets-audit-head-test";
     let head = three_lines(&runtime);
-    assert_eq!(anchor::update(&store, name, &runtime, Some(&head)).await, None);
+    assert_eq!(
+        anchor::update(&store, name, &runtime, Some(&head)).await,
+        None
+    );
     let anchored = anchor::read(&store, name).await.unwrap().unwrap();
     assert_eq!(anchored, head);
     assert_eq!(
@@ -693,7 +698,10 @@ async fn the_anchor_follows_the_log_and_is_never_rewound() {
         compare_with_anchor(Some(&runtime), &anchored).unwrap(),
         AnchorStatus::Lags { by: 1 }
     );
-    assert_eq!(anchor::update(&store, name, &runtime, Some(&longer)).await, None);
+    assert_eq!(
+        anchor::update(&store, name, &runtime, Some(&longer)).await,
+        None
+    );
     let anchored = anchor::read(&store, name).await.unwrap().unwrap();
     assert_eq!(anchored.lines, 4);
 
