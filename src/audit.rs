@@ -199,14 +199,12 @@ impl<'r> AuditLog<'r> {
             text.push('\n');
         }
         let time = now_rfc3339();
-        if let (Some(old), Some(last_key)) = (self.previous.take(), field("key_id")) {
-            if last_key == old.id() && last_key != self.key.id() {
-                let line = key_rotation_line(&old, &self.key, &prev, &time);
-                prev = mac_of(&line);
-                text.push_str(&line);
-                text.push('\n');
-                lines += 1;
-            }
+        if let Some(old) = self.handing_over_from(field("key_id").as_deref()) {
+            let line = key_rotation_line(&old, &self.key, &prev, &time);
+            prev = mac_of(&line);
+            text.push_str(&line);
+            text.push('\n');
+            lines += 1;
         }
         let line = signed_line(&self.key, event, &prev, &time);
         prev = mac_of(&line);
@@ -217,6 +215,24 @@ impl<'r> AuditLog<'r> {
             .and_then(|()| file.sync_all())
             .map_err(Error::io(&path, "append to audit log"))?;
         Ok(AuditHead { lines, mac: prev })
+    }
+}
+
+impl AuditLog<'_> {
+    /// The key the log's last line (signed with `last_key`) hands over from, when this run signs
+    /// with another: the key this run changed from, or else the per-install key (a signing key
+    /// declared after the log began, first used by a `rotate` or `sync` that changed no key).
+    /// `verify` trusts no key change without such a line.
+    fn handing_over_from(&mut self, last_key: Option<&str>) -> Option<AuditKey> {
+        let previous = self.previous.take();
+        let last_key = last_key.filter(|k| *k != self.key.id())?;
+        match previous {
+            Some(old) if old.id() == last_key => Some(old),
+            _ => AuditKey::local(self.runtime, false)
+                .ok()
+                .flatten()
+                .filter(|local| local.id() == last_key),
+        }
     }
 }
 

@@ -733,3 +733,16 @@ async fn the_anchor_follows_the_log_and_is_never_rewound() {
         AnchorStatus::Deleted
     );
 }
+
+/// A signing key declared after the log began, first used by a run that changed no key (a
+/// `rotate` with the store's key): the per-install key still hands the chain over.
+#[test]
+fn a_signing_key_first_used_without_a_key_change_is_handed_over_from_the_local_key() {
+    let (_dir, runtime) = runtime();
+    let head = three_lines(&runtime);
+    let mut log = AuditLog::new(&runtime, signing("store-key"));
+    let head = log.append(&event(4), Some(&head)).unwrap();
+    assert_eq!(head.lines, 5, "{}", log_text(&runtime));
+    let report = verify_chain(Some(&runtime), &[signing("store-key")], Some(&head), true).unwrap();
+    assert!(report.ok(), "{report:?}");
+}
