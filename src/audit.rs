@@ -11,6 +11,11 @@
 //! `.runtime/audit.key`; when it changes, a `key-rotation` line signed with the old key
 //! carries the old key wrapped under the new one (see `key.rs`), so the current key verifies
 //! the whole chain.
+//!
+//! Everything above lives in `.runtime`, which the people this log is meant to catch may be able
+//! to write. So when the project declares the signing key and the store holds it, `verify` trusts
+//! the store's copy alone (a per-install key only where a key-rotation line hands it over), and
+//! with Key Vault the head is also anchored in the store (`anchor.rs`), out of `.runtime`'s reach.
 
 use std::collections::BTreeMap;
 use std::fs::File;
