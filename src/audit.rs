@@ -11,6 +11,11 @@
 //! `.runtime/audit.key`; when it changes, a `key-rotation` line signed with the old key
 //! carries the old key wrapped under the new one (see `key.rs`), so the current key verifies
 //! the whole chain.
+//!
+//! Everything above lives in `.runtime`, which the people this log is meant to catch may be able
+//! to write. So when the project declares the signing key and the store holds it, `verify` trusts
+//! the store's copy alone (a per-install key only where a key-rotation line hands it over), and
+//! with Key Vault the head is also anchored in the store (`anchor.rs`), out of `.runtime`'s reach.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,11 +31,14 @@ use crate::files::runtime_dir::{RuntimeDir, AUDIT_LOG};
 use crate::files::state::{AuditHead, SecretState, State};
 use crate::store::SecretStore;
 
+pub mod anchor;
 mod chain;
 mod key;
 
 pub use crate::clock::{now_rfc3339, parse_rfc3339};
-pub use chain::{canonical, verify_log, ChainReport, HeadStatus};
+pub use chain::{
+    canonical, compare_with_anchor, verify_chain, verify_log, AnchorStatus, ChainReport, HeadStatus,
+};
 pub use key::{project_key, use_local_key_for_fingerprints, AuditKey, KeySource};
 
 /// The secret whose value keys the chain when the project declares it.
@@ -199,14 +207,12 @@ impl<'r> AuditLog<'r> {
             text.push('\n');
         }
         let time = now_rfc3339();
-        if let (Some(old), Some(last_key)) = (self.previous.take(), field("key_id")) {
-            if last_key == old.id() && last_key != self.key.id() {
-                let line = key_rotation_line(&old, &self.key, &prev, &time);
-                prev = mac_of(&line);
-                text.push_str(&line);
-                text.push('\n');
-                lines += 1;
-            }
+        if let Some(old) = self.handing_over_from(field("key_id").as_deref()) {
+            let line = key_rotation_line(&old, &self.key, &prev, &time);
+            prev = mac_of(&line);
+            text.push_str(&line);
+            text.push('\n');
+            lines += 1;
         }
         let line = signed_line(&self.key, event, &prev, &time);
         prev = mac_of(&line);
@@ -217,6 +223,24 @@ impl<'r> AuditLog<'r> {
             .and_then(|()| file.sync_all())
             .map_err(Error::io(&path, "append to audit log"))?;
         Ok(AuditHead { lines, mac: prev })
+    }
+}
+
+impl AuditLog<'_> {
+    /// The key the log's last line (signed with `last_key`) hands over from, when this run signs
+    /// with another: the key this run changed from, or else the per-install key (a signing key
+    /// declared after the log began, first used by a `rotate` or `sync` that changed no key).
+    /// `verify` trusts no key change without such a line.
+    fn handing_over_from(&mut self, last_key: Option<&str>) -> Option<AuditKey> {
+        let previous = self.previous.take();
+        let last_key = last_key.filter(|k| *k != self.key.id())?;
+        match previous {
+            Some(old) if old.id() == last_key => Some(old),
+            _ => AuditKey::local(self.runtime, false)
+                .ok()
+                .flatten()
+                .filter(|local| local.id() == last_key),
+        }
     }
 }
 
@@ -375,22 +399,129 @@ pub fn load_event(before: &State, after: &State) -> AuditEvent {
     }
 }
 
-/// The keys `verify` holds: the project's current chain key (signing secret or per-install)
-/// and the per-install key; older ones come from the log's own key-rotation lines.
-pub async fn verification_keys(
-    runtime: &RuntimeDir,
+/// Whose keys `verify` trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Basis {
+    /// The store's signing key (and the version this host loaded): any other key counts only
+    /// when a key-rotation line hands it over to one of them.
+    Store,
+    /// No store-held signing key (why): the per-install key and the signing key's file are
+    /// taken as they are.
+    Local(String),
+}
+
+/// Where the chain's head is anchored outside `.runtime`, as `verify` found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Anchor {
+    /// Not kept (why: a store without tags, no signing key declared).
+    NotKept(String),
+    /// Kept, but nothing anchored yet.
+    Missing,
+    /// The store did not answer (the error).
+    Unreadable(String),
+    At(AuditHead),
+}
+
+/// What `verify` checks the chain with: the keys, whose they are, and the anchored head.
+#[derive(Debug)]
+pub struct Verification {
+    pub keys: Vec<AuditKey>,
+    pub basis: Basis,
+    pub anchor: Anchor,
+}
+
+/// The keys and anchor for `verify`. With a declared signing key the store holds, only the
+/// store's keys are trusted: `.runtime` (the key file, the signing key's file, state.json) is
+/// writable by whoever this is meant to catch. Otherwise the project's chain key and the
+/// per-install key, as they are.
+pub async fn verification(
+    runtime: Option<&RuntimeDir>,
+    runtime_dir: &std::path::Path,
     project: &Project,
     layout: Option<&Layout>,
     store: Option<&dyn SecretStore>,
-) -> Vec<AuditKey> {
-    let mut keys = Vec::new();
-    if let Ok(Some(key)) = project_key(runtime, project_and(project, layout), store, false).await {
-        keys.push(key);
+    state: &State,
+) -> Verification {
+    let anchor = read_anchor(project, store, runtime_dir).await;
+    match store_keys(project, store, state).await {
+        Ok(keys) => Verification {
+            keys,
+            basis: Basis::Store,
+            anchor,
+        },
+        Err(why) => {
+            let mut keys = Vec::new();
+            if let Some(runtime) = runtime {
+                let project_key =
+                    project_key(runtime, project_and(project, layout), store, false).await;
+                keys.extend(project_key.ok().flatten());
+                keys.extend(AuditKey::local(runtime, false).ok().flatten());
+            }
+            Verification {
+                keys,
+                basis: Basis::Local(why),
+                anchor,
+            }
+        }
     }
-    if let Ok(Some(local)) = AuditKey::local(runtime, false) {
-        keys.push(local);
+}
+
+/// The store's signing key, and the version this host last loaded when the store has moved on
+/// since (the chain is signed with it until the next load or sync hands over).
+async fn store_keys(
+    project: &Project,
+    store: Option<&dyn SecretStore>,
+    state: &State,
+) -> std::result::Result<Vec<AuditKey>, String> {
+    let spec = project
+        .lookup(SIGNING_KEY_SECRET)
+        .ok_or_else(|| format!("no {SIGNING_KEY_SECRET} is declared"))?;
+    let store = store.ok_or_else(|| "the store could not be opened".to_string())?;
+    let name = store.key_for(spec);
+    let latest = store
+        .get_latest(&name)
+        .await
+        .map_err(|e| format!("the store's {SIGNING_KEY_SECRET} could not be read ({e})"))?;
+    if latest.value.is_empty() {
+        return Err(format!("the store holds no value for {SIGNING_KEY_SECRET}"));
     }
-    keys
+    let mut keys = vec![AuditKey::from_signing_secret(&latest.value)];
+    let loaded = state
+        .secrets
+        .get(&spec.name)
+        .and_then(|s| s.version.as_deref());
+    if let (Some(loaded), Some(current)) = (loaded, latest.info.version.as_deref()) {
+        if store.keeps_versions() && !loaded.eq_ignore_ascii_case(current) {
+            if let Ok(older) = store.get_version(&name, loaded).await {
+                keys.extend(
+                    (!older.value.is_empty()).then(|| AuditKey::from_signing_secret(&older.value)),
+                );
+            }
+        }
+    }
+    Ok(keys)
+}
+
+async fn read_anchor(
+    project: &Project,
+    store: Option<&dyn SecretStore>,
+    runtime_dir: &std::path::Path,
+) -> Anchor {
+    let Some(store) = store else {
+        return Anchor::NotKept("the store could not be opened".into());
+    };
+    let Some(name) = anchor::anchor_name(project, store, runtime_dir) else {
+        return Anchor::NotKept(if project.lookup(SIGNING_KEY_SECRET).is_none() {
+            format!("no {SIGNING_KEY_SECRET} is declared")
+        } else {
+            "demo mode: the .env store keeps no tags".to_string()
+        });
+    };
+    match anchor::read(store, &name).await {
+        Ok(Some(head)) => Anchor::At(head),
+        Ok(None) => Anchor::Missing,
+        Err(e) => Anchor::Unreadable(e.to_string()),
+    }
 }
 
 fn project_and<'a>(

@@ -196,6 +196,21 @@ pub trait SecretStore: Send + Sync {
             .await
     }
 
+    /// Replace the tags of one version, leaving its value and attributes as they are. Stores
+    /// that keep no tags (`.env`) refuse; see [`SecretStore::keeps_versions`].
+    async fn set_tags(
+        &self,
+        name: &str,
+        version: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<VersionInfo> {
+        let _ = (version, tags);
+        Err(Error::Vault {
+            context: format!("tag `{name}`"),
+            message: format!("{} keeps no tags", self.describe()),
+        })
+    }
+
     /// Read again what the store keeps in memory from its source (the `.env` files), after
     /// the run lock was taken: a long-running `sync --watch` sees every later change.
     async fn reload(&self) -> Result<()> {

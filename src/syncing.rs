@@ -257,6 +257,15 @@ pub async fn step(
             }
         }
     }
+    // Anchored once the step's lines are in; a step that applied nothing appended nothing.
+    if !applied.is_empty() {
+        let head = run.state.audit_head.as_ref();
+        let anchored =
+            audit::anchor::update_for(store, &project, &ctx.runtime_dir, &writing.runtime, head);
+        if let Some(warning) = anchored.await {
+            ctx.reporter.warn(&warning);
+        }
+    }
     let failure = failure.or_else(|| Error::all(held).err());
     Ok(finished(report, applied, failure))
 }

@@ -8,6 +8,7 @@ mod support {
 }
 
 mod adopt;
+mod audit_trust;
 mod cli_help;
 mod compose_differential;
 mod crash;

@@ -120,6 +120,29 @@ async fn conformance(store: &dyn SecretStore) {
         );
     }
 
+    // One version's tags are replaced in place (the audit anchor's PATCH): its value, the
+    // other versions and the latest stay as they were.
+    let anchor_tags = BTreeMap::from([("audit-head".to_owned(), "3:00ff".to_owned())]);
+    let tagged = store
+        .set_tags(name, &first_version, &anchor_tags)
+        .await
+        .expect("replace the first version's tags");
+    assert_eq!(tagged.version.as_deref(), Some(first_version.as_str()));
+    assert_eq!(tagged.tags, anchor_tags);
+    let old = store.get_version(name, &first_version).await.unwrap();
+    assert_eq!(old.value.expose(), first_value.expose());
+    assert_eq!(old.info.tags, anchor_tags);
+    let latest = store.get_latest(name).await.unwrap();
+    assert_eq!(latest.value.expose(), second_value.expose());
+    assert_eq!(latest.info.tags, second_tags);
+    match store
+        .set_tags(name, "0123456789abcdef0123456789abcdef", &anchor_tags)
+        .await
+    {
+        Err(Error::SecretNotFound { .. }) => {}
+        other => panic!("expected SecretNotFound, got {other:?}"),
+    }
+
     let none = store
         .list_versions("conformance-never-written")
         .await

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use hmac::Mac as _;
 use serde::Serialize;
 
-use super::{AuditKey, KeySource, MAX_LINE_BYTES};
+use super::{AuditKey, KeySource, MAX_LINE_BYTES, SIGNING_KEY_SECRET};
 use crate::error::Result;
 use crate::files::runtime_dir::{RuntimeDir, AUDIT_LOG};
 use crate::files::state::AuditHead;
@@ -94,6 +94,17 @@ pub fn verify_log(
     keys: &[AuditKey],
     head: Option<&AuditHead>,
 ) -> Result<ChainReport> {
+    verify_chain(runtime, keys, head, false)
+}
+
+/// [`verify_log`]; with `store_keys`, `keys` come from the store alone, and a line whose key
+/// none of them vouches for is reported as such (the per-install key proves nothing then).
+pub fn verify_chain(
+    runtime: Option<&RuntimeDir>,
+    keys: &[AuditKey],
+    head: Option<&AuditHead>,
+    store_keys: bool,
+) -> Result<ChainReport> {
     let text = match runtime {
         Some(r) => r.read(AUDIT_LOG, MAX_LOG_BYTES)?,
         None => None,
@@ -125,20 +136,22 @@ pub fn verify_log(
     let ids: Vec<(String, &AuditKey)> = keys.iter().map(|k| (k.id(), k)).collect();
     let mut prev = String::new();
     let mut bad: Option<(usize, String)> = None;
-    let mut macs: Vec<String> = Vec::with_capacity(raw_lines.len());
-    for (number, raw) in &raw_lines {
-        match check_line(raw, &prev, &ids) {
-            Ok(mac) => {
-                prev = mac.clone();
-                macs.push(mac);
-            }
+    // The key the chain was last handed to: a line signed with any other key, even one verify
+    // knows, was not written by the holder of the current key.
+    let mut current: Option<String> = None;
+    for ((number, raw), doc) in raw_lines.iter().zip(&docs) {
+        let checked = check_line(raw, &prev, &ids, store_keys)
+            .and_then(|mac| follow_key(doc.as_ref(), &mut current).map(|()| mac));
+        match checked {
+            Ok(mac) => prev = mac,
             Err(reason) => {
                 bad = Some((*number, reason));
                 break;
             }
         }
     }
-    if bad.is_none() && text.last() != Some(&b'\n') {
+    // An empty log is just empty; the head and the anchor say whether it should be.
+    if bad.is_none() && !raw_lines.is_empty() && text.last() != Some(&b'\n') {
         bad = Some((
             raw_lines.len(),
             "the last line is incomplete (no trailing newline)".into(),
@@ -173,6 +186,120 @@ pub fn verify_log(
         reason: bad.map(|(_, r)| r),
         pending: pending_intents(&raw_lines, &docs),
         head,
+    })
+}
+
+/// Check that a line is signed with the key the chain was last handed to, and move on to the
+/// next key at a key-rotation line.
+fn follow_key(
+    doc: Option<&serde_json::Value>,
+    current: &mut Option<String>,
+) -> std::result::Result<(), String> {
+    let text = |k: &str| {
+        doc.and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key_id = text("key_id");
+    if let Some(expected) = current.as_deref() {
+        if expected != key_id {
+            return Err(format!(
+                "signed with key_id {key_id}, but the chain had been handed to key_id {expected}: \
+                 no key-rotation line hands it over"
+            ));
+        }
+    }
+    *current = Some(if text("action") == "key-rotation" {
+        text("next_key_id")
+    } else {
+        key_id
+    });
+    Ok(())
+}
+
+/// The log against a head anchored in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorStatus {
+    /// The log ends at the anchored head.
+    Matches,
+    /// The log extends the anchored head by `by` lines (a run stopped before it moved the
+    /// anchor, or could not write it); the chain itself proves the extension.
+    Lags { by: usize },
+    /// The log has fewer lines than the anchor: lines were dropped from its end.
+    Behind { lines: usize },
+    /// The line at the anchored position is not the anchored one: the log was rewritten.
+    Diverged { line: usize },
+    /// The log is gone.
+    Deleted,
+}
+
+impl AnchorStatus {
+    /// What happened, in words (no line content).
+    pub fn describe(&self, anchored: &AuditHead) -> String {
+        let had = anchored.lines;
+        match self {
+            AnchorStatus::Matches => format!("the log ends at the anchored head ({had} line(s))"),
+            AnchorStatus::Lags { by } => {
+                format!("the log extends the anchored head ({had} line(s)) by {by} line(s)")
+            }
+            AnchorStatus::Behind { lines: 0 } => {
+                format!("the audit log is empty, but the store anchors {had} line(s)")
+            }
+            AnchorStatus::Behind { lines } => format!(
+                "the audit log has {lines} line(s), but the store anchors {had} line(s): lines were \
+                 removed from its end"
+            ),
+            AnchorStatus::Diverged { line } => format!(
+                "line {line} is not the line the store anchors there: the log was rewritten"
+            ),
+            AnchorStatus::Deleted => format!(
+                "the audit log is gone, but the store anchors {had} line(s): it was deleted"
+            ),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        matches!(self, AnchorStatus::Matches | AnchorStatus::Lags { .. })
+    }
+}
+
+/// Compare the log in `runtime` with a head anchored in the store.
+pub fn compare_with_anchor(
+    runtime: Option<&RuntimeDir>,
+    anchored: &AuditHead,
+) -> Result<AnchorStatus> {
+    let text = match runtime {
+        Some(r) => r.read(AUDIT_LOG, MAX_LOG_BYTES)?,
+        None => None,
+    };
+    let Some(text) = text else {
+        return Ok(if anchored.lines == 0 {
+            AnchorStatus::Matches
+        } else {
+            AnchorStatus::Deleted
+        });
+    };
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|raw| !raw.is_empty())
+        .collect();
+    if lines.len() < anchored.lines {
+        return Ok(AnchorStatus::Behind { lines: lines.len() });
+    }
+    if anchored.lines > 0 {
+        let mac = serde_json::from_slice::<serde_json::Value>(lines[anchored.lines - 1])
+            .ok()
+            .and_then(|d| d.get("mac").and_then(|m| m.as_str()).map(str::to_string));
+        if mac.as_deref() != Some(anchored.mac.as_str()) {
+            return Ok(AnchorStatus::Diverged {
+                line: anchored.lines,
+            });
+        }
+    }
+    Ok(match lines.len() - anchored.lines {
+        0 => AnchorStatus::Matches,
+        by => AnchorStatus::Lags { by },
     })
 }
 
@@ -243,6 +370,7 @@ fn check_line(
     raw: &[u8],
     prev: &str,
     keys: &[(String, &AuditKey)],
+    store_keys: bool,
 ) -> std::result::Result<String, String> {
     if raw.len() > MAX_LINE_BYTES {
         return Err("line too long".into());
@@ -277,12 +405,7 @@ fn check_line(
         .iter()
         .find(|(id, _)| id == key_id)
         .map(|(_, k)| *k)
-        .ok_or_else(|| {
-            format!(
-                "signed with a key verify does not have (key_id {key_id}): the signing key changed without a \
-                 key-rotation line, or this is another project's log"
-            )
-        })?;
+        .ok_or_else(|| unknown_key(obj, key_id, store_keys))?;
     let body = canonical(&doc);
     // Constant-time compare via the hmac crate.
     let mut check = key.hmac();
@@ -293,4 +416,30 @@ fn check_line(
         .verify_slice(&given)
         .map_err(|_| "mac mismatch: the line was altered or signed with another key".to_string())?;
     Ok(mac)
+}
+
+/// Why a line's key is not one verify trusts.
+fn unknown_key(
+    line: &serde_json::Map<String, serde_json::Value>,
+    key_id: &str,
+    store_keys: bool,
+) -> String {
+    let local = line.get("key").and_then(|k| k.as_str()) == Some("local");
+    if store_keys && local {
+        format!(
+            "signed with a per-install key (key_id {key_id}) that the store's {SIGNING_KEY_SECRET} \
+             does not vouch for: no key-rotation line hands it over to the store's key, and anyone \
+             who can write .runtime can make such a key"
+        )
+    } else if store_keys {
+        format!(
+            "signed with a key (key_id {key_id}) that is neither the store's {SIGNING_KEY_SECRET} \
+             nor handed over to it by a key-rotation line"
+        )
+    } else {
+        format!(
+            "signed with a key verify does not have (key_id {key_id}): the signing key changed \
+             without a key-rotation line, or this is another project's log"
+        )
+    }
 }

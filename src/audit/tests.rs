@@ -489,6 +489,18 @@ fn the_last_rotation_and_change_are_the_latest_committed_lines() {
     );
 }
 
+/// The keys `verify` holds when no store is at hand.
+async fn local_keys(
+    runtime: &RuntimeDir,
+    project: &Project,
+    layout: Option<&Layout>,
+) -> Vec<AuditKey> {
+    let state = State::new("");
+    let v = verification(Some(runtime), runtime.path(), project, layout, None, &state).await;
+    assert!(matches!(v.basis, Basis::Local(_)), "{:?}", v.basis);
+    v.keys
+}
+
 /// `verify` holds the per-install key when there is one, and nothing before one exists.
 #[tokio::test]
 async fn verification_keys_include_the_local_key() {
@@ -503,12 +515,10 @@ async fn verification_keys_include_the_local_key() {
         ..crate::compose::ProjectOptions::default()
     })
     .unwrap();
-    assert!(verification_keys(&runtime, &project, None, None)
-        .await
-        .is_empty());
+    assert!(local_keys(&runtime, &project, None).await.is_empty());
     let key = local(&runtime);
     runtime.flush_staged().unwrap();
-    let ids: Vec<String> = verification_keys(&runtime, &project, None, None)
+    let ids: Vec<String> = local_keys(&runtime, &project, None)
         .await
         .iter()
         .map(AuditKey::id)
@@ -580,10 +590,159 @@ async fn verification_keys_put_the_signing_secrets_key_first() {
     .unwrap();
     let local = local(&runtime);
     runtime.flush_staged().unwrap();
-    let ids: Vec<String> = verification_keys(&runtime, &project, Some(&layout), None)
+    let ids: Vec<String> = local_keys(&runtime, &project, Some(&layout))
         .await
         .iter()
         .map(AuditKey::id)
         .collect();
     assert_eq!(ids, vec![signing("the-signing-value").id(), local.id()]);
+}
+
+/// Lines signed with the local key, handed over to the signing key, then signed with it.
+fn local_then_signing(runtime: &RuntimeDir, signing_value: &str) -> AuditHead {
+    let mut log = AuditLog::new(runtime, local(runtime));
+    let head = log.append(&event(0), None).unwrap();
+    log.change_key(signing(signing_value));
+    let head = log.append(&event(1), Some(&head)).unwrap();
+    log.append(&event(2), Some(&head)).unwrap()
+}
+
+#[test]
+fn with_the_stores_key_only_a_handed_over_local_key_is_vouched_for() {
+    let (_dir, runtime) = runtime();
+    let head = local_then_signing(&runtime, "store-key");
+    let store_key = [signing("store-key")];
+    let report = verify_chain(Some(&runtime), &store_key, Some(&head), true).unwrap();
+    assert!(report.ok(), "{report:?}");
+
+    // The same log with no hand-over: the local lines are vouched for by nothing in the store.
+    let (_dir2, runtime) = self::runtime();
+    let head = three_lines(&runtime);
+    let report = verify_chain(Some(&runtime), &store_key, Some(&head), true).unwrap();
+    assert_eq!(report.first_bad_line, Some(1));
+    let reason = report.reason.unwrap();
+    assert!(reason.contains("per-install key"), "{reason}");
+    assert!(reason.contains(SIGNING_KEY_SECRET), "{reason}");
+    // Without the store, the local key is all verify has, and it passes.
+    assert!(verify_log(Some(&runtime), &[local(&runtime)], Some(&head))
+        .unwrap()
+        .ok());
+}
+
+#[test]
+fn a_line_signed_with_a_key_the_chain_was_handed_away_from_fails() {
+    let (_dir, runtime) = runtime();
+    local_then_signing(&runtime, "store-key");
+    // Someone who kept the old local key appends with it after the hand-over.
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let head = log.append(&event(9), None).unwrap();
+    let report = verify_chain(Some(&runtime), &[signing("store-key")], Some(&head), true).unwrap();
+    assert_eq!(report.first_bad_line, Some(5), "{report:?}");
+    assert!(
+        report.reason.as_deref().unwrap().contains("handed"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn an_empty_log_is_empty_not_broken() {
+    let (_dir, runtime) = runtime();
+    write_log(&runtime, "");
+    let report = verify_log(Some(&runtime), &[local(&runtime)], None).unwrap();
+    assert!(report.exists);
+    assert_eq!((report.lines, report.first_bad_line), (0, None));
+    assert!(report.ok(), "{report:?}");
+    let had = AuditHead {
+        lines: 2,
+        mac: "00".into(),
+    };
+    let report = verify_log(Some(&runtime), &[local(&runtime)], Some(&had)).unwrap();
+    assert_eq!(report.first_bad_line, None);
+    assert_eq!(
+        report.head,
+        HeadStatus::Truncated {
+            lines: 0,
+            expected: 2
+        }
+    );
+}
+
+/// The in-memory twin anchors the head like Key Vault: written after each run, a lag
+/// accepted, a truncation or deletion caught, and never rewound by a writer.
+#[tokio::test]
+async fn the_anchor_follows_the_log_and_is_never_rewound() {
+    use crate::store::memory::MemoryStore;
+    let store = MemoryStore::new();
+    let (_dir, runtime) = runtime();
+    let name = "compose-secrets-audit-head-test";
+    let head = three_lines(&runtime);
+    assert_eq!(
+        anchor::update(&store, name, &runtime, Some(&head)).await,
+        None
+    );
+    let anchored = anchor::read(&store, name).await.unwrap().unwrap();
+    assert_eq!(anchored, head);
+    assert_eq!(
+        compare_with_anchor(Some(&runtime), &anchored).unwrap(),
+        AnchorStatus::Matches
+    );
+
+    // The tag write fails: the run goes on with a warning, and the anchor lags by its lines.
+    let mut log = AuditLog::new(&runtime, local(&runtime));
+    let longer = log.append(&event(7), Some(&head)).unwrap();
+    store.fail_sets(true);
+    let warning = anchor::update(&store, name, &runtime, Some(&longer)).await;
+    assert!(warning.unwrap().contains("not anchored"));
+    store.fail_sets(false);
+    assert_eq!(
+        compare_with_anchor(Some(&runtime), &anchored).unwrap(),
+        AnchorStatus::Lags { by: 1 }
+    );
+    assert_eq!(
+        anchor::update(&store, name, &runtime, Some(&longer)).await,
+        None
+    );
+    let anchored = anchor::read(&store, name).await.unwrap().unwrap();
+    assert_eq!(anchored.lines, 4);
+
+    // Dropped lines, a rewritten line, a deleted log: caught, and the anchor stays put.
+    let text = log_text(&runtime);
+    let lines: Vec<&str> = text.lines().collect();
+    write_log(&runtime, &(lines[..3].join("\n") + "\n"));
+    assert_eq!(
+        compare_with_anchor(Some(&runtime), &anchored).unwrap(),
+        AnchorStatus::Behind { lines: 3 }
+    );
+    let warning = anchor::update(&store, name, &runtime, Some(&head)).await;
+    assert!(warning.unwrap().contains("left at 4 line(s)"));
+    assert_eq!(anchor::read(&store, name).await.unwrap().unwrap().lines, 4);
+    let mut other = lines.clone();
+    other[3] = lines[0];
+    write_log(&runtime, &(other.join("\n") + "\n"));
+    assert_eq!(
+        compare_with_anchor(Some(&runtime), &anchored).unwrap(),
+        AnchorStatus::Diverged { line: 4 }
+    );
+    std::fs::remove_file(runtime.file(AUDIT_LOG)).unwrap();
+    assert_eq!(
+        compare_with_anchor(Some(&runtime), &anchored).unwrap(),
+        AnchorStatus::Deleted
+    );
+    assert_eq!(
+        compare_with_anchor(None, &anchored).unwrap(),
+        AnchorStatus::Deleted
+    );
+}
+
+/// A signing key declared after the log began, first used by a run that changed no key (a
+/// `rotate` with the store's key): the per-install key still hands the chain over.
+#[test]
+fn a_signing_key_first_used_without_a_key_change_is_handed_over_from_the_local_key() {
+    let (_dir, runtime) = runtime();
+    let head = three_lines(&runtime);
+    let mut log = AuditLog::new(&runtime, signing("store-key"));
+    let head = log.append(&event(4), Some(&head)).unwrap();
+    assert_eq!(head.lines, 5, "{}", log_text(&runtime));
+    let report = verify_chain(Some(&runtime), &[signing("store-key")], Some(&head), true).unwrap();
+    assert!(report.ok(), "{report:?}");
 }

@@ -2,29 +2,38 @@
 //! outcome.
 
 use super::*;
-use crate::audit::{AuditKey, ChainReport, HeadStatus};
+use crate::audit::{Anchor, Basis, ChainReport, HeadStatus, Verification, SIGNING_KEY_SECRET};
 use crate::files::runtime_dir::{RuntimeDir, AUDIT_LOG};
 
-/// Check the audit log with `keys` (older keys come from the log's key-rotation lines) against
-/// the head the state recorded. `busy`: another run holds the lock right now (a rotation in
-/// flight has an intent without an outcome yet).
+/// Check the audit log with the keys in `verification` (older keys come from the log's
+/// key-rotation lines) against the head the state recorded and the head anchored in the store.
+/// `busy`: another run holds the lock right now (a rotation in flight has an intent without an
+/// outcome yet).
 pub fn check_audit(
     f: &mut Findings,
     runtime: Option<&RuntimeDir>,
     log_path: &Path,
-    keys: &[AuditKey],
+    verification: &Verification,
     state: &State,
     busy: bool,
 ) {
     let subject = f.path_subject(log_path);
-    let report = match crate::audit::verify_log(runtime, keys, state.audit_head.as_ref()) {
+    let store_keys = verification.basis == Basis::Store;
+    let report = match crate::audit::verify_chain(
+        runtime,
+        &verification.keys,
+        state.audit_head.as_ref(),
+        store_keys,
+    ) {
         Ok(report) => report,
         Err(e) => {
             f.add(Status::Fail, "audit", subject, e.to_string());
             return;
         }
     };
-    report_chain(f, &subject, &report);
+    report_chain(f, &subject, &report, store_keys);
+    report_basis(f, &subject, &verification.basis, &verification.anchor);
+    report_anchor(f, runtime, &subject, &verification.anchor, &report);
     for (line, secret) in &report.pending {
         let status = if busy { Status::Warn } else { Status::Fail };
         f.add(
@@ -44,7 +53,98 @@ pub fn check_audit(
     }
 }
 
-fn report_chain(f: &mut Findings, subject: &str, report: &ChainReport) {
+/// What the keys in use can prove, said plainly when `.runtime` alone holds them.
+fn report_basis(f: &mut Findings, subject: &str, basis: &Basis, anchor: &Anchor) {
+    if let Basis::Local(why) = basis {
+        f.add(
+            Status::Skip,
+            "audit",
+            subject,
+            format!(
+                "{why}, so the chain is checked with the per-install key .runtime/audit.key: it \
+                 detects accidental corruption and edits by someone without that file, but anyone \
+                 who can write .runtime can re-sign the whole log with a key of their own \
+                 (declare {SIGNING_KEY_SECRET} and keep it in the store to have every line vouched \
+                 for by the store)"
+            ),
+        );
+    }
+    if let (Basis::Store, Anchor::NotKept(why)) = (basis, anchor) {
+        f.add(
+            Status::Skip,
+            "audit",
+            subject,
+            format!(
+                "{why}: the chain head is kept only in .runtime/state.json, so dropping the newest \
+                 lines together with state.json's audit_head, or deleting both, is not detected \
+                 (lines re-signed with another key are: they must be vouched for by the store's \
+                 {SIGNING_KEY_SECRET})"
+            ),
+        );
+    }
+}
+
+/// The log against the head anchored in the store.
+fn report_anchor(
+    f: &mut Findings,
+    runtime: Option<&RuntimeDir>,
+    subject: &str,
+    anchor: &Anchor,
+    report: &ChainReport,
+) {
+    let anchored = match anchor {
+        Anchor::NotKept(_) => return,
+        Anchor::Missing if report.lines == 0 => return,
+        Anchor::Missing => {
+            f.add(
+                Status::Warn,
+                "audit",
+                subject,
+                "no chain head is anchored in the store yet (the identity needs permission to set \
+                 secrets); the next load, rotate or sync anchors it",
+            );
+            return;
+        }
+        Anchor::Unreadable(e) => {
+            f.add(
+                Status::Warn,
+                "audit",
+                subject,
+                format!("the chain head anchored in the store could not be read: {e}"),
+            );
+            return;
+        }
+        Anchor::At(head) => head,
+    };
+    let status = match crate::audit::compare_with_anchor(runtime, anchored) {
+        Ok(status) => status,
+        Err(e) => {
+            f.add(Status::Fail, "audit", subject, e.to_string());
+            return;
+        }
+    };
+    let (level, message) = match &status {
+        crate::audit::AnchorStatus::Matches => (
+            Status::Pass,
+            format!(
+                "chain head anchored in the store: the log ends at it ({} line(s))",
+                anchored.lines
+            ),
+        ),
+        crate::audit::AnchorStatus::Lags { .. } => (
+            Status::Warn,
+            format!(
+                "{}: a run stopped before it moved the anchor, or could not write it; the next \
+                 load, rotate or sync moves it",
+                status.describe(anchored)
+            ),
+        ),
+        _ => (Status::Fail, status.describe(anchored)),
+    };
+    f.add(level, "audit", subject, message);
+}
+
+fn report_chain(f: &mut Findings, subject: &str, report: &ChainReport, store_keys: bool) {
     match &report.head {
         HeadStatus::Deleted { expected } => {
             f.add(
@@ -55,6 +155,12 @@ fn report_chain(f: &mut Findings, subject: &str, report: &ChainReport) {
             );
             return;
         }
+        HeadStatus::Truncated { lines: 0, expected } => f.add(
+            Status::Fail,
+            "audit",
+            subject,
+            format!("the audit log is empty, but state.json recorded {expected} line(s): it was emptied"),
+        ),
         HeadStatus::Truncated { lines, expected } => f.add(
             Status::Fail,
             "audit",
@@ -82,12 +188,30 @@ fn report_chain(f: &mut Findings, subject: &str, report: &ChainReport) {
         f.add(Status::Skip, "audit", subject, "no audit log yet");
         return;
     }
+    if report.lines == 0 && report.first_bad_line.is_none() {
+        if !matches!(report.head, HeadStatus::Truncated { .. }) {
+            f.add(
+                Status::Skip,
+                "audit",
+                subject,
+                "the audit log is empty: nothing recorded yet",
+            );
+        }
+        return;
+    }
     match report.first_bad_line {
         None => f.add(
             Status::Pass,
             "audit",
             subject,
-            format!("HMAC chain intact ({} line(s))", report.lines),
+            if store_keys {
+                format!(
+                    "HMAC chain intact ({} line(s)), every line vouched for by the store's {SIGNING_KEY_SECRET}",
+                    report.lines
+                )
+            } else {
+                format!("HMAC chain intact ({} line(s))", report.lines)
+            },
         ),
         Some(line) => f.add(
             Status::Fail,

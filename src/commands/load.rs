@@ -117,6 +117,17 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
             .await?;
             if let (Some(w), Some(log)) = (&writing, log.as_mut()) {
                 loading::commit(&w.runtime, project, layout, log, &before, &mut after).await?;
+                let head = after.audit_head.as_ref();
+                let anchored = audit::anchor::update_for(
+                    store.as_ref(),
+                    project,
+                    &ctx.runtime_dir,
+                    &w.runtime,
+                    head,
+                );
+                if let Some(warning) = anchored.await {
+                    ctx.reporter.warn(&warning);
+                }
                 let swarm = match swarm_probe {
                     Some(probe) => probe.await.map_err(|e| Error::Docker {
                         kind: crate::error::DockerFailure::Other,

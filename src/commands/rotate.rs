@@ -149,6 +149,17 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         audit: audit::AuditLog::new(&writing.runtime, key),
     };
     let outcome = rotation::rotate_all(&mut run, &plans, chosen.value, &mut report).await;
+    let head = run.state.audit_head.as_ref();
+    let anchored = audit::anchor::update_for(
+        store.as_ref(),
+        &project,
+        &ctx.runtime_dir,
+        &writing.runtime,
+        head,
+    );
+    if let Some(warning) = anchored.await {
+        ctx.reporter.warn(&warning);
+    }
     ctx.reporter.print(&report);
     outcome.map(|()| exit::OK)
 }

@@ -97,12 +97,15 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         }
         checks::check_http_health(&mut f, &project, &running).await;
     }
-    let keys = match &runtime {
-        Some(r) => {
-            crate::audit::verification_keys(r, &project, layout.as_ref(), store.as_deref()).await
-        }
-        None => Vec::new(),
-    };
+    let verification = crate::audit::verification(
+        runtime.as_ref(),
+        &ctx.runtime_dir,
+        &project,
+        layout.as_ref(),
+        store.as_deref(),
+        &state,
+    )
+    .await;
     let busy = match runtime.as_ref().map(crate::files::lock::RunLock::busy) {
         Some(Ok(busy)) => busy,
         Some(Err(e)) => {
@@ -115,7 +118,7 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         &mut f,
         runtime.as_ref(),
         &checks::audit_log_path(&ctx.runtime_dir),
-        &keys,
+        &verification,
         &state,
         busy,
     );

@@ -366,6 +366,33 @@ impl SecretStore for KeyVaultStore {
         Ok(info)
     }
 
+    async fn set_tags(
+        &self,
+        name: &str,
+        version: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<VersionInfo> {
+        check_name(name)?;
+        check_version(name, version)?;
+        let op = Operation::set(name, Some(version));
+        let parameters = UpdateSecretPropertiesParameters {
+            tags: Some(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        let options = SecretClientUpdateSecretPropertiesOptions {
+            secret_version: Some(version.to_owned()),
+            ..Default::default()
+        };
+        let content = parameters.try_into().map_err(|e| self.map(&e, op))?;
+        let updated = self
+            .client
+            .update_secret_properties(name, content, Some(options))
+            .await
+            .and_then(|response| response.into_model())
+            .map_err(|e| self.map(&e, op))?;
+        Ok(version_info_of_secret(name, &updated))
+    }
+
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {
         let op = Operation::list(None);
         let pager = self.client.list_secret_properties(None);

@@ -127,6 +127,38 @@ impl SecretStore for MemoryStore {
         Ok(info)
     }
 
+    async fn set_tags(
+        &self,
+        name: &str,
+        version: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<VersionInfo> {
+        let mut inner = self.lock();
+        if inner.fail_set {
+            return Err(Error::VaultForbidden {
+                name: Some(name.into()),
+                permission: "set",
+                message: "injected failure".into(),
+            });
+        }
+        inner.counter += 1;
+        let updated = i64::try_from(inner.counter).unwrap_or(i64::MAX);
+        let (info, _) = inner
+            .secrets
+            .get_mut(name)
+            .and_then(|v| {
+                v.iter_mut()
+                    .find(|(i, _)| i.version.as_deref() == Some(version))
+            })
+            .ok_or_else(|| Error::SecretNotFound {
+                name: name.into(),
+                version: Some(version.into()),
+            })?;
+        info.tags = tags.clone();
+        info.updated = Some(updated);
+        Ok(info.clone())
+    }
+
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {
         let inner = self.lock();
         let mut out: Vec<VersionInfo> = inner
