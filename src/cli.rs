@@ -308,7 +308,7 @@ pub struct SyncOpts {
     pub retry_held: bool,
 
     /// Keep following: reconcile now, then poll the store every --interval (with jitter),
-    /// backing off while it fails. SIGTERM or SIGINT stops it after the step in progress.
+    /// backing off while it fails. SIGTERM, SIGINT or SIGHUP stops it after the step in progress.
     #[arg(long)]
     pub watch: bool,
 
