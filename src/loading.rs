@@ -441,7 +441,7 @@ fn file_is(dir: &SecretDir, name: &str, bytes: &[u8], mode: u32, owner: Owner) -
 
 /// Before writing: clear temp files killed runs left, and put a directory compose-secrets
 /// created back to 0700 if its mode was loosened (a directory it did not create keeps its
-/// mode, whatever it is).
+/// mode, whatever it is; see `Layout::may_tighten` for why state.json alone is not enough).
 fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Report) -> Result<()> {
     for dir in layout.dirs() {
         let Some(d) = dirs.get(&dir) else { continue };
@@ -452,7 +452,7 @@ fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Repor
                     .with_detail("named like a temp file, but not a file; remove it by hand"),
             );
         }
-        if state.created_dirs.contains(&dir) && d.tighten()? {
+        if state.created_dirs.contains(&dir) && layout.may_tighten(&dir) && d.tighten()? {
             report.push(
                 ReportItem::new(dir.display().to_string(), "tightened").with_detail(
                     "compose-secrets created this directory 0700; its mode was loosened",
