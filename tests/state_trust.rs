@@ -119,7 +119,10 @@ fn a_file_edited_by_hand_after_a_load_is_not_replaced_without_overwrite() {
     assert_eq!(p.read_string("conf/a.txt"), "from-the-store");
     set_mode(&p.path("conf/a.txt"), 0o600);
     p.write("conf/a.txt", "edited-by-hand");
-    for env in ["A=from-the-store\nB=bbbbbbbb\n", "A=a-new-value\nB=bbbbbbbb\n"] {
+    for env in [
+        "A=from-the-store\nB=bbbbbbbb\n",
+        "A=a-new-value\nB=bbbbbbbb\n",
+    ] {
         p.write(".env", env);
         let before = p.snapshot();
         p.cmd(&["load"])

@@ -191,5 +191,8 @@ async fn a_rollback_records_what_it_restored_as_written() {
     let error = record.take_error().expect("rollback failed");
     assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
     assert!(!path(&f).exists());
-    assert!(!f.state().written.contains_key(&path(&f)), "no file, no entry");
+    assert!(
+        !f.state().written.contains_key(&path(&f)),
+        "no file, no entry"
+    );
 }
