@@ -276,7 +276,10 @@ pub async fn load_files(
 
 /// A file about to be replaced that compose-secrets did not write, holding another value:
 /// replacing it would lose, say, the password a database was initialised with. Files in the
-/// runtime directory are compose-secrets' own whatever their history.
+/// runtime directory are compose-secrets' own whatever their history. Elsewhere a file is
+/// compose-secrets' to replace only while it holds what compose-secrets recorded writing
+/// there (or the value state.json records for the secret): a path listed in state.json
+/// proves nothing about the file, and one edited by hand since holds someone else's value.
 pub(crate) fn unmanaged_file(
     existing: &OpenDirs,
     candidate: &Candidate<'_>,
@@ -285,7 +288,7 @@ pub(crate) fn unmanaged_file(
     layout: &Layout,
 ) -> Option<Error> {
     let placement = candidate.placement;
-    if placement.path.starts_with(&layout.runtime_dir) || state.wrote(&placement.path) {
+    if placement.path.starts_with(&layout.runtime_dir) {
         return None;
     }
     let on_disk = existing.read(placement).ok().flatten()?;
@@ -296,15 +299,22 @@ pub(crate) fn unmanaged_file(
         || contents
             .strip_suffix(b"\n")
             .is_some_and(|c| c == value || c.strip_suffix(b"\r") == Some(value));
-    let recorded = state
-        .secrets
-        .get(&candidate.spec.name)
-        .is_some_and(|s| crate::secret::fingerprint_bytes(contents) == s.fingerprint);
+    let recorded = state.still_holds_written(&placement.path, contents)
+        || state
+            .secrets
+            .get(&candidate.spec.name)
+            .is_some_and(|s| crate::secret::fingerprint_bytes(contents) == s.fingerprint);
+    let listed = if state.written.contains_key(&placement.path) {
+        " (state.json lists it, but it no longer holds what compose-secrets recorded writing there: \
+         edited since?)"
+    } else {
+        ""
+    };
     (!same && !recorded).then(|| {
         Error::manifest(
             &candidate.spec.name,
             format!(
-                "its file {} already holds a different value, which compose-secrets did not write; \
+                "its file {} already holds a different value, which compose-secrets did not write{listed}; \
                  `compose-secrets ensure` adopts it when its .env key is empty, or pass `load --overwrite` to \
                  replace it (the old value is lost)",
                 placement.path.display()
@@ -441,7 +451,7 @@ fn file_is(dir: &SecretDir, name: &str, bytes: &[u8], mode: u32, owner: Owner) -
 
 /// Before writing: clear temp files killed runs left, and put a directory compose-secrets
 /// created back to 0700 if its mode was loosened (a directory it did not create keeps its
-/// mode, whatever it is).
+/// mode, whatever it is; see `Layout::may_tighten` for why state.json alone is not enough).
 fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Report) -> Result<()> {
     for dir in layout.dirs() {
         let Some(d) = dirs.get(&dir) else { continue };
@@ -452,7 +462,7 @@ fn tidy_dirs(layout: &Layout, dirs: &OpenDirs, state: &State, report: &mut Repor
                     .with_detail("named like a temp file, but not a file; remove it by hand"),
             );
         }
-        if state.created_dirs.contains(&dir) && d.tighten()? {
+        if state.created_dirs.contains(&dir) && layout.may_tighten(&dir) && d.tighten()? {
             report.push(
                 ReportItem::new(dir.display().to_string(), "tightened").with_detail(
                     "compose-secrets created this directory 0700; its mode was loosened",

@@ -36,6 +36,7 @@ mod recovery;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;
+mod state_trust;
 mod status_lines;
 mod store_conformance;
 mod swarm;

@@ -142,6 +142,21 @@ impl Layout {
         path.starts_with(&self.runtime_dir) && !path.starts_with(&self.secrets_dir)
     }
 
+    /// Whether `load` may put `dir` back to 0700 when state.json says compose-secrets created
+    /// it. State alone never decides: the directory must also hold a declared secret file and
+    /// lie strictly inside the runtime directory (so, in the default secrets directory), which
+    /// compose-secrets answers for by construction, and be reached below its opening root
+    /// through components opened without following a symlink. Anywhere else (the project
+    /// directory, a user's `data/`, a `--secrets-dir` of the user's) only state.json would
+    /// say compose-secrets made it, so its mode is the user's; `verify` reports it.
+    pub fn may_tighten(&self, dir: &Path) -> bool {
+        dir.starts_with(&self.runtime_dir)
+            && dir != self.runtime_dir
+            && !self.project_dir.starts_with(dir)
+            && self.root_for(dir) != dir
+            && self.placements.iter().any(|p| p.dir == dir)
+    }
+
     /// Each directory holding a secret file, once, in placement order.
     pub fn dirs(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();

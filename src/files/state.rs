@@ -161,9 +161,14 @@ impl State {
             .insert(path.to_path_buf(), fingerprint.to_string());
     }
 
-    /// Whether compose-secrets wrote `path` (whatever it holds now).
-    pub fn wrote(&self, path: &std::path::Path) -> bool {
-        self.written.contains_key(path)
+    /// Whether `contents`, read from `path`, is what compose-secrets last recorded writing
+    /// there. Being listed proves nothing on its own: a hand-edited state.json can list any
+    /// path, and a file edited by someone since holds something else; an entry without a
+    /// fingerprint (a state file from before they were kept) matches nothing.
+    pub fn still_holds_written(&self, path: &std::path::Path, contents: &[u8]) -> bool {
+        self.written
+            .get(path)
+            .is_some_and(|fingerprint| crate::secret::fingerprint_bytes(contents) == *fingerprint)
     }
 
     /// Remember directories created for secret files (absolute, once each).

@@ -121,7 +121,20 @@ pub(super) fn restore_local(
             },
         };
         match restored {
-            Ok(()) => record.step("file-restored", path),
+            Ok(()) => {
+                // The file holds what compose-secrets just put back, not the new value: later
+                // loads and prunes compare the file with this.
+                match &previous.file {
+                    Some(f) => run.state.record_written(
+                        &plan.placement.path,
+                        &crate::secret::fingerprint_bytes(&f.contents),
+                    ),
+                    None => {
+                        run.state.written.remove(&plan.placement.path);
+                    }
+                }
+                record.step("file-restored", path);
+            }
             Err(e) => left.push(format!(
                 "{path} holds the NEW value (restoring it failed: {e})"
             )),

@@ -162,3 +162,37 @@ async fn rotate_all_stops_at_the_first_failure_and_names_what_is_left() {
         serde_json::json!(["app", "worker"])
     );
 }
+
+/// A rollback records the fingerprint of what it put back (issue 19): left at the failed new
+/// value, state.json would make the restored file look edited by someone else to the next
+/// load (refused) and to `--prune` (kept). With nothing before the rotation, the removed
+/// file is no longer listed as written.
+#[tokio::test]
+async fn a_rollback_records_what_it_restored_as_written() {
+    let path = |f: &Fixture| f.secrets_dir().join("s1");
+    let f = Fixture::new(None).await;
+    f.engine.unhealthy_after("proj-app-2", 1);
+    let mut record = f.rotate(None).await;
+    let error = record.take_error().expect("rolled back");
+    assert!(matches!(error, Error::RolledBack { .. }), "{error}");
+    assert_eq!(f.file(), OLD);
+    let state = f.state();
+    assert_eq!(
+        state.written.get(&path(&f)),
+        Some(&crate::secret::fingerprint_bytes(OLD.as_bytes()))
+    );
+    assert!(state.still_holds_written(&path(&f), OLD.as_bytes()));
+
+    let mut f = Fixture::new(None).await;
+    f.store = MemoryStore::new();
+    std::fs::remove_file(path(&f)).unwrap();
+    f.engine.unhealthy_after("proj-app-1", 1);
+    let mut record = f.rotate(None).await;
+    let error = record.take_error().expect("rollback failed");
+    assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
+    assert!(!path(&f).exists());
+    assert!(
+        !f.state().written.contains_key(&path(&f)),
+        "no file, no entry"
+    );
+}
