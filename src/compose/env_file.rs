@@ -61,7 +61,10 @@ pub fn parse(
             rest = after;
             continue;
         }
-        let (value, after) = parser.value(after, outer, into)?;
+        // Errors in a value name its key and line, never its text: a `.env` holds secrets.
+        let (value, after) = parser
+            .value(after, outer, into)
+            .map_err(|(line, m)| (line, format!("{key}: {m}")))?;
         into.insert(key, value);
         rest = after;
     }
@@ -130,13 +133,14 @@ impl Parser {
                 }
                 '_' | '.' | '-' | '[' | ']' => {}
                 c if c.is_alphanumeric() => {}
-                c => {
+                // Neither the character nor the line is echoed: a malformed line may be a
+                // value pasted without its key.
+                _ => {
                     return Err((
                         self.line,
-                        format!(
-                            "unexpected character {c:?} in variable name {:?}",
-                            src.lines().next().unwrap_or_default()
-                        ),
+                        "unexpected character in a variable name (letters, digits, `_`, `.`, \
+                         `-`, `[` and `]` only)"
+                            .into(),
                     ))
                 }
             }
@@ -157,10 +161,19 @@ impl Parser {
                 (
                     line,
                     match e {
-                        TemplateError::Invalid { template } => {
-                            format!("invalid interpolation format: {template}")
+                        TemplateError::Invalid { .. } => {
+                            "invalid interpolation format in its value (escape a literal $ as $$)"
+                                .to_string()
                         }
-                        e @ TemplateError::Required { .. } => e.message("the value"),
+                        // Compose names the variable and its message: both are text of
+                        // the value, which may be a secret that merely looks like `${V:?}`.
+                        TemplateError::Required { .. } => "its value has a `${VAR:?...}` \
+                            reference to a variable that is missing a value (escape a literal \
+                            $ as $$)"
+                            .to_string(),
+                        TemplateError::Limit(limit) => {
+                            format!("resource limit: {}", limit.describe())
+                        }
                     },
                 )
             })
