@@ -799,7 +799,7 @@ fn an_unreadable_secret_file_is_named_and_the_others_are_untouched() {
 }
 
 /// Run under a 2 GiB address-space limit so an unbounded read fails fast instead of eating the host.
-fn with_memory_cap(cmd: &Command) -> Command {
+pub fn with_memory_cap(cmd: &Command) -> Command {
     let mut capped = Command::new("sh");
     capped
         .arg("-c")

@@ -27,6 +27,7 @@ mod manifest;
 mod policy;
 mod properties;
 mod races;
+mod resolver_hostile;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;
