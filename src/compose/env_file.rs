@@ -357,4 +357,29 @@ mod tests {
         let e = parse("A=\"open\n", &outer, &mut BTreeMap::new()).unwrap_err();
         assert!(e.1.contains("unterminated"), "{e:?}");
     }
+
+    /// Every way a value can fail names the line and the key and none of the value's text
+    /// (issue 19: `KEY=pa${SECRET` echoed `pa${SECRET`).
+    #[test]
+    fn errors_in_values_name_the_key_never_the_value() {
+        let outer = BTreeMap::new();
+        let nested = format!("{}x{}", "${U:-".repeat(300), "}".repeat(300));
+        for (line, key) in [
+            ("KEY=pa${Mq7SECRETq7M", "KEY"),
+            ("KEY=\"pa${Mq7SECRETq7M\"", "KEY"),
+            ("KEY=${UNSET:?Mq7SECRETq7M}", "KEY"),
+            ("KEY=${Mq7SECRETq7M:?}", "KEY"),
+            ("KEY=\"Mq7SECRETq7M${Mq7SECRETq7M\"", "KEY"),
+            ("KEY=\"Mq7SECRETq7M", ""),
+            ("Mq7SECRETq7M$=1", ""),
+            ("pa$Mq7SECRETq7M", ""),
+            (&format!("KEY=Mq7SECRETq7M{nested}"), "KEY"),
+        ] {
+            let text = format!("OK=1\n{line}\n");
+            let (n, message) = parse(&text, &outer, &mut BTreeMap::new()).unwrap_err();
+            assert_eq!(n, 2, "{line}: {message}");
+            assert!(message.starts_with(key), "{line}: {message}");
+            assert!(!message.contains("Mq7"), "{line}: the value leaked: {message}");
+        }
+    }
 }

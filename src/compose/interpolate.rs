@@ -398,6 +398,49 @@ mod tests {
     }
 
     #[test]
+    fn text_after_a_reference_resumes_as_compose_go_expands_it() {
+        // compose-go expands the text between the first balanced `}` and the line's last `}`
+        // as its own template; resuming in place must give the same.
+        let cases = [
+            ("${UNSET:-a}${SET}}b", "av}b"),
+            ("${UNSET:-a}x${UNSET:-${SET}}y}\n${SET:-q}}", "axvy}\nv}"),
+            ("${UNSET:-{}${SET:-c}}", "{}v"),
+            ("${UNSET:-x}${UNSET:-x}${UNSET:-x}", "xxx"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(expand(t).unwrap(), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn limits_refuse_deep_long_and_exploding_templates() {
+        let nested = |n: usize| format!("{}x{}", "${UNSET:-".repeat(n), "}".repeat(n));
+        assert_eq!(expand(&nested(MAX_NESTING)).unwrap(), "x");
+        assert_eq!(
+            expand(&nested(MAX_NESTING + 1)),
+            Err(TemplateError::Limit(Limit::Nesting))
+        );
+        // 40,000 references in a row were a recursion each (a stack overflow); far under the
+        // length limit the same shape expands in one pass.
+        assert_eq!(
+            expand(&"${UNSET:-x}".repeat(40_000)),
+            Err(TemplateError::Limit(Limit::TemplateBytes))
+        );
+        assert_eq!(expand(&"${UNSET:-x}".repeat(5_000)).unwrap().len(), 5_000);
+        // A string without `$` is never interpolated, so never refused for its length.
+        let plain = "p".repeat(MAX_TEMPLATE_BYTES + 1);
+        assert_eq!(expand(&plain).unwrap(), plain);
+        let big = HashMap::from([("B".to_string(), "b".repeat(64 * 1024))]);
+        let e = substitute(&"$B".repeat(17), &big, &mut |_| {}).unwrap_err();
+        assert_eq!(e, TemplateError::Limit(Limit::ExpandedBytes));
+        assert_eq!(
+            e.message("services.app.labels.x"),
+            "resource limit: services.app.labels.x: interpolation would produce more than \
+             1048576 bytes"
+        );
+    }
+
+    #[test]
     fn unset_references_are_reported() {
         let mut seen = Vec::new();
         let out = substitute("$A ${B} ${C:-x} $SET", &vars(), &mut |n| {
