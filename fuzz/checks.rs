@@ -190,7 +190,10 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn byte(&mut self) -> u8 {
-        let (b, rest) = self.data.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
+        let (b, rest) = self
+            .data
+            .split_first()
+            .map_or((0, &[][..]), |(b, r)| (*b, r));
         self.data = rest;
         b
     }
@@ -228,7 +231,12 @@ const SECRETS: &str = "secrets:\n  a:\n    file: ./.runtime/secrets/a\n";
 
 /// The item-4 shapes, sized and filled from the input.
 fn shape(input: &mut Input) -> Shape {
-    let main = |extra: String| vec![("compose.yaml".to_string(), format!("{HEAD}{SECRETS}{extra}"))];
+    let main = |extra: String| {
+        vec![(
+            "compose.yaml".to_string(),
+            format!("{HEAD}{SECRETS}{extra}"),
+        )]
+    };
     match input.byte() % 6 {
         // Nested `${V:-...}`, in a quoted scalar.
         0 => {
@@ -280,11 +288,16 @@ fn shape(input: &mut Input) -> Shape {
             let pattern = input.fragment().into_bytes();
             let mut open = String::with_capacity(depth * 4);
             for i in 0..depth {
-                open.push_str(if pattern.get(i % pattern.len().max(1)).is_some_and(|b| b % 2 == 1) {
-                    "{k: "
-                } else {
-                    "["
-                });
+                open.push_str(
+                    if pattern
+                        .get(i % pattern.len().max(1))
+                        .is_some_and(|b| b % 2 == 1)
+                    {
+                        "{k: "
+                    } else {
+                        "["
+                    },
+                );
             }
             Shape {
                 over_limit: depth > LIMIT_BRACKETS,

@@ -190,7 +190,9 @@ fn from_template(template: &Path, env_file: &Path) -> Result<DotEnv> {
                  will do: every secret gets a generated value), or create {} yourself, or pass \
                  --template",
                 env_file.display(),
-                template.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                template
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                 env_file.display()
             ),
         ));

@@ -827,7 +827,8 @@ fn an_endless_compose_file_is_refused_before_a_byte_is_read() {
     eprintln!("-f /dev/zero: exit {} after {:?}", out.code, out.elapsed);
     assert_eq!(out.code, 2, "input error\n{}", out.stderr);
     assert!(
-        out.stderr.contains("/dev/zero: is a character device, not a regular file"),
+        out.stderr
+            .contains("/dev/zero: is a character device, not a regular file"),
         "{}",
         out.stderr
     );
@@ -841,7 +842,8 @@ fn an_endless_env_file_is_refused_before_a_byte_is_read() {
     ));
     assert_eq!(out.code, 2, "input error\n{}", out.stderr);
     assert!(
-        out.stderr.contains("/dev/zero: is a character device, not a regular file"),
+        out.stderr
+            .contains("/dev/zero: is a character device, not a regular file"),
         "{}",
         out.stderr
     );

@@ -143,7 +143,8 @@ fn an_include_fan_out_is_refused() {
 
 #[test]
 fn a_long_extends_chain_is_refused_not_a_stack_overflow() {
-    let mut services = String::from("services:\n  app:\n    image: x\n    secrets: [a]\n    extends: s0\n");
+    let mut services =
+        String::from("services:\n  app:\n    image: x\n    secrets: [a]\n    extends: s0\n");
     for i in 0..5_000 {
         services.push_str(&format!("  s{i}:\n    extends: s{}\n", i + 1));
     }
@@ -257,9 +258,18 @@ fn env_errors_name_file_line_and_key_never_the_value() {
     // The issue's line, and the other shapes a value can break the reader with.
     let cases: [(&str, &str); 6] = [
         ("FLASK_SECRET_KEY=pa${Zq9SECRETVALUEq9Z", "FLASK_SECRET_KEY"),
-        ("FLASK_SECRET_KEY=pa${X:?Zq9SECRETVALUEq9Z}", "FLASK_SECRET_KEY"),
-        ("FLASK_SECRET_KEY=\"pa${Zq9SECRETVALUEq9Z\"", "FLASK_SECRET_KEY"),
-        ("FLASK_SECRET_KEY=${Zq9SECRETVALUEq9Z:?}", "FLASK_SECRET_KEY"),
+        (
+            "FLASK_SECRET_KEY=pa${X:?Zq9SECRETVALUEq9Z}",
+            "FLASK_SECRET_KEY",
+        ),
+        (
+            "FLASK_SECRET_KEY=\"pa${Zq9SECRETVALUEq9Z\"",
+            "FLASK_SECRET_KEY",
+        ),
+        (
+            "FLASK_SECRET_KEY=${Zq9SECRETVALUEq9Z:?}",
+            "FLASK_SECRET_KEY",
+        ),
         ("FLASK_SECRET_KEY=\"Zq9SECRETVALUEq9Z", ""),
         ("pa$Zq9SECRETVALUEq9Z", ""),
     ];
@@ -314,7 +324,11 @@ fn an_extends_cycle_names_the_services_and_files_in_it_in_order() {
         "circular reference in extends: app in {root}/compose.yaml extends b in {root}/other.yaml \
          extends app in {root}/compose.yaml"
     );
-    assert!(out.stderr.contains(&want), "want {want:?} in:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains(&want),
+        "want {want:?} in:\n{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -322,9 +336,7 @@ fn a_cycle_reached_through_another_service_starts_at_the_cycle() {
     let p = Project::empty();
     p.write(
         "compose.yaml",
-        format!(
-            "{HEAD}    extends: l1\n  l1:\n    extends: l2\n  l2:\n    extends: l1\n{SECRETS}"
-        ),
+        format!("{HEAD}    extends: l1\n  l1:\n    extends: l2\n  l2:\n    extends: l1\n{SECRETS}"),
     );
     p.write(".env", "A=alpha-value-1\n");
     let out = p.cmd(&["load"]).run().code(2);
@@ -332,7 +344,11 @@ fn a_cycle_reached_through_another_service_starts_at_the_cycle() {
     let want = format!(
         "circular reference in extends: l1 in {file} extends l2 in {file} extends l1 in {file}\n"
     );
-    assert!(out.stderr.ends_with(&want), "want {want:?} at the end of:\n{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(&want),
+        "want {want:?} at the end of:\n{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -354,6 +370,10 @@ fn an_empty_secret_file_path_names_the_secret_and_the_variable() {
             "{args:?}:\n{}",
             out.stderr
         );
-        assert!(!out.stderr.contains("outside the project"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("outside the project"),
+            "{}",
+            out.stderr
+        );
     }
 }

@@ -379,7 +379,10 @@ mod tests {
             let (n, message) = parse(&text, &outer, &mut BTreeMap::new()).unwrap_err();
             assert_eq!(n, 2, "{line}: {message}");
             assert!(message.starts_with(key), "{line}: {message}");
-            assert!(!message.contains("Mq7"), "{line}: the value leaked: {message}");
+            assert!(
+                !message.contains("Mq7"),
+                "{line}: the value leaked: {message}"
+            );
         }
     }
 }

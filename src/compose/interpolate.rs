@@ -35,12 +35,12 @@ impl Limit {
             Limit::Nesting => {
                 format!("`${{...}}` nests more than {MAX_NESTING} levels deep")
             }
-            Limit::TemplateBytes => format!(
-                "a string to interpolate is longer than {MAX_TEMPLATE_BYTES} bytes"
-            ),
-            Limit::ExpandedBytes => format!(
-                "interpolation would produce more than {MAX_EXPANDED_BYTES} bytes"
-            ),
+            Limit::TemplateBytes => {
+                format!("a string to interpolate is longer than {MAX_TEMPLATE_BYTES} bytes")
+            }
+            Limit::ExpandedBytes => {
+                format!("interpolation would produce more than {MAX_EXPANDED_BYTES} bytes")
+            }
         }
     }
 }
