@@ -407,20 +407,38 @@ fn mark_values(text: &str, at: u8) -> String {
         let setting = key.starts_with("COMPOSE_");
         match line.find(['=', ':']).filter(|_| !setting) {
             Some(sep) => {
-                let value = &line[sep + 1..];
-                let mut offset = usize::from(at) % (value.len() + 1);
-                while !value.is_char_boundary(offset) {
+                let (start, end) = value_span(line, sep + 1);
+                let mut offset = start + usize::from(at) % (end - start + 1);
+                while !line.is_char_boundary(offset) {
                     offset -= 1;
                 }
-                out.push_str(&line[..=sep]);
-                out.push_str(&value[..offset]);
+                out.push_str(&line[..offset]);
                 out.push_str(VALUE_MARKER);
-                out.push_str(&value[offset..]);
+                out.push_str(&line[offset..]);
             }
             None => out.push_str(line),
         }
     }
     out
+}
+
+/// Where in `line` a marker is surely part of the value that starts at `from`: never past the
+/// line's end (it would start the next key), and inside the quotes of a quoted value (text
+/// after a closing quote is a new statement to Compose).
+fn value_span(line: &str, from: usize) -> (usize, usize) {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    let body = body.strip_suffix('\r').unwrap_or(body);
+    let lead = body[from..].len() - body[from..].trim_start_matches([' ', '\t']).len();
+    let start = from + lead;
+    match body.as_bytes().get(start) {
+        Some(&q @ (b'"' | b'\'')) => {
+            let close = body[start + 1..]
+                .find(char::from(q))
+                .map_or(body.len(), |n| start + 1 + n);
+            (start + 1, close)
+        }
+        _ => (from, body.len()),
+    }
 }
 
 #[track_caller]
