@@ -61,10 +61,21 @@ pub fn parse(
             rest = after;
             continue;
         }
-        // Errors in a value name its key and line, never its text: a `.env` holds secrets.
-        let (value, after) = parser
-            .value(after, outer, into)
-            .map_err(|(line, m)| (line, format!("{key}: {m}")))?;
+        // Errors in a value name its line, and its key only when the key starts its line:
+        // a "key" that follows a closing quote on the same line is most likely the rest of a
+        // value whose quotes were unbalanced, and a `.env` holds secrets.
+        let before = &text[..text.len() - rest.len()];
+        let starts_line = before
+            .rsplit('\n')
+            .next()
+            .is_none_or(|indent| indent.chars().all(is_space));
+        let (value, after) = parser.value(after, outer, into).map_err(|(line, m)| {
+            if starts_line {
+                (line, format!("{key}: {m}"))
+            } else {
+                (line, format!("after a closing quote: {m}"))
+            }
+        })?;
         into.insert(key, value);
         rest = after;
     }
@@ -373,6 +384,7 @@ mod tests {
             ("KEY=\"Mq7SECRETq7M", ""),
             ("Mq7SECRETq7M$=1", ""),
             ("pa$Mq7SECRETq7M", ""),
+            ("K=\"v\" Mq7SECRETq7M=\"open", "after a closing quote"),
             (&format!("KEY=Mq7SECRETq7M{nested}"), "KEY"),
         ] {
             let text = format!("OK=1\n{line}\n");
