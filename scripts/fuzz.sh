@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the `.env` reader/writer and the Compose manifest parser with
-# cargo-fuzz (libFuzzer), each for a bounded time. Run by `make stress`.
+# Coverage-guided fuzzing of the `.env` reader/writer, the Compose manifest parser, the
+# resolver's blow-up shapes (resolver) and the `.env` error paths' value hygiene
+# (dotenv_errors) with cargo-fuzz (libFuzzer), each for a bounded time. Run by `make stress`.
 #
 #   FUZZ_SECONDS   time per target        (default 120)
-#   FUZZ_TARGETS   targets to run         (default "dotenv manifest")
+#   FUZZ_TARGETS   targets to run         (default "dotenv manifest resolver dotenv_errors")
 #
 # Seeds: fuzz/regressions/<target>/ and the hostile corpus (tests/corpus/*/.env or
 # compose.yaml). A crash is saved under fuzz/artifacts/<target>/: copy it into
@@ -18,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-120}"
-FUZZ_TARGETS="${FUZZ_TARGETS:-dotenv manifest}"
+FUZZ_TARGETS="${FUZZ_TARGETS:-dotenv manifest resolver dotenv_errors}"
 
 # Like scripts/bootstrap.sh's tools: into target/tools/bin, nothing global.
 export PATH="$PWD/target/tools/bin:$PATH"
@@ -32,6 +33,9 @@ for target in $FUZZ_TARGETS; do
     case "$target" in
         dotenv) seed_name=".env" ;;
         manifest) seed_name="compose.yaml" ;;
+        # The first byte picks a shape; the corpus adds nothing a generated shape lacks.
+        resolver) seed_name="none" ;;
+        dotenv_errors) seed_name=".env" ;;
         *) echo "fuzz: unknown target $target" >&2; exit 2 ;;
     esac
     corpus="fuzz/corpus/$target"

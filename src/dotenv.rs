@@ -200,16 +200,38 @@ impl DotEnv {
     }
 }
 
-/// Read at most `max` bytes of a file; a longer one (even one whose size the filesystem does
-/// not report, like a pipe or `/dev/zero`) is refused without being read into memory.
-/// `Ok(None)` when the file does not exist.
+/// Read at most `max` bytes of a regular file; a longer one is refused without being read
+/// into memory. `Ok(None)` when the file does not exist.
+///
+/// The file is opened non-blocking and checked with `fstat` before any read: a FIFO (whose
+/// open or read would wait for a writer for ever), a device or a directory is refused, naming
+/// the file. Symlinks are followed, as Compose follows them for its files and `.env`: what
+/// matters is that the file finally read is a regular one.
 pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Zeroizing<Vec<u8>>>> {
     use std::io::Read as _;
-    let file = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, "read")(e)),
     };
+    let kind = file
+        .metadata()
+        .map_err(Error::io(path, "read"))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(Error::config(
+            path,
+            format!(
+                "is {}, not a regular file; refusing to read it",
+                describe_kind(kind)
+            ),
+        ));
+    }
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(max as u64 + 1)
         .read_to_end(&mut bytes)
@@ -221,6 +243,24 @@ pub fn read_bounded(path: &Path, max: usize) -> Result<Option<Zeroizing<Vec<u8>>
         ));
     }
     Ok(Some(bytes))
+}
+
+/// "a FIFO", "a directory", ... for errors about a file that is not a regular one.
+fn describe_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }
 
 /// Whether a value can be written bare: Compose and shells read it back unchanged.
@@ -504,8 +544,28 @@ mod tests {
             .is_none());
         // ENOTDIR: a path through a file is an error, not a missing file.
         assert!(read_bounded(&path.join("below"), 10).is_err());
+        // An endless device is refused before a byte is read.
         let err = read_bounded(Path::new("/dev/zero"), 1024).expect_err("endless");
-        assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
+        assert!(err.to_string().contains("character device"), "{err}");
+    }
+
+    /// A FIFO without a writer would block `open` and `read` for ever: refused at once, named.
+    #[test]
+    fn read_bounded_refuses_a_fifo_and_a_directory_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(".env");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = read_bounded(&fifo, 1024).expect_err("a FIFO");
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: is a FIFO (named pipe), not a regular file; refusing to read it",
+                fifo.display()
+            )
+        );
+        let err = read_bounded(dir.path(), 1024).expect_err("a directory");
+        assert!(err.to_string().contains("is a directory"), "{err}");
     }
 
     /// Keys are letters, digits, `_` and `.`, not starting with a digit; anything else is an

@@ -180,25 +180,23 @@ fn forced_secrets<'p>(project: &'p Project, force: &[String]) -> Result<BTreeSet
 
 /// `.env` as the template makes it; a missing template says what to do.
 fn from_template(template: &Path, env_file: &Path) -> Result<DotEnv> {
-    let bytes = std::fs::read(template).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "; create it (an empty {} will do: every secret gets a generated value), or create {} yourself, \
-                 or pass --template",
-                template.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                env_file.display()
-            )
-        } else {
-            String::new()
-        };
-        Error::config(
+    // Read as `.env` is read: a FIFO or device is refused, never waited on.
+    let Some(bytes) = crate::dotenv::read_bounded(template, crate::dotenv::MAX_DOTENV_BYTES)?
+    else {
+        return Err(Error::config(
             template,
             format!(
-                "cannot create {} from this template: {e}{hint}",
+                "cannot create {} from this template: it does not exist; create it (an empty {} \
+                 will do: every secret gets a generated value), or create {} yourself, or pass \
+                 --template",
+                env_file.display(),
+                template
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                 env_file.display()
             ),
-        )
-    })?;
+        ));
+    };
     // Parse errors name the template, where the bad line is.
     let parsed = DotEnv::parse_bytes(template, &bytes)?;
     DotEnv::parse(env_file, &parsed.render())

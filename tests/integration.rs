@@ -33,6 +33,7 @@ mod properties;
 mod prune;
 mod races;
 mod recovery;
+mod resolver_hostile;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;

@@ -600,6 +600,26 @@ fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
         }
     }
 
+    // The resolver's shapes (issue 19, item 4) and `.env` value hygiene (item 7).
+    let project = tempfile::tempdir().unwrap();
+    for file in files_in(root.join("fuzz/regressions/resolver")) {
+        let data = std::fs::read(&file).unwrap();
+        let dir = project.path();
+        if std::panic::catch_unwind(|| crate::fuzz_checks::resolver(&data, dir)).is_err() {
+            panic!("{} breaks a resolver invariant", file.display());
+        }
+    }
+    let project = tempfile::tempdir().unwrap();
+    let values = files_in(root.join("fuzz/regressions/dotenv_errors"));
+    assert!(!values.is_empty(), "no .env error regressions kept");
+    for file in values.iter().chain(&corpus(".env")) {
+        let data = std::fs::read(file).unwrap();
+        let dir = project.path();
+        if std::panic::catch_unwind(|| crate::fuzz_checks::dotenv_errors(&data, dir)).is_err() {
+            panic!("{} shows a value in an error", file.display());
+        }
+    }
+
     let manifests = files_in(root.join("fuzz/regressions/manifest"));
     assert!(!manifests.is_empty(), "no manifest regressions kept");
     let project = tempfile::tempdir().unwrap();

@@ -134,7 +134,8 @@ pub fn discover(options: &ProjectOptions) -> Result<Discovered> {
             Vec::new()
         } else {
             let dotenv = working_dir(files).join(".env");
-            if dotenv.is_file() {
+            // Anything but a directory is read: a FIFO is refused by the reader, not skipped.
+            if std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
                 vec![dotenv]
             } else {
                 Vec::new()

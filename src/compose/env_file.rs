@@ -61,7 +61,21 @@ pub fn parse(
             rest = after;
             continue;
         }
-        let (value, after) = parser.value(after, outer, into)?;
+        // Errors in a value name its line, and its key only when the key starts its line:
+        // a "key" that follows a closing quote on the same line is most likely the rest of a
+        // value whose quotes were unbalanced, and a `.env` holds secrets.
+        let before = &text[..text.len() - rest.len()];
+        let starts_line = before
+            .rsplit('\n')
+            .next()
+            .is_none_or(|indent| indent.chars().all(is_space));
+        let (value, after) = parser.value(after, outer, into).map_err(|(line, m)| {
+            if starts_line {
+                (line, format!("{key}: {m}"))
+            } else {
+                (line, format!("after a closing quote: {m}"))
+            }
+        })?;
         into.insert(key, value);
         rest = after;
     }
@@ -130,13 +144,14 @@ impl Parser {
                 }
                 '_' | '.' | '-' | '[' | ']' => {}
                 c if c.is_alphanumeric() => {}
-                c => {
+                // Neither the character nor the line is echoed: a malformed line may be a
+                // value pasted without its key.
+                _ => {
                     return Err((
                         self.line,
-                        format!(
-                            "unexpected character {c:?} in variable name {:?}",
-                            src.lines().next().unwrap_or_default()
-                        ),
+                        "unexpected character in a variable name (letters, digits, `_`, `.`, \
+                         `-`, `[` and `]` only)"
+                            .into(),
                     ))
                 }
             }
@@ -157,10 +172,19 @@ impl Parser {
                 (
                     line,
                     match e {
-                        TemplateError::Invalid { template } => {
-                            format!("invalid interpolation format: {template}")
+                        TemplateError::Invalid { .. } => {
+                            "invalid interpolation format in its value (escape a literal $ as $$)"
+                                .to_string()
                         }
-                        e @ TemplateError::Required { .. } => e.message("the value"),
+                        // Compose names the variable and its message: both are text of
+                        // the value, which may be a secret that merely looks like `${V:?}`.
+                        TemplateError::Required { .. } => "its value has a `${VAR:?...}` \
+                            reference to a variable that is missing a value (escape a literal \
+                            $ as $$)"
+                            .to_string(),
+                        TemplateError::Limit(limit) => {
+                            format!("resource limit: {}", limit.describe())
+                        }
                     },
                 )
             })
@@ -343,5 +367,34 @@ mod tests {
         assert!(e.1.contains("cannot contain a space"), "{e:?}");
         let e = parse("A=\"open\n", &outer, &mut BTreeMap::new()).unwrap_err();
         assert!(e.1.contains("unterminated"), "{e:?}");
+    }
+
+    /// Every way a value can fail names the line and the key and none of the value's text
+    /// (issue 19: `KEY=pa${SECRET` echoed `pa${SECRET`).
+    #[test]
+    fn errors_in_values_name_the_key_never_the_value() {
+        let outer = BTreeMap::new();
+        let nested = format!("{}x{}", "${U:-".repeat(300), "}".repeat(300));
+        for (line, key) in [
+            ("KEY=pa${Mq7SECRETq7M", "KEY"),
+            ("KEY=\"pa${Mq7SECRETq7M\"", "KEY"),
+            ("KEY=${UNSET:?Mq7SECRETq7M}", "KEY"),
+            ("KEY=${Mq7SECRETq7M:?}", "KEY"),
+            ("KEY=\"Mq7SECRETq7M${Mq7SECRETq7M\"", "KEY"),
+            ("KEY=\"Mq7SECRETq7M", ""),
+            ("Mq7SECRETq7M$=1", ""),
+            ("pa$Mq7SECRETq7M", ""),
+            ("K=\"v\" Mq7SECRETq7M=\"open", "after a closing quote"),
+            (&format!("KEY=Mq7SECRETq7M{nested}"), "KEY"),
+        ] {
+            let text = format!("OK=1\n{line}\n");
+            let (n, message) = parse(&text, &outer, &mut BTreeMap::new()).unwrap_err();
+            assert_eq!(n, 2, "{line}: {message}");
+            assert!(message.starts_with(key), "{line}: {message}");
+            assert!(
+                !message.contains("Mq7"),
+                "{line}: the value leaked: {message}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! cannot change where a secret lives or who mounts it, and merging it would only add ways
 //! to fail that `docker compose` reports better.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,37 @@ pub struct Shared {
     pub files_read: RefCell<Vec<PathBuf>>,
     /// Documents already parsed (the project-name pass reads the main files first).
     pub parsed: RefCell<BTreeMap<PathBuf, Vec<Document>>>,
+    /// What this load has used of its limits (see [`Budget`]).
+    pub used: Cell<Budget>,
+    /// Each secret's `file:` as written, before interpolation (a later file's replaces it),
+    /// to say which variable left it empty.
+    pub secret_file_templates: RefCell<BTreeMap<String, String>>,
+}
+
+/// Files loaded per project, counting each time an `include` or an `extends: {file}` loads
+/// one again. The projects in tests/corpus/compose load at most 4; 1,000 leaves room for a
+/// project whose every service extends a shared file, and stops an include fan-out (each file
+/// including the next twice doubles the work per level) after 10 levels.
+pub const MAX_FILE_LOADS: usize = 1_000;
+
+/// YAML nodes merged over the whole load, every load of a file counted: ten documents at
+/// [`yaml::MAX_DOCUMENT_NODES`], 10,000 times the largest file in tests/corpus/compose.
+pub const MAX_PROJECT_NODES: usize = 1_000_000;
+
+/// Bytes of string values interpolated over the whole load: 16 times the largest Compose
+/// file read, and over 60,000 times the largest project in tests/corpus/compose (1 KB).
+pub const MAX_PROJECT_STRING_BYTES: usize = 64 * 1024 * 1024;
+
+/// The deepest chain of `extends`: 2 in tests/corpus/compose (069-extends-same-file); each
+/// link is a recursion.
+pub const MAX_EXTENDS_DEPTH: usize = 200;
+
+/// Resources a load has used so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Budget {
+    pub file_loads: usize,
+    pub nodes: usize,
+    pub string_bytes: usize,
 }
 
 /// Loads the files of one project (the main one, or an included one).
@@ -84,7 +115,7 @@ impl Loader<'_> {
         }
         set_default_targets(&mut dict);
         check_sources(&dict)?;
-        self.resolve_secret_paths(&mut dict);
+        self.resolve_secret_paths(&mut dict)?;
         Ok(dict)
     }
 
@@ -97,8 +128,12 @@ impl Loader<'_> {
         steps: Steps,
     ) -> Result<(Value, Vec<TreePath>)> {
         let docs = self.documents(file)?;
+        self.spend(file, |b| {
+            b.file_loads += 1;
+            b.nodes += docs.iter().map(|d| d.nodes).sum::<usize>();
+        })?;
         let mut last_cleared = Vec::new();
-        for Document { value, cleared } in docs {
+        for Document { value, cleared, .. } in docs {
             let mut doc = value;
             self.interpolate(file, &mut doc)?;
             cast_external(file, &mut doc)?;
@@ -130,6 +165,23 @@ impl Loader<'_> {
         Ok((dict, last_cleared))
     }
 
+    /// Count `use` against the load's limits; the first limit passed is an error naming it.
+    fn spend(&self, file: &Path, using: impl FnOnce(&mut Budget)) -> Result<()> {
+        let mut b = self.shared.used.get();
+        using(&mut b);
+        self.shared.used.set(b);
+        let over = if b.file_loads > MAX_FILE_LOADS {
+            format!("more than {MAX_FILE_LOADS} Compose files loaded (includes and extends count each time they load one)")
+        } else if b.nodes > MAX_PROJECT_NODES {
+            format!("more than {MAX_PROJECT_NODES} YAML nodes loaded over the project's files")
+        } else if b.string_bytes > MAX_PROJECT_STRING_BYTES {
+            format!("more than {MAX_PROJECT_STRING_BYTES} bytes of strings interpolated over the project's files")
+        } else {
+            return Ok(());
+        };
+        Err(Error::config(file, format!("resource limit: {over}")))
+    }
+
     fn documents(&self, file: &Path) -> Result<Vec<Document>> {
         if let Some(docs) = self.shared.parsed.borrow().get(file) {
             return Ok(docs.clone());
@@ -148,10 +200,22 @@ impl Loader<'_> {
         let mut path = Vec::new();
         walk_strings(doc, &mut path, &mut |path, s| {
             self.record_references(path, s);
+            if let Some(name) = path
+                .strip_prefix("secrets.")
+                .and_then(|rest| rest.strip_suffix(".file"))
+            {
+                self.shared
+                    .secret_file_templates
+                    .borrow_mut()
+                    .insert(name.to_string(), s.to_string());
+            }
             let mut unset = |name: &str| {
                 self.shared.unset.borrow_mut().insert(name.to_string());
             };
-            substitute(s, self.env, &mut unset).map_err(|e| Error::config(file, e.message(path)))
+            let out = substitute(s, self.env, &mut unset)
+                .map_err(|e| Error::config(file, e.message(path)))?;
+            self.spend(file, |b| b.string_bytes += out.len())?;
+            Ok(out)
         })
     }
 
@@ -177,18 +241,51 @@ impl Loader<'_> {
             .insert(key.to_string(), names);
     }
 
-    /// `file:` of secrets and configs, resolved against the project directory.
-    fn resolve_secret_paths(&self, dict: &mut Value) {
+    /// `file:` of secrets and configs, resolved against the project directory. An empty
+    /// secret `file:` would resolve to the project directory itself: refused, naming the
+    /// variables that left it empty.
+    fn resolve_secret_paths(&self, dict: &mut Value) -> Result<()> {
         for section in ["secrets", "configs"] {
             let Some(defs) = dict.get_mut(section).and_then(Value::as_mapping_mut) else {
                 continue;
             };
-            for (_, def) in defs.iter_mut() {
+            for (name, def) in defs.iter_mut() {
                 if let Some(Value::String(f)) = def.get_mut("file") {
+                    if f.is_empty() && section == "secrets" {
+                        return Err(self.empty_secret_file(name.as_str().unwrap_or_default()));
+                    }
                     *f = resolve_path(f, self.working_dir, self.home);
                 }
             }
         }
+        Ok(())
+    }
+
+    fn empty_secret_file(&self, name: &str) -> Error {
+        let written = self
+            .shared
+            .secret_file_templates
+            .borrow()
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let empty: Vec<String> = super::interpolate::referenced_variables(&written)
+            .into_iter()
+            .filter(|v| self.env.get(v).is_none_or(String::is_empty))
+            .collect();
+        let why = match empty.as_slice() {
+            [] if written.is_empty() => "it is written as an empty string".to_string(),
+            [] => format!("`{written}` interpolates to nothing"),
+            [one] => format!("`{written}` interpolates to nothing: {one} is not set or empty"),
+            many => format!(
+                "`{written}` interpolates to nothing: {} are not set or empty",
+                many.join(", ")
+            ),
+        };
+        Error::manifest(
+            name,
+            format!("secrets.{name}.file is an empty path ({why}); set it to the file's path"),
+        )
     }
 }
 

@@ -3,13 +3,26 @@
 
 use std::path::Path;
 
-use serde::Deserialize as _;
+use serde::de::DeserializeSeed as _;
 use serde_norway::Value;
 
 use crate::error::{Error, Result};
 
 /// Refuse Compose files larger than this before parsing: a real one is a few KB.
 const MAX_COMPOSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Nodes one document may hold once anchors and aliases are expanded (counted while
+/// parsing, so an alias fan-out stops here instead of filling memory). The largest file in
+/// tests/corpus/compose has 103 (143-real-general-manager-nested-subdir): this is about
+/// 1,000 times that, and about 20 times a 170-service project.
+pub const MAX_DOCUMENT_NODES: usize = 100_000;
+
+/// `[` and `{` open at once, counted before the parser sees the text: the parser's cost
+/// grows with the square of this (a million `[` took over 30 s). The deepest file in
+/// tests/corpus/compose nests 7 levels (116-def-x-compose-secrets-extension), so 1,000 is
+/// over 100 times that. Brackets inside quotes and comments are counted too, so this can
+/// only over-estimate; the parser's own limit of 128 nested collections still applies.
+pub const MAX_FLOW_DEPTH: usize = 1_000;
 
 /// A dotted path into a document: mapping keys, and `[i]` for sequence items.
 pub type TreePath = Vec<String>;
@@ -21,6 +34,8 @@ pub struct Document {
     /// Paths tagged `!reset` (removed from this document) or `!override` (kept): both are
     /// deleted from what earlier files built before this document is merged.
     pub cleared: Vec<TreePath>,
+    /// How many nodes it held once aliases were expanded (see [`MAX_DOCUMENT_NODES`]).
+    pub nodes: usize,
 }
 
 /// Every document of the file at `path`, in order.
@@ -37,9 +52,21 @@ pub fn read(path: &Path) -> Result<Vec<Document>> {
 
 /// Parse `text` (the contents of `path`, named in errors).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Document>> {
+    if let Some(line) = flow_too_deep(text) {
+        return Err(Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "resource limit: more than {MAX_FLOW_DEPTH} brackets (`[`, `{{`, `${{`, counted in strings too) open at once; refusing to parse"
+            ),
+        });
+    }
     let mut docs = Vec::new();
     for de in serde_norway::Deserializer::from_str(text) {
-        let mut value = Value::deserialize(de).map_err(|e| yaml_error(path, &e))?;
+        let left = std::cell::Cell::new(MAX_DOCUMENT_NODES);
+        let mut value = Counted { left: &left }
+            .deserialize(de)
+            .map_err(|e| yaml_error(path, &e))?;
         value.apply_merge().map_err(|e| yaml_error(path, &e))?;
         if value.is_null() {
             continue;
@@ -54,12 +81,179 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Document>> {
                 message: "a Compose file must be a mapping at the top level".into(),
             });
         }
-        docs.push(Document { value, cleared });
+        docs.push(Document {
+            value,
+            cleared,
+            nodes: MAX_DOCUMENT_NODES - left.get(),
+        });
     }
     if docs.is_empty() {
         return Err(Error::config(path, "the Compose file is empty"));
     }
     Ok(docs)
+}
+
+/// The line where more than [`MAX_FLOW_DEPTH`] brackets are open, if any.
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 1;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The message of a document with more than [`MAX_DOCUMENT_NODES`] nodes.
+fn too_many_nodes() -> String {
+    format!(
+        "resource limit: more than {MAX_DOCUMENT_NODES} nodes once anchors and aliases are expanded"
+    )
+}
+
+/// A [`Value`] deserialized with a budget of nodes: serde_norway's own impl, plus a count
+/// that stops an alias fan-out (`[*a, *a, ...]` of a large `&a`) as it expands.
+struct Counted<'a> {
+    left: &'a std::cell::Cell<usize>,
+}
+
+impl Counted<'_> {
+    fn take<E: serde::de::Error>(&self) -> std::result::Result<(), E> {
+        match self.left.get().checked_sub(1) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(too_many_nodes())),
+        }
+    }
+
+    fn again(&self) -> Counted<'_> {
+        Counted { left: self.left }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Counted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Number(i.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Number(u.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Number(f.into()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, deserializer)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut data: A,
+    ) -> std::result::Result<Value, A::Error> {
+        self.take()?;
+        let mut items = Vec::new();
+        while let Some(item) = data.next_element_seed(self.again())? {
+            items.push(item);
+        }
+        Ok(Value::Sequence(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut data: A,
+    ) -> std::result::Result<Value, A::Error> {
+        self.take()?;
+        let mut map = serde_norway::Mapping::new();
+        while let Some(key) = data.next_key_seed(self.again())? {
+            if map.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate entry with key {:?}",
+                    key_text(&key)
+                )));
+            }
+            let value = data.next_value_seed(self.again())?;
+            map.insert(key, value);
+        }
+        Ok(Value::Mapping(map))
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<Value, A::Error> {
+        use serde::de::VariantAccess as _;
+        self.take()?;
+        let (tag, contents) = data.variant::<String>()?;
+        if tag.is_empty() {
+            return Err(serde::de::Error::custom("empty YAML tag is not allowed"));
+        }
+        let value = contents.newtype_variant_seed(self.again())?;
+        Ok(Value::Tagged(Box::new(serde_norway::value::TaggedValue {
+            tag: serde_norway::value::Tag::new(tag),
+            value,
+        })))
+    }
 }
 
 /// Remove `!reset` nodes and unwrap `!override` ones, recording both paths. Other tags are

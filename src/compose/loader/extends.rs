@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
 
-use super::{clear_paths, join_clean, merge, scalar_text, Error, Loader, Result, Steps, TreePath};
+use super::{
+    clear_paths, join_clean, merge, scalar_text, Error, Loader, Result, Steps, TreePath,
+    MAX_EXTENDS_DEPTH,
+};
 
 impl Loader<'_> {
     pub(super) fn apply_extends(
@@ -55,6 +58,28 @@ impl Loader<'_> {
         let Some(extends) = service.get("extends").cloned() else {
             return Ok(Some(service));
         };
+        // The chain holds each service with the file that defines it, so a cycle is named by
+        // the services and files actually in it, from its first repeat.
+        let here = (file.to_path_buf(), name.to_string());
+        if let Some(start) = chain.iter().position(|link| *link == here) {
+            let lines: Vec<String> = chain[start..]
+                .iter()
+                .chain(std::iter::once(&here))
+                .map(|(f, s)| format!("{s} in {}", f.display()))
+                .collect();
+            return Err(Error::config(
+                file,
+                format!("circular reference in extends: {}", lines.join(" extends ")),
+            ));
+        }
+        if chain.len() >= MAX_EXTENDS_DEPTH {
+            return Err(Error::config(
+                file,
+                format!(
+                    "resource limit: services.{name}: `extends` chains more than {MAX_EXTENDS_DEPTH} services"
+                ),
+            ));
+        }
         let (reference, from_file) = match &extends {
             Value::String(s) => (s.clone(), None),
             Value::Mapping(m) => (
@@ -121,23 +146,6 @@ impl Loader<'_> {
             return Err(Error::config(
                 file,
                 format!("cannot extend service \"{name}\": service \"{reference}\" not found"),
-            ));
-        }
-        let here = (
-            other_file
-                .as_ref()
-                .map_or_else(|| file.to_path_buf(), |(p, ..)| p.clone()),
-            name.to_string(),
-        );
-        if chain.contains(&here) {
-            let mut lines: Vec<String> = chain
-                .iter()
-                .map(|(f, s)| format!("{s} in {}", f.display()))
-                .collect();
-            lines.push(format!("{name} in {}", here.0.display()));
-            return Err(Error::config(
-                file,
-                format!("circular reference in extends: {}", lines.join(" extends ")),
             ));
         }
         let mut chain = chain.to_vec();

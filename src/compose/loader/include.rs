@@ -57,7 +57,8 @@ impl Loader<'_> {
             };
             let env_paths: Vec<PathBuf> = if env_files.is_empty() {
                 let dotenv = project_dir.join(".env");
-                if dotenv.is_file() {
+                // Anything but a directory is read: a FIFO is refused by the reader.
+                if std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
                     vec![dotenv]
                 } else {
                     Vec::new()
