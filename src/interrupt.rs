@@ -12,7 +12,7 @@
 //! terminal or a supervisor's stop as often as a reload request; there is no configuration to
 //! reload that a step does not read afresh, so it stops the run like SIGTERM.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use tokio::signal::unix::{signal, SignalKind};
@@ -26,6 +26,9 @@ struct Shared {
     signal: watch::Sender<Option<&'static str>>,
     steps: AtomicUsize,
     step_done: watch::Sender<()>,
+    /// The running command watches for signals itself (`sync --watch`) and returns its own
+    /// clean stop: the top level must not race it to the same signal.
+    stops_itself: AtomicBool,
 }
 
 fn shared() -> &'static Shared {
@@ -34,6 +37,7 @@ fn shared() -> &'static Shared {
         signal: watch::channel(None).0,
         steps: AtomicUsize::new(0),
         step_done: watch::channel(()).0,
+        stops_itself: AtomicBool::new(false),
     })
 }
 
@@ -102,6 +106,21 @@ pub async fn stop_point() -> &'static str {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// Called by a command that stops itself at [`stop_point`] (exit 0): from then on the top
+/// level's [`command_stop_point`] never fires, so the two cannot race to the same signal.
+pub fn command_stops_itself() {
+    shared().stops_itself.store(true, Ordering::SeqCst);
+}
+
+/// The top level's stop: [`stop_point`], unless the command stops itself.
+pub async fn command_stop_point() -> &'static str {
+    let name = stop_point().await;
+    if shared().stops_itself.load(Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
+    name
 }
 
 /// A step that must not be cut in half: while one is held, a signal waits for it to end.

@@ -37,7 +37,7 @@ async fn run_until_stopped(cli: cli::Cli, reporter: output::Reporter) -> error::
         // The command first: a watcher that saw the signal returns its own clean stop.
         biased;
         outcome = commands::run(cli, reporter) => outcome,
-        signal = interrupt::stop_point() => Err(interrupt::interrupted(signal)),
+        signal = interrupt::command_stop_point() => Err(interrupt::interrupted(signal)),
     }
 }
 

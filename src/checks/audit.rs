@@ -230,28 +230,27 @@ pub fn audit_log_path(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join(AUDIT_LOG)
 }
 
-/// Rotations whose rollback failed (exit 9) and that nothing has superseded since: source,
-/// files, containers or the hook's target may still disagree. A later committed `rotate`
-/// supersedes one; a committed `sync` or a `load` of the secret does too, unless it was the
-/// hook's rollback that failed (neither runs the hook, so its target stays as it was).
+/// Rotations whose hook's rollback failed (exit 9) and that no later committed `rotate` of the
+/// secret has superseded: the hook's target (a database user, an external service) may still
+/// hold the new value, and nothing else `verify` reads can see it. A rollback that failed in
+/// the store, the files or the containers is not reported here: the drift and container
+/// checks read those as they are now, so they fail while it matters and pass once it is
+/// fixed by hand.
 pub fn check_failed_rollbacks(f: &mut Findings, runtime: Option<&RuntimeDir>, log_path: &Path) {
     let Some(Ok(Some(bytes))) = runtime.map(|r| r.read(AUDIT_LOG, MAX_AUDIT_READ)) else {
         return;
     };
     let subject = f.path_subject(log_path);
     for (line, secret, hook) in unresolved_rollback_failures(&String::from_utf8_lossy(&bytes)) {
-        let what = if hook {
-            "its rollback failed, so the rotation hook's target may still hold the new value"
-        } else {
-            "its rollback failed, so the store, the file and the containers may disagree"
-        };
+        if !hook {
+            continue;
+        }
         f.add(
             Status::Fail,
             "audit",
             &subject,
             format!(
-                "line {line}: the rotation of secret {secret} failed and {what}; fix what that run \
-                 named, then run `compose-secrets rotate {secret}`"
+                "line {line}: the rotation of secret {secret} failed and its hook's rollback failed,                  so the rotation hook's target may still hold the new value; fix what that run                  named, then run `compose-secrets rotate {secret}`"
             ),
         );
     }

@@ -32,6 +32,7 @@ pub async fn run(ctx: &Context, request: &SyncRequest, interval: Duration) -> Re
     let log = Log {
         reporter: &ctx.reporter,
     };
+    interrupt::command_stops_itself();
     let mut session = Session::default();
     let mut backoff = Backoff::new(interval);
     log.info(&format!(
