@@ -29,7 +29,8 @@ TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,
 
 .PHONY: help bootstrap build ensure-secrets load-secrets verify-secrets rotate-secret \
         rotate-secret-dry quickstart down demo-image skip-demo-image emulator test test-fast \
-        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar test-nonroot mutants
+        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar test-nonroot mutants \
+        dist dist-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +62,12 @@ sync-secrets: build ## Apply versions set elsewhere (another host, the portal), 
 
 image: ## Build the FROM-scratch image of compose-secrets itself (compose-secrets:latest)
 	scripts/build-image.sh
+
+dist: ## Release files in target/dist: static x86_64 tarball, .deb, SBOM, SHA256SUMS (shares make image's build)
+	scripts/dist.sh
+
+dist-check: ## Check target/dist: checksums, .deb contents, the binary in a FROM-scratch container, SBOM
+	scripts/dist-check.sh
 
 demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)
 	scripts/build-demo-image.sh

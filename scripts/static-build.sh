@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The one static release build of compose-secrets that `make image` and `make dist` share: both
+# call this script with the same flags, so the second caller finds cargo's output up to date
+# instead of compiling again. Prints the binary's path on stdout.
+#
+# Usage: scripts/static-build.sh
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+target="x86_64-unknown-linux-gnu"
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+
+die() {
+  echo "static-build: $*" >&2
+  exit 1
+}
+
+# +crt-static links glibc statically: the binary needs nothing from a FROM-scratch image or the
+# host. With --target the flags reach only the target's code, not build scripts or proc macros.
+# The remaps keep this machine's paths (the checkout, the registry) out of the binary's panic
+# locations, so two checkouts of one commit can give the same bytes. Any change here rebuilds
+# everything: keep the flags identical for every caller.
+export RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=${cargo_home}=/cargo --remap-path-prefix=${repo_root}=/src"
+# Build time comes from the commit, not the clock, for whatever reads it.
+SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$repo_root" log -1 --format=%ct 2>/dev/null || echo 0)}"
+export SOURCE_DATE_EPOCH
+
+echo "static-build: static release build for ${target} (several minutes on 2 cores when not up to date)" >&2
+(cd "$repo_root" && cargo build --locked --release -p compose-secrets --bin compose-secrets --target "$target" >&2)
+
+# Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
+if command -v python3 >/dev/null 2>&1; then
+  target_dir="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+else
+  target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+fi
+binary="${target_dir}/${target}/release/compose-secrets"
+[[ -x "$binary" ]] || die "no binary at ${binary}"
+if command -v file >/dev/null 2>&1 && file "$binary" | grep -q 'dynamically linked'; then
+  die "${binary} is dynamically linked; it would not run in a FROM scratch image"
+fi
+echo "$binary"
