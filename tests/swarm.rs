@@ -12,8 +12,26 @@ use crate::harness::Project;
 
 const IMAGE: &str = crate::docker::DEMO_IMAGE;
 
-/// Skip only on the explicit opt-out; otherwise a missing engine is a failure that says why.
+/// Opts in to the Swarm tests: they run `docker swarm init` on the engine (and leave the swarm
+/// again), global state a plain `make test` must not change behind the user's back.
+const OPT_IN_VARIABLE: &str = "COMPOSE_SECRETS_SWARM_TESTS";
+
+/// Whether the Swarm tests were asked for: only the exact value `1`, like the other switches.
+fn swarm_opted_in(value: Option<&str>) -> bool {
+    value == Some("1")
+}
+
+/// Skip unless opted in, or on the Docker opt-out; otherwise a missing engine is a failure
+/// that says why.
 fn docker_or_skip(test: &str) -> bool {
+    if !swarm_opted_in(std::env::var(OPT_IN_VARIABLE).ok().as_deref()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (set {OPT_IN_VARIABLE}=1 to run it; it runs `docker swarm init` on this \
+             engine and leaves the swarm afterwards): {test}"
+        );
+        return false;
+    }
     if !crate::docker::docker_available_or_skip(test) {
         return false;
     }
@@ -467,4 +485,12 @@ fn the_readme_recipe_ends_in_a_passing_verify() {
         after.stdout
     );
     after.success();
+}
+
+#[test]
+fn swarm_tests_run_only_when_opted_in_with_exactly_1() {
+    assert!(swarm_opted_in(Some("1")));
+    for value in [None, Some(""), Some("0"), Some("true"), Some("yes"), Some(" 1")] {
+        assert!(!swarm_opted_in(value), "{value:?} must not opt in");
+    }
 }
