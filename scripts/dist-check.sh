@@ -69,6 +69,23 @@ bin=("$work"/compose-secrets-*/compose-secrets)
 file "${bin[0]}" | grep -q 'statically linked' && ok "the binary is statically linked" \
   || bad "the binary is not statically linked: $(file -b "${bin[0]}")"
 
+# scripts/install.sh from these files: a good copy installs, a tampered one installs nothing.
+prefix="$work/prefix"
+PREFIX="$prefix" "$repo_root/scripts/install.sh" "$dist" >"$work/install.log" 2>&1 \
+  && "$prefix/bin/compose-secrets" --version >/dev/null && ok "install.sh installs into a PREFIX and --version runs" \
+  || bad "install.sh: $(cat "$work/install.log")"
+tampered="$work/tampered"
+mkdir -p "$tampered"
+cp "$dist/SHA256SUMS" "${tars[0]}" "$tampered/"
+printf 'x' >>"$tampered/$(basename "${tars[0]}")"
+if PREFIX="$work/prefix-tampered" "$repo_root/scripts/install.sh" "$tampered" >"$work/tampered.log" 2>&1; then
+  bad "install.sh accepted a tampered tarball"
+elif [[ -e "$work/prefix-tampered" ]]; then
+  bad "install.sh refused a tampered tarball but wrote to its PREFIX"
+else
+  ok "install.sh refuses a tampered tarball: $(tail -1 "$work/tampered.log")"
+fi
+
 # A FROM-scratch image holding only the binary: if it runs there, it needs nothing of the host.
 ctx="$work/ctx"
 mkdir -p "$ctx"

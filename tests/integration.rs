@@ -23,6 +23,7 @@ mod faults;
 mod fuzz_checks;
 mod hostile;
 mod hygiene;
+mod install_script;
 mod interval;
 mod json_errors;
 mod load;

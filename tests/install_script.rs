@@ -1,0 +1,119 @@
+//! scripts/install.sh against a release directory made here from the debug binary: the
+//! checksum is verified before anything is extracted, and a mismatch installs nothing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::{repo_root, scrub, BIN};
+
+const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+const VERSION: &str = "0.0.0-test";
+
+/// A release directory laid out as scripts/dist.sh writes one: the tarball and SHA256SUMS.
+struct Release {
+    dir: tempfile::TempDir,
+}
+
+impl Release {
+    fn new() -> Release {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("compose-secrets-{VERSION}-{TRIPLE}");
+        let root = dir.path().join("build").join(&name);
+        fs::create_dir_all(root.join("completions")).unwrap();
+        fs::copy(BIN, root.join("compose-secrets")).unwrap();
+        fs::write(root.join("compose-secrets.1"), ".TH COMPOSE-SECRETS 1\n").unwrap();
+        for f in ["compose-secrets.bash", "_compose-secrets", "compose-secrets.fish"] {
+            fs::write(root.join("completions").join(f), "# completions\n").unwrap();
+        }
+        let tarball = dir.path().join(format!("{name}.tar.gz"));
+        run_ok(Command::new("tar")
+            .arg("-C")
+            .arg(dir.path().join("build"))
+            .arg("-czf")
+            .arg(&tarball)
+            .arg(&name));
+        let sums = run_ok(Command::new("sha256sum")
+            .arg(tarball.file_name().unwrap())
+            .current_dir(dir.path()));
+        fs::write(dir.path().join("SHA256SUMS"), sums.stdout).unwrap();
+        Release { dir }
+    }
+
+    fn tarball(&self) -> PathBuf {
+        self.dir.path().join(format!("compose-secrets-{VERSION}-{TRIPLE}.tar.gz"))
+    }
+
+    /// scripts/install.sh <this directory> with PREFIX=<prefix>.
+    fn install(&self, prefix: &Path) -> Output {
+        let mut cmd = Command::new(repo_root().join("scripts/install.sh"));
+        scrub(&mut cmd);
+        cmd.arg(self.dir.path()).env("PREFIX", prefix);
+        cmd.output().unwrap()
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() { files_under(&path) } else { vec![path] }
+        })
+        .collect()
+}
+
+#[test]
+fn install_script_installs_a_verified_release_into_prefix() {
+    let release = Release::new();
+    let prefix = tempfile::tempdir().unwrap();
+    let out = release.install(prefix.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "install.sh failed: {stderr}");
+    assert!(stderr.contains("checksum OK"), "{stderr}");
+    let version = run_ok(&mut Command::new(prefix.path().join("bin/compose-secrets")).arg("--version"));
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("compose-secrets "));
+    for rel in [
+        "share/man/man1/compose-secrets.1",
+        "share/bash-completion/completions/compose-secrets",
+        "share/zsh/site-functions/_compose-secrets",
+        "share/fish/vendor_completions.d/compose-secrets.fish",
+    ] {
+        assert!(prefix.path().join(rel).is_file(), "{rel} not installed");
+    }
+}
+
+#[test]
+fn install_script_refuses_a_tampered_tarball_and_installs_nothing() {
+    let release = Release::new();
+    // Same name, other bytes: what a corrupted download or a swapped file looks like.
+    let mut bytes = fs::read(release.tarball()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(release.tarball(), bytes).unwrap();
+    let prefix = tempfile::tempdir().unwrap();
+    let out = release.install(prefix.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a tampered tarball was accepted: {stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert_eq!(files_under(prefix.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn install_script_refuses_a_tarball_that_sha256sums_does_not_list() {
+    let release = Release::new();
+    fs::write(release.dir.path().join("SHA256SUMS"), "").unwrap();
+    let prefix = tempfile::tempdir().unwrap();
+    let out = release.install(prefix.path());
+    assert!(!out.status.success(), "an unlisted tarball was accepted");
+    assert_eq!(files_under(prefix.path()), Vec::<PathBuf>::new());
+}
