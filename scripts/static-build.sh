@@ -21,12 +21,12 @@ die() {
 # locations, so two checkouts of one commit can give the same bytes. Any change here rebuilds
 # everything: keep the flags identical for every caller.
 export RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=${cargo_home}=/cargo --remap-path-prefix=${repo_root}=/src"
-# Build time comes from the commit, not the clock, for whatever reads it.
-SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$repo_root" log -1 --format=%ct 2>/dev/null || echo 0)}"
-export SOURCE_DATE_EPOCH
-
 echo "static-build: static release build for ${target} (several minutes on 2 cores when not up to date)" >&2
-(cd "$repo_root" && cargo build --locked --release -p compose-secrets --bin compose-secrets --target "$target" >&2)
+# Not SOURCE_DATE_EPOCH (scripts/dist.sh sets it for the archives): the cc crate asks cargo to
+# rerun ring's build script when it changes, so each commit's time would rebuild ring and all
+# above it. Nothing compiled here reads it (no __DATE__/__TIME__ in ring's C).
+(cd "$repo_root" && env -u SOURCE_DATE_EPOCH \
+  cargo build --locked --release -p compose-secrets --bin compose-secrets --target "$target" >&2)
 
 # Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
 if command -v python3 >/dev/null 2>&1; then

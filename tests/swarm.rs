@@ -494,3 +494,23 @@ fn swarm_tests_run_only_when_opted_in_with_exactly_1() {
         assert!(!swarm_opted_in(value), "{value:?} must not opt in");
     }
 }
+
+/// Runs one Swarm test in a child of this test binary, without the opt-in and with an engine
+/// that cannot be reached: it must pass with its SKIPPED line, never touch (or look for) Docker.
+#[test]
+fn swarm_tests_without_the_opt_in_skip_and_say_how_to_run_them() {
+    let test = "swarm::swarm_rotation_that_breaks_the_service_is_rolled_back_everywhere";
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env_remove(OPT_IN_VARIABLE)
+        .env_remove("COMPOSE_SECRETS_SKIP_DOCKER")
+        .env("DOCKER_HOST", "unix:///nonexistent/compose-secrets-test.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Swarm test did not skip: {stderr}");
+    assert!(
+        stderr.contains(&format!("SKIPPED (set {OPT_IN_VARIABLE}=1 to run it")) && stderr.contains(test),
+        "no SKIPPED line naming the opt-in and the test: {stderr}"
+    );
+}
