@@ -66,7 +66,8 @@ trap cleanup EXIT
 tar -C "$work" -xzf "${tars[0]}"
 bin=("$work"/compose-secrets-*/compose-secrets)
 [[ -x "${bin[0]}" ]] || die "the tarball has no executable compose-secrets"
-file "${bin[0]}" | grep -q 'statically linked' && ok "the binary is statically linked" \
+# file(1) says "static-pie linked" for glibc's +crt-static PIE, "statically linked" otherwise.
+file "${bin[0]}" | grep -qE 'static-pie linked|statically linked' && ok "the binary is statically linked" \
   || bad "the binary is not statically linked: $(file -b "${bin[0]}")"
 
 # scripts/install.sh from these files: a good copy installs, a tampered one installs nothing.
@@ -91,7 +92,8 @@ ctx="$work/ctx"
 mkdir -p "$ctx"
 cp "${bin[0]}" "$ctx/compose-secrets"
 printf 'FROM scratch\nCOPY compose-secrets /compose-secrets\nENTRYPOINT ["/compose-secrets"]\n' >"$ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build --quiet --pull=false -t "$image" "$ctx" >/dev/null || die "docker build of ${image} failed"
+DOCKER_BUILDKIT=0 docker build --quiet --pull=false -t "$image" "$ctx" >"$work/build.log" 2>&1 \
+  || die "docker build of ${image} failed: $(cat "$work/build.log")"
 
 # The demo project, mounted at its own path as compose.sidecar.yaml does.
 project="$work/project"
