@@ -25,28 +25,42 @@ impl Release {
         let root = dir.path().join("build").join(&name);
         fs::create_dir_all(root.join("completions")).unwrap();
         let bin = root.join("compose-secrets");
-        fs::write(&bin, format!("#!/bin/sh\necho 'compose-secrets {VERSION}'\n")).unwrap();
+        fs::write(
+            &bin,
+            format!("#!/bin/sh\necho 'compose-secrets {VERSION}'\n"),
+        )
+        .unwrap();
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(root.join("compose-secrets.1"), ".TH COMPOSE-SECRETS 1\n").unwrap();
-        for f in ["compose-secrets.bash", "_compose-secrets", "compose-secrets.fish"] {
+        for f in [
+            "compose-secrets.bash",
+            "_compose-secrets",
+            "compose-secrets.fish",
+        ] {
             fs::write(root.join("completions").join(f), "# completions\n").unwrap();
         }
         let tarball = dir.path().join(format!("{name}.tar.gz"));
-        run_ok(Command::new("tar")
-            .arg("-C")
-            .arg(dir.path().join("build"))
-            .arg("-czf")
-            .arg(&tarball)
-            .arg(&name));
-        let sums = run_ok(Command::new("sha256sum")
-            .arg(tarball.file_name().unwrap())
-            .current_dir(dir.path()));
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(dir.path().join("build"))
+                .arg("-czf")
+                .arg(&tarball)
+                .arg(&name),
+        );
+        let sums = run_ok(
+            Command::new("sha256sum")
+                .arg(tarball.file_name().unwrap())
+                .current_dir(dir.path()),
+        );
         fs::write(dir.path().join("SHA256SUMS"), sums.stdout).unwrap();
         Release { dir }
     }
 
     fn tarball(&self) -> PathBuf {
-        self.dir.path().join(format!("compose-secrets-{VERSION}-{TRIPLE}.tar.gz"))
+        self.dir
+            .path()
+            .join(format!("compose-secrets-{VERSION}-{TRIPLE}.tar.gz"))
     }
 
     /// scripts/install.sh <this directory> with PREFIX=<prefix>.
@@ -60,7 +74,11 @@ impl Release {
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -72,7 +90,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     entries
         .flat_map(|e| {
             let path = e.unwrap().path();
-            if path.is_dir() { files_under(&path) } else { vec![path] }
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
         })
         .collect()
 }
@@ -85,8 +107,11 @@ fn install_script_installs_a_verified_release_into_prefix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "install.sh failed: {stderr}");
     assert!(stderr.contains("checksum OK"), "{stderr}");
-    let version = run_ok(&mut Command::new(prefix.path().join("bin/compose-secrets")).arg("--version"));
-    assert_eq!(String::from_utf8_lossy(&version.stdout), format!("compose-secrets {VERSION}\n"));
+    let version = run_ok(Command::new(prefix.path().join("bin/compose-secrets")).arg("--version"));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("compose-secrets {VERSION}\n")
+    );
     for rel in [
         "share/man/man1/compose-secrets.1",
         "share/bash-completion/completions/compose-secrets",
@@ -108,7 +133,10 @@ fn install_script_refuses_a_tampered_tarball_and_installs_nothing() {
     let prefix = tempfile::tempdir().unwrap();
     let out = release.install(prefix.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "a tampered tarball was accepted: {stderr}");
+    assert!(
+        !out.status.success(),
+        "a tampered tarball was accepted: {stderr}"
+    );
     assert!(stderr.contains("checksum mismatch"), "{stderr}");
     assert_eq!(files_under(prefix.path()), Vec::<PathBuf>::new());
 }

@@ -490,7 +490,14 @@ fn the_readme_recipe_ends_in_a_passing_verify() {
 #[test]
 fn swarm_tests_run_only_when_opted_in_with_exactly_1() {
     assert!(swarm_opted_in(Some("1")));
-    for value in [None, Some(""), Some("0"), Some("true"), Some("yes"), Some(" 1")] {
+    for value in [
+        None,
+        Some(""),
+        Some("0"),
+        Some("true"),
+        Some("yes"),
+        Some(" 1"),
+    ] {
         assert!(!swarm_opted_in(value), "{value:?} must not opt in");
     }
 }
@@ -504,13 +511,20 @@ fn swarm_tests_without_the_opt_in_skip_and_say_how_to_run_them() {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env_remove(OPT_IN_VARIABLE)
         .env_remove("COMPOSE_SECRETS_SKIP_DOCKER")
-        .env("DOCKER_HOST", "unix:///nonexistent/compose-secrets-test.sock")
+        .env(
+            "DOCKER_HOST",
+            "unix:///nonexistent/compose-secrets-test.sock",
+        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the Swarm test did not skip: {stderr}");
     assert!(
-        stderr.contains(&format!("SKIPPED (set {OPT_IN_VARIABLE}=1 to run it")) && stderr.contains(test),
+        out.status.success(),
+        "the Swarm test did not skip: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("SKIPPED (set {OPT_IN_VARIABLE}=1 to run it"))
+            && stderr.contains(test),
         "no SKIPPED line naming the opt-in and the test: {stderr}"
     );
 }
