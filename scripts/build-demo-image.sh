@@ -8,7 +8,6 @@ set -euo pipefail
 
 repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 image="${DEMO_IMAGE:-compose-secrets-demo:latest}"
-target="x86_64-unknown-linux-gnu"
 
 die() {
   echo "build-demo-image: $*" >&2
@@ -21,23 +20,9 @@ if ! docker_error="$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/nu
   die "Docker engine not reachable (DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}): ${docker_error%.}. Start Docker or set DOCKER_HOST."
 fi
 
-echo "build-demo-image: building a static demo-app for ${target}" >&2
-# +crt-static links glibc statically: the binary needs nothing from the (empty) image.
-(cd "$repo_root" && RUSTFLAGS='-C target-feature=+crt-static' \
-  cargo build --release -p demo-app --target "$target")
-
-# Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
-if command -v python3 >/dev/null 2>&1; then
-  target_dir="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-else
-  target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-fi
-binary="${target_dir}/${target}/release/demo-app"
-[[ -x "$binary" ]] || die "no binary at ${binary}"
-if command -v file >/dev/null 2>&1 && file "$binary" | grep -q 'dynamically linked'; then
-  die "${binary} is dynamically linked; it would not run in a FROM scratch image"
-fi
+# The same flags as compose-secrets' static build (scripts/static-build.sh): with other
+# RUSTFLAGS the crates both use would be rebuilt each time `make test` builds both images.
+binary="$("$repo_root/scripts/static-build.sh" demo-app)" || die "the static build of demo-app failed"
 
 context="$(mktemp -d "${TMPDIR:-/tmp}/demo-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The one static release build of compose-secrets that `make image` and `make dist` share: both
-# call this script with the same flags, so the second caller finds cargo's output up to date
-# instead of compiling again. Prints the binary's path on stdout.
+# The one static release build of compose-secrets that `make image` and `make dist` share (and
+# of demo-app for `make demo-image`): every caller gets the same flags, so the second finds
+# cargo's output up to date instead of compiling again, and the crates both binaries use are
+# not rebuilt back and forth. Prints the binary's path on stdout.
 #
-# Usage: scripts/static-build.sh
+# Usage: scripts/static-build.sh [package]        (default compose-secrets; or demo-app)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 target="x86_64-unknown-linux-gnu"
+package="${1:-compose-secrets}"
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 
 die() {
@@ -21,12 +23,12 @@ die() {
 # locations, so two checkouts of one commit can give the same bytes. Any change here rebuilds
 # everything: keep the flags identical for every caller.
 export RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=${cargo_home}=/cargo --remap-path-prefix=${repo_root}=/src"
-echo "static-build: static release build for ${target} (several minutes on 2 cores when not up to date)" >&2
+echo "static-build: static release build of ${package} for ${target} (several minutes on 2 cores when not up to date)" >&2
 # Not SOURCE_DATE_EPOCH (scripts/dist.sh sets it for the archives): the cc crate asks cargo to
 # rerun ring's build script when it changes, so each commit's time would rebuild ring and all
 # above it. Nothing compiled here reads it (no __DATE__/__TIME__ in ring's C).
 (cd "$repo_root" && env -u SOURCE_DATE_EPOCH \
-  cargo build --locked --release -p compose-secrets --bin compose-secrets --target "$target" >&2)
+  cargo build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
 
 # Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
 if command -v python3 >/dev/null 2>&1; then
@@ -35,7 +37,7 @@ if command -v python3 >/dev/null 2>&1; then
 else
   target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 fi
-binary="${target_dir}/${target}/release/compose-secrets"
+binary="${target_dir}/${target}/release/${package}"
 [[ -x "$binary" ]] || die "no binary at ${binary}"
 if command -v file >/dev/null 2>&1 && file "$binary" | grep -q 'dynamically linked'; then
   die "${binary} is dynamically linked; it would not run in a FROM scratch image"
