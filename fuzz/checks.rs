@@ -457,7 +457,18 @@ fn assert_value_free(what: &str, message: &str) {
 /// part of it, as text or as `--json` would print it.
 pub fn dotenv_errors(data: &[u8], project: &Path) {
     let (at, rest) = data.split_first().map_or((0, &[][..]), |(a, r)| (*a, r));
-    let text = mark_values(&String::from_utf8_lossy(rest), at);
+    let raw = String::from_utf8_lossy(rest);
+    // libFuzzer learns the marker's bytes from the comparisons below and writes them into keys
+    // and comments, which errors rightly show: an input that already holds part of the marker
+    // cannot tell a leaked value from its own text, so it proves nothing either way.
+    if VALUE_MARKER
+        .as_bytes()
+        .windows(4)
+        .any(|part| raw.as_bytes().windows(4).any(|w| w == part))
+    {
+        return;
+    }
+    let text = mark_values(&raw, at);
     if let Err(e) = DotEnv::parse_bytes(Path::new("fuzz.env"), text.as_bytes()) {
         assert_value_free("lossless reader", &e.to_string());
         assert_value_free("lossless reader --json", &e.to_json().to_string());
