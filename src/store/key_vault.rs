@@ -196,6 +196,17 @@ impl KeyVaultStore {
             }),
             ..Default::default()
         };
+        self.update_properties(name, version, parameters, op).await
+    }
+
+    /// PATCH one version's properties (`None`: the latest): attributes or tags.
+    async fn update_properties(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        parameters: UpdateSecretPropertiesParameters,
+        op: Operation<'_>,
+    ) -> Result<VersionInfo> {
         let options = SecretClientUpdateSecretPropertiesOptions {
             secret_version: version.map(str::to_owned),
             ..Default::default()
@@ -379,18 +390,8 @@ impl SecretStore for KeyVaultStore {
             tags: Some(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
-        let options = SecretClientUpdateSecretPropertiesOptions {
-            secret_version: Some(version.to_owned()),
-            ..Default::default()
-        };
-        let content = parameters.try_into().map_err(|e| self.map(&e, op))?;
-        let updated = self
-            .client
-            .update_secret_properties(name, content, Some(options))
+        self.update_properties(name, Some(version), parameters, op)
             .await
-            .and_then(|response| response.into_model())
-            .map_err(|e| self.map(&e, op))?;
-        Ok(version_info_of_secret(name, &updated))
     }
 
     async fn list_properties(&self) -> Result<Vec<VersionInfo>> {
