@@ -29,7 +29,7 @@ TEST_IMAGE   := $(if $(filter 1,$(COMPOSE_SECRETS_SKIP_DOCKER)),skip-demo-image,
 
 .PHONY: help bootstrap build ensure-secrets load-secrets verify-secrets rotate-secret \
         rotate-secret-dry quickstart down demo-image skip-demo-image emulator test test-fast \
-        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar test-nonroot mutants \
+        stress bench fmt lint ci clean sync-secrets image quickstart-sidecar test-nonroot mutants mutants-diff \
         dist dist-check
 
 help: ## List the targets
@@ -120,8 +120,11 @@ test-nonroot: bootstrap build ## The owner-related tests again as an unprivilege
 stress: bootstrap build $(TEST_IMAGE) ## Long reliability runs: crash consistency, faults, fuzzing, a mutation shard
 	$(WITH_TOOLS) scripts/stress.sh
 
-mutants: bootstrap ## Mutation testing of the safety-critical modules (MODULES="dotenv audit ..."; hours)
-	$(WITH_TOOLS) scripts/mutants.sh $(MODULES)
+mutants: bootstrap ## Mutation testing (MODULES="sync rotation ..."; MUTANTS_SHARD=k/N or next/N; hours)
+	$(WITH_TOOLS) MUTANTS_SHARD="$(MUTANTS_SHARD)" scripts/mutants.sh $(MODULES)
+
+mutants-diff: bootstrap ## Mutation testing of only the lines of src/ a change touched, against main (BASE=main)
+	$(WITH_TOOLS) scripts/mutants.sh --diff $(or $(BASE),main)
 
 bench: bootstrap ## Benchmarks side by side with the peers; writes target/bench/*.md
 	$(WITH_TOOLS) scripts/bench.sh

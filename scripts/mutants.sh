@@ -4,13 +4,24 @@
 # Installs cargo-mutants into target/tools when it is missing. One cargo-mutants run covers
 # every module asked for (one baseline build), and the summary gives each module's figures.
 #
-#   scripts/mutants.sh [MODULE...]   MODULE: dotenv audit secret-files rotation sync compose
-#                                    (default: all of them, in that order)
-#   MUTANTS_SHORT=1                  a shortened run for `make stress`: one module, chosen by
-#                                    the day of the year, and one of 8 shards of it
-#   MUTANTS_SHARD                    that shard (0-7; default: by the day of the year)
+#   scripts/mutants.sh [MODULE...]   MODULE: sync rotation secret-files audit-chain dotenv audit
+#                                    compose (default: all of them, in that order)
+#   MUTANTS_SHARD=k/N                run only shard k (0-based) of N of the modules' mutants
+#   MUTANTS_SHARD=next/N             the first shard of N that mutants/ledger.tsv has no row for
+#                                    at these files' current contents (nothing run twice
+#                                    without a reason: a changed file or test is a reason)
+#   MUTANTS_SHORT=1                  `make stress`: one module by the day of the year, next/8
 #   MUTANTS_OUT                      output directory (default target/mutants)
 #   MUTANTS_JOBS                     mutants built and tested at once (default 1)
+#   MUTANTS_NO_LEDGER=1              don't append the outcome to mutants/ledger.tsv
+#
+#   scripts/mutants.sh --diff [BASE] `make mutants-diff`: only the mutants in lines that differ
+#                                    from BASE (default main), cargo-mutants --in-diff
+#   scripts/mutants.sh --survivors FILTER
+#                                    the last run's missed mutants again, each against the
+#                                    integration crate's tests matching the nextest FILTER (the
+#                                    real binary): shows which survivors the integration tests
+#                                    catch, instead of asserting that they would
 #
 # Exit status: as cargo-mutants: 0 when every mutant was caught, unviable or excluded, 2 when
 # some were missed, 3 when one timed out, 1 on any other failure.
@@ -23,68 +34,137 @@ if ! command -v cargo-mutants >/dev/null 2>&1; then
   echo "mutants: installing cargo-mutants 27.1.0 into $tools"
   cargo install --locked --root "$tools" cargo-mutants@27.1.0
 fi
+out="${MUTANTS_OUT:-target/mutants}"
+mkdir -p "$out"
+ledger="mutants/ledger.tsv"
 
-all=(dotenv audit secret-files rotation sync compose)
+all=(sync rotation secret-files audit-chain dotenv audit compose)
 files_of() {
   case "$1" in
     dotenv) echo "src/dotenv.rs src/store/dotenv.rs" ;;
-    audit) echo "src/audit.rs src/audit/chain.rs src/audit/key.rs" ;;
+    audit) echo "src/audit.rs" ;;
+    audit-chain) echo "src/audit/chain.rs src/audit/key.rs" ;;
     secret-files) echo "src/files/secret_dir.rs src/files/runtime_dir.rs" ;;
-    rotation) echo "src/rotation.rs src/rotation/apply.rs src/rotation/plan.rs src/rotation/policy.rs src/rotation/preflight.rs src/rotation/rollback.rs src/rotation/select.rs" ;;
-    sync) echo "src/rotation/sync.rs src/syncing.rs src/syncing/watch.rs" ;;
+    rotation) (cd src && ls rotation.rs rotation/*.rs | grep -v -e '/tests.rs$' -e '^rotation/sync.rs$' | sed 's|^|src/|') | tr '\n' ' ' ;;
+    sync) (cd src && ls rotation/sync.rs syncing.rs syncing/*.rs | grep -v '/tests.rs$' | sed 's|^|src/|') | tr '\n' ' ' ;;
     compose) (cd src && ls compose.rs compose/*.rs compose/loader/*.rs | grep -v '/tests.rs$' | sed 's|^|src/|') | tr '\n' ' ' ;;
     *) echo "mutants: unknown module $1 (${all[*]})" >&2; return 1 ;;
   esac
 }
 
+if [[ ${1:-} == --diff ]]; then
+  base="${2:-main}"
+  git diff --no-ext-diff "$(git merge-base "$base" HEAD)" -- src >"$out/in.diff"
+  if [[ ! -s $out/in.diff ]]; then
+    echo "mutants-diff: nothing in src/ differs from $base: no mutant to run"
+    exit 0
+  fi
+  echo "==> mutants-diff: the lines of src/ that differ from $base ($(grep -c '^+[^+]' "$out/in.diff") added)"
+  exec cargo mutants --no-shuffle --jobs "${MUTANTS_JOBS:-1}" --output "$out" --in-diff "$out/in.diff"
+fi
+
+if [[ ${1:-} == --survivors ]]; then
+  filter="${2:?usage: scripts/mutants.sh --survivors 'test(/sync/)'}"
+  missed="$out/mutants.out/missed.txt"
+  [[ -s $missed ]] || { echo "mutants: no missed mutants in $missed: nothing to check"; exit 0; }
+  # One --re per survivor, escaped: the names hold regex characters.
+  args=()
+  while IFS= read -r name; do
+    args+=(--re "^$(python3 -c 'import re,sys; print(re.escape(sys.argv[1]))' "$name")\$")
+  done <"$missed"
+  echo "==> mutants: $(wc -l <"$missed") survivors against the integration tests matching $filter"
+  # Not .cargo/mutants.toml (`--lib` only): the whole workspace is built, so the integration
+  # crate finds the real binary and kv-emulator beside it.
+  exec cargo mutants --no-config --no-shuffle --jobs "${MUTANTS_JOBS:-1}" --output "$out/survivors" \
+    --test-tool nextest --test-workspace true --minimum-test-timeout 300 "${args[@]}" \
+    -- --test integration -E "$filter"
+fi
+
 modules=("$@")
 ((${#modules[@]})) || modules=("${all[@]}")
-shard=()
+shard_spec="${MUTANTS_SHARD:-}"
 if [[ -n ${MUTANTS_SHORT:-} ]]; then
   day=$((10#$(date +%j)))
   modules=("${all[$((day % ${#all[@]}))]}")
-  shard=(--shard "${MUTANTS_SHARD:-$((day % 8))}/8")
+  shard_spec="${shard_spec:-next/8}"
+fi
+
+files=()
+for module in "${modules[@]}"; do
+  for f in $(files_of "$module"); do files+=("$f"); done
+done
+# What a shard's outcome depends on: the mutated files, the tests beside them (src/ holds the
+# unit tests the mutants run against) and the exclusions. A row is reused while this holds.
+digest="$(find src .cargo/mutants.toml -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)"
+key="$(IFS=+; echo "${modules[*]}")"
+
+shard=()
+if [[ -n $shard_spec ]]; then
+  k="${shard_spec%/*}" n="${shard_spec#*/}"
+  if [[ $k == next ]]; then
+    k=""
+    for ((i = 0; i < n; i++)); do
+      if ! [[ -f $ledger ]] || ! awk -F'\t' -v m="$key" -v s="$i/$n" -v d="$digest" \
+        '$2 == m && $3 == s && $4 == d { found = 1 } END { exit !found }' "$ledger"; then
+        k=$i
+        break
+      fi
+    done
+    if [[ -z $k ]]; then
+      echo "mutants: every shard of $key (/$n) is in $ledger at these sources ($digest): nothing to run"
+      exit 0
+    fi
+  fi
+  shard_spec="$k/$n"
+  shard=(--shard "$shard_spec")
 fi
 
 args=()
-for module in "${modules[@]}"; do
-  for f in $(files_of "$module"); do args+=(--file "$f"); done
-done
-out="${MUTANTS_OUT:-target/mutants}"
-mkdir -p "$out"
-echo "==> mutants: ${modules[*]} ${shard[*]}"
+for f in "${files[@]}"; do args+=(--file "$f"); done
+echo "==> mutants: ${modules[*]} ${shard_spec:+shard $shard_spec} (sources $digest)"
 started=$SECONDS
+record="$ledger"
+[[ -z ${MUTANTS_NO_LEDGER:-} ]] || record=""
 set +e
 cargo mutants --no-shuffle --jobs "${MUTANTS_JOBS:-1}" --output "$out" "${args[@]}" "${shard[@]}"
 code=$?
 set -e
 
-# Per module: tested (caught + missed + timeout), caught, missed, timeout, unviable.
-mapping=()
-for module in "${modules[@]}"; do mapping+=("$module=$(files_of "$module" | tr ' ' ',')"); done
-python3 - "$out/mutants.out/outcomes.json" "$((SECONDS - started))" "${mapping[@]}" <<'PY'
-import json, sys
-path, seconds, mapping = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-modules = {}
-for entry in mapping:
-    name, files = entry.split("=", 1)
-    modules[name] = set(f for f in files.split(",") if f)
-rows = {name: {"caught": 0, "missed": 0, "timeout": 0, "unviable": 0} for name in modules}
+# Per file and in all: tested (caught + missed + timeout), caught, missed, timeout, unviable.
+python3 - "$out/mutants.out/outcomes.json" "$((SECONDS - started))" "$code" "$key" \
+  "${shard_spec:-all}" "$digest" "$(git rev-parse --short HEAD)" "$record" <<'PY'
+import datetime, json, os, sys
+path, seconds, code, key, shard, digest, commit, ledger = sys.argv[1:9]
 kinds = {"CaughtMutant": "caught", "MissedMutant": "missed", "Timeout": "timeout", "Unviable": "unviable"}
+rows = {}
 for o in json.load(open(path))["outcomes"]:
     scenario = o["scenario"]
     mutant = scenario.get("Mutant") if isinstance(scenario, dict) else None
     kind = kinds.get(o["summary"])
     if not mutant or not kind:
         continue
-    for name, files in modules.items():
-        if mutant["file"] in files:
-            rows[name][kind] += 1
+    r = rows.setdefault(mutant["file"], dict.fromkeys(kinds.values(), 0))
+    r[kind] += 1
+total = dict.fromkeys(kinds.values(), 0)
 print(f"mutants: {seconds} s in all")
-for name, r in rows.items():
+for file, r in sorted(rows.items()):
+    for k in total:
+        total[k] += r[k]
     tested = r["caught"] + r["missed"] + r["timeout"]
-    print(f"mutants: {name}: {tested} tested, {r['caught']} caught, {r['missed']} missed, "
+    print(f"mutants: {file}: {tested} tested, {r['caught']} caught, {r['missed']} missed, "
           f"{r['timeout']} timeout, {r['unviable']} unviable")
+# A run that did not finish (cargo-mutants' exit 1: the baseline failed, or interrupted) is
+# not recorded: the next `next` must run it again.
+if ledger and code in ("0", "2", "3"):
+    os.makedirs(os.path.dirname(ledger), exist_ok=True)
+    new = not os.path.exists(ledger)
+    with open(ledger, "a") as f:
+        if new:
+            f.write("date\tmodules\tshard\tsources\tcommit\ttested\tcaught\tmissed\ttimeout\tunviable\tseconds\n")
+        tested = total["caught"] + total["missed"] + total["timeout"]
+        f.write(f"{datetime.date.today()}\t{key}\t{shard}\t{digest}\t{commit}\t{tested}\t"
+                f"{total['caught']}\t{total['missed']}\t{total['timeout']}\t{total['unviable']}\t{seconds}\n")
+    print(f"mutants: recorded in {ledger}")
 PY
 echo "mutants: missed: $out/mutants.out/missed.txt (exit $code)"
 exit "$code"
