@@ -523,19 +523,8 @@ fn prune_removes_only_files_compose_secrets_wrote() {
     p.write("secrets/extra.env", "DB_PASSWORD=aaaaaaaa\n");
     p.write("secrets/tracked.md", "# read me\n");
     p.write("secrets/someone-elses.txt", "not ours\n");
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(p.dir.path())
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-f", "secrets/tracked.md"]);
+    p.git(&["init", "-q"]);
+    p.git(&["add", "-f", "secrets/tracked.md"]);
     // `old_token` is no longer declared: its file is the one stray.
     p.write("compose.yaml", compose(""));
     let args = [

@@ -1,4 +1,4 @@
-//! Test support: run the `kv-emulator` binary as a child process and talk to its admin API.
+//! The Key Vault emulator for tests: the `kv-emulator` binary as a child process, and its admin API.
 //!
 //! Each [`Emulator`] owns a fresh state directory and port, so tests never share
 //! secrets, faults or request counters. The child is killed when it is dropped.
@@ -127,6 +127,21 @@ impl Emulator {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// What `compose-secrets` needs to use this vault with the emulator's managed identity:
+    /// `emulator.env` less the admin API (the tests' alone), plus Key Vault mode.
+    /// `Run::keyvault` applies it.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("KV_EMULATOR_"))
+            .cloned()
+            .collect();
+        env.push(("AZURE_USE_KEYVAULT".into(), "true".into()));
+        env.push(("AZURE_CREDENTIAL".into(), "managed-identity".into()));
+        env
     }
 
     /// `emulator.env` as a map, for building configs.
