@@ -118,13 +118,13 @@ fn a_changed_value_is_rewritten_atomically_via_a_new_inode() {
 
 #[test]
 fn a_leftover_temp_file_from_a_crash_is_removed() {
+    // The writer's pid is above any pid_max (2^22 at most), so no live process has it: pid 999
+    // did, on a busy machine, and a live writer's temp file is rightly kept.
+    const TEMP: &str = ".runtime/secrets/.compose-secrets.tmp.2147483647.deadbeef";
     let p = loaded_demo();
-    p.write(
-        ".runtime/secrets/.compose-secrets.tmp.999.deadbeef",
-        "partial",
-    );
+    p.write(TEMP, "partial");
     p.cmd(&["load"]).run().success();
-    assert!(!p.exists(".runtime/secrets/.compose-secrets.tmp.999.deadbeef"));
+    assert!(!p.exists(TEMP));
 }
 
 /// A file compose-secrets wrote for a secret no service uses any more is stray: reported, and
