@@ -7,25 +7,9 @@ use std::time::{Duration, Instant};
 use compose_secrets::store::SecretStore as _;
 
 use crate::harness::Project;
-use crate::support::emulator::Emulator;
+use crate::support::emulator::{seeded_project, Emulator};
 
 const SECRETS: usize = 12;
-
-fn project() -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..SECRETS).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for i in 0..SECRETS {
-        yaml.push_str(&format!(
-            "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"
-        ));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
 
 /// Every file equals the vault's current value.
 async fn assert_converged(p: &Project, emulator: &Emulator) {
@@ -43,7 +27,7 @@ async fn assert_converged(p: &Project, emulator: &Emulator) {
 
 async fn load_under(faults: serde_json::Value) -> (Project, Emulator, Duration) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
+    let p = seeded_project(SECRETS);
     emulator.set_faults(faults).await;
     let started = Instant::now();
     p.cmd(&["load"]).keyvault(&emulator).run().success();
@@ -94,7 +78,7 @@ async fn load_waits_out_a_ten_second_latency_spike() {
 #[tokio::test(flavor = "multi_thread")]
 async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
+    let p = seeded_project(SECRETS);
     p.cmd(&["load"]).keyvault(&emulator).run().success();
     // Every value changes in the vault, then every request fails for good.
     std::thread::sleep(Duration::from_millis(1100));
@@ -126,7 +110,7 @@ async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_rides_out_500s_and_vault_and_file_agree() {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
+    let p = seeded_project(SECRETS);
     p.cmd(&["load"]).keyvault(&emulator).run().success();
     emulator
         .set_faults(serde_json::json!({"fault_500_every": 2}))

@@ -7,28 +7,10 @@
 use std::time::Duration;
 
 use crate::harness::{assert_same_files, Project};
-use crate::support::emulator::Emulator;
+use crate::support::emulator::{seeded_project, Emulator};
 use crate::support::process::Background;
 
 const NO_DOCKER: &str = "unix:///nonexistent/compose-secrets-test/docker.sock";
-
-/// `n` file secrets `bench-0000`… (the emulator's `--seed-count` names) of one service that
-/// is not running.
-fn secrets_project(n: usize) -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"
-        ));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
 
 /// The demo project loaded in demo mode, then one `.env` value changed by hand: what
 /// `sync` has to apply (the demo service is not running).
@@ -57,7 +39,7 @@ async fn sync_with_nothing_changed_costs_a_warm_load_lists_only_and_writes_nothi
     let emulator = Emulator::start(&["--seed-count", "60"]);
     // `updated` has one-second resolution: let the seeded versions age past it.
     std::thread::sleep(Duration::from_millis(1100));
-    let p = secrets_project(60);
+    let p = seeded_project(60);
     p.cmd(&["load"]).keyvault(&emulator).run().success();
 
     emulator.reset_stats().await;
@@ -174,7 +156,7 @@ fn watch_with_nothing_to_do_stops_cleanly_on_sigterm() {
 async fn a_throttled_watch_backs_off_for_at_least_the_retry_after() {
     let emulator = Emulator::start(&["--seed-count", "3"]);
     std::thread::sleep(Duration::from_millis(1100));
-    let p = secrets_project(3);
+    let p = seeded_project(3);
     p.cmd(&["load"]).keyvault(&emulator).run().success();
     emulator
         .set_faults(serde_json::json!({"fault_429_every": 1, "retry_after": 2}))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::harness::Project;
-use crate::support::emulator::Emulator;
+use crate::support::emulator::{seeded_project, Emulator};
 use crate::support::process::Background;
 
 /// Longer than any bounded wait of the fixed code; far shorter than the hour it used to wait.
@@ -21,26 +21,11 @@ const HANG: Duration = Duration::from_secs(120);
 const STOP_BOUND: Duration = Duration::from_secs(30);
 const SECRETS: usize = 3;
 
-/// `SECRETS` file secrets `bench-0000`… (the emulator's `--seed-count` names).
-fn secrets_project() -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..SECRETS).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for name in &names {
-        yaml.push_str(&format!("  {name}:\n    file: ./.runtime/secrets/{name}\n"));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
-
 /// A compose-secrets in the background, its output in files.
 /// A vault whose every data-plane request is answered 429 with `retry_after` seconds.
 async fn throttled(retry_after: u64) -> (Project, Emulator) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = secrets_project();
+    let p = seeded_project(SECRETS);
     emulator
         .set_faults(serde_json::json!({"fault_429_every": 1, "retry_after": retry_after}))
         .await;
@@ -96,7 +81,7 @@ async fn load_refuses_a_retry_after_beyond_its_budget_and_names_it() {
 /// the watcher has been throttled, then send `signal`.
 async fn signalled_watch(retry_after: u64, signal: Signal) -> (Background, Emulator) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = secrets_project();
+    let p = seeded_project(SECRETS);
     p.cmd(&["load"]).keyvault(&emulator).run().success();
     let mut watch = Background::spawn(
         p.cmd(&["sync", "--watch", "--interval", "1s"])

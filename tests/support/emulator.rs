@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::Project;
+
 /// How long the emulator may take to bind and write `emulator.env`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -233,6 +235,22 @@ impl Emulator {
     pub fn log(&self) -> String {
         read_log(&self.state_dir.path().join("emulator.log"))
     }
+}
+
+/// A project whose one service (not running) uses `n` file secrets named as the emulator's
+/// `--seed-count n` names its secrets: `bench-0000`, `bench-0001`, …
+pub fn seeded_project(n: usize) -> Project {
+    let p = Project::empty();
+    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
+    let mut yaml = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
+    for name in &names {
+        yaml.push_str(&format!("  {name}:\n    file: ./.runtime/secrets/{name}\n"));
+    }
+    p.write("compose.yaml", yaml);
+    p
 }
 
 impl Drop for Emulator {
