@@ -6,8 +6,8 @@
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::emulator_process::Emulator;
 use crate::harness::{Project, Run};
+use crate::support::emulator::Emulator;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -150,23 +150,12 @@ fn emulator() -> Emulator {
     emulator
 }
 
-fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity");
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
-
 const VERIFY: [&str; 3] = ["verify", "--json", "--no-docker"];
 
 fn kv_loaded(emulator: &Emulator) -> Project {
     let p = Project::demo();
     for _ in 0..3 {
-        kv(&p, emulator, &["load"]).run().success();
+        p.cmd(&["load"]).keyvault(emulator).run().success();
     }
     p
 }
@@ -244,7 +233,7 @@ fn key_vault_a_log_re_signed_with_a_replaced_local_key_fails() {
     let emulator = emulator();
     let p = kv_loaded(&emulator);
     forge_with_a_new_local_key(&p, |doc| doc["host"] = "elsewhere".into());
-    let (code, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    let (code, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert_eq!(code, 1, "{checks:#?}");
     assert_fail_with(&checks, &["line 1", "audit-log-signing-key"]);
 }
@@ -255,12 +244,12 @@ fn key_vault_dropped_lines_with_a_rewritten_head_fail() {
     let p = kv_loaded(&emulator);
     let lines = log_lines(&p);
     assert_eq!(lines.len(), 3);
-    let (_, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    let (_, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert_no_fail(&checks);
     let kept = &lines[..2];
     p.write(".runtime/audit.log", kept.join("\n") + "\n");
     set_head(&p, Some((2, &mac_of(&kept[1]))));
-    let (code, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    let (code, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert_eq!(code, 1, "{checks:#?}");
     assert_fail_with(&checks, &["2 line(s)", "3"]);
 }
@@ -271,13 +260,13 @@ fn key_vault_a_deleted_log_and_head_fail() {
     let p = kv_loaded(&emulator);
     std::fs::remove_file(p.path(".runtime/audit.log")).unwrap();
     set_head(&p, None);
-    let (code, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    let (code, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert_eq!(code, 1, "{checks:#?}");
     assert_fail_with(&checks, &["3 line(s)"]);
     // A load after the deletion does not bury the evidence: the anchor is not rewound.
-    let out = kv(&p, &emulator, &["load"]).run().success();
+    let out = p.cmd(&["load"]).keyvault(&emulator).run().success();
     assert!(out.stderr.contains("anchor"), "{}", out.stderr);
-    let (code, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    let (code, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert_eq!(code, 1, "{checks:#?}");
 }
 
@@ -289,7 +278,8 @@ async fn key_vault_a_legitimate_history_passes_with_its_head_anchored() {
     let emulator = emulator();
     let p = kv_loaded(&emulator);
     let rotate = |name: &str| {
-        kv(&p, &emulator, &["rotate", name, "--no-restart", "--yes"])
+        p.cmd(&["rotate", name, "--no-restart", "--yes"])
+            .keyvault(&emulator)
             .run()
             .success();
     };
@@ -297,7 +287,7 @@ async fn key_vault_a_legitimate_history_passes_with_its_head_anchored() {
     rotate("audit-log-signing-key");
     // A new signing key set in the vault behind our back, then applied by `sync`.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    crate::store_conformance::store_for(&emulator, &[])
+    crate::support::store::store_for(&emulator, &[])
         .set(
             "audit-log-signing-key",
             &compose_secrets::secret::SecretValue::new("set-elsewhere-0123456789abcdef".into()),
@@ -305,8 +295,8 @@ async fn key_vault_a_legitimate_history_passes_with_its_head_anchored() {
         )
         .await
         .unwrap();
-    kv(&p, &emulator, &["sync"]).run().success();
-    let (_, checks) = audit_checks(kv(&p, &emulator, &VERIFY));
+    p.cmd(&["sync"]).keyvault(&emulator).run().success();
+    let (_, checks) = audit_checks(p.cmd(&VERIFY).keyvault(&emulator));
     assert!(
         checks.iter().all(|(s, _)| s != "fail" && s != "warn"),
         "{checks:#?}"

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::emulator_process::Emulator;
 use crate::harness::{is_root, Project};
-use crate::hostile::run_bounded;
+use crate::support::emulator::Emulator;
+use crate::support::process::run_bounded;
 
 const TEMP_PREFIX: &str = ".compose-secrets.tmp.";
 /// Secrets in the crash project: enough that a kill lands between two files.
@@ -550,14 +550,7 @@ fn killing_ensure_force_keeps_env_whole_and_leaves_no_copy_of_it() {
 
 /// The environment that points the binary at an emulator with a managed identity.
 fn vault_env(emulator: &Emulator) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = emulator
-        .env
-        .iter()
-        .filter(|(k, _)| !k.starts_with("KV_EMULATOR_"))
-        .cloned()
-        .collect();
-    env.push(("AZURE_USE_KEYVAULT".into(), "true".into()));
-    env.push(("AZURE_CREDENTIAL".into(), "managed-identity".into()));
+    let mut env = emulator.client_env();
     env.push(("DOCKER_HOST".into(), NO_DOCKER.into()));
     env
 }

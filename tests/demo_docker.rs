@@ -5,10 +5,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::docker::{
+use crate::harness::Project;
+use crate::support::docker::{
     compose_command, compose_v1_command, docker_available_or_skip, ensure_demo_image,
 };
-use crate::harness::Project;
 
 /// Brings the stack down (with its volumes) however the test ends.
 struct Down {
@@ -66,7 +66,7 @@ fn run_demo(test: &str, compose: fn() -> Command, tag: &str) {
     let health = format!("http://127.0.0.1:{port}/health");
     let before = wait_healthy(&health);
     assert!(
-        before.contains(&crate::docker::fingerprint(
+        before.contains(&crate::support::docker::fingerprint(
             p.env_value("FLASK_SECRET_KEY").as_bytes()
         )),
         "{tag}: the container serves the loaded value: {before}"
@@ -80,7 +80,7 @@ fn run_demo(test: &str, compose: fn() -> Command, tag: &str) {
     out.assert_no_values(std::slice::from_ref(&new));
     let after = wait_healthy(&health);
     assert!(
-        after.contains(&crate::docker::fingerprint(new.as_bytes())),
+        after.contains(&crate::support::docker::fingerprint(new.as_bytes())),
         "{tag}: after rotate the container serves the new value: {after}"
     );
     // Compose and compose-secrets read one .env: the health URL reached the published port.

@@ -10,26 +10,30 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::docker::fingerprint;
 use crate::harness::Project;
-use crate::rotate_docker::{ready, Stack};
+use crate::support::docker::{fingerprint, ready};
+use crate::support::stack::Stack;
 
 /// The outcome the audit log recorded for the last run.
 fn last_audit_outcome(p: &Project) -> String {
-    let lines = crate::rotate::audit_lines(p);
+    let lines = p.audit_lines();
     let last = lines.last().expect("an audit line");
     last["outcome"].as_str().unwrap_or_default().to_string()
 }
 
 /// Status and StartedAt of the stack's one container, running or not.
-fn container_state(stack: &Stack<'_>) -> (String, String) {
+fn container_state(stack: &Stack<&Project>) -> (String, String) {
     let text = stack.inspect("{{.State.Status}} {{.State.StartedAt}}");
     let (status, started) = text.split_once(' ').unwrap_or((text.as_str(), ""));
     (status.to_string(), started.to_string())
 }
 
 /// Set up a demo-mode stack with one secret, loaded and running; returns the current value.
-fn running_stack<'p>(p: &'p Project, tag: &str, service_extra: &str) -> (Stack<'p>, String) {
+fn running_stack<'p>(
+    p: &'p Project,
+    tag: &str,
+    service_extra: &str,
+) -> (Stack<&'p Project>, String) {
     p.write(".env.demo", "S1=\n");
     let stack = Stack::write_with(p, tag, service_extra);
     stack.cmd(&["ensure"]).run().success();

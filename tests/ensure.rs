@@ -195,19 +195,8 @@ fn an_existing_secret_file_is_adopted_not_replaced() {
     assert_eq!(p.env_value("DB_PASSWORD"), "live-db-password");
     assert_eq!(p.env_value("FRESH").len(), 64, "no file: generated");
     // awesome-compose commits its sample password: it is written, with a warning to untrack it.
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(p.dir.path())
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "db/password.txt"]);
+    p.git(&["init", "-q"]);
+    p.git(&["add", "db/password.txt"]);
     p.cmd(&["load"])
         .run()
         .success()

@@ -6,41 +6,14 @@ use std::time::{Duration, Instant};
 
 use compose_secrets::store::SecretStore as _;
 
-use crate::emulator_process::Emulator;
-use crate::harness::{Project, Run};
+use crate::harness::Project;
+use crate::support::emulator::{seeded_project, Emulator};
 
 const SECRETS: usize = 12;
 
-fn project() -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..SECRETS).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for i in 0..SECRETS {
-        yaml.push_str(&format!(
-            "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"
-        ));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
-
-fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity");
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
-
 /// Every file equals the vault's current value.
 async fn assert_converged(p: &Project, emulator: &Emulator) {
-    let store = crate::store_conformance::store_for(emulator, &[]);
+    let store = crate::support::store::store_for(emulator, &[]);
     for i in 0..SECRETS {
         let name = format!("bench-{i:04}");
         let current = store.get_latest(&name).await.unwrap();
@@ -54,10 +27,10 @@ async fn assert_converged(p: &Project, emulator: &Emulator) {
 
 async fn load_under(faults: serde_json::Value) -> (Project, Emulator, Duration) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
+    let p = seeded_project(SECRETS);
     emulator.set_faults(faults).await;
     let started = Instant::now();
-    kv(&p, &emulator, &["load"]).run().success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     let took = started.elapsed();
     emulator.clear_faults().await;
     (p, emulator, took)
@@ -105,11 +78,11 @@ async fn load_waits_out_a_ten_second_latency_spike() {
 #[tokio::test(flavor = "multi_thread")]
 async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
-    kv(&p, &emulator, &["load"]).run().success();
+    let p = seeded_project(SECRETS);
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     // Every value changes in the vault, then every request fails for good.
     std::thread::sleep(Duration::from_millis(1100));
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     for i in 0..SECRETS {
         store
             .set(
@@ -124,7 +97,7 @@ async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
     emulator
         .set_faults(serde_json::json!({"fault_500_every": 1}))
         .await;
-    let out = kv(&p, &emulator, &["load"]).run().code(4);
+    let out = p.cmd(&["load"]).keyvault(&emulator).run().code(4);
     assert!(out.stderr.contains("key vault"), "{}", out.stderr);
     let after = p.snapshot();
     let changed: Vec<_> = before
@@ -137,12 +110,13 @@ async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_rides_out_500s_and_vault_and_file_agree() {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = project();
-    kv(&p, &emulator, &["load"]).run().success();
+    let p = seeded_project(SECRETS);
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     emulator
         .set_faults(serde_json::json!({"fault_500_every": 2}))
         .await;
-    kv(&p, &emulator, &["rotate", "bench-0003", "--no-restart"])
+    p.cmd(&["rotate", "bench-0003", "--no-restart"])
+        .keyvault(&emulator)
         .run()
         .success();
     emulator.clear_faults().await;

@@ -13,6 +13,8 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::support::emulator::Emulator;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_compose-secrets");
 
 /// Root of this repository, for copying the demo stack.
@@ -117,6 +119,31 @@ impl Project {
         out
     }
 
+    /// `git` in the project, as a user with a name (commits need one); a failure panics.
+    #[track_caller]
+    pub fn git(&self, args: &[&str]) -> &Project {
+        let out = Command::new("git")
+            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self
+    }
+
+    /// Every line of `.runtime/audit.log`, parsed.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        self.read_string(".runtime/audit.log")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(BIN);
         cmd.args(args).current_dir(self.dir.path());
@@ -208,6 +235,12 @@ impl Run {
 
     pub fn env_remove(mut self, key: &str) -> Run {
         self.cmd.env_remove(key);
+        self
+    }
+
+    /// Key Vault mode against `emulator`, with its managed identity.
+    pub fn keyvault(mut self, emulator: &Emulator) -> Run {
+        self.cmd.envs(emulator.client_env());
         self
     }
 

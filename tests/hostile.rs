@@ -24,12 +24,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::{is_root, scrub, Project, BIN};
-
-/// Longest any hostile run may take: every case must end with an answer, never hang.
-const RUN_BOUND: Duration = Duration::from_secs(60);
+use crate::support::emulator::Emulator;
+use crate::support::process::{run_bounded, run_within, truncate, with_memory_cap, Bounded};
 
 /// Values shorter than this are settings (`true`, `1`), not secrets worth searching for.
 const MIN_SECRET_LEN: usize = 8;
@@ -402,18 +401,6 @@ fn assert_runtime_holds_no_value(case: &str, p: &Project, values: &[String]) {
     }
 }
 
-fn truncate(s: &str) -> String {
-    const MAX: usize = 4000;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes in all)", &s[..end], s.len())
-}
-
 /// One entry of a tree snapshot: kind, mode, owner, and the bytes of regular files.
 #[derive(PartialEq, Eq, Debug)]
 struct Node {
@@ -487,52 +474,6 @@ fn assert_same_tree(case: &str, before: &BTreeMap<PathBuf, Node>, after: &BTreeM
         }
     }
     assert!(differ.is_empty(), "{case}: a failed run changed {differ:?}");
-}
-
-pub struct Bounded {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-/// Run with stdin closed and a hard time bound: a hang is a failure with a message, not a stuck CI job.
-pub fn run_bounded(cmd: Command) -> Bounded {
-    run_within(cmd, RUN_BOUND)
-}
-
-pub fn run_within(mut cmd: Command, bound: Duration) -> Bounded {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    // Files, not pipes: a child that writes a lot while we poll can never block on a full pipe.
-    let out_path = dir.path().join("stdout");
-    let err_path = dir.path().join("stderr");
-    cmd.stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap());
-    let mut child = cmd.spawn().expect("spawn");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{:?} did not finish within {}s (hung)\nstderr so far:\n{}",
-                cmd.get_args().collect::<Vec<_>>(),
-                bound.as_secs(),
-                truncate(&std::fs::read_to_string(&err_path).unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Bounded {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap()).into_owned(),
-        elapsed: started.elapsed(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -798,26 +739,6 @@ fn an_unreadable_secret_file_is_named_and_the_others_are_untouched() {
     assert_same_tree("unreadable secret", &before, &tree(p.dir.path()));
 }
 
-/// Run under a 2 GiB address-space limit so an unbounded read fails fast instead of eating the host.
-pub fn with_memory_cap(cmd: &Command) -> Command {
-    let mut capped = Command::new("sh");
-    capped
-        .arg("-c")
-        .arg("ulimit -v 2097152 && exec \"$0\" \"$@\"")
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    if let Some(dir) = cmd.get_current_dir() {
-        capped.current_dir(dir);
-    }
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => capped.env(k, v),
-            None => capped.env_remove(k),
-        };
-    }
-    capped
-}
-
 #[test]
 fn an_endless_compose_file_is_refused_before_a_byte_is_read() {
     // `-f /dev/zero`: a device, like a FIFO, is refused by its type before it is read (the
@@ -956,30 +877,24 @@ fn vault_project() -> Project {
     p
 }
 
-fn vault_emulator(extra: &[&str]) -> crate::emulator_process::Emulator {
+fn vault_emulator(extra: &[&str]) -> Emulator {
     let mut args: Vec<&str> = Vec::new();
     for n in VAULT_SECRETS {
         args.extend(["--seed", n]);
     }
     args.extend(extra);
-    crate::emulator_process::Emulator::start(&args)
+    Emulator::start(&args)
 }
 
-fn vault_cmd(p: &Project, emulator: &crate::emulator_process::Emulator, args: &[&str]) -> Command {
-    let mut cmd = p.cmd(args).cmd;
-    for (k, v) in &emulator.env {
-        if !k.starts_with("KV_EMULATOR_") {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity")
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    cmd
+fn vault_cmd(p: &Project, emulator: &Emulator, args: &[&str]) -> Command {
+    p.cmd(args)
+        .keyvault(emulator)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .cmd
 }
 
 /// Rotate every vault secret from a second project, so the next `load` here has work to do.
-fn rotate_elsewhere(emulator: &crate::emulator_process::Emulator) {
+fn rotate_elsewhere(emulator: &Emulator) {
     let operator = vault_project();
     let mut args = vec!["rotate"];
     args.extend(VAULT_SECRETS);

@@ -224,8 +224,8 @@ fn no_value_is_left_in_memory_when_a_demo_command_ends() {
 #[tokio::test(flavor = "multi_thread")]
 async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     let emulator =
-        crate::emulator_process::Emulator::start(&["--seed", "alpha", "--seed", "bravo"]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+        crate::support::emulator::Emulator::start(&["--seed", "alpha", "--seed", "bravo"]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let mut values = Vec::new();
     for name in ["alpha", "bravo"] {
         values.push(
@@ -245,15 +245,10 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     );
     let needles = memory_needles(&p, &values);
     let kv = |args: &[&str]| {
-        let mut run = p
-            .cmd(args)
-            .env("AZURE_USE_KEYVAULT", "true")
-            .env("AZURE_CREDENTIAL", "managed-identity")
-            .env(compose_secrets::memory_audit::ENV_VAR, &needles);
-        for (k, v) in emulator.vars() {
-            run = run.env(&k, v);
-        }
-        run.run()
+        p.cmd(args)
+            .keyvault(&emulator)
+            .env(compose_secrets::memory_audit::ENV_VAR, &needles)
+            .run()
     };
     let out = kv(&["load"]).success();
     assert_eq!(p.read_string(".runtime/secrets/alpha"), values[0]);

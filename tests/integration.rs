@@ -2,10 +2,7 @@
 //! (or, for the store conformance suite, the library) through `harness`.
 
 mod harness;
-mod support {
-    pub mod compose;
-    pub mod idle_engine;
-}
+mod support;
 
 mod adopt;
 mod audit_trust;
@@ -16,11 +13,8 @@ mod crosscheck;
 mod demo_docker;
 mod docker;
 mod docker_faults;
-mod emulator_process;
 mod ensure;
 mod faults;
-#[path = "../fuzz/checks.rs"]
-mod fuzz_checks;
 mod hostile;
 mod hygiene;
 mod install_script;

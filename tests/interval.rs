@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::harness::Project;
-use crate::sync::Background;
+use crate::support::process::Background;
 
 #[test]
 fn a_bare_interval_is_seconds() {

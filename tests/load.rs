@@ -118,13 +118,13 @@ fn a_changed_value_is_rewritten_atomically_via_a_new_inode() {
 
 #[test]
 fn a_leftover_temp_file_from_a_crash_is_removed() {
+    // The writer's pid is above any pid_max (2^22 at most), so no live process has it: pid 999
+    // did, on a busy machine, and a live writer's temp file is rightly kept.
+    const TEMP: &str = ".runtime/secrets/.compose-secrets.tmp.2147483647.deadbeef";
     let p = loaded_demo();
-    p.write(
-        ".runtime/secrets/.compose-secrets.tmp.999.deadbeef",
-        "partial",
-    );
+    p.write(TEMP, "partial");
     p.cmd(&["load"]).run().success();
-    assert!(!p.exists(".runtime/secrets/.compose-secrets.tmp.999.deadbeef"));
+    assert!(!p.exists(TEMP));
 }
 
 /// A file compose-secrets wrote for a secret no service uses any more is stray: reported, and
@@ -523,19 +523,8 @@ fn prune_removes_only_files_compose_secrets_wrote() {
     p.write("secrets/extra.env", "DB_PASSWORD=aaaaaaaa\n");
     p.write("secrets/tracked.md", "# read me\n");
     p.write("secrets/someone-elses.txt", "not ours\n");
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
-            .args(args)
-            .current_dir(p.dir.path())
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-f", "secrets/tracked.md"]);
+    p.git(&["init", "-q"]);
+    p.git(&["add", "-f", "secrets/tracked.md"]);
     // `old_token` is no longer declared: its file is the one stray.
     p.write("compose.yaml", compose(""));
     let args = [

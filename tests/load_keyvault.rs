@@ -7,22 +7,10 @@ use std::time::Duration;
 use compose_secrets::secret::SecretValue;
 use compose_secrets::store::SecretStore as _;
 
-use crate::emulator_process::Emulator;
-use crate::harness::{Project, Run};
+use crate::harness::Project;
+use crate::support::emulator::Emulator;
 
 const TWO: &str = "services:\n  app:\n    image: x\n    secrets: [db-password, api-key]\nsecrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n  api-key:\n    file: ./.runtime/secrets/api-key\n";
-
-/// The binary pointed at the emulator with one credential kind.
-fn kv(p: &Project, emulator: &Emulator, args: &[&str], credential: &str) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", credential);
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
 
 fn started(seeds: &[&str], extra: &[&str]) -> Emulator {
     let mut args: Vec<&str> = Vec::new();
@@ -70,7 +58,10 @@ fn every_credential_kind_loads_the_same_files() {
     for (credential, extra) in cases {
         let p = Project::empty();
         p.write("compose.yaml", TWO);
-        let mut run = kv(&p, &emulator, &["load", "--json"], credential);
+        let mut run = p
+            .cmd(&["load", "--json"])
+            .keyvault(&emulator)
+            .env("AZURE_CREDENTIAL", credential);
         for (k, v) in &extra {
             run = run.env(k, v);
         }
@@ -99,12 +90,11 @@ async fn a_warm_load_lists_once_and_fetches_nothing() {
     let emulator = started(&["db-password", "api-key"], &[]);
     let p = Project::empty();
     p.write("compose.yaml", TWO);
-    kv(&p, &emulator, &["load"], "managed-identity")
-        .run()
-        .success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     emulator.reset_stats().await;
     let inode = p.inode(".runtime/secrets/db-password");
-    kv(&p, &emulator, &["load", "--json"], "managed-identity")
+    p.cmd(&["load", "--json"])
+        .keyvault(&emulator)
         .run()
         .success()
         .stdout_has("unchanged");
@@ -126,7 +116,7 @@ async fn a_warm_load_lists_once_and_fetches_nothing() {
 
     // Rotated in the vault: only that secret is fetched and rewritten.
     std::thread::sleep(Duration::from_millis(1100));
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     store
         .set(
             "db-password",
@@ -136,9 +126,7 @@ async fn a_warm_load_lists_once_and_fetches_nothing() {
         .await
         .unwrap();
     emulator.reset_stats().await;
-    kv(&p, &emulator, &["load"], "managed-identity")
-        .run()
-        .success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     let stats = emulator.stats().await;
     assert_eq!(stats["gets_by_secret"]["db-password"], 1, "{stats}");
     assert!(stats["gets_by_secret"].get("api-key").is_none(), "{stats}");
@@ -151,7 +139,7 @@ async fn a_warm_load_lists_once_and_fetches_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_version_is_loaded_instead_of_the_latest() {
     let emulator = started(&[], &[]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let old = store
         .set(
             "db-password",
@@ -176,9 +164,7 @@ async fn a_pinned_version_is_loaded_instead_of_the_latest() {
             old.version.unwrap()
         ),
     );
-    kv(&p, &emulator, &["load"], "managed-identity")
-        .run()
-        .success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     assert_eq!(p.read_string(".runtime/secrets/db-password"), "pinned-one");
 }
 
@@ -190,9 +176,7 @@ async fn errors_name_the_secret_and_change_nothing() {
     );
     let p = Project::empty();
     p.write("compose.yaml", TWO);
-    kv(&p, &emulator, &["load"], "managed-identity")
-        .run()
-        .success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     let before = p.snapshot();
 
     // Not found: exit 3 naming it.
@@ -204,7 +188,8 @@ async fn errors_name_the_secret_and_change_nothing() {
         ),
     );
     let before_ghost = p.snapshot();
-    kv(&p, &emulator, &["load"], "managed-identity")
+    p.cmd(&["load"])
+        .keyvault(&emulator)
         .run()
         .code(3)
         .stderr_has("ghost");
@@ -212,28 +197,27 @@ async fn errors_name_the_secret_and_change_nothing() {
     p.write("compose.yaml", TWO);
 
     // Disabled: exit 3 naming it.
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     store.set_enabled("api-key", None, false).await.unwrap();
-    kv(&p, &emulator, &["load", "--no-cache"], "managed-identity")
+    p.cmd(&["load", "--no-cache"])
+        .keyvault(&emulator)
         .run()
         .code(3)
         .stderr_has("`api-key` is disabled");
     store.set_enabled("api-key", None, true).await.unwrap();
 
     // The seeds' VM identity may only get: load works, rotate names the `set` permission.
-    kv(&p, &emulator, &["load"], "managed-identity")
+    p.cmd(&["load"])
+        .keyvault(&emulator)
         .env("AZURE_CLIENT_ID", "reader")
         .run()
         .success();
-    let out = kv(
-        &p,
-        &emulator,
-        &["rotate", "db-password", "--no-restart"],
-        "managed-identity",
-    )
-    .env("AZURE_CLIENT_ID", "reader")
-    .run()
-    .code(4);
+    let out = p
+        .cmd(&["rotate", "db-password", "--no-restart"])
+        .keyvault(&emulator)
+        .env("AZURE_CLIENT_ID", "reader")
+        .run()
+        .code(4);
     assert!(
         out.stderr.contains("`set`") && out.stderr.contains("db-password"),
         "{}",

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use compose_secrets::secret::SecretValue;
 use compose_secrets::store::{NewVersion, SecretStore as _};
 
-use crate::emulator_process::Emulator;
-use crate::harness::{Project, Run};
+use crate::harness::Project;
+use crate::support::emulator::Emulator;
 
 const DAY: i64 = 86_400;
 
@@ -33,17 +33,6 @@ secrets:
     file: ./.runtime/secrets/plain
 "#;
 
-fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity");
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
-
 fn statuses(out: &crate::harness::Output) -> BTreeMap<String, String> {
     out.json()["checks"]
         .as_array()
@@ -62,7 +51,7 @@ fn statuses(out: &crate::harness::Output) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setting_exp() {
     let emulator = Emulator::start(&[]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let now = compose_secrets::clock::unix_now();
     let rotated = |ago: i64| {
         BTreeMap::from([(
@@ -90,9 +79,11 @@ async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setti
     put("plain", BTreeMap::new(), None).await;
     let p = Project::empty();
     p.write("compose.yaml", COMPOSE);
-    kv(&p, &emulator, &["load"]).run().success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
 
-    let out = kv(&p, &emulator, &["verify", "--no-docker", "--json"])
+    let out = p
+        .cmd(&["verify", "--no-docker", "--json"])
+        .keyvault(&emulator)
         .run()
         .code(1);
     let policy = statuses(&out);
@@ -110,13 +101,11 @@ async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setti
         }
         m
     };
-    let out = kv(
-        &p,
-        &emulator,
-        &["rotate", "--due", "--no-restart", "--json"],
-    )
-    .run()
-    .success();
+    let out = p
+        .cmd(&["rotate", "--due", "--no-restart", "--json"])
+        .keyvault(&emulator)
+        .run()
+        .success();
     let rotated_at = compose_secrets::clock::unix_now();
     let items = out.json()["items"].as_array().unwrap().clone();
     let not_due: Vec<&str> = items
@@ -156,24 +145,25 @@ async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setti
         );
     }
 
-    let out = kv(&p, &emulator, &["verify", "--no-docker", "--json"])
+    let out = p
+        .cmd(&["verify", "--no-docker", "--json"])
+        .keyvault(&emulator)
         .run()
         .success();
     let policy = statuses(&out);
     assert_eq!(policy["overdue"], "pass", "{policy:?}");
     assert_eq!(policy["expired"], "pass", "{policy:?}");
     assert_eq!(policy["soon"], "warn", "{policy:?}");
-    kv(&p, &emulator, &["verify", "--no-docker", "--strict"])
+    p.cmd(&["verify", "--no-docker", "--strict"])
+        .keyvault(&emulator)
         .run()
         .code(1);
     // Nothing is due any more.
-    let out = kv(
-        &p,
-        &emulator,
-        &["rotate", "--due", "--no-restart", "--json"],
-    )
-    .run()
-    .success();
+    let out = p
+        .cmd(&["rotate", "--due", "--no-restart", "--json"])
+        .keyvault(&emulator)
+        .run()
+        .success();
     assert!(
         !out.stdout.contains("\"rotated\""),
         "nothing rotated twice: {}",

@@ -498,7 +498,7 @@ fn load_manifest(
 /// What a successful load promises (the fuzz target's invariants, `fuzz/checks.rs`); a
 /// panic there fails the property like any other.
 fn check_manifest(dir: &Path, m: &Project) -> Result<(), TestCaseError> {
-    crate::fuzz_checks::manifest_promises(dir, m);
+    crate::support::fuzz_checks::manifest_promises(dir, m);
     Ok(())
 }
 
@@ -595,7 +595,7 @@ fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
     assert!(!dotenv.is_empty(), "no .env regressions kept");
     for file in dotenv.iter().chain(&corpus(".env")) {
         let data = std::fs::read(file).unwrap();
-        if std::panic::catch_unwind(|| crate::fuzz_checks::dotenv(&data)).is_err() {
+        if std::panic::catch_unwind(|| crate::support::fuzz_checks::dotenv(&data)).is_err() {
             panic!("{} breaks a .env invariant", file.display());
         }
     }
@@ -605,7 +605,7 @@ fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
     for file in files_in(root.join("fuzz/regressions/resolver")) {
         let data = std::fs::read(&file).unwrap();
         let dir = project.path();
-        if std::panic::catch_unwind(|| crate::fuzz_checks::resolver(&data, dir)).is_err() {
+        if std::panic::catch_unwind(|| crate::support::fuzz_checks::resolver(&data, dir)).is_err() {
             panic!("{} breaks a resolver invariant", file.display());
         }
     }
@@ -615,7 +615,9 @@ fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
     for file in values.iter().chain(&corpus(".env")) {
         let data = std::fs::read(file).unwrap();
         let dir = project.path();
-        if std::panic::catch_unwind(|| crate::fuzz_checks::dotenv_errors(&data, dir)).is_err() {
+        if std::panic::catch_unwind(|| crate::support::fuzz_checks::dotenv_errors(&data, dir))
+            .is_err()
+        {
             panic!("{} shows a value in an error", file.display());
         }
     }
@@ -626,7 +628,7 @@ fn fuzz_regressions_and_the_corpus_hold_the_fuzz_invariants() {
     for file in manifests.iter().chain(&corpus("compose.yaml")) {
         let data = std::fs::read(file).unwrap();
         let dir = project.path();
-        if std::panic::catch_unwind(|| crate::fuzz_checks::manifest(&data, dir)).is_err() {
+        if std::panic::catch_unwind(|| crate::support::fuzz_checks::manifest(&data, dir)).is_err() {
             panic!("{} breaks a manifest invariant", file.display());
         }
     }

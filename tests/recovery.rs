@@ -6,8 +6,8 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use crate::emulator_process::Emulator;
 use crate::harness::{Project, Run};
+use crate::support::emulator::Emulator;
 
 /// No Docker: `rotate --no-restart` and `verify --no-docker` never need one.
 const NO_DOCKER: &str = "unix:///nonexistent/docker.sock";
@@ -44,17 +44,7 @@ impl Store {
         let run = p.cmd(args).env("DOCKER_HOST", NO_DOCKER);
         match self {
             Store::Demo => run,
-            Store::Vault(emulator) => {
-                let mut run = run
-                    .env("AZURE_USE_KEYVAULT", "true")
-                    .env("AZURE_CREDENTIAL", "managed-identity");
-                for (k, v) in emulator.vars() {
-                    if !k.starts_with("KV_EMULATOR_") {
-                        run = run.env(&k, v);
-                    }
-                }
-                run
-            }
+            Store::Vault(emulator) => run.keyvault(emulator),
         }
     }
 
@@ -98,20 +88,13 @@ fn project(store: &Store) -> Project {
     p
 }
 
-fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
-    p.read_string(".runtime/audit.log")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Leave `p` as a `rotate` killed at `at` leaves it; returns the store's value afterwards.
 fn crash(store: &Store, p: &Project, at: Killed) -> String {
     let before = p.read(FILE);
     let out = store.cmd(p, &["rotate", "token", "--no-restart"]).run();
     assert_eq!(out.code, -1, "rotate was killed by its hook: {out:?}");
     assert_eq!(p.read(FILE), before, "nothing written before the push");
-    let last = audit_lines(p).pop().unwrap();
+    let last = p.audit_lines().pop().unwrap();
     assert_eq!(last["outcome"], "intent", "{last}");
     let current = match at {
         Killed::BeforePush => String::from_utf8(before).unwrap(),
@@ -141,7 +124,7 @@ fn recover_and_check(store: &Store, at: Killed) {
     let out = store.cmd(&p, &["load"]).run().success();
     assert!(out.stdout.contains("recovered"), "{at:?}: {}", out.stdout);
     out.assert_no_values(&[current.clone(), PUSHED.to_string()]);
-    let lines = audit_lines(&p);
+    let lines = p.audit_lines();
     let recovered: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["outcome"] == "recovered")
@@ -196,7 +179,7 @@ fn sync_and_rotate_recover_a_killed_rotation_first() {
             .run();
         assert!(out.stdout.contains("recovered"), "{command:?}: {out:?}");
         assert!(
-            audit_lines(&p).iter().any(|l| l["outcome"] == "recovered"),
+            p.audit_lines().iter().any(|l| l["outcome"] == "recovered"),
             "{command:?}"
         );
         store.cmd(&p, &["verify", "--no-docker"]).run().success();

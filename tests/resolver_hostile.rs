@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::harness::Project;
-use crate::hostile::{run_within, with_memory_cap, Bounded};
+use crate::support::process::{run_within, with_memory_cap, Bounded};
 
 /// Generous: each case ends in well under a second; only a hang or a blow-up reaches this.
 const KILL_AFTER: Duration = Duration::from_secs(60);

@@ -24,13 +24,6 @@ fn env_values(p: &Project) -> Vec<String> {
         .collect()
 }
 
-pub fn audit_lines(p: &Project) -> Vec<serde_json::Value> {
-    p.read_string(".runtime/audit.log")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-        .collect()
-}
-
 #[test]
 fn no_restart_rotates_env_and_file_like_load() {
     let p = loaded_demo();
@@ -287,7 +280,7 @@ fn a_failing_hook_changes_nothing_and_is_audited() {
         p.read_string(".runtime/secrets/token"),
         "original-token-value-1234"
     );
-    let lines = audit_lines(&p);
+    let lines = p.audit_lines();
     let last = lines.last().unwrap();
     assert_eq!(last["action"], "rotate");
     assert_eq!(last["outcome"], "failed");
@@ -336,7 +329,7 @@ fn the_audit_log_chains_every_run_and_holds_no_value() {
     outputs.push(p.cmd(&["load"]).run().success());
     seen.push("Audit-Test-Value-5e1d".into());
 
-    let lines = audit_lines(&p);
+    let lines = p.audit_lines();
     // load; 2 single rotations and 4 from --all, each an intent and its outcome; the
     // key-rotation line that hands the chain to the new signing key; load.
     assert_eq!(lines.len(), 1 + 2 * 6 + 1 + 1, "{lines:#?}");

@@ -3,199 +3,15 @@
 //! everywhere (source, file, container).
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use compose_secrets::store::SecretStore as _;
 
-use crate::docker::{
-    compose_command, docker_available_or_skip, ensure_demo_image, fingerprint, DEMO_IMAGE,
-};
 use crate::harness::{Project, Run};
-
-/// A Compose project started from the temp project's compose.yaml; brought down on drop.
-pub struct Stack<'p> {
-    project: &'p Project,
-    pub name: String,
-    port: u16,
-}
-
-impl<'p> Stack<'p> {
-    fn write(p: &'p Project, tag: &str) -> Stack<'p> {
-        Stack::write_with(p, tag, "")
-    }
-
-    /// The one-service stack; `service_extra` is more YAML for the service (4-space indented).
-    /// A value starting with `bad-` makes the service unhealthy; one starting with `dead-`
-    /// makes it exit at start.
-    pub fn write_with(p: &'p Project, tag: &str, service_extra: &str) -> Stack<'p> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        p.write(
-            "compose.yaml",
-            format!(
-                r#"services:
-  app:
-    image: {DEMO_IMAGE}
-    user: "1000:1000"
-    ports: ["127.0.0.1:{port}:8000"]
-    environment:
-      DEMO_REQUIRED_SECRETS: s1
-      DEMO_REJECT_PREFIX: bad-
-      DEMO_FATAL_PREFIX: dead-
-{service_extra}    healthcheck:
-      test: ["CMD", "/demo-app", "healthcheck"]
-      interval: 200ms
-      timeout: 1s
-      retries: 3
-    secrets: [s1]
-    x-compose-secrets:
-      health-url: http://127.0.0.1:{port}/health
-secrets:
-  s1:
-    file: ./.runtime/secrets/s1
-    x-compose-secrets:
-      owner: "1000:1000"
-      generator: hex:24
-"#
-            ),
-        );
-        Stack {
-            project: p,
-            name: format!("csrot{tag}{}x{port}", std::process::id()),
-            port,
-        }
-    }
-
-    pub fn up(&self) {
-        let out = compose_command()
-            .args(["-p", &self.name, "-f", "compose.yaml", "up", "-d"])
-            .current_dir(self.project.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "compose up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.wait_healthy(Duration::from_secs(60));
-    }
-
-    /// Poll `/health` until it answers 200.
-    pub fn wait_healthy(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.health().is_none_or(|(s, _)| s != 200) {
-            assert!(
-                Instant::now() < deadline,
-                "the demo service never became healthy"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Run {
-        self.project
-            .cmd(args)
-            .env("COMPOSE_PROJECT_NAME", &self.name)
-    }
-
-    pub fn health(&self) -> Option<(u16, serde_json::Value)> {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        let status = r.split_whitespace().nth(1)?.parse().ok()?;
-        let body = serde_json::from_str(r.split("\r\n\r\n").nth(1)?).ok()?;
-        Some((status, body))
-    }
-
-    pub fn fingerprint_seen(&self) -> String {
-        let (_, body) = self.health().expect("health answers");
-        body["secrets"]["s1"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// The id of the stack's one container, running or not.
-    pub fn container_id(&self) -> String {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.name),
-            ])
-            .output()
-            .unwrap();
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            !id.is_empty() && !id.contains('\n'),
-            "one container: {id:?}"
-        );
-        id
-    }
-
-    /// `docker inspect --format` of the stack's container.
-    pub fn inspect(&self, format: &str) -> String {
-        let out = Command::new("docker")
-            .args(["inspect", "--format", format, &self.container_id()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    pub fn started_at(&self) -> String {
-        self.inspect("{{.State.StartedAt}}")
-    }
-
-    /// Restart the container by hand, as an operator would (`docker restart -t 1`).
-    pub fn restart_by_hand(&self) {
-        let out = Command::new("docker")
-            .args(["restart", "-t", "1", &self.container_id()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Stack<'_> {
-    fn drop(&mut self) {
-        let _ = compose_command()
-            .args([
-                "-p",
-                &self.name,
-                "-f",
-                "compose.yaml",
-                "down",
-                "-v",
-                "-t",
-                "1",
-            ])
-            .current_dir(self.project.dir.path())
-            .output();
-    }
-}
-
-pub fn ready(test: &str) -> bool {
-    if !docker_available_or_skip(test) {
-        return false;
-    }
-    ensure_demo_image();
-    true
-}
+use crate::support::docker::{fingerprint, ready, DEMO_IMAGE};
+use crate::support::emulator::Emulator;
+use crate::support::stack::Stack;
+use crate::support::store::store_for;
 
 #[test]
 fn demo_rotate_restarts_the_container_with_the_new_value_and_rolls_back_a_rejected_one() {
@@ -257,20 +73,11 @@ async fn key_vault_rotate_pushes_a_tagged_version_restarts_and_rolls_back_in_the
     if !ready("rotate_docker::key_vault_rotate_pushes_a_tagged_version_restarts_and_rolls_back_in_the_vault") {
         return;
     }
-    let emulator = crate::emulator_process::Emulator::start(&["--seed", "s1"]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let emulator = Emulator::start(&["--seed", "s1"]);
+    let store = store_for(&emulator, &[]);
     let p = Project::empty();
     let stack = Stack::write(&p, "kv");
-    let kv = |args: &[&str]| {
-        let mut run = stack
-            .cmd(args)
-            .env("AZURE_USE_KEYVAULT", "true")
-            .env("AZURE_CREDENTIAL", "managed-identity");
-        for (k, v) in emulator.vars() {
-            run = run.env(&k, v);
-        }
-        run
-    };
+    let kv = |args: &[&str]| stack.cmd(args).keyvault(&emulator);
     kv(&["load"]).run().success();
     stack.up();
     let before = store.get_latest("s1").await.unwrap();
@@ -401,7 +208,7 @@ fn a_same_named_service_in_another_project_is_not_restarted() {
         return;
     }
     let (mine, theirs) = (Project::empty(), Project::empty());
-    let stacks: Vec<Stack<'_>> = [(&mine, "mine"), (&theirs, "theirs")]
+    let stacks: Vec<Stack<&Project>> = [(&mine, "mine"), (&theirs, "theirs")]
         .into_iter()
         .map(|(p, tag)| {
             p.write(".env.demo", "S1=\n");

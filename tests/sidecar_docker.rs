@@ -4,60 +4,15 @@
 //! the Docker socket and the project directory mounted, which restarts the app when `.env`
 //! changes.
 
-use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::docker::{compose_command, fingerprint, DEMO_IMAGE};
 use crate::harness::Project;
-use crate::rotate_docker::ready;
+use crate::support::docker::{
+    compose_command, ensure_product_image, fingerprint, ready, DEMO_IMAGE, PRODUCT_IMAGE,
+};
+use crate::support::stack::{free_port, health_on};
 
-/// The image `scripts/build-image.sh` builds.
-pub const IMAGE: &str = "compose-secrets:latest";
 const PATIENCE: Duration = Duration::from_secs(180);
-
-/// Build the compose-secrets image once if it is missing (a release build: minutes).
-fn ensure_image() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let exists = || {
-            Command::new("docker")
-                .args(["image", "inspect", "--format", "{{.Id}}", IMAGE])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if exists() {
-            return Ok(());
-        }
-        let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-secrets-image.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
-            .map_err(|e| e.to_string())?;
-        let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e.to_string())?;
-        if exists() {
-            return Ok(());
-        }
-        let root = crate::harness::repo_root();
-        let out = Command::new(root.join("scripts/build-image.sh"))
-            .env_remove("COMPOSE_SECRETS_IMAGE")
-            .current_dir(&root)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    });
-    if let Err(e) = result {
-        panic!("the image {IMAGE} is missing and scripts/build-image.sh failed: {e}");
-    }
-}
 
 /// The app and compose-secrets in one Compose project, in demo mode (`.env` holds `S1`).
 struct SidecarStack {
@@ -68,11 +23,7 @@ struct SidecarStack {
 
 impl SidecarStack {
     fn new(value: &str) -> SidecarStack {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let name = format!("cssidecar{}x{port}", std::process::id());
         let p = Project::empty();
         // The project is mounted at its own path (`${PWD}`, as compose.sidecar.yaml does), and
@@ -83,13 +34,13 @@ impl SidecarStack {
                 r#"name: {name}
 services:
   secrets:
-    image: {IMAGE}
+    image: {PRODUCT_IMAGE}
     command: ["load"]
     working_dir: ${{PWD}}
     volumes:
       - ${{PWD}}:${{PWD}}
   secrets-sync:
-    image: {IMAGE}
+    image: {PRODUCT_IMAGE}
     command: ["sync", "--watch", "--interval", "1s", "--health-url", "http://{{ip}}:8000/health"]
     working_dir: ${{PWD}}
     volumes:
@@ -132,17 +83,7 @@ secrets:
     }
 
     fn seen(&self) -> Option<String> {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        let body: serde_json::Value = serde_json::from_str(r.split("\r\n\r\n").nth(1)?).ok()?;
+        let (_, body) = health_on(self.port)?;
         Some(body["secrets"]["s1"].as_str()?.to_string())
     }
 
@@ -187,7 +128,7 @@ fn the_image_loads_before_the_app_starts_and_a_watching_service_follows_env_chan
     if !ready("sidecar_docker::the_image_loads_before_the_app_starts_and_a_watching_service_follows_env_changes") {
         return;
     }
-    ensure_image();
+    ensure_product_image();
     let first = unique("first-value");
     let stack = SidecarStack::new(&first);
     // Compose creates the app's container before starting the one-shot, and the secret's file

@@ -12,7 +12,8 @@ use compose_secrets::store::key_vault::{KeyVaultConfig, KeyVaultStore};
 use compose_secrets::store::memory::MemoryStore;
 use compose_secrets::store::{tags, SecretStore, VersionInfo};
 
-use crate::emulator_process::Emulator;
+use crate::support::emulator::Emulator;
+use crate::support::store::store_for;
 
 /// Generous ceiling for "fails fast" checks; the real numbers are printed.
 const FAST: Duration = Duration::from_secs(20);
@@ -229,37 +230,6 @@ impl Drop for ProcessEnvGuard {
             }
         }
     }
-}
-
-/// The settings a deployment would have for this emulator: its `emulator.env`
-/// plus a service principal, then `overrides` (an empty value removes a key).
-fn emulator_vars(emulator: &Emulator, overrides: &[(&str, &str)]) -> HashMap<String, String> {
-    let mut vars = emulator.vars();
-    // Only the process environment feeds the SDK's managed identity; keep the
-    // lookup to what KeyVaultConfig reads.
-    vars.remove("IDENTITY_ENDPOINT");
-    vars.remove("IDENTITY_HEADER");
-    vars.insert("AZURE_CREDENTIAL".into(), "client-secret".into());
-    vars.insert("AZURE_CLIENT_ID".into(), "conformance".into());
-    vars.insert("AZURE_CLIENT_SECRET".into(), emulator.client_secret.clone());
-    vars.insert("COMPOSE_SECRETS_DISABLE_IMDS".into(), "1".into());
-    for (key, value) in overrides {
-        if value.is_empty() {
-            vars.remove(*key);
-        } else {
-            vars.insert((*key).to_owned(), (*value).to_owned());
-        }
-    }
-    vars
-}
-
-fn config_for(emulator: &Emulator, overrides: &[(&str, &str)]) -> KeyVaultConfig {
-    let vars = emulator_vars(emulator, overrides);
-    KeyVaultConfig::from_lookup(&|key| vars.get(key).cloned()).expect("valid Key Vault config")
-}
-
-pub fn store_for(emulator: &Emulator, overrides: &[(&str, &str)]) -> KeyVaultStore {
-    KeyVaultStore::new(config_for(emulator, overrides)).expect("build the Key Vault store")
 }
 
 fn value(text: &str) -> SecretValue {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::harness::Project;
+use crate::support::stack::free_port;
 
-const IMAGE: &str = crate::docker::DEMO_IMAGE;
+const IMAGE: &str = crate::support::docker::DEMO_IMAGE;
 
 /// Opts in to the Swarm tests: they run `docker swarm init` on the engine (and leave the swarm
 /// again), global state a plain `make test` must not change behind the user's back.
@@ -32,10 +33,10 @@ fn docker_or_skip(test: &str) -> bool {
         );
         return false;
     }
-    if !crate::docker::docker_available_or_skip(test) {
+    if !crate::support::docker::docker_available_or_skip(test) {
         return false;
     }
-    crate::docker::ensure_demo_image();
+    crate::support::docker::ensure_demo_image();
     true
 }
 
@@ -257,14 +258,6 @@ impl Drop for SwarmStack {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A tiny HTTP GET on loopback: (status, body), or None when nothing answered.
 fn get(url: &str) -> Option<(u16, String)> {
     use std::io::Read as _;
@@ -309,7 +302,7 @@ fn poller(url: String) -> (Arc<AtomicBool>, std::thread::JoinHandle<(usize, usiz
 }
 
 fn fingerprint(value: &str) -> String {
-    crate::docker::fingerprint(value.as_bytes())
+    crate::support::docker::fingerprint(value.as_bytes())
 }
 
 #[test]

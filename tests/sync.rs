@@ -4,44 +4,13 @@
 //! the vault's Retry-After. The fleet, held versions and outages on the real engine are in
 //! `sync_docker`.
 
-use std::io::Read as _;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::emulator_process::Emulator;
-use crate::harness::{assert_same_files, Project, Run};
+use crate::harness::{assert_same_files, Project};
+use crate::support::emulator::{seeded_project, Emulator};
+use crate::support::process::Background;
 
 const NO_DOCKER: &str = "unix:///nonexistent/compose-secrets-test/docker.sock";
-
-fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity");
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
-
-/// `n` file secrets `bench-0000`… (the emulator's `--seed-count` names) of one service that
-/// is not running.
-fn secrets_project(n: usize) -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  bench-{i:04}:\n    file: ./.runtime/secrets/bench-{i:04}\n"
-        ));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
 
 /// The demo project loaded in demo mode, then one `.env` value changed by hand: what
 /// `sync` has to apply (the demo service is not running).
@@ -70,16 +39,18 @@ async fn sync_with_nothing_changed_costs_a_warm_load_lists_only_and_writes_nothi
     let emulator = Emulator::start(&["--seed-count", "60"]);
     // `updated` has one-second resolution: let the seeded versions age past it.
     std::thread::sleep(Duration::from_millis(1100));
-    let p = secrets_project(60);
-    kv(&p, &emulator, &["load"]).run().success();
+    let p = seeded_project(60);
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
 
     emulator.reset_stats().await;
-    kv(&p, &emulator, &["load"]).run().success();
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     let warm_load = emulator.stats().await;
     let before = p.snapshot();
     emulator.reset_stats().await;
     // No Docker either: nothing changed, so no engine is asked.
-    let out = kv(&p, &emulator, &["sync", "--json"])
+    let out = p
+        .cmd(&["sync", "--json"])
+        .keyvault(&emulator)
         .env("DOCKER_HOST", NO_DOCKER)
         .run()
         .success();
@@ -156,94 +127,6 @@ fn a_bad_interval_is_a_usage_error() {
     p.cmd(&["sync", "--interval", "5s"]).run().code(2);
 }
 
-/// A `compose-secrets` running in the background, its output in files.
-pub struct Background {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Background {
-    pub fn spawn(run: Run) -> Background {
-        let dir = tempfile::tempdir().unwrap();
-        let stdout = dir.path().join("stdout");
-        let stderr = dir.path().join("stderr");
-        let mut cmd = run.cmd;
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        Background {
-            child: cmd.spawn().expect("spawn compose-secrets"),
-            stdout,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    pub fn stdout(&self) -> String {
-        read(&self.stdout)
-    }
-
-    pub fn stderr(&self) -> String {
-        read(&self.stderr)
-    }
-
-    /// Wait (up to `limit`, a bound for a hung run, not a timing claim) until `what` is true.
-    pub fn wait_for(&mut self, what: &str, limit: Duration, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !done(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "compose-secrets exited ({status}) while waiting for {what}\nstdout:\n{}\nstderr:\n{}",
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gave up waiting for {what}\nstdout:\n{}\nstderr:\n{}",
-                self.stdout(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM, then its exit code.
-    pub fn terminate(&mut self) -> i32 {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running two minutes after SIGTERM\nstderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read(path: &std::path::Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    text
-}
-
 #[test]
 fn watch_with_nothing_to_do_stops_cleanly_on_sigterm() {
     let p = Project::demo();
@@ -273,16 +156,15 @@ fn watch_with_nothing_to_do_stops_cleanly_on_sigterm() {
 async fn a_throttled_watch_backs_off_for_at_least_the_retry_after() {
     let emulator = Emulator::start(&["--seed-count", "3"]);
     std::thread::sleep(Duration::from_millis(1100));
-    let p = secrets_project(3);
-    kv(&p, &emulator, &["load"]).run().success();
+    let p = seeded_project(3);
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
     emulator
         .set_faults(serde_json::json!({"fault_429_every": 1, "retry_after": 2}))
         .await;
-    let mut watch = Background::spawn(kv(
-        &p,
-        &emulator,
-        &["--json", "sync", "--watch", "--interval", "1s"],
-    ));
+    let mut watch = Background::spawn(
+        p.cmd(&["--json", "sync", "--watch", "--interval", "1s"])
+            .keyvault(&emulator),
+    );
     watch.wait_for("a back-off line", Duration::from_secs(120), |w| {
         w.stderr().contains("\"backoff\"")
     });

@@ -4,101 +4,48 @@
 //! rejects is held on B without touching A or the vault; a vault outage during `--watch` is
 //! waited out with files and containers left alone.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use compose_secrets::secret::SecretValue;
 use compose_secrets::store::SecretStore as _;
 
-use crate::docker::{compose_command, fingerprint, DEMO_IMAGE};
-use crate::emulator_process::Emulator;
 use crate::harness::{Project, Run};
-use crate::rotate_docker::ready;
-use crate::sync::Background;
+use crate::support::docker::{fingerprint, ready};
+use crate::support::emulator::Emulator;
+use crate::support::process::Background;
+use crate::support::stack::{DemoStack, Stack};
 
 /// A bound for a hung run (the watcher, a restart), never a timing claim.
 const PATIENCE: Duration = Duration::from_secs(180);
 
 /// One host of the fleet: its own project directory, Compose project and port, the shared vault.
 struct Host<'e> {
-    p: Project,
-    name: String,
-    port: u16,
+    stack: Stack<Project>,
     emulator: &'e Emulator,
 }
 
 impl<'e> Host<'e> {
     /// A host whose service rejects values starting with `reject` (DEMO_REJECT_PREFIX).
     fn new(tag: &str, reject: &str, emulator: &'e Emulator) -> Host<'e> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let p = Project::empty();
-        p.write(
-            "compose.yaml",
-            format!(
-                r#"services:
-  app:
-    image: {DEMO_IMAGE}
-    user: "1000:1000"
-    ports: ["127.0.0.1:{port}:8000"]
-    environment:
-      DEMO_REQUIRED_SECRETS: s1
-      DEMO_REJECT_PREFIX: {reject}
-    healthcheck:
-      test: ["CMD", "/demo-app", "healthcheck"]
-      interval: 200ms
-      timeout: 1s
-      retries: 3
-    secrets: [s1]
-    x-compose-secrets:
-      health-url: http://127.0.0.1:{port}/health
-secrets:
-  s1:
-    file: ./.runtime/secrets/s1
-    x-compose-secrets:
-      owner: "1000:1000"
-      generator: hex:24
-"#
-            ),
-        );
+        let options = DemoStack {
+            reject,
+            fatal: None,
+            service_extra: "",
+        };
         Host {
-            p,
-            name: format!("cssync{tag}{}x{port}", std::process::id()),
-            port,
+            stack: Stack::with(Project::empty(), &format!("sync{tag}"), &options),
             emulator,
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Run {
-        let mut run = self
-            .p
-            .cmd(args)
-            .env("COMPOSE_PROJECT_NAME", &self.name)
-            .env("AZURE_USE_KEYVAULT", "true")
-            .env("AZURE_CREDENTIAL", "managed-identity");
-        for (k, v) in self.emulator.vars() {
-            run = run.env(&k, v);
-        }
-        run
+        self.stack.cmd(args).keyvault(self.emulator)
     }
 
     /// `load`, then `compose up`, until `/health` answers 200.
     fn start(&self) {
         self.cmd(&["load"]).run().success();
-        let out = compose_command()
-            .args(["-p", &self.name, "-f", "compose.yaml", "up", "-d"])
-            .current_dir(self.p.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "compose up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.wait_until("healthy", |h| h.status() == Some(200));
+        self.stack.up();
     }
 
     fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
@@ -107,90 +54,42 @@ secrets:
             assert!(
                 Instant::now() < deadline,
                 "host {}: never {what}",
-                self.name
+                self.stack.name
             );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    fn health(&self) -> Option<(u16, serde_json::Value)> {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(
-            s,
-            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        let status = r.split_whitespace().nth(1)?.parse().ok()?;
-        let body = serde_json::from_str(r.split("\r\n\r\n").nth(1)?).ok()?;
-        Some((status, body))
-    }
-
     fn status(&self) -> Option<u16> {
-        self.health().map(|(s, _)| s)
+        self.stack.status()
     }
 
-    /// The fingerprint of `s1` the running service reports.
+    /// The fingerprint of `s1` the running service reports (empty while it does not answer).
     fn seen(&self) -> String {
-        self.health()
+        self.stack
+            .health()
             .map(|(_, b)| b["secrets"]["s1"].as_str().unwrap_or_default().to_string())
             .unwrap_or_default()
     }
 
     fn started_at(&self) -> String {
-        let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=com.docker.compose.project={}", self.name),
-            ])
-            .output()
-            .unwrap();
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            !id.is_empty() && !id.contains('\n'),
-            "one container: {id:?}"
-        );
-        let out = Command::new("docker")
-            .args(["inspect", "--format", "{{.State.StartedAt}}", &id])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.stack.started_at()
     }
 
     fn file(&self) -> String {
-        self.p.read_string(".runtime/secrets/s1")
+        self.stack.project().read_string(".runtime/secrets/s1")
     }
 
     fn state(&self) -> serde_json::Value {
-        serde_json::from_str(&self.p.read_string(".runtime/state.json")).unwrap()
+        serde_json::from_str(&self.stack.project().read_string(".runtime/state.json")).unwrap()
     }
 
     fn last_audit_line(&self) -> serde_json::Value {
-        let log = self.p.read_string(".runtime/audit.log");
-        serde_json::from_str(log.lines().last().unwrap()).unwrap()
-    }
-}
-
-impl Drop for Host<'_> {
-    fn drop(&mut self) {
-        let _ = compose_command()
-            .args([
-                "-p",
-                &self.name,
-                "-f",
-                "compose.yaml",
-                "down",
-                "-v",
-                "-t",
-                "1",
-            ])
-            .current_dir(self.p.dir.path())
-            .output();
+        self.stack
+            .project()
+            .audit_lines()
+            .pop()
+            .expect("an audit line")
     }
 }
 
@@ -227,7 +126,7 @@ async fn fleet_sync_follows_a_rotation_on_another_host_and_holds_a_value_it_reje
         return;
     }
     let emulator = Emulator::start(&["--seed", "s1"]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let a = Host::new("a", "never-rejected-", &emulator);
     let b = Host::new("b", "held-", &emulator);
     a.start();
@@ -355,7 +254,7 @@ async fn fleet_watch_picks_up_a_rotation_on_another_host_and_stops_on_sigterm() 
         return;
     }
     let emulator = Emulator::start(&["--seed", "s1"]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let a = Host::new("wa", "never-rejected-", &emulator);
     let b = Host::new("wb", "never-rejected-", &emulator);
     a.start();
@@ -388,7 +287,7 @@ async fn a_vault_outage_during_watch_keeps_files_and_containers_and_recovers() {
         return;
     }
     let emulator = Emulator::start(&["--seed", "s1"]);
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     let b = Host::new("ob", "never-rejected-", &emulator);
     b.start();
     let mut watch = Background::spawn(b.cmd(&["sync", "--watch", "--interval", "2s"]));

@@ -11,24 +11,10 @@ fn loaded() -> Project {
         ".gitignore",
         std::fs::read(crate::harness::repo_root().join(".gitignore")).unwrap(),
     );
-    git(&p, &["init", "-q"]);
+    p.git(&["init", "-q"]);
     p.cmd(&["ensure"]).run().success();
     p.cmd(&["load"]).run().success();
     p
-}
-
-fn git(p: &Project, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.email=t@example.invalid", "-c", "user.name=t"])
-        .args(args)
-        .current_dir(p.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Run `verify --json --no-docker`; returns (exit code, checks).
@@ -225,7 +211,7 @@ fn outside_a_git_repository_history_is_not_checked_and_strict_fails() {
         ".gitignore",
         std::fs::read(crate::harness::repo_root().join(".gitignore")).unwrap(),
     );
-    git(&p, &["init", "-q"]);
+    p.git(&["init", "-q"]);
     assert_eq!(verify(&p, &["--strict"]).0, 0);
 }
 
@@ -245,8 +231,8 @@ fn env_mode_ignore_rules_and_history_are_checked() {
     assert_status(&checks, "git", ".env", "fail");
     assert_status(&checks, "git", ".runtime", "fail");
 
-    git(&p, &["add", "-f", ".env"]);
-    git(&p, &["commit", "-qm", "oops"]);
+    p.git(&["add", "-f", ".env"]);
+    p.git(&["commit", "-qm", "oops"]);
     std::fs::write(p.path(".gitignore"), ".env\n.runtime/\n").unwrap();
     let (code, checks) = verify(&p, &[]);
     assert_eq!(code, 1);
@@ -465,7 +451,7 @@ fn a_load_of_eighty_secrets_then_another_append_still_verifies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
     use compose_secrets::store::SecretStore as _;
-    let emulator = crate::emulator_process::Emulator::start(&[
+    let emulator = crate::support::emulator::Emulator::start(&[
         "--seed",
         "flask-secret-key",
         "--seed",
@@ -479,13 +465,7 @@ async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
     ]);
     let p = Project::demo();
     let kv = |args: &[&str], identity: Option<&str>| {
-        let mut run = p
-            .cmd(args)
-            .env("AZURE_USE_KEYVAULT", "true")
-            .env("AZURE_CREDENTIAL", "managed-identity");
-        for (k, v) in emulator.vars() {
-            run = run.env(&k, v);
-        }
+        let mut run = p.cmd(args).keyvault(&emulator);
         if let Some(id) = identity {
             run = run.env("AZURE_CLIENT_ID", id);
         }
@@ -500,7 +480,7 @@ async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
 
     // Rotated in the vault behind our back: the file is stale until the next load.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let store = crate::store_conformance::store_for(&emulator, &[]);
+    let store = crate::support::store::store_for(&emulator, &[]);
     store
         .set(
             "flask-secret-key",
@@ -535,7 +515,7 @@ async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
 
 #[test]
 fn an_identity_without_get_fails_naming_the_permission() {
-    let emulator = crate::emulator_process::Emulator::start(&[
+    let emulator = crate::support::emulator::Emulator::start(&[
         "--seed",
         "flask-secret-key",
         "--seed",
@@ -549,13 +529,7 @@ fn an_identity_without_get_fails_naming_the_permission() {
     ]);
     let p = Project::demo();
     let kv = |args: &[&str], identity: Option<&str>| {
-        let mut run = p
-            .cmd(args)
-            .env("AZURE_USE_KEYVAULT", "true")
-            .env("AZURE_CREDENTIAL", "managed-identity");
-        for (k, v) in emulator.vars() {
-            run = run.env(&k, v);
-        }
+        let mut run = p.cmd(args).keyvault(&emulator);
         if let Some(id) = identity {
             run = run.env("AZURE_CLIENT_ID", id);
         }
@@ -595,8 +569,8 @@ mod docker {
     use std::time::{Duration, Instant};
 
     use super::{assert_status, loaded};
-    use crate::docker::{docker_available_or_skip, ensure_demo_image, DEMO_IMAGE};
     use crate::harness::{Project, Run, DEMO_SECRETS};
+    use crate::support::docker::{ready, DEMO_IMAGE};
 
     /// Generous: two cores may be busy compiling while a container starts.
     const HEALTH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -713,14 +687,6 @@ mod docker {
         let out = run.run();
         out.assert_no_values(&values(p));
         (out.code, out.json()["checks"].as_array().unwrap().clone())
-    }
-
-    fn ready(test: &str) -> bool {
-        if !docker_available_or_skip(test) {
-            return false;
-        }
-        ensure_demo_image();
-        true
     }
 
     #[test]

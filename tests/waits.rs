@@ -7,14 +7,13 @@
 //! rollback. Every time bound here is a generous limit that only a hang reaches, never a
 //! timing claim.
 
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::emulator_process::Emulator;
-use crate::harness::{Project, Run};
+use crate::harness::Project;
+use crate::support::emulator::{seeded_project, Emulator};
+use crate::support::process::Background;
 
 /// Longer than any bounded wait of the fixed code; far shorter than the hour it used to wait.
 const HANG: Duration = Duration::from_secs(120);
@@ -22,124 +21,11 @@ const HANG: Duration = Duration::from_secs(120);
 const STOP_BOUND: Duration = Duration::from_secs(30);
 const SECRETS: usize = 3;
 
-fn kv(p: &Project, emulator: &Emulator, args: &[&str]) -> Run {
-    let mut run = p
-        .cmd(args)
-        .env("AZURE_USE_KEYVAULT", "true")
-        .env("AZURE_CREDENTIAL", "managed-identity");
-    for (k, v) in emulator.vars() {
-        run = run.env(&k, v);
-    }
-    run
-}
-
-/// `SECRETS` file secrets `bench-0000`… (the emulator's `--seed-count` names).
-fn secrets_project() -> Project {
-    let p = Project::empty();
-    let names: Vec<String> = (0..SECRETS).map(|i| format!("bench-{i:04}")).collect();
-    let mut yaml = format!(
-        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
-        names.join(", ")
-    );
-    for name in &names {
-        yaml.push_str(&format!("  {name}:\n    file: ./.runtime/secrets/{name}\n"));
-    }
-    p.write("compose.yaml", yaml);
-    p
-}
-
 /// A compose-secrets in the background, its output in files.
-struct Spawned {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Spawned {
-    fn spawn(run: Run) -> Spawned {
-        let dir = tempfile::tempdir().unwrap();
-        let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
-        let mut cmd = run.cmd;
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        Spawned {
-            child: cmd.spawn().expect("spawn compose-secrets"),
-            stdout,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// Poll until `done` (or panic after `limit`, or when the process exits first).
-    fn wait_for(&mut self, what: &str, limit: Duration, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !done(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "exited ({status}) while waiting for {what}\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {what}:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, signal).unwrap();
-    }
-
-    /// The exit code, once the process exits by itself within `limit`; killed and failed
-    /// otherwise.
-    fn exit_within(&mut self, limit: Duration, what: &str) -> i32 {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or_else(|| {
-                    panic!(
-                        "{what}: killed by a signal ({status})\nstderr:\n{}",
-                        self.stderr()
-                    )
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "{what}: still running after {limit:?}\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A vault whose every data-plane request is answered 429 with `retry_after` seconds.
 async fn throttled(retry_after: u64) -> (Project, Emulator) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = secrets_project();
+    let p = seeded_project(SECRETS);
     emulator
         .set_faults(serde_json::json!({"fault_429_every": 1, "retry_after": retry_after}))
         .await;
@@ -153,11 +39,11 @@ async fn faults_injected(emulator: &Emulator) -> u64 {
 }
 
 /// Wait until the emulator has throttled at least one request: the run is in its wait.
-async fn until_throttled(emulator: &Emulator, run: &mut Spawned) {
+async fn until_throttled(emulator: &Emulator, run: &mut Background) {
     let deadline = Instant::now() + HANG;
     while faults_injected(emulator).await == 0 {
         assert!(
-            run.child.try_wait().unwrap().is_none(),
+            run.running(),
             "exited before it was throttled:\n{}",
             run.stderr()
         );
@@ -171,7 +57,7 @@ async fn load_refuses_a_retry_after_beyond_its_budget_and_names_it() {
     let (p, emulator) = throttled(3600).await;
     let before = p.snapshot();
     let started = Instant::now();
-    let mut load = Spawned::spawn(kv(&p, &emulator, &["load"]));
+    let mut load = Background::spawn(p.cmd(&["load"]).keyvault(&emulator));
     let code = load.exit_within(HANG, "load under Retry-After: 3600");
     let stderr = load.stderr();
     eprintln!(
@@ -193,11 +79,14 @@ async fn load_refuses_a_retry_after_beyond_its_budget_and_names_it() {
 
 /// Start `sync --watch` on a loaded project, throttle the vault with `retry_after`, wait until
 /// the watcher has been throttled, then send `signal`.
-async fn signalled_watch(retry_after: u64, signal: Signal) -> (Spawned, Emulator) {
+async fn signalled_watch(retry_after: u64, signal: Signal) -> (Background, Emulator) {
     let emulator = Emulator::start(&["--seed-count", &SECRETS.to_string()]);
-    let p = secrets_project();
-    kv(&p, &emulator, &["load"]).run().success();
-    let mut watch = Spawned::spawn(kv(&p, &emulator, &["sync", "--watch", "--interval", "1s"]));
+    let p = seeded_project(SECRETS);
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
+    let mut watch = Background::spawn(
+        p.cmd(&["sync", "--watch", "--interval", "1s"])
+            .keyvault(&emulator),
+    );
     watch.wait_for("the start line", HANG, |w| {
         w.stderr().contains("watching the store")
     });
@@ -259,7 +148,7 @@ async fn a_watch_step_in_a_retry_wait_stops_on_sigterm() {
 async fn a_load_in_a_retry_wait_stops_on_sigterm_with_the_interrupted_code() {
     let (p, emulator) = throttled(50).await;
     let before = p.snapshot();
-    let mut load = Spawned::spawn(kv(&p, &emulator, &["load"]));
+    let mut load = Background::spawn(p.cmd(&["load"]).keyvault(&emulator));
     until_throttled(&emulator, &mut load).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     load.signal(Signal::SIGTERM);
@@ -313,13 +202,12 @@ fn hooked_project(rollback_status: u8) -> Project {
 }
 
 fn last_audit_line(p: &Project) -> serde_json::Value {
-    let text = p.read_string(".runtime/audit.log");
-    serde_json::from_str(text.lines().last().expect("an audit line")).unwrap()
+    p.audit_lines().pop().expect("an audit line")
 }
 
 /// Run `rotate token` with a 1 s hook timeout; its exit code once it ends by itself.
 fn rotate_with_a_hook_that_times_out(p: &Project) -> (i32, String) {
-    let mut rotate = Spawned::spawn(
+    let mut rotate = Background::spawn(
         p.cmd(&["rotate", "token", "--no-restart"])
             .env("COMPOSE_SECRETS_HOOK_TIMEOUT", "1"),
     );
@@ -380,52 +268,62 @@ fn verify_fails_after_a_failed_hook_rollback_until_a_rotation_supersedes_it() {
     p.cmd(&["verify"]).run().success();
 }
 
-#[test]
-fn sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent() {
-    if !crate::rotate_docker::ready(
-        "waits::sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent",
-    ) {
-        return;
-    }
-    let p = Project::empty();
-    p.write(".env.demo", "S1=\n");
-    let stack = crate::rotate_docker::Stack::write_with(&p, "hup", "");
-    stack.cmd(&["ensure"]).run().success();
-    stack.cmd(&["load"]).run().success();
-    stack.up();
-    // A value set elsewhere: the watcher's first step restarts the service onto it.
-    let env = p.read_string(".env");
-    let changed: String = env
-        .lines()
-        .map(|l| {
-            if l.starts_with("S1=") {
-                "S1=set-by-hand-0123456789abcdef\n".to_string()
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    p.write(".env", changed);
-    let mut watch = Spawned::spawn(stack.cmd(&["sync", "--watch", "--interval", "1s"]));
-    watch.wait_for("the sync's intent line", HANG, |_| {
-        p.read_string(".runtime/audit.log")
+/// On the real engine: the module path puts it in nextest's Docker group.
+mod docker {
+    use super::{last_audit_line, HANG};
+    use crate::harness::Project;
+    use crate::support::docker::ready;
+    use crate::support::process::Background;
+    use crate::support::stack::Stack;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent() {
+        if !ready(
+            "waits::docker::sighup_during_a_watch_transaction_finishes_it_and_leaves_no_open_intent",
+        ) {
+            return;
+        }
+        let p = Project::empty();
+        p.write(".env.demo", "S1=\n");
+        let stack = Stack::write(&p, "hup");
+        stack.cmd(&["ensure"]).run().success();
+        stack.cmd(&["load"]).run().success();
+        stack.up();
+        // A value set elsewhere: the watcher's first step restarts the service onto it.
+        let env = p.read_string(".env");
+        let changed: String = env
             .lines()
-            .any(|l| l.contains("\"sync\"") && l.contains("\"intent\""))
-    });
-    watch.signal(Signal::SIGHUP);
-    let code = watch.exit_within(HANG, "sync --watch after SIGHUP");
-    assert_eq!(code, 0, "{}", watch.stderr());
-    assert!(watch.stderr().contains("SIGHUP"), "{}", watch.stderr());
-    let last = last_audit_line(&p);
-    assert_eq!(last["action"], "sync", "{last}");
-    assert_ne!(
-        last["outcome"], "intent",
-        "the transaction was finished: {last}"
-    );
-    let verify = stack.cmd(&["verify"]).run();
-    assert!(
-        !verify.stdout.contains("has no outcome"),
-        "verify reports an open intent:\n{}",
-        verify.stdout
-    );
+            .map(|l| {
+                if l.starts_with("S1=") {
+                    "S1=set-by-hand-0123456789abcdef\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        p.write(".env", changed);
+        let mut watch = Background::spawn(stack.cmd(&["sync", "--watch", "--interval", "1s"]));
+        watch.wait_for("the sync's intent line", HANG, |_| {
+            p.read_string(".runtime/audit.log")
+                .lines()
+                .any(|l| l.contains("\"sync\"") && l.contains("\"intent\""))
+        });
+        watch.signal(Signal::SIGHUP);
+        let code = watch.exit_within(HANG, "sync --watch after SIGHUP");
+        assert_eq!(code, 0, "{}", watch.stderr());
+        assert!(watch.stderr().contains("SIGHUP"), "{}", watch.stderr());
+        let last = last_audit_line(&p);
+        assert_eq!(last["action"], "sync", "{last}");
+        assert_ne!(
+            last["outcome"], "intent",
+            "the transaction was finished: {last}"
+        );
+        let verify = stack.cmd(&["verify"]).run();
+        assert!(
+            !verify.stdout.contains("has no outcome"),
+            "verify reports an open intent:\n{}",
+            verify.stdout
+        );
+    }
 }

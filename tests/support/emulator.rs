@@ -1,4 +1,4 @@
-//! Test support: run the `kv-emulator` binary as a child process and talk to its admin API.
+//! The Key Vault emulator for tests: the `kv-emulator` binary as a child process, and its admin API.
 //!
 //! Each [`Emulator`] owns a fresh state directory and port, so tests never share
 //! secrets, faults or request counters. The child is killed when it is dropped.
@@ -8,6 +8,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::harness::Project;
 
 /// How long the emulator may take to bind and write `emulator.env`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -129,6 +131,21 @@ impl Emulator {
             .map(|(_, v)| v.as_str())
     }
 
+    /// What `compose-secrets` needs to use this vault with the emulator's managed identity:
+    /// `emulator.env` less the admin API (the tests' alone), plus Key Vault mode.
+    /// `Run::keyvault` applies it.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("KV_EMULATOR_"))
+            .cloned()
+            .collect();
+        env.push(("AZURE_USE_KEYVAULT".into(), "true".into()));
+        env.push(("AZURE_CREDENTIAL".into(), "managed-identity".into()));
+        env
+    }
+
     /// `emulator.env` as a map, for building configs.
     pub fn vars(&self) -> HashMap<String, String> {
         self.env.iter().cloned().collect()
@@ -218,6 +235,22 @@ impl Emulator {
     pub fn log(&self) -> String {
         read_log(&self.state_dir.path().join("emulator.log"))
     }
+}
+
+/// A project whose one service (not running) uses `n` file secrets named as the emulator's
+/// `--seed-count n` names its secrets: `bench-0000`, `bench-0001`, …
+pub fn seeded_project(n: usize) -> Project {
+    let p = Project::empty();
+    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
+    let mut yaml = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
+    for name in &names {
+        yaml.push_str(&format!("  {name}:\n    file: ./.runtime/secrets/{name}\n"));
+    }
+    p.write("compose.yaml", yaml);
+    p
 }
 
 impl Drop for Emulator {
