@@ -195,7 +195,9 @@ mod tests {
     #[test]
     fn another_name_is_refused_naming_both() {
         let p = project("other", Some(provider("secrets", Some(PROVIDER_TYPE))));
-        let e = check_project(&p, "demo", "secrets").unwrap_err().to_string();
+        let e = check_project(&p, "demo", "secrets")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`demo`") && e.contains("`other`"), "{e}");
         assert!(e.contains("/p/compose.yaml"), "{e}");
     }
@@ -208,7 +210,9 @@ mod tests {
             (Some(provider("secrets", Some("model"))), "of type `model`"),
         ] {
             let p = project("demo", service);
-            let e = check_project(&p, "demo", "secrets").unwrap_err().to_string();
+            let e = check_project(&p, "demo", "secrets")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why) && e.contains("`secrets`"), "{e}");
         }
     }
@@ -219,8 +223,9 @@ mod tests {
         let up = m["up"]["parameters"].as_array().unwrap();
         let names: Vec<&str> = up.iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(names, UP_OPTIONS.map(|o| o.0));
-        assert!(up.iter().all(|p| !p["default"].as_str().unwrap().is_empty()
-            && p["required"] == false));
+        assert!(up
+            .iter()
+            .all(|p| !p["default"].as_str().unwrap().is_empty() && p["required"] == false));
         assert!(m["stop"].is_object() && m["down"]["parameters"].as_array().unwrap().is_empty());
     }
 

@@ -34,8 +34,10 @@ async fn up(mut global: GlobalOpts, opts: &ProviderOpts) -> Result<u8> {
         Error::Usage("compose up: --project-name is missing (docker compose passes it)".into())
     })?;
     let reporter = Reporter::capturing();
-    let ctx = Context::new(&global, reporter.clone())?
-        .without_process_variable("COMPOSE_PROJECT_NAME")?;
+    let context = || {
+        Context::new(&global, reporter.clone())?.without_process_variable("COMPOSE_PROJECT_NAME")
+    };
+    let mut ctx = context()?;
     let project = ctx.project()?;
     provider::check_project(&project, &compose_name, &opts.service)?;
     let secrets = project.secrets_in_use().count();
@@ -47,6 +49,8 @@ async fn up(mut global: GlobalOpts, opts: &ProviderOpts) -> Result<u8> {
         };
         super::ensure::run(&ctx, &ensure).await?;
         relay(&reporter);
+        // Settings in the new .env (the owner's uid, the store) count from here on.
+        ctx = context()?;
     }
     provider::send(
         "info",
