@@ -55,7 +55,8 @@ fn metadata_describes_every_option_of_up_with_its_default() {
 #[test]
 fn up_on_a_fresh_demo_creates_env_and_writes_the_files_saying_so_in_json_lines() {
     let p = Project::demo();
-    let out = up(&p, "compose-secrets-demo", &[]).success();
+    let name = p.name();
+    let out = up(&p, &name, &[]).success();
     let values: Vec<String> = DEMO_SECRETS.iter().map(|(_, k)| p.env_value(k)).collect();
     out.assert_no_values(&values);
     let said = messages(&out.stdout);
@@ -71,7 +72,7 @@ fn up_on_a_fresh_demo_creates_env_and_writes_the_files_saying_so_in_json_lines()
     }
     // Idempotent: the second run rewrites no file.
     let inode = p.inode(".runtime/secrets/flask-secret-key");
-    let again = up(&p, "compose-secrets-demo", &[]).success();
+    let again = up(&p, &name, &[]).success();
     let text: Vec<String> = messages(&again.stdout).into_iter().map(|m| m.1).collect();
     assert!(
         text.iter()
@@ -89,24 +90,20 @@ fn up_on_a_fresh_demo_creates_env_and_writes_the_files_saying_so_in_json_lines()
 #[test]
 fn another_project_or_service_is_refused_with_one_error_line_and_nothing_written() {
     let p = Project::demo();
+    let name = p.name();
     let before = p.snapshot();
     let out = up(&p, "someone-else", &[]).code(2);
     let said = messages(&out.stdout);
     assert_eq!(said.len(), 1, "{said:?}");
     assert_eq!(said[0].0, "error");
     assert!(
-        said[0].1.contains("`someone-else`") && said[0].1.contains("`compose-secrets-demo`"),
+        said[0].1.contains("`someone-else`") && said[0].1.contains(&format!("`{name}`")),
         "{}",
         said[0].1
     );
     let out = p
-        .cmd(&[
-            "compose",
-            "--project-name=compose-secrets-demo",
-            "up",
-            "app",
-        ])
-        .env("COMPOSE_PROJECT_NAME", "compose-secrets-demo")
+        .cmd(&["compose", &format!("--project-name={name}"), "up", "app"])
+        .env("COMPOSE_PROJECT_NAME", &name)
         .run()
         .code(2);
     let said = messages(&out.stdout);
@@ -122,14 +119,13 @@ fn another_project_or_service_is_refused_with_one_error_line_and_nothing_written
 #[test]
 fn the_project_directory_option_finds_the_project_from_another_directory() {
     let p = Project::demo();
+    let name = p.name();
     let elsewhere = tempfile::tempdir().unwrap();
     let dir = format!("--project-directory={}", p.dir.path().display());
-    let flag = "--project-name=compose-secrets-demo";
+    let flag = &format!("--project-name={name}");
     let mut run = p.cmd(&["compose", flag, "up", &dir, "secrets"]);
     run.cmd.current_dir(elsewhere.path());
-    run.env("COMPOSE_PROJECT_NAME", "compose-secrets-demo")
-        .run()
-        .success();
+    run.env("COMPOSE_PROJECT_NAME", &name).run().success();
     assert_eq!(p.mode(".runtime/secrets/flask-secret-key"), 0o400);
     assert!(std::fs::read_dir(elsewhere.path())
         .unwrap()
@@ -140,13 +136,14 @@ fn the_project_directory_option_finds_the_project_from_another_directory() {
 #[test]
 fn down_and_stop_change_nothing_and_say_so() {
     let p = Project::demo();
-    up(&p, "compose-secrets-demo", &[]).success();
+    let name = p.name();
+    up(&p, &name, &[]).success();
     let before = p.snapshot();
     for verb in ["down", "stop"] {
         let out = p
             .cmd(&[
                 "compose",
-                "--project-name=compose-secrets-demo",
+                &format!("--project-name={name}"),
                 verb,
                 "secrets",
             ])
@@ -181,6 +178,7 @@ fn the_provider_service_is_no_container_to_the_other_commands() {
 #[test]
 fn the_legacy_file_is_the_demo_without_the_provider() {
     let p = Project::demo();
+    let name = p.name();
     p.write(
         "compose.legacy.yaml",
         std::fs::read(crate::harness::repo_root().join("compose.legacy.yaml")).unwrap(),
@@ -188,7 +186,7 @@ fn the_legacy_file_is_the_demo_without_the_provider() {
     let model = |args: &[&str]| -> serde_json::Value {
         let out = p
             .cmd(args)
-            .env("COMPOSE_PROJECT_NAME", "compose-secrets-demo")
+            .env("COMPOSE_PROJECT_NAME", &name)
             .run()
             .success();
         serde_json::from_str(&out.stdout).unwrap()

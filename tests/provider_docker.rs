@@ -40,14 +40,14 @@ impl Stack {
         let name = format!("csprov{tag}{}x{port}", std::process::id());
         let p = Project::demo();
         let yaml = p.read_string("compose.yaml");
-        assert!(yaml.contains("\nname: compose-secrets-demo\n"), "{yaml}");
         p.write(
             "compose.yaml",
             yaml.replace(
-                "\nname: compose-secrets-demo\n",
+                &format!("\nname: {}\n", p.name()),
                 &format!("\nname: {name}\n"),
             ),
         );
+        assert_eq!(p.name(), name);
         // The container's user, as `make` chooses it; in .env.demo so that `ensure` copies it
         // for the later compose-secrets runs (Compose's first `up` reads no .env yet).
         let uid = if is_root() {
