@@ -7,8 +7,6 @@ SHELL := /bin/bash
 CARGO        ?= cargo
 CS           := ./target/debug/compose-secrets
 EMULATOR     := ./target/debug/kv-emulator
-COMPOSE_FILE_DEMO := compose.yaml
-export COMPOSE_PROJECT_NAME ?= compose-secrets-demo
 # The demo runs as you: compose.yaml gives the container `user: ${DEMO_UID}:${DEMO_GID}` and the
 # secret files the same owner, so a non-root user can load files the container reads (giving
 # them to another uid would need root). Under sudo, "you" is the user who ran sudo; root itself
@@ -19,6 +17,11 @@ export DEMO_UID ?= $(if $(filter 0,$(INVOKING_UID)),1000,$(INVOKING_UID))
 export DEMO_GID ?= $(if $(filter 0,$(INVOKING_UID)),1000,$(INVOKING_GID))
 # Compose v2 plugin when present, else the v1 `docker-compose` tool.
 COMPOSE      ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# Compose 2.36+ runs compose.yaml's `secrets` provider service (compose-secrets from PATH: the
+# one just built goes first). Older Compose and v1 cannot read `provider:`: they get
+# compose.legacy.yaml, the same stack without it, after compose-secrets ensure and load.
+PROVIDER_OK  := $(shell scripts/compose-has-providers.sh $(COMPOSE) && echo yes)
+DEMO_COMPOSE := PATH="$(CURDIR)/target/debug:$$PATH" $(COMPOSE) $(if $(PROVIDER_OK),-f compose.yaml,-p compose-secrets-demo -f compose.legacy.yaml)
 SECRET       ?=
 # What scripts/bootstrap.sh installs (cargo-nextest, docker-compose v2, python with the Azure
 # SDK) goes first on PATH for the targets that test: `make bootstrap` puts it there.
@@ -75,10 +78,10 @@ demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)
 skip-demo-image:
 	@echo "SKIPPED (COMPOSE_SECRETS_SKIP_DOCKER=1): the demo image (make demo-image)"
 
-quickstart: build demo-image ## Demo end to end: image, ensure, load, compose up, health
-	$(CS) ensure
-	$(CS) load
-	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) up -d
+quickstart: build demo-image ## Demo end to end: image, then docker compose up -d (its provider loads the secrets), health
+	$(if $(PROVIDER_OK),,@echo "$(COMPOSE) is older than 2.36: compose-secrets ensure and load first, then compose.legacy.yaml")
+	$(if $(PROVIDER_OK),,$(CS) ensure && $(CS) load)
+	$(DEMO_COMPOSE) up -d
 	@port="$$(scripts/demo-port.sh)" && \
 	  scripts/wait-for-health.sh "http://127.0.0.1:$$port/health" 60 && \
 	  echo "Demo is up (as $(DEMO_UID):$(DEMO_GID)): curl -s http://127.0.0.1:$$port/health"
@@ -91,19 +94,15 @@ man: build ## The man page: target/man/compose-secrets.1 (read it with man -l)
 	@echo "man -l target/man/compose-secrets.1"
 
 quickstart-sidecar: export PWD := $(CURDIR)
-quickstart-sidecar: image demo-image ## Demo with compose-secrets as a Compose service: a one-shot load before the app
-	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets ensure
-	@# Compose creates the app's container before starting the one-shot, and a file secret's
-	@# file must exist then: the first time, the one-shot runs on its own.
-	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml run --rm --no-deps secrets
-	$(COMPOSE) -f compose.yaml -f compose.sidecar.yaml up -d
+quickstart-sidecar: image demo-image ## Demo with `sync --watch` as a Compose service beside the provider (Compose 2.36+)
+	@test -n "$(PROVIDER_OK)" || { echo "quickstart-sidecar needs Compose 2.36+ (provider services); $(COMPOSE) is older" >&2; exit 2; }
+	PATH="$(CURDIR)/target/debug:$$PATH" $(COMPOSE) -f compose.yaml -f compose.sidecar.yaml up -d
 	@port="$$(scripts/demo-port.sh)" && \
 	  scripts/wait-for-health.sh "http://127.0.0.1:$$port/health" 60 && \
-	  echo "Demo is up (secrets loaded by the compose-secrets service): curl -s http://127.0.0.1:$$port/health"
-	@echo "Follow the store too: $(COMPOSE) -f compose.yaml -f compose.sidecar.yaml --profile sync up -d"
+	  echo "Demo is up (secrets loaded by the provider, followed by secrets-sync): curl -s http://127.0.0.1:$$port/health"
 
-down: ## Stop the demo stack
-	$(COMPOSE) -f $(COMPOSE_FILE_DEMO) down --remove-orphans
+down: ## Stop the demo stack (the secret files stay)
+	$(DEMO_COMPOSE) down --remove-orphans
 
 emulator: build ## Run the HTTPS Key Vault emulator in the foreground (state in .runtime/emulator)
 	$(EMULATOR) --persist $(EMULATOR_ARGS)

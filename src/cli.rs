@@ -194,6 +194,10 @@ the store keeps it, and `sync` leaves it alone until the store moves on.")]
     /// Developer diagnostics.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+    /// The Docker Compose provider protocol: `docker compose` (2.36+) runs it for a service
+    /// with `provider: {type: compose-secrets}` (see `provider`).
+    #[command(hide = true, subcommand)]
+    Compose(ComposeCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:
   compose-secrets completions bash > ~/.local/share/bash-completion/completions/compose-secrets
@@ -205,7 +209,7 @@ the store keeps it, and `sync` leaves it alone until the store moves on.")]
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct EnsureOpts {
     /// Template copied to .env when .env is missing (default: <project>/.env.demo).
     #[arg(long, value_name = "FILE", env = "COMPOSE_SECRETS_TEMPLATE")]
@@ -220,7 +224,7 @@ pub struct EnsureOpts {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct LoadOpts {
     /// Report what would change; write nothing.
     #[arg(long)]
@@ -349,4 +353,24 @@ pub enum DebugCommand {
     Model,
     /// Print the man page (roff) on stdout: `make man` writes it to target/man/compose-secrets.1.
     Man,
+}
+
+/// What Compose asks of a provider (docker/compose `docs/extension.md`); the options of the
+/// provider service arrive as the global flags of the same names.
+#[derive(Debug, Subcommand)]
+pub enum ComposeCommand {
+    /// Load the project's secrets before Compose creates the services that depend on SERVICE.
+    Up(ProviderOpts),
+    /// Nothing to release: the secret files stay for the next `up`.
+    Down(ProviderOpts),
+    /// Nothing to pause: the secret files stay for the next `up`.
+    Stop(ProviderOpts),
+    /// The provider's options and their defaults, as JSON.
+    Metadata,
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderOpts {
+    /// The provider service's name in the Compose file.
+    pub service: String,
 }

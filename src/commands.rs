@@ -1,5 +1,6 @@
 //! Dispatch: one function per subcommand, each thin over the domain modules.
 
+pub mod compose;
 pub mod ensure;
 pub mod load;
 pub mod rotate;
@@ -12,6 +13,13 @@ use crate::error::{exit, Result};
 use crate::output::Reporter;
 
 pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
+    let cli = match cli {
+        Cli {
+            global,
+            command: Command::Compose(verb),
+        } => return compose::run(global, verb).await,
+        cli => cli,
+    };
     if let Command::Completions { shell } = cli.command {
         let mut cmd = crate::cli::command();
         // Into a buffer first: clap_complete panics when a write fails, as it does when the
@@ -46,6 +54,6 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         Command::Rotate(opts) => rotate::run(&context, &opts).await,
         Command::Sync(opts) => sync::run(&context, &opts).await,
         Command::Verify(opts) => verify::run(&context, &opts).await,
-        Command::Completions { .. } | Command::Debug(_) => Ok(exit::OK),
+        Command::Completions { .. } | Command::Debug(_) | Command::Compose(_) => Ok(exit::OK),
     }
 }

@@ -133,6 +133,9 @@ pub struct ServiceSpec {
     /// Whether its profiles are active (a service without profiles always is).
     pub enabled: bool,
     pub health_url: Option<String>,
+    /// `provider.type` of a provider service (Compose 2.36+): Compose runs that program
+    /// instead of creating a container, so no container of it is ever looked for.
+    pub provider: Option<String>,
     pub user: Option<String>,
     /// `environment:` entries after interpolation (`None`: taken from the shell at `up`).
     pub environment: Vec<(String, Option<String>)>,

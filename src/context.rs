@@ -115,6 +115,16 @@ impl Context {
         })
     }
 
+    /// The same context with `var` taken out of the process environment it resolves the project
+    /// from. Compose sets `COMPOSE_PROJECT_NAME` for a provider: without it, only the project's
+    /// own files and `.env` name the project, so a name check against Compose's means something.
+    pub fn without_process_variable(mut self, var: &str) -> Result<Self> {
+        if self.options.process_env.remove(var).is_some() {
+            self.discovered = compose::discover(&self.options)?;
+        }
+        Ok(self)
+    }
+
     /// Load the Compose project (its files were found when the context was made).
     pub fn project(&self) -> Result<Project> {
         Project::from_discovered(&self.options, self.discovered.clone())

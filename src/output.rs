@@ -113,6 +113,26 @@ impl Reporter {
         }
     }
 
+    /// A reporter whose report is kept, never printed: the Compose provider turns it into its
+    /// own messages (see [`Reporter::take_json`]), since its stdout belongs to Compose.
+    pub fn capturing() -> Self {
+        Self {
+            json: true,
+            quiet: false,
+            verbose: 0,
+            stderr_is_tty: false,
+            document: Arc::default(),
+        }
+    }
+
+    /// The document a capturing reporter holds, taken out of it.
+    pub fn take_json(&self) -> Option<serde_json::Value> {
+        self.document
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// With `--json`: the command's result document (an object), printed once by
     /// [`Reporter::finish`]. A second call replaces the first.
     pub fn emit_json(&self, doc: serde_json::Value) {

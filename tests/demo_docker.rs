@@ -1,6 +1,8 @@
-//! The repository's demo stack, end to end, as the Quick start runs it: `ensure`, `load`,
-//! `up`, health, `rotate`, `verify`, `down`, on Docker Compose v2 and on v1. Both tools read
-//! the project's one `.env` (project name, port, uid), so they agree on everything.
+//! The repository's demo stack, end to end, the way that works on every Compose: `ensure`,
+//! `load`, `up`, health, `rotate`, `verify`, `down`, on Docker Compose v2 (compose.yaml, whose
+//! provider service then finds nothing to change) and on v1 (compose.legacy.yaml, which has no
+//! provider service). Both tools read the project's one `.env` (project name, port, uid), so
+//! they agree on everything. `provider_docker` runs the Quick start itself: `up` alone.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -13,12 +15,14 @@ use crate::support::docker::{
 /// Brings the stack down (with its volumes) however the test ends.
 struct Down {
     compose: fn() -> Command,
+    file: &'static str,
     dir: std::path::PathBuf,
 }
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = (self.compose)()
+        let _ = with_provider_on_path((self.compose)())
+            .args(["-f", self.file])
             .args(["down", "--volumes", "--remove-orphans", "--timeout", "1"])
             .current_dir(&self.dir)
             .output();
@@ -29,12 +33,24 @@ fn v1() -> Command {
     compose_v1_command().expect("Compose v1")
 }
 
-fn run_demo(test: &str, compose: fn() -> Command, tag: &str) {
+/// compose.yaml's provider service runs `compose-secrets` from `PATH`: the binary under test.
+fn with_provider_on_path(mut command: Command) -> Command {
+    let bin_dir = std::path::Path::new(crate::harness::BIN).parent().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    command.env("PATH", format!("{}:{path}", bin_dir.display()));
+    command
+}
+
+fn run_demo(test: &str, compose: fn() -> Command, file: &'static str, tag: &str) {
     if !docker_available_or_skip(test) {
         return;
     }
     ensure_demo_image();
     let p = Project::demo();
+    p.write(
+        "compose.legacy.yaml",
+        std::fs::read(crate::harness::repo_root().join("compose.legacy.yaml")).unwrap(),
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -51,10 +67,11 @@ fn run_demo(test: &str, compose: fn() -> Command, tag: &str) {
     p.cmd(&["load"]).run().success();
     let _down = Down {
         compose,
+        file,
         dir: p.dir.path().to_path_buf(),
     };
-    let up = compose()
-        .args(["up", "-d"])
+    let up = with_provider_on_path(compose())
+        .args(["-f", file, "up", "-d"])
         .current_dir(p.dir.path())
         .output()
         .unwrap();
@@ -110,6 +127,7 @@ fn demo_quickstart_rotate_and_verify_on_compose_v2_docker() {
     run_demo(
         "demo_docker::demo_quickstart_rotate_and_verify_on_compose_v2_docker",
         compose_command,
+        "compose.yaml",
         "v2",
     );
 }
@@ -134,5 +152,5 @@ fn demo_quickstart_rotate_and_verify_on_compose_v1_docker() {
              or set COMPOSE_SECRETS_SKIP_COMPOSE_V1=1 to skip it"
         );
     }
-    run_demo(test, v1, "v1");
+    run_demo(test, v1, "compose.legacy.yaml", "v1");
 }

@@ -35,6 +35,9 @@ const SCRUBBED_NAMES: [&str; 8] = [
     "SSL_CERT_FILE",
 ];
 
+/// compose.yaml's `name:` line.
+const DEMO_NAME_LINE: &str = "\nname: compose-secrets-demo\n";
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -50,16 +53,31 @@ impl Project {
         }
     }
 
-    /// The repository's demo stack: `compose.yaml` and `.env.demo`.
+    /// The repository's demo stack: `compose.yaml` and `.env.demo`, under a project name of its
+    /// own. compose.yaml's `name:` would make every copy the one demo, whose containers on the
+    /// shared engine a copy's `rotate` would then restart.
     pub fn demo() -> Project {
+        static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let p = Project::empty();
         let root = repo_root();
+        let yaml = std::fs::read_to_string(root.join("compose.yaml")).unwrap();
+        let copy = COPIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("csdemo{}x{copy}", std::process::id());
+        assert!(yaml.contains(DEMO_NAME_LINE), "compose.yaml lost its name");
         p.write(
             "compose.yaml",
-            std::fs::read(root.join("compose.yaml")).unwrap(),
+            yaml.replace(DEMO_NAME_LINE, &format!("\nname: {name}\n")),
         );
         p.write(".env.demo", std::fs::read(root.join(".env.demo")).unwrap());
         p
+    }
+
+    /// The project's `name:` (a demo copy's own, see [`Project::demo`]).
+    pub fn name(&self) -> String {
+        self.read_string("compose.yaml")
+            .lines()
+            .find_map(|l| l.strip_prefix("name: ").map(str::to_string))
+            .expect("compose.yaml has a name: line")
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -25,6 +25,8 @@ mod load_keyvault;
 mod manifest;
 mod policy;
 mod properties;
+mod provider;
+mod provider_docker;
 mod prune;
 mod races;
 mod recovery;

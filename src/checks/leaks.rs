@@ -15,7 +15,12 @@ pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[
         .filter_map(|l| Some((l.spec.name.as_str(), l.value.as_ref()?)))
         .filter(|(_, v)| v.len() >= MIN_LEAK_LEN)
         .collect();
-    for service in project.services.values().filter(|s| s.enabled) {
+    // A provider service runs no container, so it has no environment to leak into.
+    for service in project
+        .services
+        .values()
+        .filter(|s| s.enabled && s.provider.is_none())
+    {
         let mut hits: Vec<String> = Vec::new();
         for (key, value) in &service.environment {
             let referenced = service.environment_references.get(key);

@@ -95,8 +95,9 @@ const ALL_STEPS: Steps = Steps {
 };
 
 /// Service keys that decide secrets; everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 8] = [
+const SERVICE_KEYS: [&str; 9] = [
     "secrets",
+    "provider",
     "env_file",
     "build",
     "user",

@@ -88,6 +88,10 @@ pub(super) fn build_services(
                 name,
                 enabled,
                 health_url,
+                provider: body
+                    .get("provider")
+                    .and_then(|p| p.get("type"))
+                    .map(merge::scalar_text),
                 user: body.get("user").map(merge::scalar_text),
                 environment_references,
                 environment,
