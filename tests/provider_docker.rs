@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::docker::{docker_available_or_skip, ensure_demo_image, fingerprint};
+use crate::support::docker::{docker_available_or_skip, ensure_demo_image, fingerprint};
 use crate::harness::{assert_same_files, is_root, scrub, Project, BIN, DEMO_SECRETS};
 
 /// The demo from a fresh copy (no `.env`, no `.runtime`), and how to run `docker compose` on it.
