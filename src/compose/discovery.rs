@@ -41,6 +41,9 @@ pub struct ProjectOptions {
     pub cwd: PathBuf,
     /// The process environment.
     pub process_env: BTreeMap<String, String>,
+    /// Secrets in use even when no service mounts them (the audit layer's signing key): the
+    /// layers above name them, the model does not.
+    pub keep_in_use: Vec<String>,
 }
 
 /// What discovery found.

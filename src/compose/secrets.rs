@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub(super) fn build_secrets(
     dict: &Value,
     services: &BTreeMap<String, ServiceSpec>,
+    keep_in_use: &[String],
 ) -> Result<Vec<SecretSpec>> {
     let empty = serde_norway::Mapping::new();
     let map = dict
@@ -44,7 +45,7 @@ pub(super) fn build_secrets(
     let mut out = Vec::new();
     for (key, def) in map {
         let name = key.as_str().unwrap_or_default().to_string();
-        match secret_spec(&name, def, services) {
+        match secret_spec(&name, def, services, keep_in_use) {
             Ok(spec) => out.push(spec),
             Err(e) => problems.push(e),
         }
@@ -57,6 +58,7 @@ fn secret_spec(
     name: &str,
     def: &Value,
     services: &BTreeMap<String, ServiceSpec>,
+    keep_in_use: &[String],
 ) -> Result<SecretSpec> {
     let external = match def.get("external") {
         Some(Value::Bool(b)) => *b,
@@ -119,8 +121,8 @@ fn secret_spec(
             s.mounts.iter().any(|m| m.source == name) || s.build_secrets.iter().any(|b| b == name)
         })
         .collect();
-    // compose-secrets' own signing key needs no service to mount it.
-    let in_use = users.iter().any(|s| s.enabled) || name == crate::audit::SIGNING_KEY_SECRET;
+    // compose-secrets' own secrets (the audit key) need no service to mount them.
+    let in_use = users.iter().any(|s| s.enabled) || keep_in_use.iter().any(|k| k == name);
     let (owner_uid, owner_gid) = ext
         .owner
         .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))

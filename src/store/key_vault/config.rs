@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
 /// Parallel Key Vault requests when COMPOSE_SECRETS_KV_CONCURRENCY is not set.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub use crate::store::DEFAULT_CONCURRENCY;
 /// Upper bound for COMPOSE_SECRETS_KV_CONCURRENCY; Key Vault throttles at about
 /// 4,000 requests per 10 s per vault, so more parallelism only buys 429s.
 pub const MAX_CONCURRENCY: usize = 256;
