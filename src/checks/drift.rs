@@ -298,7 +298,7 @@ mod tests {
             let (store, state, fx) = (&store, state.clone(), &fx);
             async move {
                 let (mut f, locals) = fx.files();
-                gathered_drift(&mut f, &fx, &locals, store, &state).await;
+                gathered_drift(&mut f, fx, &locals, store, &state).await;
                 f
             }
         };

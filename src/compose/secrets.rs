@@ -60,47 +60,7 @@ fn secret_spec(
     services: &BTreeMap<String, ServiceSpec>,
     keep_in_use: &[String],
 ) -> Result<SecretSpec> {
-    let external = match def.get("external") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Mapping(m)) => {
-            if let (Some(legacy), Some(explicit)) = (
-                m.get("name").and_then(Value::as_str),
-                def.get("name").and_then(Value::as_str),
-            ) {
-                if legacy != explicit {
-                    return Err(Error::manifest(
-                        name,
-                        "name and external.name conflict; only use name",
-                    ));
-                }
-            }
-            true
-        }
-        _ => false,
-    };
-    let source = if external {
-        let legacy = def
-            .get("external")
-            .and_then(|e| e.get("name"))
-            .and_then(Value::as_str);
-        SecretSource::External {
-            name: def
-                .get("name")
-                .and_then(Value::as_str)
-                .or(legacy)
-                .unwrap_or(name)
-                .to_string(),
-        }
-    } else if let Some(f) = def.get("file").and_then(Value::as_str) {
-        SecretSource::File(PathBuf::from(f))
-    } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
-        SecretSource::Environment(var.to_string())
-    } else {
-        return Err(Error::manifest(
-            name,
-            "must declare either `file` or `environment` (a `driver` alone is not enough)",
-        ));
-    };
+    let source = secret_source(name, def)?;
     let ext = extension::secret(def.get(EXTENSION_KEY)).map_err(|m| Error::manifest(name, m))?;
     let default_key = match &source {
         SecretSource::Environment(var) => var.clone(),
@@ -154,6 +114,52 @@ fn secret_spec(
         expiry_grace: ext.expiry_grace,
         uses,
         in_use,
+    })
+}
+
+/// Where Compose takes the secret from: `external` (with its legacy `external.name`), `file`
+/// or `environment`.
+fn secret_source(name: &str, def: &Value) -> Result<SecretSource> {
+    let external = match def.get("external") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Mapping(m)) => {
+            if let (Some(legacy), Some(explicit)) = (
+                m.get("name").and_then(Value::as_str),
+                def.get("name").and_then(Value::as_str),
+            ) {
+                if legacy != explicit {
+                    return Err(Error::manifest(
+                        name,
+                        "name and external.name conflict; only use name",
+                    ));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    Ok(if external {
+        let legacy = def
+            .get("external")
+            .and_then(|e| e.get("name"))
+            .and_then(Value::as_str);
+        SecretSource::External {
+            name: def
+                .get("name")
+                .and_then(Value::as_str)
+                .or(legacy)
+                .unwrap_or(name)
+                .to_string(),
+        }
+    } else if let Some(f) = def.get("file").and_then(Value::as_str) {
+        SecretSource::File(PathBuf::from(f))
+    } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
+        SecretSource::Environment(var.to_string())
+    } else {
+        return Err(Error::manifest(
+            name,
+            "must declare either `file` or `environment` (a `driver` alone is not enough)",
+        ));
     })
 }
 
