@@ -127,7 +127,7 @@ mod vault;
 
 pub use audit::{audit_log_path, check_audit, check_failed_rollbacks};
 pub use compose::check_compose_model;
-pub use containers::{check_containers, check_docker};
+pub use containers::check_docker;
 pub use drift::check_drift;
 pub use files::check_files;
 pub use git::check_git;

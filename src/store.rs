@@ -189,7 +189,8 @@ pub trait SecretStore: Send + Sync {
     }
 
     /// Refuse keys this store cannot hold, and two secrets that would share one, naming every
-    /// offending secret.
+    /// offending secret. The product asks [`Naming::check_keys`] before a store is opened.
+    #[cfg(any(test, feature = "testing"))]
     fn check_keys(&self, specs: &[&SecretSpec]) -> Result<()> {
         self.naming().check_keys(specs)
     }
@@ -211,7 +212,9 @@ pub trait SecretStore: Send + Sync {
         version: &NewVersion,
     ) -> Result<VersionInfo>;
 
-    /// Write a new current version with these tags only (no expiry).
+    /// Write a new current version with these tags only (no expiry). The product always
+    /// writes through `set_version`; tests set values with this.
+    #[cfg(any(test, feature = "testing"))]
     async fn set(
         &self,
         name: &str,
