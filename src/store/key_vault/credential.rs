@@ -119,28 +119,22 @@ pub(super) fn resolve(
     around: &Surroundings<'_>,
 ) -> Result<ResolvedCredential> {
     let present = Present::of(identity);
-    let Present {
-        tenant,
-        client,
-        secret,
-        token_file,
-    } = present;
     match choice {
         CredentialChoice::ClientSecret => needs(
             "client-secret",
             &[
-                ("AZURE_TENANT_ID", tenant),
-                ("AZURE_CLIENT_ID", client),
-                ("AZURE_CLIENT_SECRET", secret),
+                ("AZURE_TENANT_ID", present.tenant),
+                ("AZURE_CLIENT_ID", present.client),
+                ("AZURE_CLIENT_SECRET", present.secret),
             ],
             ResolvedCredential::ClientSecret,
         ),
         CredentialChoice::WorkloadIdentity => needs(
             "workload-identity",
             &[
-                ("AZURE_TENANT_ID", tenant),
-                ("AZURE_CLIENT_ID", client),
-                ("AZURE_FEDERATED_TOKEN_FILE", token_file),
+                ("AZURE_TENANT_ID", present.tenant),
+                ("AZURE_CLIENT_ID", present.client),
+                ("AZURE_FEDERATED_TOKEN_FILE", present.token_file),
             ],
             ResolvedCredential::WorkloadIdentity,
         ),
