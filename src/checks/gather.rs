@@ -58,7 +58,10 @@ pub async fn store_facts(
         let key = facts.key_for(local.spec);
         let needed = !facts.keeps_versions
             || match (facts.listed(&key), state.secrets.get(&local.spec.name)) {
-                (Some(listed), Some(saved)) => {
+                // An edited file fails drift before the vault's version matters.
+                (Some(listed), Some(saved))
+                    if local.fingerprint.as_ref() == Some(&saved.fingerprint) =>
+                {
                     super::drift::listing_currency(local.spec, listed, saved).is_none()
                 }
                 _ => false,
