@@ -57,3 +57,33 @@ pub fn check_compose_model(f: &mut Findings, project: &Project, reference: &Comp
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::fixture::*;
+
+    /// Over what the gather phase found: no Compose v2, or one that refuses the project.
+    #[test]
+    fn without_compose_v2_the_model_is_skipped_and_a_refusal_warns() {
+        let fx = Fixture::new(COMPOSE);
+        let mut f = Findings::default();
+        let missing = ComposeReference::Missing("no docker compose v2 on PATH".into());
+        check_compose_model(&mut f, &fx.manifest, &missing);
+        assert_only(&f, "compose", PROJECT, Status::Skip, "not cross-checked");
+
+        let mut f = Findings::default();
+        let refused = ComposeReference::Refused {
+            compose: "docker compose 2.29".into(),
+            why: "services.app.image: invalid".into(),
+        };
+        check_compose_model(&mut f, &fx.manifest, &refused);
+        assert_only(
+            &f,
+            "compose",
+            PROJECT,
+            Status::Warn,
+            "docker compose 2.29 config fails",
+        );
+    }
+}

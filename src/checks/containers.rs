@@ -178,7 +178,36 @@ pub fn check_docker(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::facts::Containers;
     use crate::checks::fixture::*;
+
+    /// Over what the gather phase found, with no engine at all.
+    #[test]
+    fn an_unreachable_engine_or_a_failed_listing_is_one_failure() {
+        let fx = Fixture::new(COMPOSE);
+        let (_, locals) = fx.files();
+        let unreachable = Containers::Unreachable {
+            engine: "DOCKER_HOST=tcp://127.0.0.1:9".into(),
+            why: "connection refused".into(),
+        };
+        let mut f = Findings::default();
+        check_docker(&mut f, &fx.manifest, &locals, &unreachable);
+        assert_eq!(f.checks.len(), 1, "{:#?}", f.checks);
+        assert_only(
+            &f,
+            "containers",
+            "DOCKER_HOST=tcp://127.0.0.1:9",
+            Status::Fail,
+            "connection refused (or pass --no-docker)",
+        );
+        assert!(unreachable.running().is_empty());
+
+        let mut f = Findings::default();
+        let failed = Containers::Failed("list containers: permission denied".into());
+        check_docker(&mut f, &fx.manifest, &locals, &failed);
+        assert_eq!(f.checks.len(), 1, "{:#?}", f.checks);
+        assert_only(&f, "containers", PROJECT, Status::Fail, "permission denied");
+    }
 
     async fn containers(engine: &MemoryEngine) -> Vec<ContainerInfo> {
         engine.project_containers(PROJECT).await.unwrap()
