@@ -136,7 +136,7 @@ pub fn manifest_promises(project: &Path, manifest: &Project) {
     }
     let specs: Vec<&SecretSpec> = manifest.secrets.iter().collect();
     let store = DotenvStore::open(&[project.join(".env.none")]).expect("an absent .env opens");
-    match store.check_keys(&specs) {
+    match store.naming().check_keys(&specs) {
         Ok(()) => {
             for s in specs.iter().filter(|s| !s.is_external()) {
                 assert!(is_valid_env_key(&s.env_key), "{}", s.env_key);

@@ -1,8 +1,10 @@
 //! The checks behind `verify`: files, drift, stale containers, leaks, health, vault access,
 //! the audit chain and Swarm versions.
 //!
-//! Each check is a function over inputs the command gathered (the project, its layout, a [`SecretStore`], the containers an engine listed, the git work tree), so
-//! unit tests drive them with `MemoryStore`, `MemoryEngine` and temp dirs. Every finding
+//! Each check is a function over what `verify` read and gathered: the project, its layout
+//! and files, and what [`gather`] (the one module here that asks Docker, git, Compose v2, the
+//! store or a health URL anything) found. Unit tests build those facts by hand or gather them
+//! from `MemoryStore` and `MemoryEngine`. Every finding
 //! names the secret, file, service or container it concerns. Values are read into memory
 //! only to be compared (by fingerprint, or as substrings for leak detection); no message
 //! ever contains one.
@@ -109,9 +111,11 @@ mod audit;
 mod compose;
 mod containers;
 mod drift;
+mod facts;
 mod files;
 #[cfg(test)]
 mod fixture;
+pub mod gather;
 mod git;
 mod health;
 mod held;
@@ -123,7 +127,7 @@ mod vault;
 
 pub use audit::{audit_log_path, check_audit, check_failed_rollbacks};
 pub use compose::check_compose_model;
-pub use containers::{check_containers, check_docker};
+pub use containers::check_docker;
 pub use drift::check_drift;
 pub use files::check_files;
 pub use git::check_git;

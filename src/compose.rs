@@ -22,7 +22,7 @@ mod services;
 mod yaml;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde_norway::Value;
@@ -211,7 +211,7 @@ impl Project {
         let profiles = active_profiles(options, &env);
         let references = shared.environment_references.borrow().clone();
         let services = services::build_services(&dict, &profiles, references)?;
-        let secrets = secrets::build_secrets(&dict, &services)?;
+        let secrets = secrets::build_secrets(&dict, &services, &options.keep_in_use)?;
         let files_read = shared.files_read.borrow().clone();
         let config_files = dict
             .get("configs")
@@ -269,7 +269,7 @@ impl Project {
         let mut files: BTreeMap<PathBuf, &str> = BTreeMap::new();
         for s in &self.secrets {
             if let SecretSource::File(path) = &s.source {
-                if let Some(other) = files.insert(crate::files::lexical_normalize(path), &s.name) {
+                if let Some(other) = files.insert(lexical_normalize(path), &s.name) {
                     problems.push(Error::manifest(
                         &s.name,
                         format!("uses the same file {} as secret `{other}`", path.display()),
@@ -424,6 +424,23 @@ fn active_profiles(options: &ProjectOptions, env: &BTreeMap<String, String>) -> 
     env.get("COMPOSE_PROFILES")
         .map(|p| p.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_else(|| vec![String::new()])
+}
+
+/// Resolve `.` and `..` without touching the filesystem.
+pub fn lexical_normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ impl Context {
             profiles: opts.profiles.clone(),
             cwd: cwd.clone(),
             process_env: std::env::vars().collect::<BTreeMap<_, _>>(),
+            keep_in_use: vec![crate::audit::SIGNING_KEY_SECRET.to_string()],
         };
         let discovered = compose::discover(&options)?;
         let project_dir = discovered.working_dir.clone();

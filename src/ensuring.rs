@@ -77,57 +77,11 @@ pub fn ensure(
     for spec in secrets {
         let forced = forced.contains(spec.name.as_str());
         let key = &spec.env_key;
-        let current = env.get(key).filter(|v| !v.is_empty());
-        if !forced {
-            if let SecretSource::Environment(var) = &spec.source {
-                if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
-                    report.push(ReportItem::new(&spec.name, "kept").with_detail(format!(
-                        "{}from the process environment (Compose uses it over {})",
-                        as_key(&spec.name, var, ", "),
-                        rel(env.file_of(key))
-                    )));
-                    continue;
-                }
-            }
-            if let Some(value) = current {
-                if value.len() > MAX_VALUE_BYTES {
-                    return Err(Error::manifest(
-                        &spec.name,
-                        format!(
-                            "its value in {} is {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}",
-                            env.file_of(key).display(),
-                            value.len()
-                        ),
-                    ));
-                }
-                let mut item = ReportItem::new(&spec.name, "kept");
-                if !is_derived(&spec.name, key) {
-                    item = item.with_detail(format!("as {key}"));
-                }
-                report.push(item);
-                continue;
-            }
-            if let Some((value, path)) = existing_file_value(spec, layout)? {
-                changed.insert(env.set(key, &value)?);
-                report.push(
-                    ReportItem::new(
-                        &spec.name,
-                        if request.dry_run {
-                            "would-adopt"
-                        } else {
-                            "adopted"
-                        },
-                    )
-                    .with_detail(format!(
-                        "{}the value already in {}",
-                        as_key(&spec.name, key, ", "),
-                        rel(&path)
-                    )),
-                );
-                continue;
-            }
+        let had_value = env.get(key).is_some_and(|v| !v.is_empty());
+        if !forced && keep_or_adopt(spec, &mut env, layout, request, &rel, report, &mut changed)? {
+            continue;
         }
-        let action = match (request.dry_run, forced && current.is_some()) {
+        let action = match (request.dry_run, forced && had_value) {
             (true, true) => "would-regenerate",
             (true, false) => "would-generate",
             (false, true) => "regenerated",
@@ -154,6 +108,70 @@ pub fn ensure(
     }
     warn_store_in_env_file(project, env_paths, request.shown_from, report);
     Ok(())
+}
+
+/// A secret not forced keeps the value it has (process environment, env file), or adopts
+/// the one already in its file; `false` when it has none and needs a new one.
+#[allow(clippy::too_many_arguments)]
+fn keep_or_adopt(
+    spec: &SecretSpec,
+    env: &mut EnvFiles,
+    layout: &Layout,
+    request: &EnsureRequest<'_>,
+    rel: &dyn Fn(&Path) -> String,
+    report: &mut Report,
+    changed: &mut BTreeSet<usize>,
+) -> Result<bool> {
+    let key = &spec.env_key;
+    let current = env.get(key).filter(|v| !v.is_empty());
+    if let SecretSource::Environment(var) = &spec.source {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            report.push(ReportItem::new(&spec.name, "kept").with_detail(format!(
+                "{}from the process environment (Compose uses it over {})",
+                as_key(&spec.name, var, ", "),
+                rel(env.file_of(key))
+            )));
+            return Ok(true);
+        }
+    }
+    if let Some(value) = current {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(Error::manifest(
+                &spec.name,
+                format!(
+                    "its value in {} is {} bytes, over Key Vault's limit of {MAX_VALUE_BYTES}",
+                    env.file_of(key).display(),
+                    value.len()
+                ),
+            ));
+        }
+        let mut item = ReportItem::new(&spec.name, "kept");
+        if !is_derived(&spec.name, key) {
+            item = item.with_detail(format!("as {key}"));
+        }
+        report.push(item);
+        return Ok(true);
+    }
+    if let Some((value, path)) = existing_file_value(spec, layout)? {
+        changed.insert(env.set(key, &value)?);
+        report.push(
+            ReportItem::new(
+                &spec.name,
+                if request.dry_run {
+                    "would-adopt"
+                } else {
+                    "adopted"
+                },
+            )
+            .with_detail(format!(
+                "{}the value already in {}",
+                as_key(&spec.name, key, ", "),
+                rel(&path)
+            )),
+        );
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The secrets `--force` names; a name no secret has is a usage error.

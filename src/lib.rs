@@ -4,7 +4,7 @@
 //! error comes back here, is printed once, and becomes its documented exit code.
 
 pub mod audit;
-pub mod checks;
+pub(crate) mod checks;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -12,14 +12,14 @@ pub mod compose;
 pub mod context;
 pub mod deploy;
 pub mod dotenv;
-pub mod ensuring;
+pub(crate) mod ensuring;
 pub mod error;
 pub mod files;
-pub mod generator;
+pub(crate) mod generator;
 pub mod hardening;
 pub mod interrupt;
 pub mod loading;
-pub mod man;
+pub(crate) mod man;
 pub mod memory_audit;
 pub mod output;
 pub mod provider;

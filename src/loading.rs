@@ -25,9 +25,6 @@ use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
 use crate::store::{FetchedSecret, SecretStore, VersionInfo};
 
-/// Default bound on concurrent vault requests.
-pub const DEFAULT_CONCURRENCY: usize = 16;
-
 /// How a load runs.
 pub struct LoadRequest {
     /// Paths in the report are shown relative to this directory (the working directory).

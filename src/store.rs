@@ -17,6 +17,20 @@ use crate::compose::SecretSpec;
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
+/// Requests a store has in flight at once when fetching many values, unless it says otherwise
+/// (Key Vault: COMPOSE_SECRETS_KV_CONCURRENCY).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// The store's listing keyed by lower-case name (Key Vault names are case-insensitive).
+pub async fn listing_by_name(store: &dyn SecretStore) -> Result<BTreeMap<String, VersionInfo>> {
+    Ok(store
+        .list_properties()
+        .await?
+        .into_iter()
+        .map(|i| (i.name.to_ascii_lowercase(), i))
+        .collect())
+}
+
 /// Tags written on a rotated version.
 pub mod tags {
     pub const ROTATED_AT: &str = "rotated-at";
@@ -103,6 +117,18 @@ pub struct VersionInfo {
     pub tags: BTreeMap<String, String>,
 }
 
+impl crate::files::state::Listed for VersionInfo {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+    fn updated(&self) -> Option<i64> {
+        self.updated
+    }
+}
+
 /// What a new version carries besides its value: tags, and the attributes a store can keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewVersion {
@@ -163,14 +189,15 @@ pub trait SecretStore: Send + Sync {
     }
 
     /// Refuse keys this store cannot hold, and two secrets that would share one, naming every
-    /// offending secret.
+    /// offending secret. The product asks [`Naming::check_keys`] before a store is opened.
+    #[cfg(any(test, feature = "testing"))]
     fn check_keys(&self, specs: &[&SecretSpec]) -> Result<()> {
         self.naming().check_keys(specs)
     }
 
     /// How many requests to have in flight at once when fetching many values.
     fn concurrency(&self) -> usize {
-        crate::loading::DEFAULT_CONCURRENCY
+        DEFAULT_CONCURRENCY
     }
 
     async fn get_latest(&self, name: &str) -> Result<FetchedSecret>;
@@ -185,7 +212,9 @@ pub trait SecretStore: Send + Sync {
         version: &NewVersion,
     ) -> Result<VersionInfo>;
 
-    /// Write a new current version with these tags only (no expiry).
+    /// Write a new current version with these tags only (no expiry). The product always
+    /// writes through `set_version`; tests set values with this.
+    #[cfg(any(test, feature = "testing"))]
     async fn set(
         &self,
         name: &str,

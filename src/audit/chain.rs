@@ -157,7 +157,24 @@ pub fn verify_chain(
             "the last line is incomplete (no trailing newline)".into(),
         ));
     }
-    let head = match head {
+    let head = head_status(head, &raw_lines, &docs);
+    Ok(ChainReport {
+        exists: true,
+        lines: raw_lines.len(),
+        first_bad_line: bad.as_ref().map(|(n, _)| *n),
+        reason: bad.map(|(_, r)| r),
+        pending: pending_intents(&raw_lines, &docs),
+        head,
+    })
+}
+
+/// The log against the head recorded in `state.json`: the line it names still holds its mac.
+fn head_status(
+    head: Option<&AuditHead>,
+    raw_lines: &[(usize, &[u8])],
+    docs: &[Option<serde_json::Value>],
+) -> HeadStatus {
+    match head {
         None => HeadStatus::Unknown,
         Some(h) if raw_lines.len() < h.lines => HeadStatus::Truncated {
             lines: raw_lines.len(),
@@ -178,15 +195,7 @@ pub fn verify_chain(
                 }
             }
         }
-    };
-    Ok(ChainReport {
-        exists: true,
-        lines: raw_lines.len(),
-        first_bad_line: bad.as_ref().map(|(n, _)| *n),
-        reason: bad.map(|(_, r)| r),
-        pending: pending_intents(&raw_lines, &docs),
-        head,
-    })
+    }
 }
 
 /// Check that a line is signed with the key the chain was last handed to, and move on to the

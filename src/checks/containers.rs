@@ -149,67 +149,65 @@ fn leaks_in_container(c: &ContainerInfo, locals: &[LocalSecret<'_>]) -> Vec<Stri
     leaked
 }
 
-/// Containers of the project through the Docker API: staleness, leaks, Docker health.
-/// An unreachable engine is one failure naming it; returns the services with a running container.
-pub async fn check_docker(
+/// Containers of the project as [`super::gather::containers`] found them: staleness, leaks,
+/// Docker health. An unreachable engine is one failure naming it.
+pub fn check_docker(
     f: &mut Findings,
     manifest: &Project,
     locals: &[LocalSecret<'_>],
-) -> Vec<String> {
-    let unreachable_subject = std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map_or_else(
-            || "docker engine".to_string(),
-            |h| format!("DOCKER_HOST={h}"),
-        );
-    use crate::deploy::ContainerEngine as _;
-    let engine = match crate::deploy::DockerEngine::connect() {
-        Ok(engine) => engine,
-        Err(e) => {
-            f.add(
-                Status::Fail,
-                "containers",
-                unreachable_subject,
-                format!("{e} (or pass --no-docker)"),
-            );
-            return Vec::new();
-        }
-    };
-    if let Err(e) = engine.ping().await {
-        f.add(
+    containers: &super::facts::Containers,
+) {
+    use super::facts::Containers;
+    match containers {
+        Containers::Unreachable { engine, why } => f.add(
             Status::Fail,
             "containers",
-            unreachable_subject,
-            format!("{e} (or pass --no-docker)"),
-        );
-        return Vec::new();
-    }
-    match engine.project_containers(&manifest.name).await {
-        Ok(containers) => {
-            check_containers(f, manifest, locals, &containers);
-            containers
-                .iter()
-                .filter(|c| c.running)
-                .map(|c| c.service.clone())
-                .collect()
-        }
-        Err(e) => {
-            f.add(
-                Status::Fail,
-                "containers",
-                format!("project {}", manifest.name),
-                e.to_string(),
-            );
-            Vec::new()
-        }
+            engine,
+            format!("{why} (or pass --no-docker)"),
+        ),
+        Containers::Failed(why) => f.add(
+            Status::Fail,
+            "containers",
+            format!("project {}", manifest.name),
+            why,
+        ),
+        Containers::Listed(listed) => check_containers(f, manifest, locals, listed),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::facts::Containers;
     use crate::checks::fixture::*;
+
+    /// Over what the gather phase found, with no engine at all.
+    #[test]
+    fn an_unreachable_engine_or_a_failed_listing_is_one_failure() {
+        let fx = Fixture::new(COMPOSE);
+        let (_, locals) = fx.files();
+        let unreachable = Containers::Unreachable {
+            engine: "DOCKER_HOST=tcp://127.0.0.1:9".into(),
+            why: "connection refused".into(),
+        };
+        let mut f = Findings::default();
+        check_docker(&mut f, &fx.manifest, &locals, &unreachable);
+        assert_eq!(f.checks.len(), 1, "{:#?}", f.checks);
+        assert_only(
+            &f,
+            "containers",
+            "DOCKER_HOST=tcp://127.0.0.1:9",
+            Status::Fail,
+            "connection refused (or pass --no-docker)",
+        );
+        assert!(unreachable.running().is_empty());
+
+        let mut f = Findings::default();
+        let failed = Containers::Failed("list containers: permission denied".into());
+        check_docker(&mut f, &fx.manifest, &locals, &failed);
+        assert_eq!(f.checks.len(), 1, "{:#?}", f.checks);
+        assert_only(&f, "containers", PROJECT, Status::Fail, "permission denied");
+    }
 
     async fn containers(engine: &MemoryEngine) -> Vec<ContainerInfo> {
         engine.project_containers(PROJECT).await.unwrap()
@@ -336,30 +334,15 @@ mod tests {
         let engine = MemoryEngine::new();
         let id = engine.add(PROJECT, "app", 1, true);
         engine.update(&id, |c| c.started_at = Some("2999-01-01T00:00:00Z".into()));
-        engine.update(&id, |c| c.health = Some("unhealthy".into()));
-        assert_only(
-            &check_all(&fx, &locals, &engine).await,
-            "health",
-            "(app)",
-            Status::Fail,
-            "unhealthy",
-        );
-        engine.update(&id, |c| c.health = Some("starting".into()));
-        assert_only(
-            &check_all(&fx, &locals, &engine).await,
-            "health",
-            "(app)",
-            Status::Warn,
-            "starting",
-        );
-        engine.update(&id, |c| c.health = Some("healthy".into()));
-        assert_only(
-            &check_all(&fx, &locals, &engine).await,
-            "health",
-            "(app)",
-            Status::Pass,
-            "healthy",
-        );
+        for (health, status) in [
+            ("unhealthy", Status::Fail),
+            ("starting", Status::Warn),
+            ("healthy", Status::Pass),
+        ] {
+            engine.update(&id, |c| c.health = Some(health.into()));
+            let findings = check_all(&fx, &locals, &engine).await;
+            assert_only(&findings, "health", "(app)", status, health);
+        }
         engine.update(&id, |c| {
             c.running = false;
             c.status = "exited".into();

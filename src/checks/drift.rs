@@ -1,5 +1,6 @@
 //! Drift: each file against the source's current version, by digest and version id.
 
+use super::facts::StoreFacts;
 use super::*;
 
 /// Drift: each file against the source's current version, by digest and version id.
@@ -7,54 +8,28 @@ use super::*;
 /// Demo mode compares the file's fingerprint with the `.env` value's. Key Vault compares the
 /// file with the fingerprint recorded at load (an edited file), and the version recorded at
 /// load with the vault's current one (stale: rotated in the vault, not loaded yet).
-pub async fn check_drift(
+/// `store` is what [`super::gather::store_facts`] read.
+pub fn check_drift(
     f: &mut Findings,
     locals: &[LocalSecret<'_>],
-    store: &dyn SecretStore,
+    store: &StoreFacts,
     state: &State,
 ) {
-    if !store.keeps_versions() {
-        for local in locals {
-            let Some(file_fp) = &local.fingerprint else {
-                continue;
-            };
-            let name = &local.spec.name;
-            let key = &store.key_for(local.spec);
-            // `.env`, or `` `DBPASS` in .env `` when the key is not derived from the name.
-            let source = crate::compose::names::key_in(
-                name,
-                key,
-                &f.path_subject(std::path::Path::new(&store.describe())),
-            );
-            match store.get_latest(key).await {
-                Ok(current) if &current.value.fingerprint() == file_fp => {
-                    f.add(Status::Pass, "drift", name, format!("matches {source}"));
-                }
-                Ok(_) => f.add(
-                    Status::Fail,
-                    "drift",
-                    name,
-                    format!("the file differs from {source}; run `compose-secrets load`"),
-                ),
-                Err(e) => f.add(Status::Fail, "drift", name, e.to_string()),
-            }
-        }
-        return;
+    if !store.keeps_versions {
+        return check_demo_drift(f, locals, store);
     }
-    let listing: BTreeMap<String, VersionInfo> = match store.list_properties().await {
-        Ok(list) => list
-            .into_iter()
-            .map(|i| (i.name.to_ascii_lowercase(), i))
-            .collect(),
-        Err(e) => {
+    let listing = match &store.listing {
+        Some(Ok(listing)) => listing,
+        Some(Err(e)) => {
             f.add(
                 Status::Fail,
                 "drift",
-                store.describe(),
+                &store.describe,
                 format!("cannot list the vault: {e}"),
             );
             return;
         }
+        None => return,
     };
     for local in locals {
         let Some(file_fp) = &local.fingerprint else {
@@ -90,55 +65,101 @@ pub async fn check_drift(
             );
             continue;
         }
-        match vault_currency(store, local.spec, listed, saved).await {
-            Ok(Currency::Current) => f.add(
-                Status::Pass,
-                "drift",
-                name,
-                format!("matches version {}", short(saved.version.as_deref())),
+        let currency = vault_currency(store, local.spec, listed, saved);
+        report_currency(f, name, saved, currency);
+    }
+}
+
+/// One finding for what [`vault_currency`] found.
+fn report_currency(
+    f: &mut Findings,
+    name: &str,
+    saved: &SecretState,
+    currency: std::result::Result<Currency, String>,
+) {
+    match currency {
+        Ok(Currency::Current) => f.add(
+            Status::Pass,
+            "drift",
+            name,
+            format!("matches version {}", short(saved.version.as_deref())),
+        ),
+        Ok(Currency::Stale { current }) => f.add(
+            Status::Fail,
+            "drift",
+            name,
+            format!(
+                "stale: the vault's current version is {}, the file holds {}; run `compose-secrets load`",
+                current.as_deref().map_or("newer".into(), |v| short(Some(v))),
+                short(saved.version.as_deref())
             ),
-            Ok(Currency::Stale { current }) => f.add(
+        ),
+        Ok(Currency::Disabled) => f.add(
+            Status::Fail,
+            "drift",
+            name,
+            "the vault's current version is disabled",
+        ),
+        Err(e) => f.add(
+            Status::Warn,
+            "drift",
+            name,
+            format!("cannot confirm the vault's current version: {e}"),
+        ),
+    }
+}
+
+/// Demo mode: each file against the `.env` value, by fingerprint.
+fn check_demo_drift(f: &mut Findings, locals: &[LocalSecret<'_>], store: &StoreFacts) {
+    for local in locals {
+        let Some(file_fp) = &local.fingerprint else {
+            continue;
+        };
+        let name = &local.spec.name;
+        let key = &store.key_for(local.spec);
+        // `.env`, or `` `DBPASS` in .env `` when the key is not derived from the name.
+        let source = crate::compose::names::key_in(
+            name,
+            key,
+            &f.path_subject(std::path::Path::new(&store.describe)),
+        );
+        match store.current.get(key) {
+            Some(Ok(current)) if &current.fingerprint == file_fp => {
+                f.add(Status::Pass, "drift", name, format!("matches {source}"));
+            }
+            Some(Ok(_)) => f.add(
                 Status::Fail,
                 "drift",
                 name,
-                format!(
-                    "stale: the vault's current version is {}, the file holds {}; run `compose-secrets load`",
-                    current.as_deref().map_or("newer".into(), |v| short(Some(v))),
-                    short(saved.version.as_deref())
-                ),
+                format!("the file differs from {source}; run `compose-secrets load`"),
             ),
-            Ok(Currency::Disabled) => f.add(
+            Some(Err(e)) => f.add(Status::Fail, "drift", name, e),
+            None => f.add(
                 Status::Fail,
                 "drift",
                 name,
-                "the vault's current version is disabled",
-            ),
-            Err(e) => f.add(
-                Status::Warn,
-                "drift",
-                name,
-                format!("cannot confirm the vault's current version: {e}"),
+                format!("{source} was not read"),
             ),
         }
     }
 }
 
-enum Currency {
+pub(super) enum Currency {
     Current,
     Stale { current: Option<String> },
     Disabled,
 }
 
-/// Whether the version recorded at load is still the vault's current (or pinned) one.
-async fn vault_currency(
-    store: &dyn SecretStore,
+/// Whether the version recorded at load is still the vault's current (or pinned) one, as far
+/// as the listing tells; `None` when only the current version itself can say.
+pub(super) fn listing_currency(
     spec: &SecretSpec,
     listed: &VersionInfo,
     saved: &SecretState,
-) -> crate::error::Result<Currency> {
+) -> Option<Currency> {
     let same = |a: Option<&str>, b: Option<&str>| matches!((a, b), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
     if let Some(pinned) = spec.pinned_version.as_deref() {
-        return Ok(if same(saved.version.as_deref(), Some(pinned)) {
+        return Some(if same(saved.version.as_deref(), Some(pinned)) {
             Currency::Current
         } else {
             Currency::Stale {
@@ -147,32 +168,46 @@ async fn vault_currency(
         });
     }
     if saved.matches_listing(Some(listed), None) {
-        return Ok(Currency::Current);
+        return Some(Currency::Current);
     }
     if !listed.enabled {
-        return Ok(Currency::Disabled);
+        return Some(Currency::Disabled);
     }
     let moved_on = match (&listed.version, &saved.version) {
         (Some(now), Some(_)) => !same(Some(now), saved.version.as_deref()),
         _ => matches!((listed.updated, saved.updated), (Some(now), Some(then)) if now > then),
     };
-    if moved_on {
-        return Ok(Currency::Stale {
-            current: listed.version.clone(),
-        });
+    moved_on.then(|| Currency::Stale {
+        current: listed.version.clone(),
+    })
+}
+
+/// [`listing_currency`], else the current version read by itself: `updated` has one-second
+/// resolution and listings carry no version id, so a rotation in the second of the last load
+/// looks unchanged in the listing.
+fn vault_currency(
+    store: &StoreFacts,
+    spec: &SecretSpec,
+    listed: &VersionInfo,
+    saved: &SecretState,
+) -> std::result::Result<Currency, String> {
+    if let Some(currency) = listing_currency(spec, listed, saved) {
+        return Ok(currency);
     }
-    // `updated` has one-second resolution and listings carry no version id: a rotation in
-    // the second of the last load looks unchanged, so ask for the current version itself.
-    let current = store.get_latest(&store.key_for(spec)).await?;
-    let unchanged = match (&current.info.version, &saved.version) {
+    let current = match store.current.get(&store.key_for(spec)) {
+        Some(Ok(current)) => current,
+        Some(Err(e)) => return Err(e.clone()),
+        None => return Err("the current version was not read".into()),
+    };
+    let unchanged = match (&current.version, &saved.version) {
         (Some(now), Some(then)) => now.eq_ignore_ascii_case(then),
-        _ => current.value.fingerprint() == saved.fingerprint,
+        _ => current.fingerprint == saved.fingerprint,
     };
     Ok(if unchanged {
         Currency::Current
     } else {
         Currency::Stale {
-            current: current.info.version,
+            current: current.version.clone(),
         }
     })
 }
@@ -186,6 +221,19 @@ fn short(version: Option<&str>) -> String {
 mod tests {
     use super::*;
     use crate::checks::fixture::*;
+
+    /// The store read as `verify` reads it, then the drift check over what was read.
+    async fn gathered_drift(
+        f: &mut Findings,
+        fx: &Fixture,
+        locals: &[LocalSecret<'_>],
+        store: &dyn SecretStore,
+        state: &State,
+    ) {
+        let facts =
+            super::super::gather::store_facts(store, &fx.manifest, locals, state, None).await;
+        check_drift(f, locals, &facts, state);
+    }
 
     #[tokio::test]
     async fn demo_drift_compares_the_file_with_the_env_value() {
@@ -207,7 +255,7 @@ mod tests {
         };
         let store = set("another-value-entirely").await;
         let (mut f, locals) = fx.files();
-        check_drift(&mut f, &locals, &store, &State::new("")).await;
+        gathered_drift(&mut f, &fx, &locals, &store, &State::new("")).await;
         assert_only(
             &f,
             "drift",
@@ -218,7 +266,7 @@ mod tests {
 
         let store = set(VALUE).await;
         let (mut f, locals) = fx.files();
-        check_drift(&mut f, &locals, &store, &State::new("")).await;
+        gathered_drift(&mut f, &fx, &locals, &store, &State::new("")).await;
         assert_only(&f, "drift", "db-password", Status::Pass, "matches .env");
     }
 
@@ -244,31 +292,21 @@ mod tests {
                 checked_at: 0,
             },
         );
+        let db_password =
+            |f: &Findings, want, says| assert_only(f, "drift", "db-password", want, says);
         let drift = |state: &State| {
             let (store, state, fx) = (&store, state.clone(), &fx);
             async move {
                 let (mut f, locals) = fx.files();
-                check_drift(&mut f, &locals, store, &state).await;
+                gathered_drift(&mut f, fx, &locals, store, &state).await;
                 f
             }
         };
-        assert_only(
-            &drift(&state).await,
-            "drift",
-            "db-password",
-            Status::Pass,
-            "matches version",
-        );
+        db_password(&drift(&state).await, Status::Pass, "matches version");
 
         // Edited by hand: the digest no longer matches what was loaded.
         fx.write_secret("edited-by-hand-123");
-        assert_only(
-            &drift(&state).await,
-            "drift",
-            "db-password",
-            Status::Fail,
-            "digest differs",
-        );
+        db_password(&drift(&state).await, Status::Fail, "digest differs");
         fx.write_secret(VALUE);
 
         // Rotated in the vault, not loaded yet.
@@ -280,13 +318,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_only(
-            &drift(&state).await,
-            "drift",
-            "db-password",
-            Status::Fail,
-            "stale",
-        );
+        db_password(&drift(&state).await, Status::Fail, "stale");
 
         // Loading the new version fixes it.
         fx.write_secret("rotated-value-456");
@@ -294,13 +326,7 @@ mod tests {
         entry.version = newer.version;
         entry.updated = newer.updated;
         entry.fingerprint = fingerprint_bytes(b"rotated-value-456");
-        assert_only(
-            &drift(&state).await,
-            "drift",
-            "db-password",
-            Status::Pass,
-            "matches version",
-        );
+        db_password(&drift(&state).await, Status::Pass, "matches version");
 
         // Never loaded: nothing recorded to compare with.
         assert_only(

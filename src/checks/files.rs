@@ -3,8 +3,11 @@
 //! files in compose-secrets' own directories.
 
 use super::*;
-use crate::files::layout::{Layout, OpenDirs};
+use crate::files::layout::{Layout, OpenDirs, Placement};
+use crate::files::secret_dir::SecretDir;
 
+/// Each directory, each declared file and the strays; returns what each file held, for the
+/// checks after this one.
 pub fn check_files<'m>(
     f: &mut Findings,
     project: &'m Project,
@@ -12,7 +15,33 @@ pub fn check_files<'m>(
     state: &State,
 ) -> Vec<LocalSecret<'m>> {
     let euid = nix::unistd::Uid::effective().as_raw();
-    let mut opened = std::collections::BTreeMap::new();
+    let opened = check_dirs(f, layout, state, euid);
+    for spec in project
+        .secrets
+        .iter()
+        .filter(|s| !s.in_use && s.file_path().is_some())
+    {
+        f.add(Status::Skip, "files", &spec.name, spec.unused_reason());
+    }
+    let mut out = Vec::new();
+    for placement in &layout.placements {
+        let Some(spec) = project.secret(&placement.secret) else {
+            continue;
+        };
+        out.push(check_file(f, project, spec, placement, &opened, euid));
+    }
+    check_strays(f, layout, state);
+    out
+}
+
+/// Each directory that holds secret files: there, not a symlink, and 0700 where it is ours.
+fn check_dirs(
+    f: &mut Findings,
+    layout: &Layout,
+    state: &State,
+    euid: u32,
+) -> BTreeMap<PathBuf, SecretDir> {
+    let mut opened = BTreeMap::new();
     for (dir, result) in OpenDirs::open_each(layout) {
         let subject = f.path_subject(&dir);
         match result {
@@ -59,88 +88,90 @@ pub fn check_files<'m>(
             }
         }
     }
-    for spec in project
-        .secrets
-        .iter()
-        .filter(|s| !s.in_use && s.file_path().is_some())
+    opened
+}
+
+/// One declared file: there, not empty, its mode and owner, readable by its services.
+fn check_file<'m>(
+    f: &mut Findings,
+    project: &Project,
+    spec: &'m SecretSpec,
+    placement: &Placement,
+    opened: &BTreeMap<PathBuf, SecretDir>,
+    euid: u32,
+) -> LocalSecret<'m> {
+    let name = &spec.name;
+    // The line names the secret already: the directory alone when the file is named after it.
+    let shown = if placement.file_name == placement.secret {
+        format!("in {}", f.path_subject(&placement.dir))
+    } else {
+        f.path_subject(&placement.path)
+    };
+    let mut local = LocalSecret {
+        spec,
+        path: placement.path.clone(),
+        value: None,
+        fingerprint: None,
+        mtime_ns: None,
+    };
+    match opened
+        .get(&placement.dir)
+        .map(|d| d.read(&placement.file_name))
     {
-        f.add(Status::Skip, "files", &spec.name, spec.unused_reason());
-    }
-    let mut out = Vec::new();
-    for placement in &layout.placements {
-        let Some(spec) = project.secret(&placement.secret) else {
-            continue;
-        };
-        let name = &spec.name;
-        // The line names the secret already: the directory alone when the file is named after it.
-        let shown = if placement.file_name == placement.secret {
-            format!("in {}", f.path_subject(&placement.dir))
-        } else {
-            f.path_subject(&placement.path)
-        };
-        let mut local = LocalSecret {
-            spec,
-            path: placement.path.clone(),
-            value: None,
-            fingerprint: None,
-            mtime_ns: None,
-        };
-        match opened
-            .get(&placement.dir)
-            .map(|d| d.read(&placement.file_name))
-        {
-            None => {}
-            Some(Err(e)) => f.add(Status::Fail, "files", name, e.to_string()),
-            Some(Ok(None)) => f.add(
-                Status::Fail,
-                "files",
-                name,
-                format!("the file is missing ({shown}); run `compose-secrets load`"),
-            ),
-            Some(Ok(Some(st))) => {
-                let mut problems = Vec::new();
-                if st.contents.is_empty() {
-                    problems.push("the file is empty".to_string());
-                }
-                if st.mode != spec.mode {
-                    problems.push(format!("mode {:04o}, expected {:04o}", st.mode, spec.mode));
-                }
-                // Without a declared owner, load leaves the file to the user who wrote it.
-                let want_uid = spec.owner_uid.unwrap_or(euid);
-                if want_uid != st.uid || spec.owner_gid.is_some_and(|g| g != st.gid) {
-                    problems.push(format!(
-                        "owner {}:{}, expected {}:{}",
-                        st.uid,
-                        st.gid,
-                        want_uid,
-                        spec.owner_gid.map_or_else(|| "*".into(), |g| g.to_string())
-                    ));
-                }
-                for warning in unreadable_by(project, spec, st.uid, st.gid, st.mode) {
-                    f.add(Status::Warn, "files", name, format!("{shown}: {warning}"));
-                }
-                if problems.is_empty() {
-                    f.add(
-                        Status::Pass,
-                        "files",
-                        name,
-                        format!("{shown}: {:04o}, {}:{}", st.mode, st.uid, st.gid),
-                    );
-                } else {
-                    f.add(
-                        Status::Fail,
-                        "files",
-                        name,
-                        format!("{shown}: {}", problems.join("; ")),
-                    );
-                }
-                local.fingerprint = Some(fingerprint_bytes(&st.contents));
-                local.value = SecretValue::from_bytes(st.contents.to_vec()).ok();
-                local.mtime_ns = Some(st.mtime_ns);
+        None => {}
+        Some(Err(e)) => f.add(Status::Fail, "files", name, e.to_string()),
+        Some(Ok(None)) => f.add(
+            Status::Fail,
+            "files",
+            name,
+            format!("the file is missing ({shown}); run `compose-secrets load`"),
+        ),
+        Some(Ok(Some(st))) => {
+            let mut problems = Vec::new();
+            if st.contents.is_empty() {
+                problems.push("the file is empty".to_string());
             }
+            if st.mode != spec.mode {
+                problems.push(format!("mode {:04o}, expected {:04o}", st.mode, spec.mode));
+            }
+            // Without a declared owner, load leaves the file to the user who wrote it.
+            let want_uid = spec.owner_uid.unwrap_or(euid);
+            if want_uid != st.uid || spec.owner_gid.is_some_and(|g| g != st.gid) {
+                problems.push(format!(
+                    "owner {}:{}, expected {}:{}",
+                    st.uid,
+                    st.gid,
+                    want_uid,
+                    spec.owner_gid.map_or_else(|| "*".into(), |g| g.to_string())
+                ));
+            }
+            for warning in unreadable_by(project, spec, st.uid, st.gid, st.mode) {
+                f.add(Status::Warn, "files", name, format!("{shown}: {warning}"));
+            }
+            if problems.is_empty() {
+                f.add(
+                    Status::Pass,
+                    "files",
+                    name,
+                    format!("{shown}: {:04o}, {}:{}", st.mode, st.uid, st.gid),
+                );
+            } else {
+                f.add(
+                    Status::Fail,
+                    "files",
+                    name,
+                    format!("{shown}: {}", problems.join("; ")),
+                );
+            }
+            local.fingerprint = Some(fingerprint_bytes(&st.contents));
+            local.value = SecretValue::from_bytes(st.contents.to_vec()).ok();
+            local.mtime_ns = Some(st.mtime_ns);
         }
-        out.push(local);
     }
+    local
+}
+
+fn check_strays(f: &mut Findings, layout: &Layout, state: &State) {
     match crate::files::strays::find(layout, state) {
         Ok(found) => {
             for path in found.iter().flat_map(|s| s.paths()) {
@@ -163,7 +194,6 @@ pub fn check_files<'m>(
         }
         Err(e) => f.add(Status::Fail, "files", "strays", e.to_string()),
     }
-    out
 }
 
 /// Services that mount the secret but (as far as Compose says) run as a user the file does

@@ -51,6 +51,7 @@ impl Fixture {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            keep_in_use: vec![crate::audit::SIGNING_KEY_SECRET.to_string()],
             ..ProjectOptions::default()
         })
         .unwrap();

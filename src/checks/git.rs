@@ -1,20 +1,22 @@
 //! Git: `.env` and the runtime directory are ignored and were never committed, and each
 //! secret file is ignored and not tracked.
 
+use super::facts::GitPath;
+use super::gather;
 use super::*;
-use crate::files::git::WorkTree;
 
 /// `.env` and the runtime directory are git-ignored and were never committed; each secret's
 /// file in `secret_files` is not tracked (FAIL) and is ignored (WARN: the next `git add .`
-/// would commit it).
+/// would commit it). `git` is what [`gather::git`] found for the same paths.
 pub fn check_git(
     f: &mut Findings,
     cwd: &Path,
     env_file: &Path,
     runtime_dir: &Path,
     secret_files: &[(&str, &Path)],
+    git: Option<&BTreeMap<String, GitPath>>,
 ) {
-    let Some(git) = WorkTree::containing(cwd) else {
+    let Some(git) = git else {
         f.add(
             Status::Warn,
             "git",
@@ -23,17 +25,13 @@ pub fn check_git(
         );
         return;
     };
+    let unknown = GitPath::default();
     for (path, is_dir) in [(env_file, false), (runtime_dir, true)] {
         let subject = f.path_subject(path);
-        let rel = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
-        // A directory is asked about with a trailing slash: `.runtime/` in .gitignore only
-        // matches a directory, and before the first `load` there is none on disk to look at.
-        let probe = if is_dir {
-            format!("{rel}/")
-        } else {
-            rel.clone()
-        };
-        if git.is_ignored(&probe) == Some(true) {
+        let rel = gather::relative(cwd, path);
+        let facts = git.get(&rel).unwrap_or(&unknown);
+        let probe = if is_dir { format!("{rel}/") } else { rel };
+        if facts.ignored == Some(true) {
             f.add(Status::Pass, "git", &subject, "git-ignored");
         } else {
             f.add(
@@ -43,7 +41,7 @@ pub fn check_git(
                 format!("not git-ignored: add {probe} to .gitignore"),
             );
         }
-        match git.commits_touching(&rel) {
+        match &facts.commits {
             Some(commits) if !commits.is_empty() => f.add(
                 Status::Fail,
                 "git",
@@ -60,8 +58,9 @@ pub fn check_git(
         }
     }
     for (secret, path) in secret_files {
-        let rel = path.strip_prefix(cwd).unwrap_or(path).display().to_string();
-        if git.is_tracked(path) {
+        let rel = gather::relative(cwd, path);
+        let facts = git.get(&rel).unwrap_or(&unknown);
+        if facts.tracked {
             f.add(
                 Status::Fail,
                 "git",
@@ -70,7 +69,7 @@ pub fn check_git(
                     "{rel} holds a secret and is tracked by git: `git rm --cached {rel}` and add it to .gitignore"
                 ),
             );
-        } else if git.is_ignored(&rel) == Some(false) {
+        } else if facts.ignored == Some(false) {
             f.add(
                 Status::Warn,
                 "git",
@@ -108,7 +107,8 @@ mod tests {
         std::fs::create_dir(&runtime).unwrap();
         let run = || {
             let mut f = Findings::relative_to(dir.path());
-            check_git(&mut f, dir.path(), &env, &runtime, &[]);
+            let found = gather::git(dir.path(), &env, &runtime, &[]);
+            check_git(&mut f, dir.path(), &env, &runtime, &[], found.as_ref());
             f
         };
         // GIT_CEILING_DIRECTORIES is not needed: temp dirs are not inside a repository.
@@ -155,13 +155,9 @@ mod tests {
         std::fs::write(dir.path().join(".gitignore"), ".env\n.runtime/\n").unwrap();
         let run = || {
             let mut f = Findings::relative_to(dir.path());
-            check_git(
-                &mut f,
-                dir.path(),
-                &env,
-                &runtime,
-                &[("db", secret.as_path())],
-            );
+            let files = [("db", secret.as_path())];
+            let found = gather::git(dir.path(), &env, &runtime, &files);
+            check_git(&mut f, dir.path(), &env, &runtime, &files, found.as_ref());
             f
         };
         assert_only(

@@ -2,25 +2,14 @@
 //! A FAIL naming it while the store still holds it (this host runs the previous one); once the
 //! store has moved on, the next `sync` applies the newer version and this is only a note.
 
+use super::facts::StoreFacts;
 use super::*;
 
-pub async fn check_held(
-    f: &mut Findings,
-    project: &Project,
-    store: &dyn SecretStore,
-    state: &State,
-) {
+/// Over the store's listing as [`super::gather::store_facts`] read it (none: not in the store).
+pub fn check_held(f: &mut Findings, project: &Project, store: &StoreFacts, state: &State) {
     if state.held.is_empty() {
         return;
     }
-    let listing: Option<BTreeMap<String, VersionInfo>> = match store.list_properties().await {
-        Ok(list) => Some(
-            list.into_iter()
-                .map(|i| (i.name.to_ascii_lowercase(), i))
-                .collect(),
-        ),
-        Err(_) => None,
-    };
     for (name, held) in &state.held {
         let version = held
             .entry
@@ -33,12 +22,8 @@ pub async fn check_held(
             .and_then(|s| s.version.as_deref())
             .map_or("-", crate::output::short_version);
         let spec = project.secret(name);
-        let listed = spec.and_then(|s| {
-            listing
-                .as_ref()?
-                .get(&store.key_for(s).to_ascii_lowercase())
-        });
-        let moved_on = match (listed, store.keeps_versions()) {
+        let listed = spec.and_then(|s| store.listed(&store.key_for(s)));
+        let moved_on = match (listed, store.keeps_versions) {
             (Some(l), true) => match &l.version {
                 Some(v) => !held.is(Some(v)),
                 None => l.updated.is_some_and(|u| Some(u) != held.entry.updated),
@@ -81,7 +66,7 @@ pub async fn check_held(
                 "version {version} is held since {}: {}. This host runs version {running}; set a new version in {} or run `compose-secrets sync --retry-held`",
                 crate::clock::rfc3339(held.held_at),
                 held.reason,
-                store.describe()
+                store.describe
             ),
         );
     }

@@ -214,23 +214,15 @@ mod tests {
             check_compose_environment(&mut f, &fx.manifest, &locals);
             f
         };
+        let worker = |want, says| assert_only(&check(), "leaks", "service worker", want, says);
         // Missing env files pass nothing.
-        assert_only(
-            &check(),
-            "leaks",
-            "service worker",
-            Status::Pass,
-            "env_file",
-        );
+        worker(Status::Pass, "env_file");
         std::fs::write(
             fx.dir.path().join(".env"),
             "TZ=UTC\nDB_PASSWORD=generated\n",
         )
         .unwrap();
-        assert_only(
-            &check(),
-            "leaks",
-            "service worker",
+        worker(
             Status::Fail,
             "env_file .env passes secret db-password as DB_PASSWORD",
         );
@@ -241,10 +233,7 @@ mod tests {
             format!("DSN=postgres://app:{VALUE}@db\n"),
         )
         .unwrap();
-        assert_only(
-            &check(),
-            "leaks",
-            "service worker",
+        worker(
             Status::Fail,
             "env_file conf/other.env: DSN holds the value of secret db-password",
         );

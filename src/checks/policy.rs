@@ -1,30 +1,30 @@
 //! The rotation policy (`x-compose-secrets.rotate-every`): a WARN past 80 % of the period, a FAIL
 //! once it has passed or the version's `exp` has (Key Vault).
 
+use super::facts::StoreFacts;
 use super::*;
-use crate::files::runtime_dir::RuntimeDir;
 use crate::rotation::policy::{self, human, Standing};
 
-pub async fn check_policy(
-    f: &mut Findings,
-    project: &Project,
-    store: &dyn SecretStore,
-    runtime: Option<&RuntimeDir>,
-) {
-    let specs: Vec<&SecretSpec> = project
+/// The secrets with a rotation policy and a file.
+pub(super) fn with_policy(project: &Project) -> Vec<&SecretSpec> {
+    project
         .secrets_in_use()
         .filter(|s| s.rotate_every.is_some() && s.file_path().is_some())
-        .collect();
-    if specs.is_empty() {
-        return;
-    }
-    let set = match policy::last_set(store, &specs, runtime).await {
-        Ok(set) => set,
-        Err(e) => {
+        .collect()
+}
+
+/// Over when each was last set, as the store (or the audit log, for `.env`) told
+/// [`super::gather::store_facts`].
+pub fn check_policy(f: &mut Findings, project: &Project, store: &StoreFacts) {
+    let specs = with_policy(project);
+    let set = match &store.last_set {
+        None => return,
+        Some(Ok(set)) => set,
+        Some(Err(e)) => {
             f.add(
                 Status::Warn,
                 "policy",
-                store.describe(),
+                &store.describe,
                 format!("cannot tell when secrets were rotated: {e}"),
             );
             return;

@@ -3,20 +3,18 @@
 use super::*;
 
 /// Swarm: every service mounts the current version of each secret; no stale versions left.
-pub async fn check_swarm(
+/// `swarm` is what [`super::gather::swarm`] listed.
+pub fn check_swarm(
     f: &mut Findings,
-    swarm: &dyn SwarmEngine,
+    swarm: &super::facts::SwarmFacts,
     stack: &str,
     locals: &[LocalSecret<'_>],
     state: &State,
 ) {
-    let (secrets, services) = match (
-        swarm.stack_secrets(stack).await,
-        swarm.stack_services(stack).await,
-    ) {
-        (Ok(s), Ok(v)) => (s, v),
-        (Err(e), _) | (_, Err(e)) => {
-            f.add(Status::Fail, "swarm", stack, e.to_string());
+    let (secrets, services) = match swarm {
+        Ok((s, v)) => (s, v),
+        Err(e) => {
+            f.add(Status::Fail, "swarm", stack, e);
             return;
         }
     };

@@ -1,12 +1,13 @@
 //! Vault access: reachable, and `list`, `get` and `set` permitted.
 
 use super::*;
+use crate::store::AccessProbe;
 
-/// The vault answers and the identity may `list` and `get` (load) and `set` (rotate), probed
-/// without writing wherever the API allows.
-pub async fn check_vault(f: &mut Findings, store: &dyn SecretStore, names: &[String]) {
-    let probe = store.probe_access(names).await;
-    let subject = store.describe();
+/// The vault answers and the identity may `list` and `get` (load) and `set` (rotate), as the
+/// store's probe (without writing wherever the API allows; see [`super::gather::store_facts`])
+/// answered. `vault` is the store's description.
+pub fn check_vault(f: &mut Findings, vault: &str, probe: &AccessProbe) {
+    let subject = vault.to_string();
     if !probe.reachable {
         f.add(
             Status::Fail,
@@ -76,67 +77,28 @@ mod tests {
     use super::*;
     use crate::checks::fixture::*;
 
-    /// A store that only answers the access probe.
-    struct Probed(AccessProbe);
+    const VAULT: &str = "https://probe.vault.azure.net";
 
-    #[async_trait::async_trait]
-    impl SecretStore for Probed {
-        fn describe(&self) -> String {
-            "https://probe.vault.azure.net".into()
-        }
-        fn keeps_versions(&self) -> bool {
-            true
-        }
-        async fn get_latest(&self, _: &str) -> crate::error::Result<crate::store::FetchedSecret> {
-            Err(crate::error::Error::Usage("probe only".into()))
-        }
-        async fn get_version(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> crate::error::Result<crate::store::FetchedSecret> {
-            Err(crate::error::Error::Usage("probe only".into()))
-        }
-        async fn set_version(
-            &self,
-            _: &str,
-            _: &SecretValue,
-            _: &crate::store::NewVersion,
-        ) -> crate::error::Result<VersionInfo> {
-            Err(crate::error::Error::Usage("probe only".into()))
-        }
-        async fn list_properties(&self) -> crate::error::Result<Vec<VersionInfo>> {
-            Ok(Vec::new())
-        }
-        async fn list_versions(&self, _: &str) -> crate::error::Result<Vec<VersionInfo>> {
-            Ok(Vec::new())
-        }
-        async fn probe_access(&self, _: &[String]) -> AccessProbe {
-            self.0.clone()
-        }
-    }
-
-    #[tokio::test]
-    async fn vault_access_names_the_missing_permission() {
-        let probe = |reachable, can_get, can_set| {
-            Probed(AccessProbe {
+    /// The check over a probe's answers alone: no store is asked.
+    #[test]
+    fn vault_access_names_the_missing_permission() {
+        let run = |reachable, can_get, can_set| {
+            let probe = AccessProbe {
                 reachable,
                 can_list: Some(reachable),
                 can_get,
                 can_set,
                 detail: "credential: managed identity".into(),
-            })
-        };
-        let run = |store: Probed| async move {
+            };
             let mut f = Findings::default();
-            check_vault(&mut f, &store, &["db-password".into()]).await;
+            check_vault(&mut f, VAULT, &probe);
             f
         };
-        let f = run(probe(false, None, None)).await;
+        let f = run(false, None, None);
         assert_eq!(statuses(&f, "vault", "probe"), vec![Status::Fail]);
         assert!(f.checks[0].message.contains("not reachable"));
 
-        let f = run(probe(true, Some(false), None)).await;
+        let f = run(true, Some(false), None);
         let get = f
             .checks
             .iter()
@@ -151,21 +113,25 @@ mod tests {
         assert_eq!(set.status, Status::Warn, "{set:?}");
         assert!(set.message.contains("without writing"));
 
-        let f = run(probe(true, Some(true), Some(false))).await;
+        let f = run(true, Some(true), Some(false));
         assert_eq!(f.count(Status::Fail), 0, "{:#?}", f.checks);
         assert!(f
             .checks
             .iter()
             .any(|c| c.status == Status::Warn && c.message.contains("lacks the secrets `set`")));
 
-        let f = run(probe(true, Some(true), Some(true))).await;
+        let f = run(true, Some(true), Some(true));
         assert_eq!(f.count(Status::Pass), 4, "{:#?}", f.checks);
+    }
 
-        // The memory twin reports `set` from its injected failures.
+    /// The memory twin reports `set` from its injected failures; gathered, then checked.
+    #[tokio::test]
+    async fn the_memory_twins_probe_reports_a_refused_set() {
         let store = MemoryStore::new();
         store.fail_sets(true);
+        let probe = store.probe_access(&[]).await;
         let mut f = Findings::default();
-        check_vault(&mut f, &store, &[]).await;
+        check_vault(&mut f, &store.describe(), &probe);
         assert!(f
             .checks
             .iter()

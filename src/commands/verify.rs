@@ -1,69 +1,37 @@
-//! `verify`: run every check (see `checks`), print a table or JSON, exit 1 on a failure
+//! `verify`: read the project's own files, gather what the outside world says (see
+//! `checks::gather`), run every check over both, print a table or JSON, exit 1 on a failure
 //! (or a warning with `--strict`).
 
-use crate::checks::{self, Findings, Status};
+use crate::checks::{self, gather, Findings, LocalSecret, Status};
 use crate::cli::VerifyOpts;
+use crate::compose::Project;
 use crate::context::Context;
 use crate::error::{exit, Error, Result};
+use crate::files::layout::Layout;
+use crate::files::runtime_dir::RuntimeDir;
 use crate::files::state::State;
+use crate::store::SecretStore;
 
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let project = ctx.project()?;
     let mut f = Findings::relative_to(&ctx.cwd);
-    checks::check_compose_model(&mut f, &project, &ctx.cwd, &ctx.compose_flags()).await;
-    // Read-only: the runtime directory is looked at, never created, and no mode is changed.
-    let runtime = match ctx.begin_reading() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            f.add(
-                Status::Fail,
-                "files",
-                f.path_subject(&ctx.runtime_dir),
-                e.to_string(),
-            );
-            None
-        }
-    };
-    let store = match ctx.store() {
-        Ok(store) => Some(store),
-        Err(e) => {
-            f.add(Status::Fail, "drift", "source", e.to_string());
-            None
-        }
-    };
-    let state = match State::read(
-        runtime.as_ref(),
-        &store.as_ref().map(|s| s.describe()).unwrap_or_default(),
-    ) {
-        Ok(state) => state,
-        Err(e) => {
-            f.add(Status::Fail, "files", "state.json", e.to_string());
-            State::new("")
-        }
-    };
-    let layout = match ctx.layout(&project) {
-        Ok(layout) => Some(layout),
-        Err(e) => {
-            f.add(
-                Status::Fail,
-                "files",
-                f.path_subject(&ctx.project_dir),
-                e.to_string(),
-            );
-            None
-        }
-    };
-    let locals = layout
+    let reference = gather::compose_reference(&ctx.cwd, &ctx.compose_flags()).await;
+    checks::check_compose_model(&mut f, &project, &reference);
+    let local = Local::read(ctx, &project, &mut f);
+    let locals = local
+        .layout
         .as_ref()
-        .map(|l| checks::check_files(&mut f, &project, l, &state))
+        .map(|l| checks::check_files(&mut f, &project, l, &local.state))
         .unwrap_or_default();
-    if let Some(store) = &store {
-        checks::check_drift(&mut f, &locals, store.as_ref(), &state).await;
-        checks::check_held(&mut f, &project, store.as_ref(), &state).await;
-        checks::check_policy(&mut f, &project, store.as_ref(), runtime.as_ref()).await;
-        if store.keeps_versions() {
-            let names: Vec<String> = locals.iter().map(|l| store.key_for(l.spec)).collect();
-            checks::check_vault(&mut f, store.as_ref(), &names).await;
+    if let Some(store) = &local.store {
+        let runtime = local.runtime.as_ref();
+        let facts = gather::store_facts(store.as_ref(), &project, &locals, &local.state, runtime);
+        let facts = facts.await;
+        checks::check_drift(&mut f, &locals, &facts, &local.state);
+        checks::check_held(&mut f, &project, &facts, &local.state);
+        checks::check_policy(&mut f, &project, &facts);
+        if let Some(probe) = &facts.probe {
+            checks::check_vault(&mut f, &facts.describe, probe);
         }
     }
     checks::check_compose_environment(&mut f, &project, &locals);
@@ -72,13 +40,9 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         .iter()
         .map(|l| (l.spec.name.as_str(), l.path.as_path()))
         .collect();
-    checks::check_git(
-        &mut f,
-        &ctx.project_dir,
-        &ctx.env_file,
-        &ctx.runtime_dir,
-        &secret_files,
-    );
+    let (dir, env, runtime_dir) = (&ctx.project_dir, &ctx.env_file, &ctx.runtime_dir);
+    let git = gather::git(dir, env, runtime_dir, &secret_files);
+    checks::check_git(&mut f, dir, env, runtime_dir, &secret_files, git.as_ref());
     if opts.no_docker {
         f.add(
             Status::Skip,
@@ -87,46 +51,9 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
             "--no-docker: containers, leaks into them and health not checked",
         );
     } else {
-        let running = checks::check_docker(&mut f, &project, &locals).await;
-        match crate::deploy::detect_swarm(ctx.target, &project.name).await {
-            Ok(Some(swarm)) => {
-                checks::check_swarm(&mut f, &swarm, &project.name, &locals, &state).await;
-            }
-            Ok(None) => {}
-            Err(e) => f.add(Status::Fail, "swarm", &project.name, e.to_string()),
-        }
-        checks::check_http_health(&mut f, &project, &running).await;
+        check_engine(ctx, &project, &locals, &local.state, &mut f).await;
     }
-    let verification = crate::audit::verification(
-        runtime.as_ref(),
-        &ctx.runtime_dir,
-        &project,
-        layout.as_ref(),
-        store.as_deref(),
-        &state,
-    )
-    .await;
-    let busy = match runtime.as_ref().map(crate::files::lock::RunLock::busy) {
-        Some(Ok(busy)) => busy,
-        Some(Err(e)) => {
-            f.add(Status::Fail, "files", ".lock", e.to_string());
-            false
-        }
-        None => false,
-    };
-    checks::check_audit(
-        &mut f,
-        runtime.as_ref(),
-        &checks::audit_log_path(&ctx.runtime_dir),
-        &verification,
-        &state,
-        busy,
-    );
-    checks::check_failed_rollbacks(
-        &mut f,
-        runtime.as_ref(),
-        &checks::audit_log_path(&ctx.runtime_dir),
-    );
+    check_audit(ctx, &project, &local, &mut f).await;
 
     // The report goes to stdout before the error, so a failing run still shows every check.
     checks::table::print(&ctx.reporter, &f);
@@ -135,4 +62,99 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
         return Err(Error::VerifyFailed { failed, warned });
     }
     Ok(exit::OK)
+}
+
+/// What `verify` reads of its own: the runtime directory (never created), the store handle,
+/// the state and the layout; each that cannot be read is a finding, and the checks that need
+/// it are skipped.
+struct Local {
+    runtime: Option<RuntimeDir>,
+    store: Option<Box<dyn SecretStore>>,
+    state: State,
+    layout: Option<Layout>,
+}
+
+impl Local {
+    fn read(ctx: &Context, project: &Project, f: &mut Findings) -> Local {
+        // Read-only: the runtime directory is looked at, never created, and no mode is changed.
+        let runtime = ctx.begin_reading().unwrap_or_else(|e| {
+            f.add(
+                Status::Fail,
+                "files",
+                f.path_subject(&ctx.runtime_dir),
+                e.to_string(),
+            );
+            None
+        });
+        let store = ctx
+            .store()
+            .map_err(|e| f.add(Status::Fail, "drift", "source", e.to_string()))
+            .ok();
+        let source = store.as_ref().map(|s| s.describe()).unwrap_or_default();
+        let state = State::read(runtime.as_ref(), &source).unwrap_or_else(|e| {
+            f.add(Status::Fail, "files", "state.json", e.to_string());
+            State::new("")
+        });
+        let layout = ctx
+            .layout(project)
+            .map_err(|e| {
+                let subject = f.path_subject(&ctx.project_dir);
+                f.add(Status::Fail, "files", subject, e.to_string());
+            })
+            .ok();
+        Local {
+            runtime,
+            store,
+            state,
+            layout,
+        }
+    }
+}
+
+/// Containers, Swarm and HTTP health, each gathered from the engine, then checked.
+async fn check_engine(
+    ctx: &Context,
+    project: &Project,
+    locals: &[LocalSecret<'_>],
+    state: &State,
+    f: &mut Findings,
+) {
+    let containers = gather::containers(&project.name).await;
+    checks::check_docker(f, project, locals, &containers);
+    match crate::deploy::detect_swarm(ctx.target, &project.name).await {
+        Ok(Some(swarm)) => {
+            let facts = gather::swarm(&swarm, &project.name).await;
+            checks::check_swarm(f, &facts, &project.name, locals, state);
+        }
+        Ok(None) => {}
+        Err(e) => f.add(Status::Fail, "swarm", &project.name, e.to_string()),
+    }
+    let running = containers.running();
+    let answers = gather::http_health(project, &running).await;
+    checks::check_http_health(f, project, &running, &answers);
+}
+
+/// The audit chain, its keys and anchor as `audit::verification` read them, and the lock.
+async fn check_audit(ctx: &Context, project: &Project, local: &Local, f: &mut Findings) {
+    let runtime = local.runtime.as_ref();
+    let verification = crate::audit::verification(
+        runtime,
+        &ctx.runtime_dir,
+        project,
+        local.layout.as_ref(),
+        local.store.as_deref(),
+        &local.state,
+    )
+    .await;
+    let busy = match runtime.map(crate::files::lock::RunLock::busy) {
+        Some(Ok(busy)) => busy,
+        Some(Err(e)) => {
+            f.add(Status::Fail, "files", ".lock", e.to_string());
+            false
+        }
+        None => false,
+    };
+    let log = checks::audit_log_path(&ctx.runtime_dir);
+    checks::check_audit(f, runtime, &log, &verification, &local.state, busy);
+    checks::check_failed_rollbacks(f, runtime, &log);
 }

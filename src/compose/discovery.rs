@@ -41,6 +41,9 @@ pub struct ProjectOptions {
     pub cwd: PathBuf,
     /// The process environment.
     pub process_env: BTreeMap<String, String>,
+    /// Secrets in use even when no service mounts them (the audit layer's signing key): the
+    /// layers above name them, the model does not.
+    pub keep_in_use: Vec<String>,
 }
 
 /// What discovery found.
@@ -83,39 +86,14 @@ pub fn discover(options: &ProjectOptions) -> Result<Discovered> {
         .project_directory
         .as_ref()
         .map(|p| options.absolute(p));
-    let explicit: Vec<PathBuf> = if options.env_files.is_empty() {
-        options
-            .process_env
-            .get("COMPOSE_ENV_FILES")
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.split(',')
-                    .map(|p| options.absolute(Path::new(p)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        options
-            .env_files
-            .iter()
-            .map(|p| options.absolute(p))
-            .collect()
-    };
+    let explicit = explicit_env_files(options);
     let default_disabled = match options.process_env.get("COMPOSE_DISABLE_ENV_FILE") {
         None => false,
         Some(v) => parse_go_bool(v).ok_or_else(|| {
             Error::Usage(format!("COMPOSE_DISABLE_ENV_FILE={v} is not a boolean"))
         })?,
     };
-    let mut cli_files: Vec<PathBuf> = Vec::new();
-    for f in &options.files {
-        if f.as_os_str() == "-" {
-            return Err(Error::Usage(
-                "-f -: reading the Compose file from stdin is not supported; pass a file".into(),
-            ));
-        }
-        cli_files.push(options.absolute(f));
-    }
+    let cli_files = cli_files(options)?;
 
     // Compose's `GetWorkingDir`: --project-directory, else the first file's directory, else cwd.
     let working_dir = |files: &[PathBuf]| -> PathBuf {
@@ -128,61 +106,15 @@ pub fn discover(options: &ProjectOptions) -> Result<Discovered> {
     };
     let mut read_env_files: Vec<PathBuf> = Vec::new();
     let mut load_env = |files: &[PathBuf], env: &mut BTreeMap<String, String>| -> Result<()> {
-        let paths: Vec<PathBuf> = if !explicit.is_empty() {
-            explicit.clone()
-        } else if default_disabled {
-            Vec::new()
-        } else {
-            let dotenv = working_dir(files).join(".env");
-            // Anything but a directory is read: a FIFO is refused by the reader, not skipped.
-            if std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
-                vec![dotenv]
-            } else {
-                Vec::new()
-            }
-        };
-        let mut from_files = BTreeMap::new();
-        for path in &paths {
-            match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => {
-                    return Err(Error::config(path, "is a directory, not an env file"))
-                }
-                Ok(_) => {}
-                Err(_) => return Err(Error::config(path, "couldn't find env file")),
-            }
-            env_file::read(path, &*env, &mut from_files)?;
-            if !read_env_files.contains(path) {
-                read_env_files.push(path.clone());
-            }
-        }
-        // The process environment (and earlier passes) win.
-        for (k, v) in from_files {
-            env.entry(k).or_insert(v);
-        }
-        Ok(())
+        let paths = env_file_paths(&explicit, default_disabled, &working_dir(files));
+        read_env_files_into(&paths, env, &mut read_env_files)
     };
 
     load_env(&cli_files, &mut env)?;
     let mut files = cli_files;
     let mut not_found = None;
     if files.is_empty() {
-        if let Some(list) = env.get("COMPOSE_FILE").cloned() {
-            let separator = env
-                .get("COMPOSE_PATH_SEPARATOR")
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .unwrap_or_else(|| ":".into());
-            for p in list.split(separator.as_str()) {
-                let path = options.absolute(Path::new(p));
-                if !path.is_file() {
-                    return Err(Error::config(
-                        &path,
-                        "named by COMPOSE_FILE, but there is no such Compose file",
-                    ));
-                }
-                files.push(path);
-            }
-        }
+        files = compose_file_variable(options, &env)?;
     }
     if files.is_empty() {
         let start = project_directory
@@ -211,6 +143,110 @@ pub fn discover(options: &ProjectOptions) -> Result<Discovered> {
         env_files: read_env_files,
         explicit_env_files: !explicit.is_empty(),
     })
+}
+
+/// The env files to read: the explicit ones, else the project directory's `.env` unless
+/// `COMPOSE_DISABLE_ENV_FILE` is set.
+fn env_file_paths(explicit: &[PathBuf], default_disabled: bool, dir: &Path) -> Vec<PathBuf> {
+    if !explicit.is_empty() {
+        return explicit.to_vec();
+    }
+    let dotenv = dir.join(".env");
+    // Anything but a directory is read: a FIFO is refused by the reader, not skipped.
+    if !default_disabled && std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
+        vec![dotenv]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Read `paths` into `env` under what is already there (the process environment and earlier
+/// passes win), noting each file read once in `read`.
+fn read_env_files_into(
+    paths: &[PathBuf],
+    env: &mut BTreeMap<String, String>,
+    read: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut from_files = BTreeMap::new();
+    for path in paths {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::config(path, "is a directory, not an env file"))
+            }
+            Ok(_) => {}
+            Err(_) => return Err(Error::config(path, "couldn't find env file")),
+        }
+        env_file::read(path, &*env, &mut from_files)?;
+        if !read.contains(path) {
+            read.push(path.clone());
+        }
+    }
+    for (k, v) in from_files {
+        env.entry(k).or_insert(v);
+    }
+    Ok(())
+}
+
+/// `--env-file`, else `COMPOSE_ENV_FILES`, as absolute paths.
+fn explicit_env_files(options: &ProjectOptions) -> Vec<PathBuf> {
+    if !options.env_files.is_empty() {
+        return options
+            .env_files
+            .iter()
+            .map(|p| options.absolute(p))
+            .collect();
+    }
+    options
+        .process_env
+        .get("COMPOSE_ENV_FILES")
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.split(',')
+                .map(|p| options.absolute(Path::new(p)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `-f`, as absolute paths; `-f -` (stdin) is refused.
+fn cli_files(options: &ProjectOptions) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for f in &options.files {
+        if f.as_os_str() == "-" {
+            return Err(Error::Usage(
+                "-f -: reading the Compose file from stdin is not supported; pass a file".into(),
+            ));
+        }
+        files.push(options.absolute(f));
+    }
+    Ok(files)
+}
+
+/// `COMPOSE_FILE` (from the environment or `.env`), split on `COMPOSE_PATH_SEPARATOR`; each
+/// must exist.
+fn compose_file_variable(
+    options: &ProjectOptions,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<PathBuf>> {
+    let Some(list) = env.get("COMPOSE_FILE") else {
+        return Ok(Vec::new());
+    };
+    let separator = env
+        .get("COMPOSE_PATH_SEPARATOR")
+        .filter(|s| !s.is_empty())
+        .map_or(":", String::as_str);
+    let mut files = Vec::new();
+    for p in list.split(separator) {
+        let path = options.absolute(Path::new(p));
+        if !path.is_file() {
+            return Err(Error::config(
+                &path,
+                "named by COMPOSE_FILE, but there is no such Compose file",
+            ));
+        }
+        files.push(path);
+    }
+    Ok(files)
 }
 
 /// The base file in `start` or the nearest parent that has one, and its override file.

@@ -168,26 +168,7 @@ impl Parser {
     ) -> std::result::Result<(String, &'a str), (usize, String)> {
         let lookup = Chained { outer, parsed };
         let expand = |value: &str, line: usize| {
-            substitute(value, &lookup, &mut |_| {}).map_err(|e| {
-                (
-                    line,
-                    match e {
-                        TemplateError::Invalid { .. } => {
-                            "invalid interpolation format in its value (escape a literal $ as $$)"
-                                .to_string()
-                        }
-                        // Compose names the variable and its message: both are text of
-                        // the value, which may be a secret that merely looks like `${V:?}`.
-                        TemplateError::Required { .. } => "its value has a `${VAR:?...}` \
-                            reference to a variable that is missing a value (escape a literal \
-                            $ as $$)"
-                            .to_string(),
-                        TemplateError::Limit(limit) => {
-                            format!("resource limit: {}", limit.describe())
-                        }
-                    },
-                )
-            })
+            substitute(value, &lookup, &mut |_| {}).map_err(|e| (line, template_problem(e)))
         };
         let quote = match src.as_bytes().first() {
             Some(q @ (b'"' | b'\'')) => *q,
@@ -241,6 +222,24 @@ impl Parser {
                 if quote == b'"' { "double" } else { "single" }
             ),
         ))
+    }
+}
+
+/// What is wrong with a value's interpolation, in words that never quote the value.
+fn template_problem(e: TemplateError) -> String {
+    match e {
+        TemplateError::Invalid { .. } => {
+            "invalid interpolation format in its value (escape a literal $ as $$)".to_string()
+        }
+        // Compose names the variable and its message: both are text of
+        // the value, which may be a secret that merely looks like `${V:?}`.
+        TemplateError::Required { .. } => "its value has a `${VAR:?...}` \
+            reference to a variable that is missing a value (escape a literal \
+            $ as $$)"
+            .to_string(),
+        TemplateError::Limit(limit) => {
+            format!("resource limit: {}", limit.describe())
+        }
     }
 }
 

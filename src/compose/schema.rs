@@ -20,122 +20,130 @@ const SECRET_FIELDS: [&str; 8] = [
 const MOUNT_FIELDS: [&str; 5] = ["source", "target", "uid", "gid", "mode"];
 
 pub fn validate(file: &Path, dict: &Value) -> Result<()> {
-    let fail = |message: String| Err(Error::config(file, format!("validating: {message}")));
+    check_model(dict).map_err(|message| Error::config(file, format!("validating: {message}")))
+}
+
+/// What Compose's schema says of the parts compose-secrets reads; the first problem found.
+fn check_model(dict: &Value) -> std::result::Result<(), String> {
     if let Some(name) = dict.get("name") {
         if !name.is_string() && !name.is_null() {
-            return fail("name must be a string".into());
+            return Err("name must be a string".into());
         }
     }
     if let Some(secrets) = dict.get("secrets").filter(|v| !v.is_null()) {
         let Some(map) = secrets.as_mapping() else {
-            return fail("secrets must be a mapping".into());
+            return Err("secrets must be a mapping".into());
         };
         for (key, def) in map {
-            let key = key.as_str().unwrap_or_default();
-            if key.is_empty()
-                || !key
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            {
-                return fail(format!(
-                    "secrets additional properties '{key}' not allowed (names use letters, digits, '.', '_' and '-')"
-                ));
-            }
-            let Some(fields) = def.as_mapping() else {
-                return fail(format!("secrets.{key} must be a mapping"));
-            };
-            for (field, value) in fields {
-                let field = field.as_str().unwrap_or_default();
-                if !(SECRET_FIELDS.contains(&field) || field.starts_with("x-")) {
-                    return fail(format!(
-                        "secrets.{key} additional properties '{field}' not allowed"
-                    ));
-                }
-                if matches!(field, "file" | "environment" | "name") && !value.is_string() {
-                    return fail(format!("secrets.{key}.{field} must be a string"));
-                }
-                if field == "external" && !(value.is_bool() || value.is_mapping()) {
-                    return fail(format!("secrets.{key}.external must be a boolean"));
-                }
-            }
+            check_secret(key.as_str().unwrap_or_default(), def)?;
         }
     }
     if let Some(services) = dict.get("services").filter(|v| !v.is_null()) {
         let Some(map) = services.as_mapping() else {
-            return fail("services must be a mapping".into());
+            return Err("services must be a mapping".into());
         };
         for (name, service) in map {
-            let name = name.as_str().unwrap_or_default();
-            if service.is_null() {
-                continue;
-            }
-            let Some(service) = service.as_mapping() else {
-                return fail(format!("services.{name} must be a mapping"));
-            };
-            if let Some(user) = service.get("user") {
-                if !user.is_string() {
-                    return fail(format!("services.{name}.user must be a string"));
-                }
-            }
-            if let Some(profiles) = service.get("profiles") {
-                let ok = profiles
-                    .as_sequence()
-                    .is_some_and(|p| p.iter().all(Value::is_string));
-                if !ok {
-                    return fail(format!(
-                        "services.{name}.profiles must be a list of strings"
-                    ));
-                }
-            }
-            if let Some(env) = service.get("environment") {
-                if !(env.is_mapping() || env.is_sequence() || env.is_null()) {
-                    return fail(format!(
-                        "services.{name}.environment must be a mapping or a list"
-                    ));
-                }
-            }
-            let build_secrets = service.get("build").and_then(|b| b.get("secrets"));
-            for (what, list) in [
-                ("secrets", service.get("secrets")),
-                ("build.secrets", build_secrets),
-            ] {
-                let Some(list) = list.filter(|v| !v.is_null()) else {
-                    continue;
-                };
-                let Some(items) = list.as_sequence() else {
-                    return fail(format!("services.{name}.{what} must be a list"));
-                };
-                for (i, item) in items.iter().enumerate() {
-                    let Some(fields) = item.as_mapping() else {
-                        if item.is_string() {
-                            continue;
-                        }
-                        return fail(format!(
-                            "services.{name}.{what}.{i} must be a secret name or a mapping"
-                        ));
-                    };
-                    for (field, value) in fields {
-                        let field = field.as_str().unwrap_or_default();
-                        if !(MOUNT_FIELDS.contains(&field) || field.starts_with("x-")) {
-                            return fail(format!(
-                                "services.{name}.{what}.{i} additional properties '{field}' not allowed"
-                            ));
-                        }
-                        if matches!(field, "source" | "target" | "uid" | "gid")
-                            && !value.is_string()
-                        {
-                            return fail(format!(
-                                "services.{name}.{what}.{i}.{field} must be a string"
-                            ));
-                        }
-                        if field == "mode" && !(value.is_string() || value.is_number()) {
-                            return fail(format!(
-                                "services.{name}.{what}.{i}.mode must be a number or a string"
-                            ));
-                        }
-                    }
-                }
-            }
+            check_service(name.as_str().unwrap_or_default(), service)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_secret(key: &str, def: &Value) -> std::result::Result<(), String> {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "secrets additional properties '{key}' not allowed (names use letters, digits, '.', '_' and '-')"
+        ));
+    }
+    let Some(fields) = def.as_mapping() else {
+        return Err(format!("secrets.{key} must be a mapping"));
+    };
+    for (field, value) in fields {
+        let field = field.as_str().unwrap_or_default();
+        if !(SECRET_FIELDS.contains(&field) || field.starts_with("x-")) {
+            return Err(format!(
+                "secrets.{key} additional properties '{field}' not allowed"
+            ));
+        }
+        if matches!(field, "file" | "environment" | "name") && !value.is_string() {
+            return Err(format!("secrets.{key}.{field} must be a string"));
+        }
+        if field == "external" && !(value.is_bool() || value.is_mapping()) {
+            return Err(format!("secrets.{key}.external must be a boolean"));
+        }
+    }
+    Ok(())
+}
+
+fn check_service(name: &str, service: &Value) -> std::result::Result<(), String> {
+    if service.is_null() {
+        return Ok(());
+    }
+    let Some(service) = service.as_mapping() else {
+        return Err(format!("services.{name} must be a mapping"));
+    };
+    if let Some(user) = service.get("user") {
+        if !user.is_string() {
+            return Err(format!("services.{name}.user must be a string"));
+        }
+    }
+    if let Some(profiles) = service.get("profiles") {
+        let ok = profiles
+            .as_sequence()
+            .is_some_and(|p| p.iter().all(Value::is_string));
+        if !ok {
+            return Err(format!(
+                "services.{name}.profiles must be a list of strings"
+            ));
+        }
+    }
+    if let Some(env) = service.get("environment") {
+        if !(env.is_mapping() || env.is_sequence() || env.is_null()) {
+            return Err(format!(
+                "services.{name}.environment must be a mapping or a list"
+            ));
+        }
+    }
+    let build_secrets = service.get("build").and_then(|b| b.get("secrets"));
+    for (what, list) in [
+        ("secrets", service.get("secrets")),
+        ("build.secrets", build_secrets),
+    ] {
+        let Some(list) = list.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let Some(items) = list.as_sequence() else {
+            return Err(format!("services.{name}.{what} must be a list"));
+        };
+        for (i, item) in items.iter().enumerate() {
+            check_mount(&format!("services.{name}.{what}.{i}"), item)?;
+        }
+    }
+    Ok(())
+}
+
+/// One item of a service's `secrets` or `build.secrets`, named `at` in messages.
+fn check_mount(at: &str, item: &Value) -> std::result::Result<(), String> {
+    let Some(fields) = item.as_mapping() else {
+        if item.is_string() {
+            return Ok(());
+        }
+        return Err(format!("{at} must be a secret name or a mapping"));
+    };
+    for (field, value) in fields {
+        let field = field.as_str().unwrap_or_default();
+        if !(MOUNT_FIELDS.contains(&field) || field.starts_with("x-")) {
+            return Err(format!("{at} additional properties '{field}' not allowed"));
+        }
+        if matches!(field, "source" | "target" | "uid" | "gid") && !value.is_string() {
+            return Err(format!("{at}.{field} must be a string"));
+        }
+        if field == "mode" && !(value.is_string() || value.is_number()) {
+            return Err(format!("{at}.mode must be a number or a string"));
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub(super) fn build_secrets(
     dict: &Value,
     services: &BTreeMap<String, ServiceSpec>,
+    keep_in_use: &[String],
 ) -> Result<Vec<SecretSpec>> {
     let empty = serde_norway::Mapping::new();
     let map = dict
@@ -44,7 +45,7 @@ pub(super) fn build_secrets(
     let mut out = Vec::new();
     for (key, def) in map {
         let name = key.as_str().unwrap_or_default().to_string();
-        match secret_spec(&name, def, services) {
+        match secret_spec(&name, def, services, keep_in_use) {
             Ok(spec) => out.push(spec),
             Err(e) => problems.push(e),
         }
@@ -57,48 +58,9 @@ fn secret_spec(
     name: &str,
     def: &Value,
     services: &BTreeMap<String, ServiceSpec>,
+    keep_in_use: &[String],
 ) -> Result<SecretSpec> {
-    let external = match def.get("external") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Mapping(m)) => {
-            if let (Some(legacy), Some(explicit)) = (
-                m.get("name").and_then(Value::as_str),
-                def.get("name").and_then(Value::as_str),
-            ) {
-                if legacy != explicit {
-                    return Err(Error::manifest(
-                        name,
-                        "name and external.name conflict; only use name",
-                    ));
-                }
-            }
-            true
-        }
-        _ => false,
-    };
-    let source = if external {
-        let legacy = def
-            .get("external")
-            .and_then(|e| e.get("name"))
-            .and_then(Value::as_str);
-        SecretSource::External {
-            name: def
-                .get("name")
-                .and_then(Value::as_str)
-                .or(legacy)
-                .unwrap_or(name)
-                .to_string(),
-        }
-    } else if let Some(f) = def.get("file").and_then(Value::as_str) {
-        SecretSource::File(PathBuf::from(f))
-    } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
-        SecretSource::Environment(var.to_string())
-    } else {
-        return Err(Error::manifest(
-            name,
-            "must declare either `file` or `environment` (a `driver` alone is not enough)",
-        ));
-    };
+    let source = secret_source(name, def)?;
     let ext = extension::secret(def.get(EXTENSION_KEY)).map_err(|m| Error::manifest(name, m))?;
     let default_key = match &source {
         SecretSource::Environment(var) => var.clone(),
@@ -119,8 +81,8 @@ fn secret_spec(
             s.mounts.iter().any(|m| m.source == name) || s.build_secrets.iter().any(|b| b == name)
         })
         .collect();
-    // compose-secrets' own signing key needs no service to mount it.
-    let in_use = users.iter().any(|s| s.enabled) || name == crate::audit::SIGNING_KEY_SECRET;
+    // compose-secrets' own secrets (the audit key) need no service to mount them.
+    let in_use = users.iter().any(|s| s.enabled) || keep_in_use.iter().any(|k| k == name);
     let (owner_uid, owner_gid) = ext
         .owner
         .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))
@@ -152,6 +114,52 @@ fn secret_spec(
         expiry_grace: ext.expiry_grace,
         uses,
         in_use,
+    })
+}
+
+/// Where Compose takes the secret from: `external` (with its legacy `external.name`), `file`
+/// or `environment`.
+fn secret_source(name: &str, def: &Value) -> Result<SecretSource> {
+    let external = match def.get("external") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Mapping(m)) => {
+            if let (Some(legacy), Some(explicit)) = (
+                m.get("name").and_then(Value::as_str),
+                def.get("name").and_then(Value::as_str),
+            ) {
+                if legacy != explicit {
+                    return Err(Error::manifest(
+                        name,
+                        "name and external.name conflict; only use name",
+                    ));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    Ok(if external {
+        let legacy = def
+            .get("external")
+            .and_then(|e| e.get("name"))
+            .and_then(Value::as_str);
+        SecretSource::External {
+            name: def
+                .get("name")
+                .and_then(Value::as_str)
+                .or(legacy)
+                .unwrap_or(name)
+                .to_string(),
+        }
+    } else if let Some(f) = def.get("file").and_then(Value::as_str) {
+        SecretSource::File(PathBuf::from(f))
+    } else if let Some(var) = def.get("environment").and_then(Value::as_str) {
+        SecretSource::Environment(var.to_string())
+    } else {
+        return Err(Error::manifest(
+            name,
+            "must declare either `file` or `environment` (a `driver` alone is not enough)",
+        ));
     })
 }
 

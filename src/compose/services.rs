@@ -48,39 +48,8 @@ pub(super) fn build_services(
                 }
             }
         }
-        let build_secrets = body
-            .get("build")
-            .and_then(|b| b.get("secrets"))
-            .and_then(Value::as_sequence)
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.get("source").map(merge::scalar_text))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let environment = match body.get("environment") {
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        merge::scalar_text(k),
-                        (!v.is_null()).then(|| merge::scalar_text(v)),
-                    )
-                })
-                .collect(),
-            Some(Value::Sequence(items)) => items
-                .iter()
-                .map(|i| {
-                    let text = merge::scalar_text(i);
-                    match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                        None => (text, None),
-                    }
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let build_secrets = build_secrets(body);
+        let environment = environment(body);
         let environment_references = references.remove(&name).unwrap_or_default();
         services.insert(
             name.clone(),
@@ -112,6 +81,46 @@ pub(super) fn build_services(
     }
     Error::all(problems)?;
     Ok(services)
+}
+
+/// `build.secrets`' sources.
+fn build_secrets(body: &Value) -> Vec<String> {
+    body.get("build")
+        .and_then(|b| b.get("secrets"))
+        .and_then(Value::as_sequence)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.get("source").map(merge::scalar_text))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `environment`, as a mapping or a list of `KEY=value` (a bare `KEY` has no value).
+fn environment(body: &Value) -> Vec<(String, Option<String>)> {
+    match body.get("environment") {
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                (
+                    merge::scalar_text(k),
+                    (!v.is_null()).then(|| merge::scalar_text(v)),
+                )
+            })
+            .collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let text = merge::scalar_text(i);
+                match text.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (text, None),
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// One normalised mount; `mode` follows Compose (a YAML number as is, a string as octal).

@@ -411,17 +411,10 @@ impl SwarmEngine for DockerEngine {
             .list_secrets(None::<bollard::query_parameters::ListSecretsOptions>)
             .await
             .map_err(|e| self.error("list swarm secrets", &e))?;
-        let prefix = format!("{stack}_");
         Ok(secrets
             .into_iter()
             .map(to_swarm_secret)
-            .filter(|s| {
-                s.labels
-                    .get(crate::deploy::swarm::labels::STACK)
-                    .map(String::as_str)
-                    == Some(stack)
-                    || s.name.starts_with(&prefix)
-            })
+            .filter(|s| s.belongs_to(stack))
             .collect())
     }
 

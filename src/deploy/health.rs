@@ -13,15 +13,12 @@ use crate::error::{Error, Result};
 const POLL: Duration = Duration::from_millis(100);
 /// One HTTP attempt may take this long before it counts as a failure.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Health bodies are a few hundred bytes; a bigger one is not parsed.
-const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What the HTTP health check answered.
+/// What the HTTP health check answered: the status only. The gate reads no body, so a
+/// service cannot make it buffer or parse anything.
 #[derive(Debug, Clone)]
 pub struct HttpHealth {
     pub status: u16,
-    /// The body when it is JSON.
-    pub body: Option<serde_json::Value>,
 }
 
 /// Wait until the container runs, has a `StartedAt` other than `previous_started_at`, and — if it
@@ -148,7 +145,6 @@ pub async fn wait_http_healthy(url: &str, timeout: Duration) -> Result<HttpHealt
             Ok(response) if response.status().is_success() => {
                 return Ok(HttpHealth {
                     status: response.status().as_u16(),
-                    body: json_body(response).await,
                 })
             }
             Ok(response) => format!("HTTP {}", response.status().as_u16()),
@@ -181,20 +177,6 @@ fn check_url(url: &str) -> Result<()> {
             "health URL {url:?} must be an http:// or https:// URL"
         )))
     }
-}
-
-async fn json_body(response: reqwest::Response) -> Option<serde_json::Value> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return None;
-    }
-    let bytes = response.bytes().await.ok()?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return None;
-    }
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The innermost cause ("Connection refused", "dns error: ..."): what a user can act on.
@@ -338,7 +320,6 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(h.status, 200);
-        assert_eq!(h.body.unwrap()["status"], "ok");
         let (bad, _) = serve(&["HTTP/1.1 503 Service Unavailable"]);
         let err = wait_http_healthy(&bad, Duration::from_millis(300))
             .await

@@ -273,13 +273,7 @@ impl SwarmEngine for MemorySwarm {
             .secrets
             .iter()
             .map(|(s, _)| s.clone())
-            .filter(|s| {
-                s.labels
-                    .get(super::swarm::labels::STACK)
-                    .map(String::as_str)
-                    == Some(stack)
-                    || s.name.starts_with(&format!("{stack}_"))
-            })
+            .filter(|s| s.belongs_to(stack))
             .collect())
     }
 

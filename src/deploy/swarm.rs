@@ -39,6 +39,12 @@ pub struct SwarmSecret {
 }
 
 impl SwarmSecret {
+    /// Whether the stack owns it: its label says so, or `docker stack deploy`'s naming does.
+    pub fn belongs_to(&self, stack: &str) -> bool {
+        self.labels.get(labels::STACK).map(String::as_str) == Some(stack)
+            || self.name.starts_with(&format!("{stack}_"))
+    }
+
     /// The compose secret this swarm secret holds a version of, if we can tell.
     pub fn secret_name(&self, stack: &str) -> Option<String> {
         if let Some(name) = self.labels.get(labels::SECRET) {

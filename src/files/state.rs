@@ -10,12 +10,19 @@ use serde::{Deserialize, Serialize};
 
 use super::runtime_dir::{RuntimeDir, STATE};
 use crate::error::Result;
-use crate::store::VersionInfo;
 
 /// A state file is a few hundred bytes per secret.
 const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
 
 const FORMAT: u32 = 1;
+
+/// What a store's listing says of one secret, as far as the state compares it; the store
+/// layer, above this one, implements it for its listing.
+pub trait Listed {
+    fn enabled(&self) -> bool;
+    fn version(&self) -> Option<&str>;
+    fn updated(&self) -> Option<i64>;
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SecretState {
@@ -29,19 +36,19 @@ pub struct SecretState {
 
 impl SecretState {
     /// Whether the store's listing still describes what we wrote last time.
-    pub fn matches_listing(&self, listed: Option<&VersionInfo>, pinned: Option<&str>) -> bool {
+    pub fn matches_listing(&self, listed: Option<&impl Listed>, pinned: Option<&str>) -> bool {
         if let Some(pinned) = pinned {
             return self.version.as_deref() == Some(pinned);
         }
         match listed {
             Some(l) => {
-                l.enabled
-                    && match (&l.version, &self.version) {
+                l.enabled()
+                    && match (l.version(), &self.version) {
                         (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
                         // `updated` has one-second resolution: a change in the same second as our
                         // last check would look unchanged, so only trust strictly older stamps.
                         _ => l
-                            .updated
+                            .updated()
                             .is_some_and(|u| Some(u) == self.updated && u < self.checked_at),
                     }
             }
@@ -66,7 +73,7 @@ pub struct HeldVersion {
 
 impl HeldVersion {
     /// Whether the store's listing still names the held version.
-    pub fn matches_listing(&self, listed: Option<&VersionInfo>, pinned: Option<&str>) -> bool {
+    pub fn matches_listing(&self, listed: Option<&impl Listed>, pinned: Option<&str>) -> bool {
         self.entry.matches_listing(listed, pinned)
     }
 

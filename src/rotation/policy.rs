@@ -88,7 +88,7 @@ pub async fn last_set(
 ) -> Result<BTreeMap<String, LastSet>> {
     let mut out = BTreeMap::new();
     if store.keeps_versions() {
-        let listing = super::select::listing_by_name(store).await?;
+        let listing = crate::store::listing_by_name(store).await?;
         for spec in specs {
             let listed = listing.get(&store.key_for(spec).to_ascii_lowercase());
             let at = listed.and_then(|i| {

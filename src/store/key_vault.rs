@@ -272,6 +272,54 @@ impl KeyVaultStore {
         Ok(out)
     }
 
+    /// Whether the identity may `get` `names` (disabled and missing secrets still prove it),
+    /// with what was found in `notes`.
+    async fn probe_get(&self, names: &[String], notes: &mut Vec<String>) -> Option<bool> {
+        let outcomes: Vec<(String, Result<FetchedSecret>)> =
+            futures::stream::iter(names.iter().cloned())
+                .map(|name| async move {
+                    let outcome = self.fetch(&name, None).await;
+                    (name, outcome)
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut denied = Vec::new();
+        let mut missing = Vec::new();
+        let mut other = Vec::new();
+        for (name, outcome) in outcomes {
+            match outcome {
+                // Disabled and missing secrets still prove the permission.
+                Ok(_) | Err(Error::SecretDisabled { .. }) => {}
+                Err(Error::SecretNotFound { .. }) => missing.push(name),
+                Err(Error::VaultForbidden { .. }) => denied.push(name),
+                Err(e) => other.push(format!("{name}: {e}")),
+            }
+        }
+        let can_get = if !denied.is_empty() {
+            Some(false)
+        } else if other.is_empty() || other.len() < names.len() {
+            Some(true)
+        } else {
+            None
+        };
+        if denied.is_empty() {
+            notes.push("get: allowed".into());
+        } else {
+            denied.sort();
+            notes.push(format!("get: denied for {}", denied.join(", ")));
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            notes.push(format!("not in the vault: {}", missing.join(", ")));
+        }
+        if !other.is_empty() {
+            other.sort();
+            notes.push(format!("get failed: {}", other.join("; ")));
+        }
+        can_get
+    }
+
     /// `can_set`: a PATCH of a secret that does not exist. Key Vault checks the
     /// permission before looking the secret up, so 404 means "allowed" and 403
     /// "denied", and nothing is written either way.
@@ -476,48 +524,7 @@ impl SecretStore for KeyVaultStore {
 
         // get: every named secret, a few at a time.
         if !names.is_empty() {
-            let outcomes: Vec<(String, Result<FetchedSecret>)> =
-                futures::stream::iter(names.iter().cloned())
-                    .map(|name| async move {
-                        let outcome = self.fetch(&name, None).await;
-                        (name, outcome)
-                    })
-                    .buffer_unordered(self.concurrency)
-                    .collect()
-                    .await;
-            let mut denied = Vec::new();
-            let mut missing = Vec::new();
-            let mut other = Vec::new();
-            for (name, outcome) in outcomes {
-                match outcome {
-                    // Disabled and missing secrets still prove the permission.
-                    Ok(_) | Err(Error::SecretDisabled { .. }) => {}
-                    Err(Error::SecretNotFound { .. }) => missing.push(name),
-                    Err(Error::VaultForbidden { .. }) => denied.push(name),
-                    Err(e) => other.push(format!("{name}: {e}")),
-                }
-            }
-            probe.can_get = if !denied.is_empty() {
-                Some(false)
-            } else if other.is_empty() || other.len() < names.len() {
-                Some(true)
-            } else {
-                None
-            };
-            if denied.is_empty() {
-                notes.push("get: allowed".into());
-            } else {
-                denied.sort();
-                notes.push(format!("get: denied for {}", denied.join(", ")));
-            }
-            if !missing.is_empty() {
-                missing.sort();
-                notes.push(format!("not in the vault: {}", missing.join(", ")));
-            }
-            if !other.is_empty() {
-                other.sort();
-                notes.push(format!("get failed: {}", other.join("; ")));
-            }
+            probe.can_get = self.probe_get(names, &mut notes).await;
         }
 
         let (can_set, set_note) = self.probe_set().await;

@@ -18,6 +18,38 @@ struct Inner {
     gets: usize,
 }
 
+impl Inner {
+    /// Count one more write, unless writes are made to fail.
+    fn next_write(&mut self, name: &str) -> Result<()> {
+        if self.fail_set {
+            return Err(Error::VaultForbidden {
+                name: Some(name.into()),
+                permission: "set",
+                message: "injected failure".into(),
+            });
+        }
+        self.counter += 1;
+        Ok(())
+    }
+
+    fn version_mut(
+        &mut self,
+        name: &str,
+        version: &str,
+    ) -> Result<&mut (VersionInfo, SecretValue)> {
+        self.secrets
+            .get_mut(name)
+            .and_then(|v| {
+                v.iter_mut()
+                    .find(|(i, _)| i.version.as_deref() == Some(version))
+            })
+            .ok_or_else(|| Error::SecretNotFound {
+                name: name.into(),
+                version: Some(version.into()),
+            })
+    }
+}
+
 /// Versioned store held in memory.
 #[derive(Default)]
 pub struct MemoryStore {
@@ -79,17 +111,7 @@ impl SecretStore for MemoryStore {
     async fn get_version(&self, name: &str, version: &str) -> Result<FetchedSecret> {
         let mut inner = self.lock();
         inner.gets += 1;
-        let (info, value) = inner
-            .secrets
-            .get(name)
-            .and_then(|v| {
-                v.iter()
-                    .find(|(i, _)| i.version.as_deref() == Some(version))
-            })
-            .ok_or_else(|| Error::SecretNotFound {
-                name: name.into(),
-                version: Some(version.into()),
-            })?;
+        let (info, value) = inner.version_mut(name, version)?;
         Ok(FetchedSecret {
             value: value.clone(),
             info: info.clone(),
@@ -103,14 +125,7 @@ impl SecretStore for MemoryStore {
         version: &NewVersion,
     ) -> Result<VersionInfo> {
         let mut inner = self.lock();
-        if inner.fail_set {
-            return Err(Error::VaultForbidden {
-                name: Some(name.into()),
-                permission: "set",
-                message: "injected failure".into(),
-            });
-        }
-        inner.counter += 1;
+        inner.next_write(name)?;
         let info = VersionInfo {
             name: name.into(),
             version: Some(format!("{:032x}", inner.counter)),
@@ -134,26 +149,9 @@ impl SecretStore for MemoryStore {
         tags: &std::collections::BTreeMap<String, String>,
     ) -> Result<VersionInfo> {
         let mut inner = self.lock();
-        if inner.fail_set {
-            return Err(Error::VaultForbidden {
-                name: Some(name.into()),
-                permission: "set",
-                message: "injected failure".into(),
-            });
-        }
-        inner.counter += 1;
+        inner.next_write(name)?;
         let updated = i64::try_from(inner.counter).unwrap_or(i64::MAX);
-        let (info, _) = inner
-            .secrets
-            .get_mut(name)
-            .and_then(|v| {
-                v.iter_mut()
-                    .find(|(i, _)| i.version.as_deref() == Some(version))
-            })
-            .ok_or_else(|| Error::SecretNotFound {
-                name: name.into(),
-                version: Some(version.into()),
-            })?;
+        let (info, _) = inner.version_mut(name, version)?;
         info.tags = tags.clone();
         info.updated = Some(updated);
         Ok(info.clone())

@@ -55,36 +55,7 @@ impl Loader<'_> {
                     .parent()
                     .map_or_else(|| project_dir.clone(), Path::to_path_buf)
             };
-            let env_paths: Vec<PathBuf> = if env_files.is_empty() {
-                let dotenv = project_dir.join(".env");
-                // Anything but a directory is read: a FIFO is refused by the reader.
-                if std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
-                    vec![dotenv]
-                } else {
-                    Vec::new()
-                }
-            } else {
-                let mut out = Vec::new();
-                for f in &env_files {
-                    let path = join_clean(self.working_dir, f);
-                    match std::fs::metadata(&path) {
-                        Ok(m) if m.is_dir() => {
-                            return Err(Error::config(
-                                file,
-                                format!("{} is not a file", path.display()),
-                            ))
-                        }
-                        Ok(_) => out.push(path),
-                        Err(_) => {
-                            return Err(Error::config(
-                                file,
-                                format!("include env_file {} does not exist", path.display()),
-                            ))
-                        }
-                    }
-                }
-                out
-            };
+            let env_paths = self.include_env_files(file, &project_dir, &env_files)?;
             let mut from_files = BTreeMap::new();
             for env_file in &env_paths {
                 env_file::read(env_file, self.env, &mut from_files)?;
@@ -106,6 +77,46 @@ impl Loader<'_> {
             import_resources(file, self.working_dir, imported, doc)?;
         }
         Ok(())
+    }
+
+    /// The included project's env files: those `env_file` names (each must be a file), else
+    /// its directory's `.env` when there is one.
+    fn include_env_files(
+        &self,
+        file: &Path,
+        project_dir: &Path,
+        env_files: &[String],
+    ) -> Result<Vec<PathBuf>> {
+        Ok(if env_files.is_empty() {
+            let dotenv = project_dir.join(".env");
+            // Anything but a directory is read: a FIFO is refused by the reader.
+            if std::fs::metadata(&dotenv).is_ok_and(|m| !m.is_dir()) {
+                vec![dotenv]
+            } else {
+                Vec::new()
+            }
+        } else {
+            let mut out = Vec::new();
+            for f in env_files {
+                let path = join_clean(self.working_dir, f);
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_dir() => {
+                        return Err(Error::config(
+                            file,
+                            format!("{} is not a file", path.display()),
+                        ))
+                    }
+                    Ok(_) => out.push(path),
+                    Err(_) => {
+                        return Err(Error::config(
+                            file,
+                            format!("include env_file {} does not exist", path.display()),
+                        ))
+                    }
+                }
+            }
+            out
+        })
     }
 }
 

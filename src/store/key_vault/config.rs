@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
 /// Parallel Key Vault requests when COMPOSE_SECRETS_KV_CONCURRENCY is not set.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub use crate::store::DEFAULT_CONCURRENCY;
 /// Upper bound for COMPOSE_SECRETS_KV_CONCURRENCY; Key Vault throttles at about
 /// 4,000 requests per 10 s per vault, so more parallelism only buys 429s.
 pub const MAX_CONCURRENCY: usize = 256;
@@ -215,16 +215,7 @@ impl KeyVaultConfig {
             config.allow_imds = !disable;
         }
 
-        // The SDK reads these two from the process environment only; warn when the
-        // caller's layers have them but the process does not, since they would be ignored.
-        for key in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
-            if get(key).is_some() && std::env::var_os(key).is_none() {
-                tracing::warn!(
-                    "{key} is set in .env or on the command line, but managed identity reads it from the process environment only; export it instead"
-                );
-            }
-        }
-
+        warn_process_only(&get);
         Ok(config)
     }
 
@@ -326,6 +317,19 @@ pub fn is_loopback_url(url: &str) -> bool {
     match bare.parse::<IpAddr>() {
         Ok(ip) => ip.is_loopback(),
         Err(_) => bare.eq_ignore_ascii_case("localhost") || bare.eq_ignore_ascii_case("localhost."),
+    }
+}
+
+/// The SDK reads IDENTITY_ENDPOINT and IDENTITY_HEADER from the process environment only:
+/// warn when the caller's layers have them but the process does not, since they would be
+/// ignored.
+fn warn_process_only(get: &dyn Fn(&str) -> Option<String>) {
+    for key in ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"] {
+        if get(key).is_some() && std::env::var_os(key).is_none() {
+            tracing::warn!(
+                "{key} is set in .env or on the command line, but managed identity reads it from the process environment only; export it instead"
+            );
+        }
     }
 }
 

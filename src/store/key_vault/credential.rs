@@ -118,49 +118,26 @@ pub(super) fn resolve(
     allow_imds: bool,
     around: &Surroundings<'_>,
 ) -> Result<ResolvedCredential> {
-    let missing = |pairs: &[(&'static str, bool)]| -> Vec<&'static str> {
-        pairs
-            .iter()
-            .filter(|(_, present)| !present)
-            .map(|(key, _)| *key)
-            .collect()
-    };
-    let tenant = identity.tenant_id.is_some();
-    let client = identity.client_id.is_some();
-    let secret = identity.client_secret.is_some();
-    let token_file = identity.federated_token_file.is_some();
-
+    let present = Present::of(identity);
     match choice {
-        CredentialChoice::ClientSecret => {
-            let absent = missing(&[
-                ("AZURE_TENANT_ID", tenant),
-                ("AZURE_CLIENT_ID", client),
-                ("AZURE_CLIENT_SECRET", secret),
-            ]);
-            if absent.is_empty() {
-                Ok(ResolvedCredential::ClientSecret)
-            } else {
-                Err(auth_error(format!(
-                    "AZURE_CREDENTIAL=client-secret needs {}",
-                    absent.join(", ")
-                )))
-            }
-        }
-        CredentialChoice::WorkloadIdentity => {
-            let absent = missing(&[
-                ("AZURE_TENANT_ID", tenant),
-                ("AZURE_CLIENT_ID", client),
-                ("AZURE_FEDERATED_TOKEN_FILE", token_file),
-            ]);
-            if absent.is_empty() {
-                Ok(ResolvedCredential::WorkloadIdentity)
-            } else {
-                Err(auth_error(format!(
-                    "AZURE_CREDENTIAL=workload-identity needs {}",
-                    absent.join(", ")
-                )))
-            }
-        }
+        CredentialChoice::ClientSecret => needs(
+            "client-secret",
+            &[
+                ("AZURE_TENANT_ID", present.tenant),
+                ("AZURE_CLIENT_ID", present.client),
+                ("AZURE_CLIENT_SECRET", present.secret),
+            ],
+            ResolvedCredential::ClientSecret,
+        ),
+        CredentialChoice::WorkloadIdentity => needs(
+            "workload-identity",
+            &[
+                ("AZURE_TENANT_ID", present.tenant),
+                ("AZURE_CLIENT_ID", present.client),
+                ("AZURE_FEDERATED_TOKEN_FILE", present.token_file),
+            ],
+            ResolvedCredential::WorkloadIdentity,
+        ),
         CredentialChoice::ManagedIdentity => match around.managed_identity_source() {
             Ok(ResolvedCredential::ManagedIdentityImds) if !allow_imds => Err(auth_error(format!(
                 "AZURE_CREDENTIAL=managed-identity would use IMDS (no IDENTITY_ENDPOINT/IDENTITY_HEADER in the process environment), but COMPOSE_SECRETS_DISABLE_IMDS=1 forbids it; unset it on an Azure VM, or {SERVICE_PRINCIPAL_HINT}"
@@ -177,48 +154,110 @@ pub(super) fn resolve(
                 )))
             }
         }
-        CredentialChoice::Auto => {
-            if tenant && client && secret {
-                return Ok(ResolvedCredential::ClientSecret);
-            }
-            if token_file {
-                let absent = missing(&[("AZURE_TENANT_ID", tenant), ("AZURE_CLIENT_ID", client)]);
-                if absent.is_empty() {
-                    return Ok(ResolvedCredential::WorkloadIdentity);
-                }
-                return Err(auth_error(format!(
-                    "AZURE_FEDERATED_TOKEN_FILE is set (workload identity), but {} is missing",
-                    absent.join(" and ")
-                )));
-            }
-            if around.managed_identity_source() == Ok(ResolvedCredential::ManagedIdentityAppService)
-            {
-                return Ok(ResolvedCredential::ManagedIdentityAppService);
-            }
-            if around.az_on_path {
-                return Ok(ResolvedCredential::AzureCli);
-            }
-            if allow_imds {
-                return match around.managed_identity_source() {
-                    Ok(resolved) => Ok(resolved),
-                    Err(why) => Err(auth_error(format!("{why}; {SERVICE_PRINCIPAL_HINT}"))),
-                };
-            }
-            let partial = if secret || tenant || client {
-                let absent = missing(&[
-                    ("AZURE_TENANT_ID", tenant),
-                    ("AZURE_CLIENT_ID", client),
-                    ("AZURE_CLIENT_SECRET", secret),
-                ]);
-                format!(" (a service principal is partly configured: {} missing)", absent.join(", "))
-            } else {
-                String::new()
-            };
-            Err(auth_error(format!(
-                "no Azure credential is configured{partial}: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (service principal), or AZURE_FEDERATED_TOKEN_FILE (workload identity), or run where IDENTITY_ENDPOINT/IDENTITY_HEADER are set (App Service managed identity), or install the Azure CLI and run `az login`; managed identity via IMDS is disabled by COMPOSE_SECRETS_DISABLE_IMDS=1"
-            )))
+        CredentialChoice::Auto => resolve_auto(present, allow_imds, around),
+    }
+}
+
+/// `AZURE_CREDENTIAL` unset (or `auto`): the first credential in the order above that is
+/// configured.
+fn resolve_auto(
+    present: Present,
+    allow_imds: bool,
+    around: &Surroundings<'_>,
+) -> Result<ResolvedCredential> {
+    let Present {
+        tenant,
+        client,
+        secret,
+        token_file,
+    } = present;
+    if tenant && client && secret {
+        return Ok(ResolvedCredential::ClientSecret);
+    }
+    if token_file {
+        let absent = missing(&[("AZURE_TENANT_ID", tenant), ("AZURE_CLIENT_ID", client)]);
+        if absent.is_empty() {
+            return Ok(ResolvedCredential::WorkloadIdentity);
+        }
+        return Err(auth_error(format!(
+            "AZURE_FEDERATED_TOKEN_FILE is set (workload identity), but {} is missing",
+            absent.join(" and ")
+        )));
+    }
+    if around.managed_identity_source() == Ok(ResolvedCredential::ManagedIdentityAppService) {
+        return Ok(ResolvedCredential::ManagedIdentityAppService);
+    }
+    if around.az_on_path {
+        return Ok(ResolvedCredential::AzureCli);
+    }
+    if allow_imds {
+        return match around.managed_identity_source() {
+            Ok(resolved) => Ok(resolved),
+            Err(why) => Err(auth_error(format!("{why}; {SERVICE_PRINCIPAL_HINT}"))),
+        };
+    }
+    let partial = if secret || tenant || client {
+        let absent = missing(&[
+            ("AZURE_TENANT_ID", tenant),
+            ("AZURE_CLIENT_ID", client),
+            ("AZURE_CLIENT_SECRET", secret),
+        ]);
+        format!(
+            " (a service principal is partly configured: {} missing)",
+            absent.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    Err(auth_error(format!(
+        "no Azure credential is configured{partial}: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (service principal), or AZURE_FEDERATED_TOKEN_FILE (workload identity), or run where IDENTITY_ENDPOINT/IDENTITY_HEADER are set (App Service managed identity), or install the Azure CLI and run `az login`; managed identity via IMDS is disabled by COMPOSE_SECRETS_DISABLE_IMDS=1"
+    )))
+}
+
+/// Which of the identity settings are present (never their values).
+#[derive(Debug, Clone, Copy)]
+struct Present {
+    tenant: bool,
+    client: bool,
+    secret: bool,
+    token_file: bool,
+}
+
+impl Present {
+    fn of(identity: &IdentityConfig) -> Present {
+        Present {
+            tenant: identity.tenant_id.is_some(),
+            client: identity.client_id.is_some(),
+            secret: identity.client_secret.is_some(),
+            token_file: identity.federated_token_file.is_some(),
         }
     }
+}
+
+/// An explicit AZURE_CREDENTIAL: `resolved` when every setting it needs is present.
+fn needs(
+    choice: &str,
+    pairs: &[(&'static str, bool)],
+    resolved: ResolvedCredential,
+) -> Result<ResolvedCredential> {
+    let absent = missing(pairs);
+    if absent.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(auth_error(format!(
+            "AZURE_CREDENTIAL={choice} needs {}",
+            absent.join(", ")
+        )))
+    }
+}
+
+/// The names of the settings in `pairs` that are not present.
+fn missing(pairs: &[(&'static str, bool)]) -> Vec<&'static str> {
+    pairs
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(key, _)| *key)
+        .collect()
 }
 
 fn auth_error(message: String) -> Error {

@@ -89,38 +89,8 @@ pub(super) fn map_error(
     let budget = retry_budget.as_secs();
 
     // Our own wrappers first: they already carry the right words.
-    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(failure) = e.downcast_ref::<CredentialFailure>() {
-            return Error::VaultAuth {
-                message: failure.message.clone(),
-            };
-        }
-        if let Some(refused) = e.downcast_ref::<ThrottleRefused>() {
-            return Error::VaultThrottled {
-                context,
-                message: refused.to_string(),
-                retry_after: Some(refused.retry_after),
-            };
-        }
-        if let Some(failure) = e.downcast_ref::<TransportFailure>() {
-            return match failure {
-                TransportFailure::ImdsDisabled => Error::VaultAuth {
-                    message: failure.to_string(),
-                },
-                TransportFailure::UntrustedCertificate { .. } => Error::Vault {
-                    context,
-                    message: failure.to_string(),
-                },
-                TransportFailure::Unreachable { .. } => Error::Vault {
-                    context,
-                    message: format!(
-                        "{failure}; gave up after retrying for up to {budget}s. Check AZURE_KEYVAULT_URL / AZURE_KEYVAULT_NAME, DNS and the network path to the vault"
-                    ),
-                },
-            };
-        }
-        current = e.source();
+    if let Some(mapped) = own_failure(error, &context, budget) {
+        return mapped;
     }
 
     match error.kind() {
@@ -176,6 +146,45 @@ pub(super) fn map_error(
             }
         }
     }
+}
+
+/// An error our own wrappers (credential, throttling, transport) raised, anywhere in the
+/// chain of sources.
+fn own_failure(error: &azure_core::Error, context: &str, budget: u64) -> Option<Error> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(failure) = e.downcast_ref::<CredentialFailure>() {
+            return Some(Error::VaultAuth {
+                message: failure.message.clone(),
+            });
+        }
+        if let Some(refused) = e.downcast_ref::<ThrottleRefused>() {
+            return Some(Error::VaultThrottled {
+                context: context.to_string(),
+                message: refused.to_string(),
+                retry_after: Some(refused.retry_after),
+            });
+        }
+        if let Some(failure) = e.downcast_ref::<TransportFailure>() {
+            return Some(match failure {
+                TransportFailure::ImdsDisabled => Error::VaultAuth {
+                    message: failure.to_string(),
+                },
+                TransportFailure::UntrustedCertificate { .. } => Error::Vault {
+                    context: context.to_string(),
+                    message: failure.to_string(),
+                },
+                TransportFailure::Unreachable { .. } => Error::Vault {
+                    context: context.to_string(),
+                    message: format!(
+                        "{failure}; gave up after retrying for up to {budget}s. Check AZURE_KEYVAULT_URL / AZURE_KEYVAULT_NAME, DNS and the network path to the vault"
+                    ),
+                },
+            });
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// What a failed HTTP answer said, as far as errors are concerned.
