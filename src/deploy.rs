@@ -70,14 +70,20 @@ pub trait ContainerEngine: Send + Sync {
     async fn start(&self, id: &str) -> Result<()>;
 
     /// Create (not start) a container configured as `template` is (image, command,
-    /// environment, mounts, host config, networks with their aliases), named `name`, with
-    /// `labels` set over the template's. Returns the new container's id.
+    /// environment, mounts, host config, networks), named `name`, with `labels` set over the
+    /// template's; on its networks it answers to its own name only (see `join_like`).
+    /// Returns the new container's id.
     async fn create_like(
         &self,
         template: &str,
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String>;
+
+    /// Give container `id` the network aliases `template` has (the service's name among
+    /// them), `template`'s own name replaced by `id`'s: until then, a container made by
+    /// `create_like` answers only to its own name.
+    async fn join_like(&self, template: &str, id: &str) -> Result<()>;
 
     /// Stop a container (SIGTERM, then SIGKILL after `stop_timeout`).
     async fn stop(&self, id: &str, stop_timeout: Duration) -> Result<()>;

@@ -94,8 +94,9 @@ const ALL_STEPS: Steps = Steps {
     validate: true,
 };
 
-/// Service keys that decide secrets; everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 8] = [
+/// Service keys that decide secrets, and how a rotation replaces the service's containers
+/// (`deploy`, `container_name`, `ports`); everything else is dropped after interpolation.
+const SERVICE_KEYS: [&str; 11] = [
     "secrets",
     "env_file",
     "build",
@@ -103,6 +104,9 @@ const SERVICE_KEYS: [&str; 8] = [
     "environment",
     "profiles",
     "extends",
+    "deploy",
+    "container_name",
+    "ports",
     super::EXTENSION_KEY,
 ];
 

@@ -352,6 +352,51 @@ impl ContainerEngine for DockerEngine {
         Ok(created.id)
     }
 
+    async fn join_like(&self, template: &str, id: &str) -> Result<()> {
+        let client = self.negotiated().await?;
+        let inspect = |c: &str| {
+            let client = client.clone();
+            let c = c.to_string();
+            async move {
+                client
+                    .inspect_container(&c, None)
+                    .await
+                    .map_err(|e| self.error(&format!("inspect container {c}"), &e))
+            }
+        };
+        let old = inspect(template).await?;
+        let new = inspect(id).await?;
+        let name = new.name.clone().unwrap_or_default();
+        let name = name.trim_start_matches('/');
+        let joined: Vec<String> = new
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        // An endpoint's aliases are fixed when it joins: leave and join again with them.
+        for (network, endpoint) in endpoints_like(&old, name, false) {
+            if joined.contains(&network) {
+                let leave = bollard::models::NetworkDisconnectRequest {
+                    container: id.to_string(),
+                    force: Some(false),
+                };
+                client
+                    .disconnect_network(&network, leave)
+                    .await
+                    .map_err(|e| self.error(&format!("disconnect {name} from {network}"), &e))?;
+            }
+            let join = bollard::models::NetworkConnectRequest {
+                container: id.to_string(),
+                endpoint_config: Some(endpoint),
+            };
+            client
+                .connect_network(&network, join)
+                .await
+                .map_err(|e| self.error(&format!("connect {name} to {network}"), &e))?;
+        }
+        Ok(())
+    }
+
     async fn stop(&self, id: &str, stop_timeout: Duration) -> Result<()> {
         let client = self
             .negotiated()
@@ -408,45 +453,40 @@ impl DockerEngine {
     }
 }
 
-/// The create request for a container configured as `old`, and the networks to join after
-/// the create. Docker's own traces of `old` are dropped: its hostname (its short id), its
-/// short id and name among the network aliases (the new name takes the name's place), and its
-/// addresses.
-fn replica_body(
-    old: bollard::models::ContainerInspectResponse,
+/// `old`'s networks with the endpoint settings a container named `name` gets on each. Hidden,
+/// its only alias is its own name: the service's name (and the other aliases) resolve to it
+/// only once [`DockerEngine::join_like`] has run, so no client reaches it before its gate.
+/// Docker's own traces of `old` are dropped: its short id and name among the aliases (the
+/// new name takes the name's place), its addresses.
+fn endpoints_like(
+    old: &bollard::models::ContainerInspectResponse,
     name: &str,
-    labels: &BTreeMap<String, String>,
-) -> (
-    bollard::models::ContainerCreateBody,
-    Vec<(String, bollard::models::EndpointSettings)>,
-) {
-    let old_id = old.id.unwrap_or_default();
+    hidden: bool,
+) -> Vec<(String, bollard::models::EndpointSettings)> {
+    let old_id = old.id.clone().unwrap_or_default();
     let short = old_id.get(..12).unwrap_or(&old_id).to_string();
     let old_name = old
         .name
+        .clone()
         .unwrap_or_default()
         .trim_start_matches('/')
         .to_string();
-    let c = old.config.unwrap_or_default();
-    let mut all_labels = c.labels.unwrap_or_default();
-    all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let primary = old
-        .host_config
+    old.network_settings
         .as_ref()
-        .and_then(|h| h.network_mode.clone())
-        .unwrap_or_default();
-    let mut endpoints: Vec<(String, bollard::models::EndpointSettings)> = old
-        .network_settings
-        .and_then(|n| n.networks)
+        .and_then(|n| n.networks.clone())
         .unwrap_or_default()
         .into_iter()
         .map(|(network, e)| {
-            let aliases = e.aliases.map(|list| {
-                list.into_iter()
-                    .filter(|a| *a != short && *a != old_id)
-                    .map(|a| if a == old_name { name.to_string() } else { a })
-                    .collect()
-            });
+            let aliases = if hidden {
+                Some(vec![name.to_string()])
+            } else {
+                e.aliases.map(|list| {
+                    list.into_iter()
+                        .filter(|a| *a != short && *a != old_id)
+                        .map(|a| if a == old_name { name.to_string() } else { a })
+                        .collect()
+                })
+            };
             let endpoint = bollard::models::EndpointSettings {
                 aliases,
                 ipam_config: e.ipam_config,
@@ -456,7 +496,33 @@ fn replica_body(
             };
             (network, endpoint)
         })
-        .collect();
+        .collect()
+}
+
+/// The create request for a container configured as `old` (hidden on its networks, see
+/// [`endpoints_like`]), and the networks to join after the create.
+fn replica_body(
+    old: bollard::models::ContainerInspectResponse,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> (
+    bollard::models::ContainerCreateBody,
+    Vec<(String, bollard::models::EndpointSettings)>,
+) {
+    let mut endpoints = endpoints_like(&old, name, true);
+    let short = old
+        .id
+        .as_deref()
+        .map(|id| id.get(..12).unwrap_or(id).to_string())
+        .unwrap_or_default();
+    let c = old.config.unwrap_or_default();
+    let mut all_labels = c.labels.unwrap_or_default();
+    all_labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let primary = old
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .unwrap_or_default();
     // The network named by NetworkMode goes in the create; `host`, `none` and
     // `container:…` modes have no endpoints to give.
     let first = endpoints.iter().position(|(n, _)| *n == primary);

@@ -30,6 +30,8 @@ struct MemoryInner {
     unhealthy_replicas: bool,
     created: Vec<String>,
     removed: Vec<String>,
+    /// `join_like` calls: (template, replica).
+    joined: Vec<(String, String)>,
 }
 
 impl MemoryEngine {
@@ -91,6 +93,11 @@ impl MemoryEngine {
     pub fn created_and_removed(&self) -> (Vec<String>, Vec<String>) {
         let inner = self.lock();
         (inner.created.clone(), inner.removed.clone())
+    }
+
+    /// The replicas `join_like` gave their template's aliases, as (template, replica).
+    pub fn joined(&self) -> Vec<(String, String)> {
+        self.lock().joined.clone()
     }
 
     /// Behave like an engine that cannot be reached.
@@ -251,6 +258,13 @@ impl ContainerEngine for MemoryEngine {
         inner.created.push(copy.id.clone());
         inner.containers.push(copy.clone());
         Ok(copy.id)
+    }
+
+    async fn join_like(&self, template: &str, id: &str) -> Result<()> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        inner.joined.push((template.to_string(), id.to_string()));
+        Ok(())
     }
 
     async fn stop(&self, id: &str, _stop_timeout: Duration) -> Result<()> {

@@ -133,7 +133,7 @@ pub async fn replace_one(
     let (name, labels) = replica_identity(&old, &siblings);
     tracing::debug!(old = %old.name, new = %name, "start-first: creating the replacement");
     let id = engine.create_like(&old.id, &name, &labels).await?;
-    let started = start_and_gate(engine, &id, strategy, gate).await;
+    let started = start_and_gate(engine, &old.id, &id, strategy, gate).await;
     let new = match started {
         Ok(new) => new,
         Err(e) => {
@@ -162,8 +162,11 @@ pub async fn replace_one(
     Ok(new)
 }
 
+/// Start the replica hidden (its own name its only alias), gate and monitor it, then give it
+/// the service's aliases, so a client behind a proxy never reaches a replica that failed.
 async fn start_and_gate(
     engine: &dyn ContainerEngine,
+    old: &str,
     id: &str,
     strategy: &StartFirst,
     gate: &Gate<'_>,
@@ -176,7 +179,13 @@ async fn start_and_gate(
     if !strategy.monitor.is_zero() {
         monitor(engine, id, strategy.monitor).await?;
     }
-    engine.inspect(id).await
+    engine.join_like(old, id).await?;
+    // Joining again gave it new addresses: the check answers there before the old one goes.
+    let joined = engine.inspect(id).await?;
+    if let Some(url) = (gate.health_url)(&joined) {
+        super::health::wait_http_healthy(&url, gate.health_timeout).await?;
+    }
+    Ok(joined)
 }
 
 /// Watch a container that passed its gate: it must stay running and not turn unhealthy.

@@ -128,6 +128,9 @@ impl ContainerEngine for ScriptedEngine {
             message: format!("the scripted engine does not create containers ({template})"),
         })
     }
+    async fn join_like(&self, _template: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
     async fn stop(&self, _id: &str, _stop_timeout: Duration) -> Result<()> {
         Ok(())
     }

@@ -60,6 +60,10 @@ async fn an_unhealthy_replica_is_removed_and_the_old_container_is_untouched() {
     assert_eq!(engine.inspect(&old).await.unwrap(), before);
     let (created, removed) = engine.created_and_removed();
     assert_eq!(created, removed, "the replica, and only it, removed");
+    assert!(
+        engine.joined().is_empty(),
+        "a failed replica never gets the service's aliases"
+    );
     assert_eq!(engine.project_containers("p").await.unwrap().len(), 1);
 }
 
