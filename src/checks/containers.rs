@@ -188,6 +188,15 @@ pub async fn check_docker(
     match engine.project_containers(&manifest.name).await {
         Ok(containers) => {
             check_containers(f, manifest, locals, &containers);
+            for leftover in crate::deploy::replace::leftovers(&containers) {
+                let (_, name) = leftover.extra();
+                f.add(
+                    Status::Fail,
+                    "containers",
+                    name.to_string(),
+                    leftover.describe(),
+                );
+            }
             containers
                 .iter()
                 .filter(|c| c.running)

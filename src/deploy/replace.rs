@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::{labels, ContainerEngine, ContainerInfo};
 use crate::compose::update::{Singleton, UpdateConfig};
 use crate::error::{Error, Result};
+use crate::output::{Report, ReportItem};
 
 /// How a rotation puts a service's containers onto the new file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -274,6 +275,39 @@ pub async fn settle(engine: &dyn ContainerEngine, project: &str) -> Result<Vec<L
         engine.remove(leftover.extra().0).await?;
     }
     Ok(found)
+}
+
+/// What `load`, `rotate` and `sync` do first: settle the project's interrupted
+/// replacements, each one a report line. Best effort: without a reachable engine there is
+/// nothing to settle now (`verify` keeps naming them), and a container that will not go is
+/// reported, not fatal, since the run changes no container of it.
+pub async fn settle_reported(project: &str, report: &mut Report) {
+    let Ok(engine) = super::DockerEngine::connect() else {
+        return;
+    };
+    if let Err(e) = engine.ping().await {
+        tracing::debug!("interrupted replacements not checked: {e}");
+        return;
+    }
+    let found = match engine.project_containers(project).await {
+        Ok(containers) => leftovers(&containers),
+        Err(e) => {
+            tracing::debug!("interrupted replacements not checked: {e}");
+            return;
+        }
+    };
+    for leftover in found {
+        let (id, name) = leftover.extra();
+        let item = match engine.remove(id).await {
+            Ok(()) => ReportItem::new(name, "removed").with_detail(format!(
+                "left by an interrupted start-first replacement ({} replaced {})",
+                leftover.replica, leftover.replaced
+            )),
+            Err(e) => ReportItem::new(name, "not-removed")
+                .with_detail(format!("{}; removing it failed: {e}", leftover.describe())),
+        };
+        report.push(item);
+    }
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ fn the_name_follows_compose_v2_or_the_old_separator() {
         ]),
         ..ContainerInfo::default()
     };
-    let (name, set) = replica_identity(&old, &[old.clone()]);
+    let (name, set) = replica_identity(&old, std::slice::from_ref(&old));
     assert_eq!(name, "shop-app-2");
     assert_eq!(set.get(labels::NUMBER).map(String::as_str), Some("2"));
     let v1 = ContainerInfo {
