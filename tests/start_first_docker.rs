@@ -336,6 +336,19 @@ fn a_scaled_start_first_service_is_replaced_one_container_at_a_time() {
         "the next numbers, one at a time"
     );
     assert!(after.iter().all(|c| !before.contains(&c.0)));
+    // A rejected value: the first new container fails its gate and is removed; both old
+    // ones keep serving, untouched.
+    let out = stack
+        .cmd(&["rotate", "s1", "--value-stdin", "--health-timeout", "20"])
+        .stdin("bad-rejected-value")
+        .run()
+        .code(6);
+    assert!(
+        out.stderr.contains("kept serving, untouched"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(stack.app_containers(), after);
     let up = stack.compose(&["up", "-d", "--scale", "app=2"]);
     assert!(
         up.status.success(),
