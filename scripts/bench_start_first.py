@@ -17,6 +17,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -134,6 +135,12 @@ def measure(binary, start_first, rotations):
             rejected = run([binary, "-q", "rotate", "s1", "--value-stdin", "--health-timeout", "5"],
                            input=b"bad-" + os.urandom(8).hex().encode(), check=False)
             time.sleep(0.3)
+        if poller.failed:
+            # What the proxy saw for the failed requests, for whoever reads the run.
+            logs = run(COMPOSE + ["-f", "compose.yaml", "logs", "--no-color", "proxy"]).stdout.decode()
+            for line in logs.splitlines():
+                if " 200 " not in line and "proxy on" not in line:
+                    print(f"[{project}] {line}", file=sys.stderr)
         containers = run(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
                           "--filter", "label=com.docker.compose.service=app"]).stdout.split()
         return {
