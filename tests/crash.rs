@@ -709,7 +709,7 @@ fn a_kill_during_a_start_first_replacement_leaves_at_most_one_extra_container() 
     assert_ne!(verify.code, 0, "{}", verify.stdout);
     let said = format!("{}{}", verify.stdout, verify.stderr);
     assert!(
-        said.contains(&replica) && said.contains("interrupted start-first"),
+        said.contains(&replica) && said.contains("start-first replacement"),
         "verify names {replica}: {said}"
     );
     let load = stack.cmd(&["load"]).run().success();
