@@ -19,6 +19,7 @@ pub mod reference;
 mod schema;
 mod secrets;
 mod services;
+pub mod update;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,10 @@ pub struct ServiceSpec {
     pub build_secrets: Vec<String>,
     /// Its `env_file`s (absolute): Compose copies every line into the container's environment.
     pub env_files: Vec<PathBuf>,
+    /// `deploy.update_config`, when given.
+    pub update: Option<update::UpdateConfig>,
+    /// What keeps a second container of it from running (`container_name`, fixed host ports).
+    pub singletons: Vec<update::Singleton>,
 }
 
 #[derive(Debug, Clone)]

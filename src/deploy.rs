@@ -8,6 +8,7 @@ pub mod docker;
 pub mod health;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod replace;
 pub mod swarm;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ pub mod labels {
     pub const PROJECT: &str = "com.docker.compose.project";
     pub const SERVICE: &str = "com.docker.compose.service";
     pub const NUMBER: &str = "com.docker.compose.container-number";
+    /// On a container compose-secrets started in place of another: the one it replaces.
+    pub const REPLACES: &str = "io.compose-secrets.replaces";
 }
 
 /// What compose-secrets needs to know about one container.
@@ -65,6 +68,28 @@ pub trait ContainerEngine: Send + Sync {
     async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()>;
 
     async fn start(&self, id: &str) -> Result<()>;
+
+    /// Create (not start) a container configured as `template` is (image, command,
+    /// environment, mounts, host config, networks), named `name`, with `labels` set over the
+    /// template's; on its networks it answers to its own name only (see `join_like`).
+    /// Returns the new container's id.
+    async fn create_like(
+        &self,
+        template: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String>;
+
+    /// Give container `id` the network aliases `template` has (the service's name among
+    /// them), `template`'s own name replaced by `id`'s: until then, a container made by
+    /// `create_like` answers only to its own name.
+    async fn join_like(&self, template: &str, id: &str) -> Result<()>;
+
+    /// Stop a container (SIGTERM, then SIGKILL after `stop_timeout`).
+    async fn stop(&self, id: &str, stop_timeout: Duration) -> Result<()>;
+
+    /// Remove a container, stopping it first if it still runs; one already gone is no error.
+    async fn remove(&self, id: &str) -> Result<()>;
 }
 
 /// Whether to act on a swarm: `--target swarm` insists, `auto` looks for a manager running the stack.

@@ -115,6 +115,7 @@ pub async fn step(
     if let Some(w) = &writing {
         // A rotation a crash cut short is closed before this step reads the state.
         rotation::recover_intents(&w.runtime, &project, &layout, store, &mut report).await?;
+        crate::deploy::replace::settle_reported(&project.name, &mut report).await;
     }
     let mut state = State::read(runtime, &store.describe())?;
     let changes = find_changes(

@@ -34,6 +34,7 @@ mod resolver_hostile;
 mod rotate;
 mod rotate_docker;
 mod sidecar_docker;
+mod start_first_docker;
 mod state_trust;
 mod status_lines;
 mod store_conformance;

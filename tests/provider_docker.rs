@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::docker::{docker_available_or_skip, ensure_demo_image, fingerprint};
 use crate::harness::{assert_same_files, is_root, scrub, Project, BIN, DEMO_SECRETS};
+use crate::support::docker::{docker_available_or_skip, ensure_demo_image, fingerprint};
 
 /// The demo from a fresh copy (no `.env`, no `.runtime`), and how to run `docker compose` on it.
 struct Stack {

@@ -171,7 +171,19 @@ pub fn check_docker(
             format!("project {}", manifest.name),
             why,
         ),
-        Containers::Listed(listed) => check_containers(f, manifest, locals, listed),
+        Containers::Listed(listed) => {
+            check_containers(f, manifest, locals, listed);
+            // A start-first replacement that a crash interrupted: an extra container.
+            for leftover in crate::deploy::replace::leftovers(listed) {
+                let (_, name) = leftover.extra();
+                f.add(
+                    Status::Fail,
+                    "containers",
+                    name.to_string(),
+                    leftover.describe(),
+                );
+            }
+        }
     }
 }
 

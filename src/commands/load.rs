@@ -92,6 +92,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
                     &mut report,
                 )
                 .await?;
+                crate::deploy::replace::settle_reported(&project.name, &mut report).await;
             }
             let state = State::read(runtime, &store.describe())?;
             // The chain key as it is before this load rewrites the files (the signing key's

@@ -63,6 +63,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         // A rotation a crash cut short is closed before this one reads the store or the state.
         rotation::recover_intents(&w.runtime, &project, &layout, store.as_ref(), &mut report)
             .await?;
+        crate::deploy::replace::settle_reported(&project.name, &mut report).await;
     }
     if let Some(runtime) = &read_only {
         preflight::lock_check(runtime, &mut report)?;

@@ -94,8 +94,9 @@ const ALL_STEPS: Steps = Steps {
     validate: true,
 };
 
-/// Service keys that decide secrets; everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 9] = [
+/// Service keys that decide secrets, and how a rotation replaces the service's containers
+/// (`deploy`, `container_name`, `ports`); everything else is dropped after interpolation.
+const SERVICE_KEYS: [&str; 12] = [
     "secrets",
     "provider",
     "env_file",
@@ -104,6 +105,9 @@ const SERVICE_KEYS: [&str; 9] = [
     "environment",
     "profiles",
     "extends",
+    "deploy",
+    "container_name",
+    "ports",
     super::EXTENSION_KEY,
 ];
 

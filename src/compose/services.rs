@@ -76,6 +76,8 @@ pub(super) fn build_services(
                             .collect()
                     })
                     .unwrap_or_default(),
+                update: super::update::update_config(body),
+                singletons: super::update::singletons(body),
             },
         );
     }

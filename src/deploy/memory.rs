@@ -26,6 +26,12 @@ struct MemoryInner {
     fail_restart: Vec<String>,
     unhealthy_after_restart: Vec<String>,
     unreachable: bool,
+    /// Containers made by `create_like` report `unhealthy` once started.
+    unhealthy_replicas: bool,
+    created: Vec<String>,
+    removed: Vec<String>,
+    /// `join_like` calls: (template, replica).
+    joined: Vec<(String, String)>,
 }
 
 impl MemoryEngine {
@@ -76,6 +82,22 @@ impl MemoryEngine {
         let mut inner = self.lock();
         inner.fail_restart.retain(|f| f != id);
         inner.unhealthy_after_restart.retain(|u| u != id);
+    }
+
+    /// Containers created from now on come up `unhealthy` (a rejected value).
+    pub fn unhealthy_replicas(&self, unhealthy: bool) {
+        self.lock().unhealthy_replicas = unhealthy;
+    }
+
+    /// Ids created by `create_like` and removed by `remove`, in order.
+    pub fn created_and_removed(&self) -> (Vec<String>, Vec<String>) {
+        let inner = self.lock();
+        (inner.created.clone(), inner.removed.clone())
+    }
+
+    /// The replicas `join_like` gave their template's aliases, as (template, replica).
+    pub fn joined(&self) -> Vec<(String, String)> {
+        self.lock().joined.clone()
     }
 
     /// Behave like an engine that cannot be reached.
@@ -193,6 +215,74 @@ impl ContainerEngine for MemoryEngine {
 
     async fn start(&self, id: &str) -> Result<()> {
         self.restart(id, Duration::ZERO).await
+    }
+
+    async fn create_like(
+        &self,
+        template: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        let mut copy = inner
+            .containers
+            .iter()
+            .find(|c| c.id == template)
+            .cloned()
+            .ok_or_else(|| Error::Docker {
+                kind: crate::error::DockerFailure::Other,
+                message: format!("no such container: {template}"),
+            })?;
+        if inner.containers.iter().any(|c| c.name == name) {
+            return Err(Error::Docker {
+                kind: crate::error::DockerFailure::Refused { status: 409 },
+                message: format!("create container {name}: engine answered 409: name in use"),
+            });
+        }
+        copy.labels
+            .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        copy.id = format!("{name}-id");
+        copy.name = name.to_string();
+        copy.number = copy.labels.get(labels::NUMBER).and_then(|n| n.parse().ok());
+        copy.running = false;
+        copy.status = "created".into();
+        copy.started_at = None;
+        if copy.health.is_some() {
+            copy.health = Some("starting".into());
+        }
+        if inner.unhealthy_replicas {
+            let id = copy.id.clone();
+            inner.unhealthy_after_restart.push(id);
+        }
+        inner.created.push(copy.id.clone());
+        inner.containers.push(copy.clone());
+        Ok(copy.id)
+    }
+
+    async fn join_like(&self, template: &str, id: &str) -> Result<()> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        inner.joined.push((template.to_string(), id.to_string()));
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, _stop_timeout: Duration) -> Result<()> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        if let Some(c) = inner.containers.iter_mut().find(|c| c.id == id) {
+            c.running = false;
+            c.status = "exited".into();
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        inner.containers.retain(|c| c.id != id);
+        inner.removed.push(id.to_string());
+        Ok(())
     }
 }
 

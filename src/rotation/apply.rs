@@ -4,7 +4,8 @@
 use super::{
     ContainerTarget, RotationRecord, Run, SecretPlan, ServiceTarget, Settings, IP_PLACEHOLDER,
 };
-use crate::deploy::ContainerEngine;
+use crate::deploy::replace::{Gate, Strategy};
+use crate::deploy::{ContainerEngine, ContainerInfo};
 use crate::error::{DockerFailure, Error, Result};
 use crate::files::secret_dir::{Owner, SecretDir};
 use crate::files::state::SecretState;
@@ -136,7 +137,25 @@ pub(super) async fn apply(
                 "no Docker engine to restart containers with",
             )
         })?;
-        for container in &service.containers {
+        for (i, container) in service.containers.iter().enumerate() {
+            if let Strategy::StartFirst(start_first) = &service.strategy {
+                if i > 0 {
+                    tokio::time::sleep(start_first.delay).await;
+                }
+                // Only a completed replacement is undone by the rollback: a failed one has
+                // already removed its new container and never touched the old one.
+                let new = replace_and_gate(engine, container, service, &run.settings).await?;
+                record.step(
+                    "replaced",
+                    format!(
+                        "service {} container {} → {}: healthy, the old one removed (start-first)",
+                        service.service, container.name, new.name
+                    ),
+                );
+                progress.restarted.push(new.name.clone());
+                progress.restarted_targets.push((new, service.clone()));
+                continue;
+            }
             progress.restarted.push(container.name.clone());
             progress
                 .restarted_targets
@@ -152,6 +171,46 @@ pub(super) async fn apply(
         }
     }
     Ok(())
+}
+
+/// Replace one container start-first (see `deploy::replace`); the new container, as a target.
+pub(super) async fn replace_and_gate(
+    engine: &dyn ContainerEngine,
+    container: &ContainerTarget,
+    service: &ServiceTarget,
+    settings: &Settings,
+) -> Result<ContainerTarget> {
+    let Strategy::StartFirst(start_first) = &service.strategy else {
+        restart_and_gate(engine, container, service, settings).await?;
+        return Ok(container.clone());
+    };
+    let url_for = |info: &ContainerInfo| {
+        service
+            .health_url
+            .as_ref()
+            .map(|url| match info.ip_addresses.first() {
+                Some(ip) => url.replace(IP_PLACEHOLDER, ip),
+                None => url.clone(),
+            })
+    };
+    let gate = Gate {
+        health_timeout: settings.health_timeout,
+        stop_timeout: settings.stop_timeout,
+        health_url: &url_for,
+    };
+    let new = crate::deploy::replace::replace_one(engine, &container.id, start_first, &gate)
+        .await
+        .map_err(|e| {
+            Error::within(
+                format!("service {} container {}", service.service, container.name),
+                e,
+            )
+        })?;
+    Ok(ContainerTarget {
+        id: new.id,
+        name: new.name,
+        number: new.number,
+    })
 }
 
 /// Restart one container and wait until it is ready and its health check answers 2xx.

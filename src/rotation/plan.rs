@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{select::rotatable, Settings};
 use crate::compose::{Project, SecretSpec};
+use crate::deploy::replace::Strategy;
 use crate::deploy::{labels, ContainerInfo};
 use crate::error::{Error, Result};
 use crate::files::layout::{check_owners, Layout, Placement};
@@ -30,6 +31,8 @@ pub struct ServiceTarget {
     /// Whether the containers were listed (a dry run without Docker cannot list them).
     pub listed: bool,
     pub health_url: Option<String>,
+    /// Restart, or start-first replacement (`deploy.update_config.order: start-first`).
+    pub strategy: Strategy,
 }
 
 /// Everything the transaction for one secret needs, resolved before anything changes.
@@ -76,20 +79,21 @@ pub fn plan(
                 let (running, stopped) = containers
                     .map(|all| service_containers(all, &project.name, &service))
                     .unwrap_or_default();
-                ServiceTarget {
+                let model = project.services.get(&service);
+                Ok(ServiceTarget {
                     listed: containers.is_some(),
-                    health_url: health_url_override.map(str::to_string).or_else(|| {
-                        project
-                            .services
-                            .get(&service)
-                            .and_then(|s| s.health_url.clone())
-                    }),
+                    health_url: health_url_override
+                        .map(str::to_string)
+                        .or_else(|| model.and_then(|s| s.health_url.clone())),
+                    strategy: model.map_or(Ok(Strategy::Restart), |m| {
+                        Strategy::of(&service, m.update.as_ref(), &m.singletons)
+                    })?,
                     service,
                     containers: running,
                     stopped,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         plans.push(SecretPlan {
             spec: (*spec).clone(),
             store_key: store.key_for(spec),
@@ -191,9 +195,10 @@ pub fn describe_restarts(plan: &SecretPlan) -> Vec<ReportItem> {
         } else {
             let names: Vec<&str> = service.containers.iter().map(|c| c.name.as_str()).collect();
             format!(
-                "service {}: {} one at a time; {checks}",
+                "service {}: {} one at a time, {}; {checks}",
                 service.service,
-                names.join(" → ")
+                names.join(" → "),
+                service.strategy.describe()
             )
         };
         items.push(ReportItem::new(name, "would-restart").with_detail(detail));

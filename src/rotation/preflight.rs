@@ -155,6 +155,7 @@ mod tests {
             stopped: Vec::new(),
             listed,
             health_url: None,
+            strategy: Default::default(),
         }
     }
 

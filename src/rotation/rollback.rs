@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::apply::{restart_and_gate, Progress};
+use super::apply::{replace_and_gate, Progress};
 use super::hook::{self, Phase};
 use super::{short, Previous, RotationRecord, Run, SecretPlan};
 use crate::audit::{self, HookOutcome};
@@ -164,8 +164,15 @@ pub(super) async fn restart_back(
         for (container, service) in &progress.restarted_targets {
             let name = &container.name;
             record.restarted.push(name.clone());
-            match restart_and_gate(engine, container, service, &run.settings).await {
-                Ok(()) => record.step(
+            match replace_and_gate(engine, container, service, &run.settings).await {
+                Ok(back) if back.id != container.id => record.step(
+                    "replaced-back",
+                    format!(
+                        "service {} container {name} → {}: healthy on the previous value (start-first)",
+                        service.service, back.name
+                    ),
+                ),
+                Ok(_) => record.step(
                     "restarted-back",
                     format!("service {} container {name}: healthy", service.service),
                 ),

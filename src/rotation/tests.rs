@@ -116,6 +116,27 @@ impl ContainerEngine for ScriptedEngine {
     async fn start(&self, _id: &str) -> Result<()> {
         Ok(())
     }
+    // These tests script restarts only; start-first is tested against `MemoryEngine`.
+    async fn create_like(
+        &self,
+        template: &str,
+        _name: &str,
+        _labels: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        Err(Error::Docker {
+            kind: crate::error::DockerFailure::Other,
+            message: format!("the scripted engine does not create containers ({template})"),
+        })
+    }
+    async fn join_like(&self, _template: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn stop(&self, _id: &str, _stop_timeout: Duration) -> Result<()> {
+        Ok(())
+    }
+    async fn remove(&self, _id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub(super) const OLD: &str = "old-value-0123456789";
