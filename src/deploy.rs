@@ -65,6 +65,18 @@ pub trait ContainerEngine: Send + Sync {
     async fn restart(&self, id: &str, stop_timeout: Duration) -> Result<()>;
 
     async fn start(&self, id: &str) -> Result<()>;
+
+    /// Files of a local image, without running it: each of `paths`' contents (`None` where
+    /// the image has no such file), at most `limit` bytes each. A missing image is an error
+    /// ([`DockerFailure::Refused`] 404); nothing is pulled.
+    ///
+    /// [`DockerFailure::Refused`]: crate::error::DockerFailure::Refused
+    async fn image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
 }
 
 /// Whether to act on a swarm: `--target swarm` insists, `auto` looks for a manager running the stack.

@@ -95,11 +95,13 @@ const ALL_STEPS: Steps = Steps {
 };
 
 /// Service keys that decide secrets; everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 8] = [
+const SERVICE_KEYS: [&str; 9] = [
     "secrets",
     "env_file",
     "build",
     "user",
+    // Where a named `user:` is looked up (`owners`).
+    "image",
     "environment",
     "profiles",
     "extends",

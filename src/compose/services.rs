@@ -89,6 +89,7 @@ pub(super) fn build_services(
                 enabled,
                 health_url,
                 user: body.get("user").map(merge::scalar_text),
+                image: body.get("image").map(merge::scalar_text),
                 environment_references,
                 environment,
                 mounts,
