@@ -115,18 +115,28 @@ pub(crate) async fn fetch_with(
     }
     let listed = listed?;
     if lists {
-        let missing: Vec<String> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| c.spec.pinned_version.is_none() && !listed.contains_key(i))
-            .map(|(_, c)| c.spec.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::MissingSecrets {
-                names: missing,
-                origin: store.describe(),
-            });
-        }
+        unlisted(store, candidates, &listed)?;
     }
     Ok(Fetched { results, listed })
+}
+
+/// A secret the listing does not name is missing (a pinned version is not listed).
+fn unlisted(
+    store: &dyn SecretStore,
+    candidates: &[Candidate<'_>],
+    listed: &HashMap<usize, VersionInfo>,
+) -> Result<()> {
+    let missing: Vec<String> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.spec.pinned_version.is_none() && !listed.contains_key(i))
+        .map(|(_, c)| c.spec.name.clone())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::MissingSecrets {
+        names: missing,
+        origin: store.describe(),
+    })
 }
