@@ -3,8 +3,10 @@
 
 load (issue: Key Vault): N = 10, 100, 1000 secrets from the emulator with a fixed
 injected latency. For each N it runs compose-secrets `load` cold and warm, the
-official Python SDK in a sequential loop (the seeds' get_secrets.sh pattern),
-and computes the ideal (list pages + ceil(N / concurrency)) x latency.
+official Python SDK in a sequential loop (the seeds' get_secrets.sh pattern) and
+with its async client at the same concurrency, counts the cold load's requests at
+the emulator, and computes the ideal (challenge + ceil(N / concurrency)) x latency:
+a cold load lists nothing (issue 21), since each GET brings its version.
 
 rotate (issue: rotate): the wall time of `rotate` for one secret used by one
 service, minus the time of `docker restart` plus the first healthy answer for
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import ssl
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +85,17 @@ class Emulator:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def admin(emu, path, body=None):
+    """The emulator's admin API (HTTPS, its own CA): stats and their reset."""
+    ctx = ssl.create_default_context(cafile=emu.env["COMPOSE_SECRETS_CA_FILE"])
+    url = emu.env["KV_EMULATOR_ADMIN_URL"].rstrip("/") + "/" + path
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        return json.load(r)
+
+
 def timed(cmd, env, cwd):
     """Wall seconds and peak RSS (KiB) of one command, via GNU time."""
     fd, out = tempfile.mkstemp()
@@ -116,29 +130,37 @@ def bench_load(n, latency_ms, repeat, skip_python):
         cold, warm, rss = [], [], []
         for _ in range(repeat):
             shutil.rmtree(os.path.join(project, ".runtime"), ignore_errors=True)
+            admin(emu, "stats/reset", {})
             w, r = timed([CS, "-q", "load"], env, project)
+            stats = admin(emu, "stats")
+            ops = stats.get("by_operation", {})
+            requests = {"401": stats.get("unauthenticated", 0), "list": ops.get("list", 0),
+                        "get": ops.get("get", 0)}
             cold.append(w)
             rss.append(r)
             w, r = timed([CS, "-q", "load"], env, project)
             warm.append(w)
             rss.append(r)
-        py, py_rss = None, None
+        py, py_rss, py_async = None, None, None
         if not skip_python:
-            py_runs = []
+            py_runs, async_runs = [], []
             for _ in range(1 if n >= 1000 else repeat):
-                out_dir = tempfile.mkdtemp(prefix="cs-bench-py-")
-                w, r = timed([sys.executable, os.path.join(ROOT, "scripts", "bench_python_peer.py"),
-                              out_dir] + names, env, project)
-                shutil.rmtree(out_dir, ignore_errors=True)
-                py_runs.append((w, r))
+                for peer, runs in (("bench_python_peer.py", py_runs),
+                                   ("bench_python_async_peer.py", async_runs)):
+                    out_dir = tempfile.mkdtemp(prefix="cs-bench-py-")
+                    runs.append(timed([sys.executable, os.path.join(ROOT, "scripts", peer), out_dir]
+                                      + names, env, project))
+                    shutil.rmtree(out_dir, ignore_errors=True)
             py = statistics.median(w for w, _ in py_runs)
             py_rss = max(r for _, r in py_runs)
+            py_async = statistics.median(w for w, _ in async_runs)
         pages = math.ceil(n / PAGE_SIZE)
-        ideal = (pages + math.ceil(n / CONCURRENCY)) * latency_ms / 1000
+        ideal = (1 + math.ceil(n / CONCURRENCY)) * latency_ms / 1000
         warm_budget = pages * latency_ms / 1000 + 0.050
         return {
             "n": n, "cold": statistics.median(cold), "warm": statistics.median(warm),
-            "rss_kib": max(rss), "python": py, "python_rss_kib": py_rss,
+            "rss_kib": max(rss), "python": py, "python_rss_kib": py_rss, "python_async": py_async,
+            "requests": requests,
             "ideal": ideal, "warm_budget": warm_budget, "pages": pages,
         }
     finally:
@@ -155,16 +177,19 @@ def load_table(results, latency_ms):
         f"Load from the emulator, {latency_ms} ms injected latency per request, concurrency {CONCURRENCY}, "
         f"page size {PAGE_SIZE} (median of runs).",
         "",
-        "| N | ideal | cold | cold / ideal | warm | warm budget | Python SDK loop | Python / cold | peak RSS | Python RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| N | ideal | cold | cold / ideal | cold requests (401 / list / get) | warm | warm budget | "
+        "Python SDK loop | Python async SDK | Python async / cold | peak RSS | Python RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        py_ratio = "—" if r["python"] is None else f"{r['python'] / r['cold']:.1f}x"
+        async_ratio = "—" if r["python_async"] is None else f"{r['python_async'] / r['cold']:.1f}x"
         py_rss = "—" if r["python_rss_kib"] is None else f"{r['python_rss_kib'] / 1024:.1f} MB"
+        q = r["requests"]
         lines.append(
             f"| {r['n']} | {fmt_ms(r['ideal'])} | {fmt_ms(r['cold'])} | {r['cold'] / r['ideal']:.2f}x | "
-            f"{fmt_ms(r['warm'])} | {fmt_ms(r['warm_budget'])} | {fmt_ms(r['python'])} | {py_ratio} | "
-            f"{r['rss_kib'] / 1024:.1f} MB | {py_rss} |")
+            f"{q['401']} / {q['list']} / {q['get']} | "
+            f"{fmt_ms(r['warm'])} | {fmt_ms(r['warm_budget'])} | {fmt_ms(r['python'])} | "
+            f"{fmt_ms(r['python_async'])} | {async_ratio} | {r['rss_kib'] / 1024:.1f} MB | {py_rss} |")
     return lines
 
 

@@ -30,6 +30,7 @@ use serde_norway::Value;
 
 pub use discovery::{discover, logical_cwd, Discovered, ProjectOptions, COMPOSE_FILE_NAMES};
 pub use extension::EXTENSION_KEY;
+pub use secrets::owner_from_readers;
 pub use services::RunsAs;
 
 use crate::error::{Error, Result};
@@ -59,6 +60,34 @@ pub struct SecretUse {
     pub mode: Option<u32>,
 }
 
+/// Where a secret file's owner comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OwnerFrom {
+    /// Nowhere: the file keeps the user compose-secrets runs as.
+    #[default]
+    Runner,
+    /// `x-compose-secrets.owner`.
+    Declared,
+    /// The numeric `user:` (or the mount's `uid`/`gid`) of the services that mount it.
+    ServiceUser,
+    /// A named `user:`, looked up in the image's /etc/passwd and /etc/group (`owners`).
+    Image { image: String, user: String },
+}
+
+impl OwnerFrom {
+    /// Said after the owner in `verify`'s lines.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            OwnerFrom::Runner => None,
+            OwnerFrom::Declared => Some("from x-compose-secrets.owner".into()),
+            OwnerFrom::ServiceUser => Some("from the services' numeric user:".into()),
+            OwnerFrom::Image { image, user } => Some(format!(
+                "user `{user}` from image {image}'s /etc/passwd and /etc/group"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSpec {
     /// The Compose secret name.
@@ -71,6 +100,8 @@ pub struct SecretSpec {
     pub source: SecretSource,
     pub owner_uid: Option<u32>,
     pub owner_gid: Option<u32>,
+    /// Where `owner_uid`/`owner_gid` come from, for `verify`.
+    pub owner_from: OwnerFrom,
     pub mode: u32,
     /// A Key Vault version to load instead of the latest.
     pub pinned_version: Option<String>,
@@ -138,6 +169,8 @@ pub struct ServiceSpec {
     /// instead of creating a container, so no container of it is ever looked for.
     pub provider: Option<String>,
     pub user: Option<String>,
+    /// `image:` (`None` for a service Compose builds: its image is `<project>-<service>`).
+    pub image: Option<String>,
     /// `environment:` entries after interpolation (`None`: taken from the shell at `up`).
     pub environment: Vec<(String, Option<String>)>,
     /// The variables each `environment:` entry interpolated, by its key.

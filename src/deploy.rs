@@ -69,6 +69,18 @@ pub trait ContainerEngine: Send + Sync {
 
     async fn start(&self, id: &str) -> Result<()>;
 
+    /// Files of a local image, without running it: each of `paths`' contents (`None` where
+    /// the image has no such file), at most `limit` bytes each. A missing image is an error
+    /// ([`DockerFailure::Refused`] 404); nothing is pulled.
+    ///
+    /// [`DockerFailure::Refused`]: crate::error::DockerFailure::Refused
+    async fn image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
+
     /// Create (not start) a container configured as `template` is (image, command,
     /// environment, mounts, host config, networks), named `name`, with `labels` set over the
     /// template's; on its networks it answers to its own name only (see `join_like`).

@@ -22,6 +22,7 @@ pub mod loading;
 pub(crate) mod man;
 pub mod memory_audit;
 pub mod output;
+pub mod owners;
 pub mod provider;
 pub mod rotation;
 pub mod secret;

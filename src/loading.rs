@@ -118,12 +118,23 @@ pub async fn load_files(
                         .is_some_and(|st| file_is_current(&st, c.spec, &s.fingerprint))
             })
     };
-    let outcome = fetch::fetch(
+    // Cold (no state for any of them, or --no-cache): every secret is fetched whatever a
+    // listing says, so its pages would only add round trips.
+    let cold = candidates
+        .iter()
+        .all(|c| request.no_cache || !state.secrets.contains_key(&c.spec.name));
+    let how = if cold {
+        fetch::Listing::Direct
+    } else {
+        fetch::Listing::Listed
+    };
+    let outcome = fetch::fetch_with(
         store,
         &candidates,
         &is_cached,
         request.concurrency,
         reporter,
+        how,
     )
     .await?;
 

@@ -89,7 +89,7 @@ pub async fn step(
     session: &mut Session,
     request: &SyncRequest,
 ) -> Result<StepOutcome> {
-    let project = ctx.project()?;
+    let project = crate::owners::resolved(ctx.project()?).await?;
     let layout = ctx.layout(&project)?;
     let specs: Vec<&SecretSpec> = project.secrets_in_use().collect();
     ctx.naming()?.check_keys(&specs)?;

@@ -23,6 +23,7 @@ mod json_errors;
 mod load;
 mod load_keyvault;
 mod manifest;
+mod owners_docker;
 mod policy;
 mod properties;
 mod provider;

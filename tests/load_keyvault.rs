@@ -234,3 +234,98 @@ async fn errors_name_the_secret_and_change_nothing() {
         .collect();
     assert!(changed.is_empty(), "a refused rotation changed {changed:?}");
 }
+
+/// A Compose file whose one service mounts `n` seeded secrets (`bench-0000`…).
+fn seeded(n: usize) -> String {
+    let names: Vec<String> = (0..n).map(|i| format!("bench-{i:04}")).collect();
+    let mut text = format!(
+        "services:\n  app:\n    image: x\n    secrets: [{}]\nsecrets:\n",
+        names.join(", ")
+    );
+    for name in &names {
+        text.push_str(&format!("  {name}:\n    file: ./.runtime/secrets/{name}\n"));
+    }
+    text
+}
+
+/// Issue 21 item 5: a cold load needs no listing, since each GET brings its version; a warm
+/// load lists and GETs nothing; `--no-cache` is cold again. Counted at the emulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_load_gets_each_secret_once_and_lists_nothing() {
+    const N: usize = 40;
+    let emulator = started(&[], &["--seed-count", "40"]);
+    let p = Project::empty();
+    p.write("compose.yaml", seeded(N));
+    let op = |s: &serde_json::Value, k: &str| s["by_operation"][k].as_u64().unwrap_or(0);
+    emulator.reset_stats().await;
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
+    let cold = emulator.stats().await;
+    assert_eq!(op(&cold, "list"), 0, "{cold}");
+    assert_eq!(op(&cold, "get"), N as u64, "{cold}");
+    for i in 0..N {
+        assert_eq!(cold["gets_by_secret"][format!("bench-{i:04}")], 1, "{cold}");
+    }
+    // The challenge is one round trip: at most the first wave (16 in flight) meets it.
+    let unauthenticated = cold["unauthenticated"].as_u64().unwrap_or(0);
+    assert!((1..=16).contains(&unauthenticated), "{cold}");
+
+    emulator.reset_stats().await;
+    p.cmd(&["load"]).keyvault(&emulator).run().success();
+    let warm = emulator.stats().await;
+    assert_eq!(op(&warm, "get"), 0, "{warm}");
+    assert_eq!(op(&warm, "list"), 2, "40 secrets at 25 a page: {warm}");
+
+    emulator.reset_stats().await;
+    p.cmd(&["load", "--no-cache"])
+        .keyvault(&emulator)
+        .run()
+        .success();
+    let no_cache = emulator.stats().await;
+    assert_eq!(
+        (op(&no_cache, "list"), op(&no_cache, "get")),
+        (0, N as u64),
+        "{no_cache}"
+    );
+}
+
+/// Without a listing, a secret the vault lacks is still named (exit 3) and nothing is written;
+/// so is a disabled one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cold_load_names_a_missing_or_disabled_secret_and_writes_nothing() {
+    let emulator = started(&["db-password", "api-key"], &[]);
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        format!("{TWO}  ghost:\n    file: ./.runtime/secrets/ghost\n").replace(
+            "secrets: [db-password, api-key]",
+            "secrets: [db-password, api-key, ghost]",
+        ),
+    );
+    let before = p.snapshot();
+    emulator.reset_stats().await;
+    let out = p.cmd(&["load"]).keyvault(&emulator).run().code(3);
+    assert!(
+        out.stderr.contains("no value for") && out.stderr.contains("ghost"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("db-password"), "{}", out.stderr);
+    crate::harness::assert_same_files(&before, &p.snapshot());
+    assert_eq!(
+        emulator.stats().await["by_operation"]["list"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+
+    p.write("compose.yaml", TWO);
+    let before = p.snapshot();
+    let store = crate::support::store::store_for(&emulator, &[]);
+    store.set_enabled("api-key", None, false).await.unwrap();
+    p.cmd(&["load"])
+        .keyvault(&emulator)
+        .run()
+        .code(3)
+        .stderr_has("`api-key` is disabled");
+    crate::harness::assert_same_files(&before, &p.snapshot());
+}

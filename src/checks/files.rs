@@ -136,9 +136,13 @@ fn check_file<'m>(
             }
             // Without a declared owner, load leaves the file to the user who wrote it.
             let want_uid = spec.owner_uid.unwrap_or(euid);
+            let from = spec
+                .owner_from
+                .describe()
+                .map_or_else(String::new, |d| format!(" ({d})"));
             if want_uid != st.uid || spec.owner_gid.is_some_and(|g| g != st.gid) {
                 problems.push(format!(
-                    "owner {}:{}, expected {}:{}",
+                    "owner {}:{}, expected {}:{}{from}",
                     st.uid,
                     st.gid,
                     want_uid,
@@ -153,7 +157,7 @@ fn check_file<'m>(
                     Status::Pass,
                     "files",
                     name,
-                    format!("{shown}: {:04o}, {}:{}", st.mode, st.uid, st.gid),
+                    format!("{shown}: {:04o}, {}:{}{from}", st.mode, st.uid, st.gid),
                 );
             } else {
                 f.add(

@@ -40,7 +40,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let project = if !maps.is_empty() && !ctx.has_project() {
         None
     } else {
-        Some(ctx.project()?)
+        Some(crate::owners::resolved(ctx.project()?).await?)
     };
     let layout = project.as_ref().map(|p| ctx.layout(p)).transpose()?;
     if let Some(project) = &project {

@@ -33,7 +33,7 @@ fn hook_timeout() -> Result<Duration> {
 }
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
-    let project = ctx.project()?;
+    let project = crate::owners::resolved(ctx.project()?).await?;
     let layout = ctx.layout(&project)?;
     let chosen = Selection {
         names: &opts.names,

@@ -13,8 +13,14 @@ use crate::files::state::State;
 use crate::store::SecretStore;
 
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
-    let project = ctx.project()?;
+    let mut project = ctx.project()?;
     let mut f = Findings::relative_to(&ctx.cwd);
+    // --no-docker leaves named users unresolved: their files get the named-user warning.
+    if !opts.no_docker {
+        for e in crate::owners::resolve_for_verify(&mut project).await {
+            f.add(Status::Fail, "files", "owners", e.to_string());
+        }
+    }
     let reference = gather::compose_reference(&ctx.cwd, &ctx.compose_flags()).await;
     checks::check_compose_model(&mut f, &project, &reference);
     let local = Local::read(ctx, &project, &mut f);

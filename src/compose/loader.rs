@@ -96,12 +96,14 @@ const ALL_STEPS: Steps = Steps {
 
 /// Service keys that decide secrets, and how a rotation replaces the service's containers
 /// (`deploy`, `container_name`, `ports`); everything else is dropped after interpolation.
-const SERVICE_KEYS: [&str; 12] = [
+const SERVICE_KEYS: [&str; 13] = [
     "secrets",
     "provider",
     "env_file",
     "build",
     "user",
+    // Where a named `user:` is looked up (`owners`).
+    "image",
     "environment",
     "profiles",
     "extends",

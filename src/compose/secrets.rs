@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_norway::Value;
 
 use super::services::RunsAs;
-use super::{extension, names, SecretSource, SecretSpec, ServiceSpec, EXTENSION_KEY};
+use super::{extension, names, OwnerFrom, SecretSource, SecretSpec, ServiceSpec, EXTENSION_KEY};
 use crate::error::{Error, Result};
 
 pub(super) fn build_secrets(
@@ -83,10 +83,13 @@ fn secret_spec(
         .collect();
     // compose-secrets' own secrets (the audit key) need no service to mount them.
     let in_use = users.iter().any(|s| s.enabled) || keep_in_use.iter().any(|k| k == name);
-    let (owner_uid, owner_gid) = ext
-        .owner
-        .or_else(|| reader_of(name, services).filter(|&(u, g)| can_give(u, g)))
-        .unwrap_or((None, None));
+    let readers = owner_from_readers(name, services, &BTreeMap::new());
+    let owner_from = match (&ext.owner, &readers) {
+        (Some(_), _) => OwnerFrom::Declared,
+        (None, Some(_)) => OwnerFrom::ServiceUser,
+        (None, None) => OwnerFrom::Runner,
+    };
+    let (owner_uid, owner_gid) = ext.owner.or(readers).unwrap_or((None, None));
     let mount_mode = agreed(
         services
             .values()
@@ -106,6 +109,7 @@ fn secret_spec(
         source,
         owner_uid,
         owner_gid,
+        owner_from,
         mode: ext.mode.or(mount_mode).unwrap_or(0o400),
         pinned_version: ext.version,
         rotation_hook: ext.rotation_hook,
@@ -163,23 +167,37 @@ fn secret_source(name: &str, def: &Value) -> Result<SecretSource> {
     })
 }
 
+/// The owner a secret's file takes from the services that mount it (see `reader_of`), when
+/// this process can give it. `named` holds the ids of named users by service, as `owners`
+/// looked them up in the images.
+pub fn owner_from_readers(
+    secret: &str,
+    services: &BTreeMap<String, ServiceSpec>,
+    named: &BTreeMap<String, (u32, u32)>,
+) -> Option<(Option<u32>, Option<u32>)> {
+    reader_of(secret, services, named).filter(|&(u, g)| can_give(u, g))
+}
+
 /// The one numeric user every enabled service mounting `secret` runs as (`uid`/`gid` of the
-/// mount, else a numeric `user:`), when they agree: the owner its file needs so that a
-/// non-root service can read it. Services whose user is unknown (no `user:`, or a name) are
-/// left out: they run as whatever their image says.
+/// mount, else its `user:`), when they agree: the owner its file needs so that a non-root
+/// service can read it. Services whose user is unknown (no `user:`, or a name not in `named`)
+/// are left out: they run as whatever their image says.
 fn reader_of(
     secret: &str,
     services: &BTreeMap<String, ServiceSpec>,
+    named: &BTreeMap<String, (u32, u32)>,
 ) -> Option<(Option<u32>, Option<u32>)> {
     let readers = services.values().filter(|s| s.enabled).flat_map(|s| {
         let runs_as = s.runs_as();
+        let looked_up = named.get(&s.name).copied();
         s.mounts
             .iter()
             .filter(|m| m.source == secret)
             .map(move |m| {
                 let numeric = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<u32>().ok());
-                let (user_uid, user_gid) = match &runs_as {
-                    Some(RunsAs::Ids(u, g)) => (Some(*u), *g),
+                let (user_uid, user_gid) = match (&runs_as, looked_up) {
+                    (Some(RunsAs::Ids(u, g)), _) => (Some(*u), *g),
+                    (Some(RunsAs::Named(_)), Some((u, g))) => (Some(u), Some(g)),
                     _ => (None, None),
                 };
                 (numeric(&m.uid).or(user_uid), numeric(&m.gid).or(user_gid))

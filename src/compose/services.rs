@@ -62,6 +62,7 @@ pub(super) fn build_services(
                     .and_then(|p| p.get("type"))
                     .map(merge::scalar_text),
                 user: body.get("user").map(merge::scalar_text),
+                image: body.get("image").map(merge::scalar_text),
                 environment_references,
                 environment,
                 mounts,

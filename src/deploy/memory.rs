@@ -26,6 +26,10 @@ struct MemoryInner {
     fail_restart: Vec<String>,
     unhealthy_after_restart: Vec<String>,
     unreachable: bool,
+    /// Local images by name, each with its files by path.
+    images: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Containers created to read an image's files (never started, always removed).
+    image_reads: usize,
     /// Containers made by `create_like` report `unhealthy` once started.
     unhealthy_replicas: bool,
     created: Vec<String>,
@@ -103,6 +107,20 @@ impl MemoryEngine {
     /// Behave like an engine that cannot be reached.
     pub fn set_unreachable(&self, unreachable: bool) {
         self.lock().unreachable = unreachable;
+    }
+
+    /// Make `image` present locally, holding `files` (path, contents).
+    pub fn add_image(&self, image: &str, files: &[(&str, &[u8])]) {
+        let files = files
+            .iter()
+            .map(|(p, c)| ((*p).to_string(), c.to_vec()))
+            .collect();
+        self.lock().images.insert(image.to_string(), files);
+    }
+
+    /// How many times an image's files were read (one throwaway container each).
+    pub fn image_reads(&self) -> usize {
+        self.lock().image_reads
     }
 
     /// Ids restarted so far, in order.
@@ -283,6 +301,33 @@ impl ContainerEngine for MemoryEngine {
         inner.containers.retain(|c| c.id != id);
         inner.removed.push(id.to_string());
         Ok(())
+    }
+
+    async fn image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        let Some(files) = inner.images.get(image).cloned() else {
+            return Err(Error::docker(
+                crate::error::DockerFailure::Refused { status: 404 },
+                format!("image {image} is not present locally"),
+            ));
+        };
+        inner.image_reads += 1;
+        paths
+            .iter()
+            .map(|p| match files.get(*p) {
+                Some(c) if c.len() > limit => Err(Error::docker(
+                    crate::error::DockerFailure::Other,
+                    format!("{p} in image {image} is over {limit} bytes"),
+                )),
+                other => Ok(other.cloned()),
+            })
+            .collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Listing and fetching, overlapped: a secret is fetched as soon as the listing page naming it
 //! arrives, at most `concurrency` at a time, and a secret whose listed version is the one last
-//! written (file intact) is not fetched at all.
+//! written (file intact) is not fetched at all. A cold load (nothing could be cached) skips the
+//! listing: each GET brings its version, so the pages would only cost round trips.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,16 @@ pub(crate) struct Fetched {
     pub listed: HashMap<usize, VersionInfo>,
 }
 
+/// How the candidates are found: from the store's listing, or all of them at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listing {
+    /// List first; fetch what the listing shows changed (warm loads, `sync`).
+    Listed,
+    /// GET every candidate directly: nothing is cached, so every one is fetched anyway, and a
+    /// secret the store lacks answers not-found to its GET (cold loads).
+    Direct,
+}
+
 pub(crate) async fn fetch(
     store: &dyn SecretStore,
     candidates: &[Candidate<'_>],
@@ -24,7 +35,27 @@ pub(crate) async fn fetch(
     concurrency: usize,
     reporter: &crate::output::Reporter,
 ) -> Result<Fetched> {
+    fetch_with(
+        store,
+        candidates,
+        is_cached,
+        concurrency,
+        reporter,
+        Listing::Listed,
+    )
+    .await
+}
+
+pub(crate) async fn fetch_with(
+    store: &dyn SecretStore,
+    candidates: &[Candidate<'_>],
+    is_cached: &(dyn Fn(usize, Option<&VersionInfo>) -> bool + Sync),
+    concurrency: usize,
+    reporter: &crate::output::Reporter,
+    how: Listing,
+) -> Result<Fetched> {
     let versions = store.keeps_versions();
+    let lists = versions && how == Listing::Listed;
     let by_key: HashMap<String, usize> = candidates
         .iter()
         .enumerate()
@@ -35,7 +66,7 @@ pub(crate) async fn fetch(
     let listing = async {
         let wanted = wanted;
         let mut listed: HashMap<usize, VersionInfo> = HashMap::new();
-        if !versions {
+        if !lists {
             for i in (0..candidates.len()).filter(|&i| !is_cached(i, None)) {
                 let _ = wanted.send(i);
             }
@@ -83,19 +114,29 @@ pub(crate) async fn fetch(
         p.finish_and_clear();
     }
     let listed = listed?;
-    if versions {
-        let missing: Vec<String> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| c.spec.pinned_version.is_none() && !listed.contains_key(i))
-            .map(|(_, c)| c.spec.name.clone())
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::MissingSecrets {
-                names: missing,
-                origin: store.describe(),
-            });
-        }
+    if lists {
+        unlisted(store, candidates, &listed)?;
     }
     Ok(Fetched { results, listed })
+}
+
+/// A secret the listing does not name is missing (a pinned version is not listed).
+fn unlisted(
+    store: &dyn SecretStore,
+    candidates: &[Candidate<'_>],
+    listed: &HashMap<usize, VersionInfo>,
+) -> Result<()> {
+    let missing: Vec<String> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.spec.pinned_version.is_none() && !listed.contains_key(i))
+        .map(|(_, c)| c.spec.name.clone())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::MissingSecrets {
+        names: missing,
+        origin: store.describe(),
+    })
 }

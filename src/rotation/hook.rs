@@ -179,6 +179,7 @@ mod tests {
             source: crate::compose::SecretSource::File("/p/db".into()),
             owner_uid: None,
             owner_gid: None,
+            owner_from: Default::default(),
             mode: 0o400,
             pinned_version: None,
             rotation_hook: Some(vec!["true".into()]),

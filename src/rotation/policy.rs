@@ -147,6 +147,7 @@ mod tests {
             source: crate::compose::SecretSource::File("s".into()),
             owner_uid: None,
             owner_gid: None,
+            owner_from: Default::default(),
             mode: 0o400,
             pinned_version: None,
             rotation_hook: None,

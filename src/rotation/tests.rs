@@ -137,6 +137,12 @@ impl ContainerEngine for ScriptedEngine {
     async fn remove(&self, _id: &str) -> Result<()> {
         Ok(())
     }
+    async fn image_files(&self, image: &str, _: &[&str], _: usize) -> Result<Vec<Option<Vec<u8>>>> {
+        Err(Error::Docker {
+            kind: crate::error::DockerFailure::Refused { status: 404 },
+            message: format!("image {image} is not present locally (scripted)"),
+        })
+    }
 }
 
 pub(super) const OLD: &str = "old-value-0123456789";
@@ -634,6 +640,7 @@ fn older_than_keeps_old_and_never_rotated() {
         source: SecretSource::File(PathBuf::from(n)),
         owner_uid: None,
         owner_gid: None,
+        owner_from: Default::default(),
         mode: 0o400,
         pinned_version: None,
         rotation_hook: None,

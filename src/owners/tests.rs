@@ -1,0 +1,163 @@
+use super::*;
+use crate::compose::ProjectOptions;
+use crate::deploy::memory::MemoryEngine;
+
+/// The running user's ids: the owners these tests expect must be ones this process can give.
+fn me() -> (u32, u32) {
+    (
+        nix::unistd::Uid::effective().as_raw(),
+        nix::unistd::Gid::effective().as_raw(),
+    )
+}
+
+fn project(compose: &str) -> (tempfile::TempDir, Project) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
+    let project = Project::load(&ProjectOptions {
+        cwd: dir.path().to_path_buf(),
+        project_name: Some("unit".into()),
+        ..ProjectOptions::default()
+    })
+    .unwrap();
+    (dir, project)
+}
+
+fn compose(user: &str, owner: &str) -> String {
+    format!(
+        "services:\n  db:\n    image: local/db:1\n    user: \"{user}\"\n    secrets: [db-password]\n\
+         secrets:\n  db-password:\n    file: ./.runtime/secrets/db-password\n{owner}"
+    )
+}
+
+fn engine() -> MemoryEngine {
+    let (uid, gid) = me();
+    let engine = MemoryEngine::new();
+    let passwd = format!("root:x:0:0::/root:/bin/sh\nappuser:x:{uid}:{gid}::/:/bin/sh\n");
+    let group = format!("root:x:0:\nappgroup:x:{gid}:\n");
+    engine.add_image(
+        "local/db:1",
+        &[
+            ("/etc/passwd", passwd.as_bytes()),
+            ("/etc/group", group.as_bytes()),
+        ],
+    );
+    engine
+}
+
+#[tokio::test]
+async fn a_named_user_takes_its_ids_from_the_image() {
+    let (uid, gid) = me();
+    for user in [
+        "appuser",
+        "appuser:appgroup",
+        &format!("{uid}:appgroup"),
+        &format!("appuser:{gid}"),
+    ] {
+        let (_dir, mut p) = project(&compose(user, ""));
+        assert_eq!(p.secrets[0].owner_from, OwnerFrom::Runner, "{user}");
+        let engine = engine();
+        assert!(apply(&mut p, &engine).await.is_empty(), "{user}");
+        let s = &p.secrets[0];
+        assert_eq!((s.owner_uid, s.owner_gid), (Some(uid), Some(gid)), "{user}");
+        assert_eq!(
+            s.owner_from,
+            OwnerFrom::Image {
+                image: "local/db:1".into(),
+                user: user.to_string()
+            }
+        );
+        assert_eq!(engine.image_reads(), 1, "one read per image");
+    }
+}
+
+#[tokio::test]
+async fn numeric_users_and_declared_owners_need_no_image() {
+    let (uid, gid) = me();
+    for (user, owner, from) in [
+        (
+            format!("{uid}:{gid}"),
+            String::new(),
+            OwnerFrom::ServiceUser,
+        ),
+        (
+            "appuser".to_string(),
+            format!("    x-compose-secrets:\n      owner: \"{uid}:{gid}\"\n"),
+            OwnerFrom::Declared,
+        ),
+    ] {
+        let (_dir, mut p) = project(&compose(&user, &owner));
+        let engine = MemoryEngine::new();
+        engine.set_unreachable(true);
+        assert!(apply(&mut p, &engine).await.is_empty(), "{user}");
+        assert_eq!(engine.image_reads(), 0);
+        assert_eq!(p.secrets[0].owner_from, from);
+        assert_eq!(
+            (p.secrets[0].owner_uid, p.secrets[0].owner_gid),
+            (Some(uid), Some(gid))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_image_user_group_or_engine_is_an_error_naming_them() {
+    let cases: [(&str, &str, u8, &str); 4] = [
+        (
+            "appuser",
+            "local/other:2",
+            crate::error::exit::DOCKER,
+            "pull or build the image",
+        ),
+        (
+            "postgres",
+            "local/db:1",
+            crate::error::exit::USAGE,
+            "has no user `postgres`",
+        ),
+        (
+            "appuser:staff",
+            "local/db:1",
+            crate::error::exit::USAGE,
+            "has no group `staff`",
+        ),
+        (
+            "appuser",
+            "unreachable",
+            crate::error::exit::DOCKER,
+            "start Docker",
+        ),
+    ];
+    for (user, image, code, says) in cases {
+        let text = compose(user, "").replace("local/db:1", image);
+        let (_dir, mut p) = project(&text);
+        let engine = engine();
+        engine.set_unreachable(image == "unreachable");
+        let errors = apply(&mut p, &engine).await;
+        assert_eq!(errors.len(), 1, "{user} {image}");
+        let message = errors[0].to_string();
+        assert_eq!(errors[0].exit_code(), code, "{message}");
+        for part in [
+            says,
+            "service `db`",
+            &format!("user `{user}`"),
+            image,
+            "`db-password`",
+        ] {
+            assert!(message.contains(part), "{part}: {message}");
+        }
+        assert_eq!(p.secrets[0].owner_from, OwnerFrom::Runner, "left as it was");
+        assert_eq!(p.secrets[0].owner_uid, None);
+    }
+}
+
+#[tokio::test]
+async fn a_built_service_is_looked_up_by_composes_image_name() {
+    let text = compose("appuser", "").replace("image: local/db:1", "build: .");
+    let (_dir, mut p) = project(&text);
+    let engine = MemoryEngine::new();
+    let errors = apply(&mut p, &engine).await;
+    assert!(
+        errors[0].to_string().contains("image unit-db "),
+        "{}",
+        errors[0]
+    );
+}
