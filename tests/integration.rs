@@ -9,6 +9,7 @@ mod support {
 
 mod adopt;
 mod audit_trust;
+mod certificates;
 mod cli_help;
 mod compose_differential;
 mod crash;

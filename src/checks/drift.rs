@@ -26,7 +26,9 @@ pub async fn check_drift(
                 key,
                 &f.path_subject(std::path::Path::new(&store.describe())),
             );
-            match store.get_latest(key).await {
+            let current = store.get_latest(key).await;
+            let current = current.and_then(|c| crate::certificate::file_value(local.spec, key, c));
+            match current {
                 Ok(current) if &current.value.fingerprint() == file_fp => {
                     f.add(Status::Pass, "drift", name, format!("matches {source}"));
                 }

@@ -619,6 +619,7 @@ fn older_than_keeps_old_and_never_rotated() {
         hook_env: vec![],
         rotate_every: None,
         expiry_grace: None,
+        certificate: None,
         uses: vec![],
         in_use: true,
     };
