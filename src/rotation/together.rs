@@ -262,3 +262,195 @@ async fn roll_back_all(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::super::tests::ScriptedEngine;
+    use super::super::{plan, Settings};
+    use super::*;
+    use crate::audit::{AuditKey, AuditLog};
+    use crate::compose::{Project, ProjectOptions};
+    use crate::files::layout::{Layout, Protected};
+    use crate::files::runtime_dir::RuntimeDir;
+    use crate::files::secret_dir::Owner;
+    use crate::files::state::State;
+    use crate::secret::SecretValue;
+    use crate::store::memory::MemoryStore;
+
+    /// `web` reads the key and the fullchain, `proxy` the fullchain, of one certificate.
+    const COMPOSE: &str = "name: proj\nservices:\n  web:\n    image: x\n    secrets: [tls-key, tls-fullchain]\n  proxy:\n    image: x\n    secrets: [tls-fullchain]\n\
+secrets:\n  tls-key:\n    file: ./secrets/tls-key\n    x-compose-secrets: {vault-name: web-tls, certificate: key}\n\
+  tls-fullchain:\n    file: ./secrets/tls-fullchain\n    x-compose-secrets: {vault-name: web-tls, certificate: fullchain}\n";
+
+    struct Parts {
+        dir: tempfile::TempDir,
+        manifest: Project,
+        store: MemoryStore,
+        engine: ScriptedEngine,
+    }
+
+    impl Parts {
+        async fn new() -> Parts {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("compose.yaml"), COMPOSE).unwrap();
+            let manifest = Project::load(&ProjectOptions {
+                cwd: dir.path().to_path_buf(),
+                ..ProjectOptions::default()
+            })
+            .unwrap();
+            let secrets = SecretDir::open(&dir.path().join("secrets"), true).unwrap();
+            let runtime = RuntimeDir::open(&dir.path().join(".runtime"), true)
+                .unwrap()
+                .unwrap();
+            let mut state = State::read(Some(&runtime), "memory").unwrap();
+            for name in ["tls-key", "tls-fullchain"] {
+                let old = SecretValue::new(format!("{name}-old"));
+                secrets
+                    .write_atomic(name, old.expose_bytes(), 0o400, Owner::default())
+                    .unwrap();
+                state.secrets.insert(
+                    name.into(),
+                    SecretState {
+                        version: Some("v1".into()),
+                        updated: None,
+                        fingerprint: old.fingerprint(),
+                        checked_at: 0,
+                    },
+                );
+            }
+            state.write(&runtime).unwrap();
+            let engine =
+                ScriptedEngine::with(&[("web", "proj-web-1", 1), ("proxy", "proj-proxy-1", 1)]);
+            Parts {
+                dir,
+                manifest,
+                store: MemoryStore::new(),
+                engine,
+            }
+        }
+
+        fn plans(&self) -> Vec<SecretPlan> {
+            let runtime = self.dir.path().join(".runtime");
+            let layout = Layout::plan(
+                &self.manifest,
+                &runtime,
+                &runtime.join("secrets"),
+                &Protected {
+                    project: &self.manifest,
+                    env_file: &self.dir.path().join(".env"),
+                    template: &self.dir.path().join(".env.demo"),
+                },
+            )
+            .unwrap();
+            let specs: Vec<_> = ["tls-key", "tls-fullchain"]
+                .iter()
+                .map(|n| self.manifest.secret(n).unwrap())
+                .collect();
+            plan(
+                &self.manifest,
+                &layout,
+                &self.store,
+                &specs,
+                Some(&self.engine.all()),
+                None,
+            )
+            .unwrap()
+        }
+
+        async fn sync(&self) -> Vec<RotationRecord> {
+            let runtime = RuntimeDir::open(&self.dir.path().join(".runtime"), true)
+                .unwrap()
+                .unwrap();
+            let key = AuditKey::local(&runtime, true).unwrap().unwrap();
+            let mut run = Run {
+                store: &self.store,
+                engine: Some(&self.engine),
+                settings: Settings {
+                    restart: true,
+                    health_timeout: Duration::from_secs(2),
+                    stop_timeout: Duration::from_secs(1),
+                    hook_timeout: Duration::from_secs(1),
+                    hook_dir: self.dir.path().to_path_buf(),
+                    rotated_by: "tester@host".into(),
+                    shown_from: PathBuf::from("/"),
+                },
+                swarm: None,
+                runtime: &runtime,
+                state: State::read(Some(&runtime), "memory").unwrap(),
+                audit: AuditLog::new(&runtime, key),
+            };
+            let plans = self.plans();
+            let fetched: Vec<FetchedSecret> = ["tls-key", "tls-fullchain"]
+                .iter()
+                .map(|n| FetchedSecret {
+                    value: SecretValue::new(format!("{n}-new")),
+                    info: crate::store::VersionInfo {
+                        name: "web-tls".into(),
+                        version: Some("v2".into()),
+                        enabled: true,
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            let parts: Vec<_> = plans.iter().zip(&fetched).collect();
+            follow_together(&mut run, &parts).await
+        }
+
+        fn file(&self, name: &str) -> String {
+            std::fs::read_to_string(self.dir.path().join("secrets").join(name)).unwrap()
+        }
+
+        fn state(&self) -> State {
+            let runtime = RuntimeDir::open(&self.dir.path().join(".runtime"), true)
+                .unwrap()
+                .unwrap();
+            State::read(Some(&runtime), "memory").unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn every_part_is_written_before_each_user_restarts_once() {
+        let f = Parts::new().await;
+        let mut records = f.sync().await;
+        for r in &mut records {
+            assert!(r.take_error().is_none(), "{:?}", r.steps);
+            assert_eq!(r.outcome, Outcome::Ok);
+        }
+        assert_eq!(f.file("tls-key"), "tls-key-new");
+        assert_eq!(f.file("tls-fullchain"), "tls-fullchain-new");
+        // Each container once, though `web` reads both parts.
+        let mut restarts = f.engine.restarts();
+        restarts.sort();
+        assert_eq!(restarts, ["proj-proxy-1", "proj-web-1"]);
+        let state = f.state();
+        assert_eq!(state.secrets["tls-key"].version.as_deref(), Some("v2"));
+        assert_eq!(
+            state.secrets["tls-fullchain"].version.as_deref(),
+            Some("v2")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_user_puts_every_part_back_and_holds_the_version() {
+        let f = Parts::new().await;
+        f.engine.unhealthy_after("proj-proxy-1", 1);
+        let mut records = f.sync().await;
+        let errors: Vec<Error> = records.iter_mut().filter_map(|r| r.take_error()).collect();
+        assert_eq!(errors.len(), 2, "both parts report");
+        assert!(
+            errors.iter().all(|e| matches!(e, Error::SyncHeld { .. })),
+            "{errors:?}"
+        );
+        assert_eq!(f.file("tls-key"), "tls-key-old", "the key goes back too");
+        assert_eq!(f.file("tls-fullchain"), "tls-fullchain-old");
+        let state = f.state();
+        assert_eq!(state.secrets["tls-key"].version.as_deref(), Some("v1"));
+        assert!(state.held.contains_key("tls-key") && state.held.contains_key("tls-fullchain"));
+        // Forward once each, then back once each.
+        let restarts = f.engine.restarts();
+        assert_eq!(restarts.len(), 4, "{restarts:?}");
+    }
+}
