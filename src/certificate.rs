@@ -401,6 +401,30 @@ pub fn file_value(
     })
 }
 
+/// Whether a file (`bytes`) holds what `fetched`, the store's current value, gives `spec`. A
+/// `pfx` is compared by what it holds: each one written draws new salts.
+pub fn file_matches(
+    spec: &crate::compose::SecretSpec,
+    key: &str,
+    fetched: crate::store::FetchedSecret,
+    bytes: &[u8],
+) -> Result<bool> {
+    let same = |v: &SecretValue| v.fingerprint() == crate::secret::fingerprint_bytes(bytes);
+    match spec.certificate {
+        Some(CertificateUse {
+            part: Part::Pfx, ..
+        }) => {
+            let bundle = Bundle::parse(key, fetched.info.content_type.as_deref(), &fetched.value)?;
+            let on_disk = Bundle::from_pkcs12(key, bytes);
+            Ok(on_disk.is_ok_and(|d| {
+                *d.key == *bundle.key && d.leaf == bundle.leaf && d.chain == bundle.chain
+            }))
+        }
+        Some(_) => Ok(same(&file_value(spec, key, fetched)?.value)),
+        None => Ok(same(&fetched.value)),
+    }
+}
+
 /// Refuse parts of one vault object fetched at different versions (a renewal landed between
 /// their GETs): the files would hold a key and a certificate that do not belong together.
 pub fn check_one_version<'a>(

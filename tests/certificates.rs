@@ -490,6 +490,7 @@ fn bundles_without_a_leaf_with_a_foreign_key_or_a_password_are_refused() {
 fn rotate_refuses_a_certificate_part_and_points_to_sync() {
     let p = Project::empty();
     p.write("compose.yaml", PARTS);
+    p.write(".env.demo", "");
     p.cmd(&["ensure"]).run().success();
     p.cmd(&["load"]).run().success();
     let before = p.read(".runtime/secrets/tls-key");
@@ -505,6 +506,7 @@ fn rotate_refuses_a_certificate_part_and_points_to_sync() {
 fn demo_mode_generates_one_self_signed_certificate_for_every_part() {
     let p = Project::empty();
     p.write("compose.yaml", PARTS);
+    p.write(".env.demo", "");
     p.cmd(&["ensure"]).run().success().stdout_has("self-signed");
     // One `.env` key for the five parts: the vault object's.
     let env = p.read_string(".env");
@@ -520,7 +522,29 @@ fn demo_mode_generates_one_self_signed_certificate_for_every_part() {
         "",
         "self-signed: no chain"
     );
-    p.cmd(&["verify"]).run().stdout_has("valid until");
+    let out = p.cmd(&["verify", "--json"]).run();
+    let json = out.json();
+    let checks = json["checks"].as_array().expect("checks");
+    for part in [
+        "tls-key",
+        "tls-cert",
+        "tls-chain",
+        "tls-fullchain",
+        "tls-pfx",
+    ] {
+        let drift = checks
+            .iter()
+            .find(|c| c["category"] == "drift" && c["subject"] == part)
+            .unwrap_or_else(|| panic!("a drift line for {part}: {checks:?}"));
+        // The pfx too, though each one written draws new salts.
+        assert_eq!(drift["status"], "pass", "{drift}");
+    }
+    let cert = checks
+        .iter()
+        .find(|c| c["category"] == "certificate")
+        .expect("an expiry line");
+    assert_eq!(cert["status"], "pass", "{cert}");
+    assert!(cert["message"].as_str().unwrap().contains("valid until"));
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub async fn check_drift(
 ) {
     if !store.keeps_versions() {
         for local in locals {
-            let Some(file_fp) = &local.fingerprint else {
+            let Some(on_disk) = local.value.as_ref().filter(|_| local.fingerprint.is_some()) else {
                 continue;
             };
             let name = &local.spec.name;
@@ -27,12 +27,14 @@ pub async fn check_drift(
                 &f.path_subject(std::path::Path::new(&store.describe())),
             );
             let current = store.get_latest(key).await;
-            let current = current.and_then(|c| crate::certificate::file_value(local.spec, key, c));
-            match current {
-                Ok(current) if &current.value.fingerprint() == file_fp => {
+            let same = current.and_then(|c| {
+                crate::certificate::file_matches(local.spec, key, c, on_disk.expose_bytes())
+            });
+            match same {
+                Ok(true) => {
                     f.add(Status::Pass, "drift", name, format!("matches {source}"));
                 }
-                Ok(_) => f.add(
+                Ok(false) => f.add(
                     Status::Fail,
                     "drift",
                     name,

@@ -281,9 +281,22 @@ mod tests {
     use crate::store::memory::MemoryStore;
 
     /// `web` reads the key and the fullchain, `proxy` the fullchain, of one certificate.
-    const COMPOSE: &str = "name: proj\nservices:\n  web:\n    image: x\n    secrets: [tls-key, tls-fullchain]\n  proxy:\n    image: x\n    secrets: [tls-fullchain]\n\
-secrets:\n  tls-key:\n    file: ./secrets/tls-key\n    x-compose-secrets: {vault-name: web-tls, certificate: key}\n\
-  tls-fullchain:\n    file: ./secrets/tls-fullchain\n    x-compose-secrets: {vault-name: web-tls, certificate: fullchain}\n";
+    const COMPOSE: &str = r#"name: proj
+services:
+  web:
+    image: x
+    secrets: [tls-key, tls-fullchain]
+  proxy:
+    image: x
+    secrets: [tls-fullchain]
+secrets:
+  tls-key:
+    file: ./secrets/tls-key
+    x-compose-secrets: {vault-name: web-tls, certificate: key}
+  tls-fullchain:
+    file: ./secrets/tls-fullchain
+    x-compose-secrets: {vault-name: web-tls, certificate: fullchain}
+"#;
 
     struct Parts {
         dir: tempfile::TempDir,
