@@ -51,24 +51,7 @@ pub async fn follow_together(
         records.push(record);
     }
     if let Some((at, e)) = failed_open {
-        let name = records[at].secret.clone();
-        let mut e = Some(e);
-        return records
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let own = if i == at { e.take() } else { None };
-                let error = if let Some(own) = own {
-                    own
-                } else {
-                    Error::manifest(
-                        &r.secret,
-                        format!("not synced: `{name}`, a part of the same certificate, could not be opened"),
-                    )
-                };
-                finish(run, r.fail(Outcome::Failed, error))
-            })
-            .collect();
+        return not_opened(run, records, at, e);
     }
     // From the intent lines to the outcome lines, a signal waits (see `crate::interrupt`).
     let _step = crate::interrupt::step();
@@ -80,29 +63,58 @@ pub async fn follow_together(
     let mut progress: Vec<Progress> = parts.iter().map(|_| Progress::default()).collect();
     let failure = forward(run, parts, &opened, &mut records, &mut progress).await;
     let Err((at, failure)) = failure else {
-        return parts
-            .iter()
-            .zip(records)
+        return records
+            .into_iter()
             .zip(progress)
-            .map(|((_, mut record), progress)| {
-                record.health = if progress.restarted.is_empty() {
-                    HealthResult::Skipped
-                } else {
-                    HealthResult::Passed
-                };
-                record.restarted = progress.restarted;
-                if run.state.held.remove(&record.secret).is_some() {
-                    record.step("released", "the version held earlier is applied now");
-                }
-                record.step(
-                    "synced",
-                    "committed, with the other parts of its certificate",
-                );
-                finish(run, record)
-            })
+            .map(|(record, progress)| committed(run, record, progress))
             .collect();
     };
     roll_back_all(run, parts, &opened, records, &progress, at, failure).await
+}
+
+/// A part's directory or file could not be read: nothing was written, every part fails.
+fn not_opened(
+    run: &mut Run<'_>,
+    records: Vec<RotationRecord>,
+    at: usize,
+    e: Error,
+) -> Vec<RotationRecord> {
+    let name = records[at].secret.clone();
+    let mut e = Some(e);
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let own = if i == at { e.take() } else { None };
+            let error = own.unwrap_or_else(|| {
+                Error::manifest(
+                    &r.secret,
+                    format!(
+                        "not synced: `{name}`, a part of the same certificate, could not be opened"
+                    ),
+                )
+            });
+            finish(run, r.fail(Outcome::Failed, error))
+        })
+        .collect()
+}
+
+/// A part written, with the users of every part restarted and healthy.
+fn committed(run: &mut Run<'_>, mut record: RotationRecord, progress: Progress) -> RotationRecord {
+    record.health = if progress.restarted.is_empty() {
+        HealthResult::Skipped
+    } else {
+        HealthResult::Passed
+    };
+    record.restarted = progress.restarted;
+    if run.state.held.remove(&record.secret).is_some() {
+        record.step("released", "the version held earlier is applied now");
+    }
+    record.step(
+        "synced",
+        "committed, with the other parts of its certificate",
+    );
+    finish(run, record)
 }
 
 /// Write every part's file and state without restarting, then restart the users of all the
@@ -154,6 +166,72 @@ async fn forward(
     Ok(())
 }
 
+/// How a part ends after the rollback: rollback failed (what is left named), held, or
+/// rolled back.
+fn outcome(record: RotationRecord, cause: Error, hold: bool, left: Vec<String>) -> RotationRecord {
+    let secret = record.secret.clone();
+    let version = super::short(record.new_version.as_deref());
+    let cause = Box::new(cause);
+    if !left.is_empty() {
+        return record.fail(
+            Outcome::RollbackFailed,
+            Error::RollbackFailed {
+                secret,
+                cause,
+                left,
+            },
+        );
+    }
+    let mut record = record;
+    record.step(
+        "rolled-back",
+        "previous value restored with the other parts",
+    );
+    if hold {
+        record.fail(
+            Outcome::SyncHeld,
+            Error::SyncHeld {
+                secret,
+                version,
+                cause,
+            },
+        )
+    } else {
+        record.fail(Outcome::RolledBack, Error::RolledBack { secret, cause })
+    }
+}
+
+/// Record `fetched` as held for `record`'s secret: the next `sync` leaves it alone.
+fn hold_version(
+    run: &mut Run<'_>,
+    record: &mut RotationRecord,
+    fetched: &FetchedSecret,
+    reason: &str,
+) {
+    run.state.held.insert(
+        record.secret.clone(),
+        HeldVersion {
+            entry: SecretState {
+                version: fetched.info.version.clone(),
+                updated: fetched.info.updated,
+                fingerprint: fetched.value.fingerprint(),
+                checked_at: crate::clock::unix_now(),
+            },
+            held_at: crate::clock::unix_now(),
+            reason: reason.to_string(),
+        },
+    );
+    let version = record.new_version.clone().unwrap_or_default();
+    record.step(
+        "held",
+        format!(
+            "version {} stays in the store; this host keeps the previous one until the store \
+             moves on or `sync --retry-held`",
+            super::short(Some(&version))
+        ),
+    );
+}
+
 /// Every part back to its previous file and state, the restarted containers back onto them,
 /// and (for a failed health gate) the version held for every part.
 async fn roll_back_all(
@@ -192,7 +270,6 @@ async fn roll_back_all(
     let mut failure = Some(failure);
     let mut out = Vec::new();
     for (i, ((_, fetched), mut record)) in parts.iter().zip(records).enumerate() {
-        let version = record.new_version.clone().unwrap_or_default();
         let own = if i == at { failure.take() } else { None };
         let cause = match own {
             Some(own) => own,
@@ -207,57 +284,14 @@ async fn roll_back_all(
             ),
         };
         if hold {
-            run.state.held.insert(
-                record.secret.clone(),
-                HeldVersion {
-                    entry: SecretState {
-                        version: fetched.info.version.clone(),
-                        updated: fetched.info.updated,
-                        fingerprint: fetched.value.fingerprint(),
-                        checked_at: crate::clock::unix_now(),
-                    },
-                    held_at: crate::clock::unix_now(),
-                    reason: reason.clone(),
-                },
-            );
-            record.step("held", format!("version {} stays in the store; this host keeps the previous one until the store moves on or `sync --retry-held`", super::short(Some(&version))));
+            hold_version(run, &mut record, fetched, &reason);
         }
-        let secret = record.secret.clone();
-        let record = if i == at && !left.is_empty() {
-            record.fail(
-                Outcome::RollbackFailed,
-                Error::RollbackFailed {
-                    secret,
-                    cause: Box::new(cause),
-                    left: std::mem::take(&mut left),
-                },
-            )
-        } else if hold {
-            record.step(
-                "rolled-back",
-                "previous value restored with the other parts",
-            );
-            record.fail(
-                Outcome::SyncHeld,
-                Error::SyncHeld {
-                    secret,
-                    version: super::short(Some(&version)),
-                    cause: Box::new(cause),
-                },
-            )
+        let left = if i == at {
+            std::mem::take(&mut left)
         } else {
-            record.step(
-                "rolled-back",
-                "previous value restored with the other parts",
-            );
-            record.fail(
-                Outcome::RolledBack,
-                Error::RolledBack {
-                    secret,
-                    cause: Box::new(cause),
-                },
-            )
+            Vec::new()
         };
+        let record = outcome(record, cause, hold, left);
         out.push(finish(run, record));
     }
     out
