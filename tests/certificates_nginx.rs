@@ -179,7 +179,7 @@ secrets:
     );
     let out = run(&["sync", "--json"]).run().success();
     let json = out.json();
-    let restarted: Vec<String> = json["changes"]
+    let restarted: Vec<String> = json["extra"]["changes"]
         .as_array()
         .expect("changes")
         .iter()
