@@ -46,6 +46,9 @@ pub struct Check {
     /// The secret, file, service or container concerned.
     pub subject: String,
     pub message: String,
+    /// A certificate's `notAfter` (RFC 3339), on the certificate checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
 }
 
 /// The checks found so far.
@@ -77,6 +80,7 @@ impl Findings {
             category,
             subject: subject.into(),
             message: message.into(),
+            not_after: None,
         });
     }
 
@@ -108,6 +112,7 @@ pub struct LocalSecret<'m> {
 }
 
 mod audit;
+mod certificates;
 mod compose;
 mod containers;
 mod drift;
@@ -126,6 +131,7 @@ pub mod table;
 mod vault;
 
 pub use audit::{audit_log_path, check_audit, check_failed_rollbacks};
+pub use certificates::check_certificates;
 pub use compose::check_compose_model;
 pub use containers::check_docker;
 pub use drift::check_drift;

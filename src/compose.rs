@@ -113,6 +113,8 @@ pub struct SecretSpec {
     pub rotate_every: Option<Duration>,
     /// Added to `rotate-every` for the Key Vault version's expiry.
     pub expiry_grace: Option<Duration>,
+    /// `x-compose-secrets.certificate`: the file holds this part of a certificate bundle.
+    pub certificate: Option<crate::certificate::CertificateUse>,
     /// Every mount of it, by enabled services and by services whose profile is off.
     pub uses: Vec<SecretUse>,
     /// Whether an enabled service mounts it or builds with it. Compose leaves every other

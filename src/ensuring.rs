@@ -88,18 +88,30 @@ pub fn ensure(
             (false, false) => "generated",
         };
         if !request.dry_run {
-            let value = spec.generator.generate().map_err(|e| Error::Io {
-                path: env.file_of(key).to_path_buf(),
-                action: "read OS randomness",
-                source: std::io::Error::other(e.to_string()),
-            })?;
+            let value = match spec.certificate {
+                Some(_) => crate::certificate::self_signed(
+                    &spec.vault_name,
+                    crate::certificate::DEMO_VALIDITY,
+                )?,
+                None => spec.generator.generate().map_err(|e| Error::Io {
+                    path: env.file_of(key).to_path_buf(),
+                    action: "read OS randomness",
+                    source: std::io::Error::other(e.to_string()),
+                })?,
+            };
             changed.insert(env.set(key, &value)?);
         }
-        report.push(ReportItem::new(&spec.name, action).with_detail(format!(
-            "{}{}",
-            as_key(&spec.name, key, ", "),
-            spec.generator
-        )));
+        let made = match spec.certificate {
+            Some(_) => format!(
+                "a self-signed certificate valid {} days (base64 of its PEM key and certificate)",
+                crate::certificate::DEMO_VALIDITY.as_secs() / 86_400
+            ),
+            None => spec.generator.to_string(),
+        };
+        report.push(
+            ReportItem::new(&spec.name, action)
+                .with_detail(format!("{}{made}", as_key(&spec.name, key, ", "))),
+        );
     }
     if !request.dry_run {
         for index in changed {
@@ -152,7 +164,13 @@ fn keep_or_adopt(
         report.push(item);
         return Ok(true);
     }
-    if let Some((value, path)) = existing_file_value(spec, layout)? {
+    // A part's file is not a bundle: a certificate is generated whole.
+    let adoptable = spec.certificate.is_none();
+    if let Some((value, path)) = adoptable
+        .then(|| existing_file_value(spec, layout))
+        .transpose()?
+        .flatten()
+    {
         changed.insert(env.set(key, &value)?);
         report.push(
             ReportItem::new(

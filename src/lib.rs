@@ -4,6 +4,7 @@
 //! error comes back here, is printed once, and becomes its documented exit code.
 
 pub mod audit;
+pub mod certificate;
 pub(crate) mod checks;
 pub mod cli;
 pub mod clock;

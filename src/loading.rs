@@ -152,7 +152,10 @@ pub async fn load_files(
                     f.value.len()
                 ),
             )),
-            Ok(f) => values.push((i, f)),
+            Ok(f) => match crate::certificate::file_value(candidates[i].spec, &candidates[i].key, f) {
+                Ok(f) => values.push((i, f)),
+                Err(e) => problems.push(e),
+            },
             Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
                 not_found.push(name.clone());
             }
@@ -173,6 +176,11 @@ pub async fn load_files(
         });
     }
     values.sort_by_key(|(i, _)| *i);
+    crate::certificate::check_one_version(
+        values
+            .iter()
+            .map(|(i, f)| (candidates[*i].spec, candidates[*i].key.as_str(), f)),
+    )?;
     if !request.overwrite {
         Error::all(
             values
@@ -300,7 +308,7 @@ pub(crate) fn unmanaged_file(
         return None;
     }
     let on_disk = existing.read(placement).ok().flatten()?;
-    let value = fetched.value.expose().as_bytes();
+    let value = fetched.value.expose_bytes();
     let contents: &[u8] = &on_disk.contents;
     let same = contents.is_empty()
         || contents == value
@@ -410,7 +418,7 @@ fn write_files(
             uid: c.spec.owner_uid,
             gid: c.spec.owner_gid,
         };
-        let bytes = fetched.value.expose().as_bytes();
+        let bytes = fetched.value.expose_bytes();
         let dir = dirs.get(&c.placement.dir);
         let same = dir
             .map(|d| file_is(d, &c.placement.file_name, bytes, c.spec.mode, owner))

@@ -39,6 +39,7 @@ pub mod recover;
 mod rollback;
 mod select;
 mod sync;
+mod together;
 
 use apply::{apply, open_dir, Progress};
 use hook::Phase;
@@ -53,6 +54,7 @@ pub use select::{
     Selection,
 };
 pub use sync::follow;
+pub use together::follow_together;
 
 /// In a health URL, replaced by the restarted container's first IP address, so each replica
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).

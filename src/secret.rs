@@ -10,11 +10,17 @@ use zeroize::Zeroizing;
 /// The only way to read the value is [`SecretValue::expose`], which keeps every
 /// place that touches plaintext greppable.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(Zeroizing<String>);
+pub struct SecretValue(Zeroizing<Vec<u8>>);
 
 impl SecretValue {
     pub fn new(value: String) -> Self {
-        Self(Zeroizing::new(value))
+        Self(Zeroizing::new(value.into_bytes()))
+    }
+
+    /// A value that need not be text (a certificate's `pfx` part): read it with
+    /// [`SecretValue::expose_bytes`]; [`SecretValue::expose`] sees it as empty.
+    pub fn binary(bytes: Vec<u8>) -> Self {
+        Self(Zeroizing::new(bytes))
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, std::string::FromUtf8Error> {
@@ -23,6 +29,11 @@ impl SecretValue {
     }
 
     pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The value's bytes: what a file holds, text or not.
+    pub fn expose_bytes(&self) -> &[u8] {
         &self.0
     }
 
@@ -36,7 +47,7 @@ impl SecretValue {
 
     /// A short, one-way fingerprint used to compare values without printing them.
     pub fn fingerprint(&self) -> String {
-        fingerprint_bytes(self.0.as_bytes())
+        fingerprint_bytes(&self.0)
     }
 }
 

@@ -75,7 +75,7 @@ impl Naming {
     pub fn check_keys(self, specs: &[&SecretSpec]) -> Result<()> {
         let vault = self == Naming::VaultNames;
         let mut problems = Vec::new();
-        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        let mut seen: BTreeMap<String, (&str, bool)> = BTreeMap::new();
         for spec in specs.iter().filter(|s| !s.is_external()) {
             let key = self.key_for(spec);
             if let Err(why) = self.valid_key(&key) {
@@ -87,7 +87,12 @@ impl Naming {
             } else {
                 key.clone()
             };
-            if let Some(other) = seen.insert(folded, &spec.name) {
+            // The parts of one certificate read one vault object.
+            let part = spec.certificate.is_some();
+            if let Some((other, other_part)) = seen.insert(folded, (&spec.name, part)) {
+                if part && other_part {
+                    continue;
+                }
                 problems.push(Error::manifest(
                     &spec.name,
                     format!(
@@ -115,6 +120,8 @@ pub struct VersionInfo {
     /// The version's expiry (Key Vault's `exp` attribute), Unix seconds, where it has one.
     pub expires: Option<i64>,
     pub tags: BTreeMap<String, String>,
+    /// Key Vault's `contentType` (a certificate's says how its bundle is encoded).
+    pub content_type: Option<String>,
 }
 
 impl crate::files::state::Listed for VersionInfo {

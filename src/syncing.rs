@@ -222,40 +222,57 @@ pub async fn step(
     let mut applied = Vec::new();
     let mut held = Vec::new();
     let mut failure = None;
-    for (i, (plan, change)) in plans.iter().zip(&changes).enumerate() {
-        let mut record = rotation::follow(&mut run, plan, &change.fetched).await;
-        report.items.append(&mut record.steps);
-        let error = record.take_error();
-        applied.push(Applied {
-            secret: record.secret.clone(),
-            outcome: record.outcome,
-            old_version: record.old_version.clone(),
-            new_version: record.new_version.clone(),
-            restarted: record.restarted.clone(),
-            error: error.as_ref().map(ToString::to_string),
-        });
-        if let Some(e) = record.audit_error.take() {
-            ctx.reporter.note(&format!(
-                "compose-secrets: could not write the audit log: {e}"
-            ));
-            if error.is_none() {
-                failure = Some(e);
-                break;
+    let groups =
+        crate::certificate::together(plans.iter().map(|p| (&p.spec, p.store_key.as_str())));
+    'groups: for (g, group) in groups.iter().enumerate() {
+        let records = match group.as_slice() {
+            [i] => vec![rotation::follow(&mut run, &plans[*i], &changes[*i].fetched).await],
+            parts => {
+                let parts: Vec<_> = parts
+                    .iter()
+                    .map(|&i| (&plans[i], &changes[i].fetched))
+                    .collect();
+                rotation::follow_together(&mut run, &parts).await
+            }
+        };
+        let mut stop = None;
+        for mut record in records {
+            report.items.append(&mut record.steps);
+            let error = record.take_error();
+            applied.push(Applied {
+                secret: record.secret.clone(),
+                outcome: record.outcome,
+                old_version: record.old_version.clone(),
+                new_version: record.new_version.clone(),
+                restarted: record.restarted.clone(),
+                error: error.as_ref().map(ToString::to_string),
+            });
+            if let Some(e) = record.audit_error.take() {
+                ctx.reporter.note(&format!(
+                    "compose-secrets: could not write the audit log: {e}"
+                ));
+                if error.is_none() {
+                    failure = Some(e);
+                    break 'groups;
+                }
+            }
+            match error {
+                None => {}
+                Some(e @ Error::SyncHeld { .. }) => held.push(e),
+                Some(e) => {
+                    stop = stop.or(Some(e));
+                }
             }
         }
-        match error {
-            None => {}
-            Some(e @ Error::SyncHeld { .. }) => held.push(e),
-            Some(e) => {
-                for rest in &changes[i + 1..] {
-                    report.push(
-                        ReportItem::new(&rest.secret, "not-attempted")
-                            .with_detail("an earlier secret in this sync failed"),
-                    );
-                }
-                failure = Some(e);
-                break;
+        if let Some(e) = stop {
+            for rest in groups[g + 1..].iter().flatten() {
+                report.push(
+                    ReportItem::new(&changes[*rest].secret, "not-attempted")
+                        .with_detail("an earlier secret in this sync failed"),
+                );
             }
+            failure = Some(e);
+            break;
         }
     }
     // Anchored once the step's lines are in; a step that applied nothing appended nothing.
@@ -355,7 +372,13 @@ pub async fn find_changes(
                 ));
                 continue;
             }
-            Ok(f) => f,
+            Ok(f) => match crate::certificate::file_value(c.spec, &c.key, f) {
+                Ok(f) => f,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            },
             Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
                 missing.push(name.clone());
                 continue;

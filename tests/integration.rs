@@ -6,6 +6,8 @@ mod support;
 
 mod adopt;
 mod audit_trust;
+mod certificates;
+mod certificates_nginx;
 mod cli_help;
 mod compose_differential;
 mod crash;

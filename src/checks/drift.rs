@@ -124,7 +124,11 @@ fn check_demo_drift(f: &mut Findings, locals: &[LocalSecret<'_>], store: &StoreF
             &f.path_subject(std::path::Path::new(&store.describe)),
         );
         match store.current.get(key) {
-            Some(Ok(current)) if &current.fingerprint == file_fp => {
+            Some(Ok(current))
+                if current
+                    .matches_file
+                    .unwrap_or(&current.fingerprint == file_fp) =>
+            {
                 f.add(Status::Pass, "drift", name, format!("matches {source}"));
             }
             Some(Ok(_)) => f.add(

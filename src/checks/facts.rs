@@ -23,6 +23,9 @@ pub enum ComposeReference {
 pub struct Current {
     pub version: Option<String>,
     pub fingerprint: String,
+    /// For a certificate part: whether the file holds the part of the store's bundle (a
+    /// `pfx` compared by content, as each one written draws new salts).
+    pub matches_file: Option<bool>,
 }
 
 /// What the store said. `Err` holds the error's message.

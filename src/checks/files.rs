@@ -168,7 +168,7 @@ fn check_file<'m>(
                 );
             }
             local.fingerprint = Some(fingerprint_bytes(&st.contents));
-            local.value = SecretValue::from_bytes(st.contents.to_vec()).ok();
+            local.value = Some(SecretValue::binary(st.contents.to_vec()));
             local.mtime_ns = Some(st.mtime_ns);
         }
     }

@@ -67,9 +67,26 @@ pub async fn store_facts(
                 _ => false,
             };
         if needed {
-            let current = store.get_latest(&key).await.map(|c| Current {
-                fingerprint: c.value.fingerprint(),
-                version: c.info.version,
+            let current = store.get_latest(&key).await.and_then(|c| {
+                let fingerprint = c.value.fingerprint();
+                let version = c.info.version.clone();
+                // A certificate part is cut from the bundle the store holds.
+                let matches_file = match &local.value {
+                    Some(on_disk) if local.spec.certificate.is_some() => {
+                        Some(crate::certificate::file_matches(
+                            local.spec,
+                            &key,
+                            c,
+                            on_disk.expose_bytes(),
+                        )?)
+                    }
+                    _ => None,
+                };
+                Ok(Current {
+                    fingerprint,
+                    version,
+                    matches_file,
+                })
             });
             facts
                 .current

@@ -40,6 +40,7 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
             checks::check_vault(&mut f, &facts.describe, probe);
         }
     }
+    checks::check_certificates(&mut f, &locals, crate::clock::unix_now());
     checks::check_compose_environment(&mut f, &project, &locals);
     checks::check_env_file(&mut f, &ctx.env_file);
     let secret_files: Vec<(&str, &std::path::Path)> = locals

@@ -13,7 +13,7 @@ use crate::generator::Generator;
 pub const EXTENSION_KEY: &str = "x-compose-secrets";
 
 const SECRET_FIELDS: &str = "vault-name, env-key, generator, owner, mode, version, rotation-hook, \
-                             hook-env, rotate-every, expiry-grace";
+                             hook-env, rotate-every, expiry-grace, certificate, expiry-warning";
 
 /// The secret-level fields; `None` where the secret does not set one.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub struct SecretExtension {
     pub hook_env: Vec<String>,
     pub rotate_every: Option<Duration>,
     pub expiry_grace: Option<Duration>,
+    /// `certificate`: the part of a certificate bundle this secret's file holds.
+    pub certificate: Option<crate::certificate::Part>,
+    pub expiry_warning: Option<Duration>,
 }
 
 /// Parse a secret's `x-compose-secrets` mapping. Errors are messages about that secret.
@@ -82,6 +85,8 @@ pub fn secret(ext: Option<&Value>) -> Result<SecretExtension, String> {
             }
             "rotate-every" => out.rotate_every = Some(period(key, &text()?)?),
             "expiry-grace" => out.expiry_grace = Some(period(key, &text()?)?),
+            "certificate" => out.certificate = Some(text()?.parse()?),
+            "expiry-warning" => out.expiry_warning = Some(period(key, &text()?)?),
             // Accepted on secrets for symmetry with services; health is checked per service.
             "health-url" => {}
             other => {
@@ -90,6 +95,9 @@ pub fn secret(ext: Option<&Value>) -> Result<SecretExtension, String> {
                 ))
             }
         }
+    }
+    if out.expiry_warning.is_some() && out.certificate.is_none() {
+        return Err("`expiry-warning` is for certificate parts: set `certificate` too".into());
     }
     Ok(out)
 }

@@ -68,6 +68,12 @@ fn secret_spec(
     };
     // Whether a `.env` can hold this key is the demo store's question (`check_keys`): in
     // Key Vault mode it does not matter.
+    // The parts of one certificate share its `.env` key, as they share its vault object: in
+    // demo mode too they are cut from one bundle.
+    let default_key = match (&ext.certificate, &ext.vault_name) {
+        (Some(_), Some(vault)) => names::default_env_key(vault),
+        _ => default_key,
+    };
     let env_key = ext.env_key.clone().unwrap_or(default_key);
     let uses = services
         .values()
@@ -116,6 +122,14 @@ fn secret_spec(
         hook_env: ext.hook_env,
         rotate_every: ext.rotate_every,
         expiry_grace: ext.expiry_grace,
+        certificate: ext
+            .certificate
+            .map(|part| crate::certificate::CertificateUse {
+                part,
+                expiry_warning: ext
+                    .expiry_warning
+                    .unwrap_or(crate::certificate::DEFAULT_EXPIRY_WARNING),
+            }),
         uses,
         in_use,
     })

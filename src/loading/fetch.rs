@@ -56,11 +56,14 @@ pub(crate) async fn fetch_with(
 ) -> Result<Fetched> {
     let versions = store.keeps_versions();
     let lists = versions && how == Listing::Listed;
-    let by_key: HashMap<String, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.key.to_ascii_lowercase(), i))
-        .collect();
+    // Several candidates share a key when they are parts of one certificate.
+    let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        by_key
+            .entry(c.key.to_ascii_lowercase())
+            .or_default()
+            .push(i);
+    }
     let progress = reporter.progress(candidates.len(), "fetching");
     let (wanted, wanted_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let listing = async {
@@ -81,11 +84,15 @@ pub(crate) async fn fetch_with(
         let mut stream = store.list_properties_stream();
         while let Some(item) = stream.next().await {
             let info = item?;
-            if let Some(&i) = by_key.get(&info.name.to_ascii_lowercase()) {
+            for &i in by_key
+                .get(&info.name.to_ascii_lowercase())
+                .into_iter()
+                .flatten()
+            {
                 if candidates[i].spec.pinned_version.is_none() && !is_cached(i, Some(&info)) {
                     let _ = wanted.send(i);
                 }
-                listed.insert(i, info);
+                listed.insert(i, info.clone());
             }
         }
         Ok::<_, Error>(listed)

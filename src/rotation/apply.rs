@@ -41,7 +41,7 @@ pub(super) async fn apply(
     let name = &plan.placement.file_name;
     let written = dir.write_atomic(
         name,
-        value.expose().as_bytes(),
+        value.expose_bytes(),
         spec.mode,
         Owner {
             uid: spec.owner_uid,
@@ -56,7 +56,7 @@ pub(super) async fn apply(
             .read(name)
             .ok()
             .flatten()
-            .is_some_and(|st| *st.contents == *value.expose().as_bytes()),
+            .is_some_and(|st| *st.contents == *value.expose_bytes()),
     };
     written?;
     record.step(

@@ -186,6 +186,7 @@ mod tests {
             hook_env: vec!["PGHOST".into(), "UNSET_ONE".into()],
             rotate_every: None,
             expiry_grace: None,
+            certificate: None,
             uses: vec![],
             in_use: true,
         };

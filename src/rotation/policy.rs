@@ -154,6 +154,7 @@ mod tests {
             hook_env: vec![],
             rotate_every: every.and_then(crate::clock::parse_duration),
             expiry_grace: grace.and_then(crate::clock::parse_duration),
+            certificate: None,
             uses: vec![],
             in_use: true,
         }

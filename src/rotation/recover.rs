@@ -162,7 +162,7 @@ fn settle(
             .ok_or_else(|| Error::config(&placement.dir, "the secret's directory is missing"))?;
         dir.write_atomic(
             &placement.file_name,
-            fetched.value.expose().as_bytes(),
+            fetched.value.expose_bytes(),
             spec.mode,
             Owner {
                 uid: spec.owner_uid,

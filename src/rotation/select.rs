@@ -117,6 +117,9 @@ pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&
                 ));
             }
             Some(spec) => {
+                if let Some(cert) = spec.certificate {
+                    return Err(crate::certificate::not_rotatable(spec, cert.part));
+                }
                 rotatable(spec)?;
                 if !out.iter().any(|s| s.name == spec.name) {
                     out.push(spec);
@@ -145,7 +148,7 @@ pub fn resolve_names<'m>(project: &'m Project, names: &[String]) -> Result<Vec<&
 pub fn all_rotatable(project: &Project) -> Vec<&SecretSpec> {
     project
         .secrets_in_use()
-        .filter(|s| rotatable(s).is_ok())
+        .filter(|s| s.certificate.is_none() && rotatable(s).is_ok())
         .collect()
 }
 

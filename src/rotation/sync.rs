@@ -164,7 +164,7 @@ pub async fn follow(
 }
 
 /// What the audit line calls a loaded version: its id, or its fingerprint in demo mode.
-fn version_of(state: &SecretState) -> String {
+pub(super) fn version_of(state: &SecretState) -> String {
     state
         .version
         .clone()

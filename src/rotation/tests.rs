@@ -25,7 +25,7 @@ pub(super) struct ScriptedEngine {
 }
 
 impl ScriptedEngine {
-    fn with(containers: &[(&str, &str, u32)]) -> Self {
+    pub(super) fn with(containers: &[(&str, &str, u32)]) -> Self {
         let engine = Self::default();
         for (service, name, number) in containers {
             let info = ContainerInfo {
@@ -60,7 +60,7 @@ impl ScriptedEngine {
         self.restarts.lock().unwrap().clone()
     }
 
-    fn all(&self) -> Vec<ContainerInfo> {
+    pub(super) fn all(&self) -> Vec<ContainerInfo> {
         self.containers.lock().unwrap().values().cloned().collect()
     }
 }
@@ -647,6 +647,7 @@ fn older_than_keeps_old_and_never_rotated() {
         hook_env: vec![],
         rotate_every: None,
         expiry_grace: None,
+        certificate: None,
         uses: vec![],
         in_use: true,
     };

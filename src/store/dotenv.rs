@@ -135,6 +135,7 @@ impl DotenvStore {
             updated: None,
             expires: None,
             tags: BTreeMap::new(),
+            content_type: None,
         }
     }
 }

@@ -590,6 +590,7 @@ fn version_info_of_secret(requested_name: &str, secret: &Secret) -> VersionInfo 
         updated: unix_seconds(attributes.and_then(|a| a.updated)),
         expires: unix_seconds(attributes.and_then(|a| a.expires)),
         tags: tags_of(secret.tags.as_ref()),
+        content_type: secret.content_type.clone(),
     }
 }
 
@@ -612,6 +613,7 @@ fn version_info_of_properties(
         updated: unix_seconds(attributes.and_then(|a| a.updated)),
         expires: unix_seconds(attributes.and_then(|a| a.expires)),
         tags: tags_of(properties.tags.as_ref()),
+        content_type: properties.content_type.clone(),
     };
     let created = unix_seconds(attributes.and_then(|a| a.created)).unwrap_or(i64::MAX);
     (info, created)

@@ -133,6 +133,7 @@ impl SecretStore for MemoryStore {
             updated: Some(i64::try_from(inner.counter).unwrap_or(i64::MAX)),
             expires: version.expires,
             tags: version.tags.clone(),
+            content_type: None,
         };
         inner
             .secrets
