@@ -66,10 +66,10 @@ sync-secrets: build ## Apply versions set elsewhere (another host, the portal), 
 image: ## Build the FROM-scratch image of compose-secrets itself (compose-secrets:latest)
 	scripts/build-image.sh
 
-dist: ## Release files in target/dist: static x86_64 tarball, .deb, SBOM, SHA256SUMS (shares make image's build)
+dist: ## Release files in target/dist: x86_64 and aarch64 tarballs, .debs, SBOMs, SHA256SUMS (DIST_AARCH64=0: x86_64 only)
 	scripts/dist.sh
 
-dist-check: ## Check target/dist: checksums, .deb contents, the binary in a FROM-scratch container, SBOM
+dist-check: ## Check target/dist: checksums, .debs, x86_64 in FROM scratch, aarch64 under qemu-user, SBOMs
 	scripts/dist-check.sh
 
 demo-image: ## Build the FROM-scratch demo image (compose-secrets-demo:latest)

@@ -2,10 +2,11 @@
 # The staged root of compose-secrets' .deb, for scripts/dist.sh: binary, gzipped man page,
 # completions where Debian's shells look, copyright, and DEBIAN/control.
 #
-# Usage: scripts/dist-deb-tree.sh <root> <binary> <generated-docs dir> <version> <repo root>
+# Usage: scripts/dist-deb-tree.sh <root> <binary> <generated-docs dir> <version> <repo root> \
+#          <Debian architecture: amd64|arm64> <target triple>
 set -euo pipefail
 
-root="$1" binary="$2" gen="$3" version="$4" repo_root="$5"
+root="$1" binary="$2" gen="$3" version="$4" repo_root="$5" arch="$6" triple="$7"
 umask 022
 install -D -m 0755 "$binary" "$root/usr/bin/compose-secrets"
 install -d "$root/usr/share/man/man1"
@@ -22,11 +23,11 @@ doc="$root/usr/share/doc/compose-secrets"
 install -d "$doc"
 # Debian's machine-readable copyright format; Apache-2.0 is in common-licenses, MIT is not.
 {
-  cat <<'HEAD'
+  cat <<HEAD
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: compose-secrets
 Comment: Static binary; the bundled Rust crates and their licences are listed in the
- release's CycloneDX SBOM (compose-secrets-<version>.cdx.json).
+ release's CycloneDX SBOM (compose-secrets-${version}-${triple}.cdx.json).
 
 Files: *
 Copyright: the compose-secrets developers
@@ -46,7 +47,7 @@ installed_kb="$(du -k -s --apparent-size --exclude=DEBIAN "$root" | cut -f1)"
 cat >"$root/DEBIAN/control" <<CONTROL
 Package: compose-secrets
 Version: ${version}
-Architecture: amd64
+Architecture: ${arch}
 Maintainer: the compose-secrets developers <compose-secrets@invalid>
 Installed-Size: ${installed_kb}
 Section: admin

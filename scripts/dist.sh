@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# `make dist`: the release files in target/dist/ — a tarball and a .deb of the static x86_64
-# binary (with README, licences, man page, completions), a CycloneDX SBOM and SHA256SUMS.
+# `make dist`: the release files in target/dist/ — for x86_64 and aarch64 each a tarball and a
+# .deb of the static binary (with README, licences, man page, completions) and a CycloneDX SBOM
+# of what that target compiles in; then SHA256SUMS over all of them.
 # Byte-identical across builds of one commit as far as the tools allow: every timestamp is the
 # commit's (SOURCE_DATE_EPOCH), owners are 0:0, archive members are sorted, gzip drops names.
 #
 # Usage: scripts/dist.sh        (then: scripts/dist-check.sh)
+#        DIST_AARCH64=0 scripts/dist.sh   x86_64 only (the aarch64 cross toolchain is Debian's:
+#                                         see scripts/dist-aarch64-build.sh)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
-triple="x86_64-unknown-linux-gnu"
 out="${repo_root}/target/dist"
 
 die() {
@@ -24,6 +26,13 @@ export SOURCE_DATE_EPOCH
 version="$(cd "$repo_root" && cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "compose-secrets"))')"
 binary="$("$repo_root/scripts/static-build.sh")" || die "the static build failed"
+if [[ "${DIST_AARCH64:-1}" == 0 ]]; then
+  echo "dist: SKIPPED (DIST_AARCH64=0): no aarch64 tarball, .deb or SBOM" >&2
+  binary_aarch64=""
+else
+  binary_aarch64="$("$repo_root/scripts/dist-aarch64-build.sh")" \
+    || die "the aarch64 build failed (DIST_AARCH64=0 builds x86_64 only)"
+fi
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -51,26 +60,31 @@ reproducible_tar() { # <output.tar.gz> <dir> <member>
     --format=gnu -C "$2" -cf - "$3" | gzip -n -9 >"$1"
 }
 
-# The tarball.
-name="compose-secrets-${version}-${triple}"
-tdir="${stage}/tar/${name}"
-mkdir -p "$tdir/completions"
-install -m 0755 "$binary" "$tdir/compose-secrets"
-install -m 0644 "$repo_root/README.md" "$repo_root/LICENSE-MIT" "$repo_root/LICENSE-APACHE" \
-  "$gen/compose-secrets.1" "$tdir/"
-install -m 0644 "$gen"/completions/* "$tdir/completions/"
-reproducible_tar "${out}/${name}.tar.gz" "${stage}/tar" "$name"
+# One target's tarball, .deb and SBOM. The man page and completions are the x86_64 binary's:
+# one source, and dist-check compares them with what the aarch64 binary prints under qemu.
+package() { # <triple> <Debian architecture> <binary>
+  local triple="$1" arch="$2" bin="$3"
+  local name="compose-secrets-${version}-${triple}"
+  local tdir="${stage}/tar-${arch}/${name}"
+  mkdir -p "$tdir/completions"
+  install -m 0755 "$bin" "$tdir/compose-secrets"
+  install -m 0644 "$repo_root/README.md" "$repo_root/LICENSE-MIT" "$repo_root/LICENSE-APACHE" \
+    "$gen/compose-secrets.1" "$tdir/"
+  install -m 0644 "$gen"/completions/* "$tdir/completions/"
+  reproducible_tar "${out}/${name}.tar.gz" "${stage}/tar-${arch}" "$name"
 
-# The .deb, from a staged tree (no cargo-deb needed).
-deb_file="compose-secrets_${version}_amd64.deb"
-root="${stage}/deb"
-"$repo_root/scripts/dist-deb-tree.sh" "$root" "$binary" "$gen" "$version" "$repo_root"
-find "$root" -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} +
-dpkg-deb --root-owner-group -Zxz --build "$root" "${out}/${deb_file}" >/dev/null
+  # The .deb, from a staged tree (no cargo-deb needed).
+  local root="${stage}/deb-${arch}"
+  "$repo_root/scripts/dist-deb-tree.sh" "$root" "$bin" "$gen" "$version" "$repo_root" "$arch" "$triple"
+  find "$root" -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} +
+  dpkg-deb --root-owner-group -Zxz --build "$root" "${out}/compose-secrets_${version}_${arch}.deb" >/dev/null
 
-# The SBOM: the product's normal dependency tree (what ships in the binary).
-python3 "$repo_root/scripts/sbom.py" "$repo_root" "$triple" "$SOURCE_DATE_EPOCH" \
-  >"${out}/compose-secrets-${version}.cdx.json"
+  # The SBOM: the product's normal dependency tree for this target (what ships in the binary;
+  # x86_64's has cpufeatures, aarch64's does not).
+  python3 "$repo_root/scripts/sbom.py" "$repo_root" "$triple" "$SOURCE_DATE_EPOCH" >"${out}/${name}.cdx.json"
+}
+package x86_64-unknown-linux-gnu amd64 "$binary"
+[[ -z "$binary_aarch64" ]] || package aarch64-unknown-linux-gnu arm64 "$binary_aarch64"
 
 (cd "$out" && sha256sum -- *.tar.gz *.deb *.cdx.json >SHA256SUMS)
 echo "dist: wrote ${out}:" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install compose-secrets from a release's files: the x86_64 tarball and SHA256SUMS, in a local
-# directory or under a URL. The tarball's checksum is verified before anything is extracted or
-# installed; on a mismatch nothing is written under PREFIX.
+# Install compose-secrets from a release's files: this machine's tarball (x86_64 or aarch64)
+# and SHA256SUMS, in a local directory or under a URL. The tarball's checksum is verified
+# before anything is extracted or installed; on a mismatch nothing is written under PREFIX.
 #
 # Usage: scripts/install.sh <directory or URL base> [version]
 #        PREFIX=/usr/local (default; the binary goes to $PREFIX/bin)
@@ -10,13 +10,16 @@ set -euo pipefail
 source_base="${1:?usage: install.sh <directory or URL base> [version]}"
 version="${2:-}"
 prefix="${PREFIX:-/usr/local}"
-triple="x86_64-unknown-linux-gnu"
 
 die() {
   echo "install: $*" >&2
   exit 1
 }
-[[ "$(uname -m)" == x86_64 ]] || die "releases are built for x86_64 only; this machine is $(uname -m)"
+case "$(uname -m)" in
+  x86_64 | amd64) triple="x86_64-unknown-linux-gnu" ;;
+  aarch64 | arm64) triple="aarch64-unknown-linux-gnu" ;;
+  *) die "releases are built for x86_64 and aarch64 Linux; this machine is $(uname -m)" ;;
+esac
 for tool in sha256sum tar install; do
   command -v "$tool" >/dev/null 2>&1 || die "${tool} is not installed"
 done
@@ -39,7 +42,7 @@ fetch() { # <name>: copy or download one release file into $work
 }
 
 fetch SHA256SUMS
-# The tarball's name comes from SHA256SUMS unless a version is given: one x86_64 tarball per release.
+# The tarball's name comes from SHA256SUMS unless a version is given: one per target and release.
 if [[ -n "$version" ]]; then
   tarball="compose-secrets-${version}-${triple}.tar.gz"
 else

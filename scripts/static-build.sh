@@ -4,7 +4,14 @@
 # cargo's output up to date instead of compiling again, and the crates both binaries use are
 # not rebuilt back and forth. Prints the binary's path on stdout.
 #
+# The build goes through cargo-auditable, which embeds the dependency list (crate names,
+# versions, sources; no paths) in the binary's `.dep-v0` section for `cargo audit bin` and
+# the like (scripts/dist-audit-info.py reads it). It is installed on first use into
+# target/tools/auditable (cargo install --locked, ~34 crates).
+#
 # Usage: scripts/static-build.sh [package]        (default compose-secrets; or demo-app)
+#        scripts/static-build.sh --install-auditable   only install cargo-auditable (for
+#                                                      scripts/dist-aarch64-build.sh)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
@@ -17,6 +24,21 @@ die() {
   exit 1
 }
 
+# cargo-auditable, pinned, into its own cargo install root (the version is in its .crates.toml:
+# the binary itself forwards --version to cargo).
+auditable_version=0.7.7
+auditable_root="${repo_root}/target/tools/auditable"
+if ! grep -qF "\"cargo-auditable ${auditable_version} " "${auditable_root}/.crates.toml" 2>/dev/null \
+  || [[ ! -x "${auditable_root}/bin/cargo-auditable" ]]; then
+  echo "static-build: installing cargo-auditable ${auditable_version} into target/tools/auditable (cargo install --locked; a few minutes on 2 cores)" >&2
+  cargo install cargo-auditable --version "=${auditable_version}" --locked --quiet \
+    --root "$auditable_root" >&2 || die "cargo install cargo-auditable ${auditable_version} failed"
+fi
+export PATH="${auditable_root}/bin:${PATH}"
+if [[ "$package" == --install-auditable ]]; then
+  exit 0
+fi
+
 # +crt-static links glibc statically: the binary needs nothing from a FROM-scratch image or the
 # host. With --target the flags reach only the target's code, not build scripts or proc macros.
 # The remaps keep this machine's paths (the checkout, the registry) out of the binary's panic
@@ -28,7 +50,7 @@ echo "static-build: static release build of ${package} for ${target} (several mi
 # rerun ring's build script when it changes, so each commit's time would rebuild ring and all
 # above it. Nothing compiled here reads it (no __DATE__/__TIME__ in ring's C).
 (cd "$repo_root" && env -u SOURCE_DATE_EPOCH \
-  cargo build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
+  cargo auditable build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
 
 # Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
 if command -v python3 >/dev/null 2>&1; then

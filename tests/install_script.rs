@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use crate::harness::{repo_root, scrub};
 
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";
+const AARCH64: &str = "aarch64-unknown-linux-gnu";
 const VERSION: &str = "0.0.0-test";
 
 /// A release directory laid out as scripts/dist.sh writes one: the tarball and SHA256SUMS.
@@ -20,37 +21,19 @@ struct Release {
 
 impl Release {
     fn new() -> Release {
+        Release::with_triples(&[TRIPLE])
+    }
+
+    /// One stand-in tarball per triple, each binary printing its triple after the version.
+    fn with_triples(triples: &[&str]) -> Release {
         let dir = tempfile::tempdir().unwrap();
-        let name = format!("compose-secrets-{VERSION}-{TRIPLE}");
-        let root = dir.path().join("build").join(&name);
-        fs::create_dir_all(root.join("completions")).unwrap();
-        let bin = root.join("compose-secrets");
-        fs::write(
-            &bin,
-            format!("#!/bin/sh\necho 'compose-secrets {VERSION}'\n"),
-        )
-        .unwrap();
-        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::write(root.join("compose-secrets.1"), ".TH COMPOSE-SECRETS 1\n").unwrap();
-        for f in [
-            "compose-secrets.bash",
-            "_compose-secrets",
-            "compose-secrets.fish",
-        ] {
-            fs::write(root.join("completions").join(f), "# completions\n").unwrap();
+        let mut tarballs = Vec::new();
+        for triple in triples {
+            tarballs.push(stand_in_tarball(dir.path(), triple));
         }
-        let tarball = dir.path().join(format!("{name}.tar.gz"));
-        run_ok(
-            Command::new("tar")
-                .arg("-C")
-                .arg(dir.path().join("build"))
-                .arg("-czf")
-                .arg(&tarball)
-                .arg(&name),
-        );
         let sums = run_ok(
             Command::new("sha256sum")
-                .arg(tarball.file_name().unwrap())
+                .args(&tarballs)
                 .current_dir(dir.path()),
         );
         fs::write(dir.path().join("SHA256SUMS"), sums.stdout).unwrap();
@@ -70,6 +53,38 @@ impl Release {
         cmd.arg(self.dir.path()).env("PREFIX", prefix);
         cmd.output().unwrap()
     }
+}
+
+/// `<dir>/compose-secrets-<VERSION>-<triple>.tar.gz` with a shell-script binary; its file name.
+fn stand_in_tarball(dir: &Path, triple: &str) -> String {
+    let name = format!("compose-secrets-{VERSION}-{triple}");
+    let root = dir.join("build").join(&name);
+    fs::create_dir_all(root.join("completions")).unwrap();
+    let bin = root.join("compose-secrets");
+    fs::write(
+        &bin,
+        format!("#!/bin/sh\necho 'compose-secrets {VERSION} {triple}'\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("compose-secrets.1"), ".TH COMPOSE-SECRETS 1\n").unwrap();
+    for f in [
+        "compose-secrets.bash",
+        "_compose-secrets",
+        "compose-secrets.fish",
+    ] {
+        fs::write(root.join("completions").join(f), "# completions\n").unwrap();
+    }
+    let tarball = format!("{name}.tar.gz");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(dir.join("build"))
+            .arg("-czf")
+            .arg(dir.join(&tarball))
+            .arg(&name),
+    );
+    tarball
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
@@ -110,7 +125,7 @@ fn install_script_installs_a_verified_release_into_prefix() {
     let version = run_ok(Command::new(prefix.path().join("bin/compose-secrets")).arg("--version"));
     assert_eq!(
         String::from_utf8_lossy(&version.stdout),
-        format!("compose-secrets {VERSION}\n")
+        format!("compose-secrets {VERSION} {TRIPLE}\n")
     );
     for rel in [
         "share/man/man1/compose-secrets.1",
@@ -149,4 +164,23 @@ fn install_script_refuses_a_tarball_that_sha256sums_does_not_list() {
     let out = release.install(prefix.path());
     assert!(!out.status.success(), "an unlisted tarball was accepted");
     assert_eq!(files_under(prefix.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn install_script_picks_this_machines_tarball_from_a_two_arch_release() {
+    let release = Release::with_triples(&[AARCH64, TRIPLE]);
+    let prefix = tempfile::tempdir().unwrap();
+    let out = release.install(prefix.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "install.sh failed: {stderr}");
+    let host = match std::env::consts::ARCH {
+        "x86_64" => TRIPLE,
+        "aarch64" => AARCH64,
+        other => panic!("releases have no {other} tarball"),
+    };
+    let version = run_ok(Command::new(prefix.path().join("bin/compose-secrets")).arg("--version"));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("compose-secrets {VERSION} {host}\n")
+    );
 }
