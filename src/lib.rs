@@ -24,8 +24,10 @@ pub mod memory_audit;
 pub mod output;
 pub mod rotation;
 pub mod secret;
+pub mod settings;
 pub mod store;
 pub mod syncing;
+pub mod transaction;
 
 use std::process::ExitCode;
 

@@ -13,21 +13,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::audit::{self, Outcome};
+use crate::audit::Outcome;
 use crate::compose::{Project, SecretSpec};
-use crate::context::Context;
-use crate::deploy::{ContainerEngine as _, DockerEngine};
+use crate::deploy::DockerEngine;
 use crate::error::{Error, Result};
 use crate::files::layout::{Layout, OpenDirs};
 use crate::files::state::State;
 use crate::loading::{self, Candidate};
 use crate::output::{short_version, Report, ReportItem};
-use crate::rotation::{self, Run, Settings};
+use crate::rotation::{self, Run, SecretPlan};
 use crate::secret::MAX_VALUE_BYTES;
-use crate::store::{FetchedSecret, SecretStore, VersionInfo};
+use crate::store::{FetchedSecret, Naming, SecretStore, VersionInfo};
+use crate::transaction::{close, run_settings, Site, TargetRequest, Transaction};
 
-/// Docker's grace period for a container being restarted (as `docker restart`).
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A rotation hook never runs in `sync` (it belongs to whoever set the version).
+const HOOK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a step runs.
 #[derive(Debug, Clone)]
@@ -37,7 +37,6 @@ pub struct SyncRequest {
     pub retry_held: bool,
     pub health_url: Option<String>,
     pub health_timeout: Duration,
-    pub lock_timeout: Duration,
 }
 
 /// What stays open from one step to the next: the store's client (its token cached) and the
@@ -82,80 +81,72 @@ pub struct StepOutcome {
     pub failure: Option<Error>,
 }
 
+/// What a step is given instead of the command line: where it runs, and how to read the
+/// project and open the store. The project is read afresh each step (its files may change
+/// while `--watch` runs).
+pub struct Parts<'a> {
+    pub site: Site<'a>,
+    /// The Compose project and where its secret files go.
+    pub project: &'a dyn Fn() -> Result<(Project, Layout)>,
+    /// How the store names secrets, known without opening it.
+    pub naming: Naming,
+    pub open_store: &'a dyn Fn() -> Result<Box<dyn SecretStore>>,
+}
+
 /// One reconciliation: everything in the store that this host does not run yet is applied.
 /// An error means nothing was changed.
 pub async fn step(
-    ctx: &Context,
+    parts: &Parts<'_>,
     session: &mut Session,
     request: &SyncRequest,
 ) -> Result<StepOutcome> {
-    let project = ctx.project()?;
-    let layout = ctx.layout(&project)?;
+    let (project, layout) = (parts.project)()?;
     let specs: Vec<&SecretSpec> = project.secrets_in_use().collect();
-    ctx.naming()?.check_keys(&specs)?;
-    // The lock comes before the store is read: what it reads is what the last run committed.
-    let writing = if request.dry_run {
-        None
-    } else {
-        Some(ctx.begin_writing(request.lock_timeout).await?)
-    };
-    let read_only = match &writing {
-        Some(_) => None,
-        None => ctx.begin_reading()?,
-    };
-    let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
+    parts.naming.check_keys(&specs)?;
+    let txn = Transaction::open(parts.site, request.dry_run).await?;
     match &session.store {
         Some(store) => store.reload().await?,
-        None => session.store = Some(ctx.store()?),
+        None => session.store = Some((parts.open_store)()?),
     }
     let Some(store) = session.store.as_deref() else {
         unreachable!("the store was opened above")
     };
     let mut report = Report::new("sync", store.describe(), request.dry_run);
-    if let Some(w) = &writing {
-        // A rotation a crash cut short is closed before this step reads the state.
-        rotation::recover_intents(&w.runtime, &project, &layout, store, &mut report).await?;
-    }
-    let mut state = State::read(runtime, &store.describe())?;
+    txn.recover(&project, &layout, store, &mut report).await?;
+    let mut state = txn.state(store)?;
+    let display = Display {
+        reporter: parts.site.reporter,
+        shown_from: parts.site.shown_from,
+    };
     let changes = find_changes(
         &project,
         &layout,
         store,
         &mut state,
         request.retry_held,
-        Display {
-            reporter: &ctx.reporter,
-            shown_from: &ctx.cwd,
-        },
+        display,
         &mut report,
     )
     .await?;
     tracing::debug!(changed = changes.len(), "store listed");
     if changes.is_empty() {
-        // Versions confirmed by a GET are trusted from the listing next time.
-        if let Some(w) = &writing {
-            if State::read(Some(&w.runtime), &store.describe())? != state {
-                state.write(&w.runtime)?;
-            }
-        }
+        keep_confirmed(&txn, store, &state)?;
         return Ok(finished(report, Vec::new(), None));
     }
-
-    let swarm = if request.dry_run {
-        None
-    } else {
-        crate::deploy::detect_swarm(ctx.target, &project.name).await?
+    let target_request = TargetRequest {
+        restart: true,
+        detect_swarm: !request.dry_run,
+        dry_run: request.dry_run,
+        next_step: "",
     };
-    if swarm.is_none() && session.engine.is_none() {
-        session.engine =
-            crate::rotation::preflight::connect_docker(true, request.dry_run, &mut report, "")
-                .await?;
-    }
-    let engine = session.engine.as_ref().filter(|_| swarm.is_none());
-    let containers = match engine {
-        Some(engine) => Some(engine.project_containers(&project.name).await?),
-        None => None,
-    };
+    let targets = txn
+        .targets(
+            &project.name,
+            &mut session.engine,
+            &target_request,
+            &mut report,
+        )
+        .await?;
     let changed: Vec<&SecretSpec> = changes
         .iter()
         .filter_map(|c| project.secret(&c.secret))
@@ -165,64 +156,71 @@ pub async fn step(
         &layout,
         store,
         &changed,
-        containers.as_deref(),
+        targets.containers.as_deref(),
         request.health_url.as_deref(),
     )?;
     if request.dry_run {
-        for (plan, change) in plans.iter().zip(&changes) {
-            let loaded = state.secrets.get(&change.secret);
-            report.push(
-                ReportItem::new(&change.secret, "would-sync").with_detail(format!(
-                    "version {} → {}, file {}",
-                    shown_version(loaded.and_then(|s| s.version.as_deref())),
-                    shown_version(change.fetched.info.version.as_deref()),
-                    plan.placement.path.display()
-                )),
-            );
-            report.items.extend(rotation::describe_restarts(plan));
-        }
+        describe_changes(&plans, &changes, &state, &mut report);
         return Ok(finished(report, Vec::new(), None));
     }
-
-    let Some(writing) = &writing else {
-        unreachable!("a run that is not a dry run holds the runtime directory")
-    };
-    let key = audit::project_key(
-        &writing.runtime,
-        Some((&project, &layout)),
-        Some(store),
+    let settings = run_settings(
+        &parts.site,
+        &project,
         true,
-    )
-    .await?
-    .ok_or_else(|| Error::config(&ctx.runtime_dir, "no audit key could be made"))?;
-    let mut run = Run {
-        store,
-        engine: engine.map(|e| e as &dyn crate::deploy::ContainerEngine),
-        settings: Settings {
-            restart: true,
-            health_timeout: request.health_timeout,
-            stop_timeout: STOP_TIMEOUT,
-            hook_timeout: Duration::from_secs(1),
-            hook_dir: project.directory.clone(),
-            rotated_by: audit::user_at_host(),
-            shown_from: ctx.cwd.clone(),
-        },
-        swarm: swarm.as_ref().map(|engine| rotation::SwarmTarget {
-            engine,
-            stack: project.name.clone(),
-            monitor: crate::deploy::swarm::MONITOR,
-            timeout: Duration::from_secs(request.health_timeout.as_secs().max(30) * 4),
-        }),
-        runtime: &writing.runtime,
-        state,
-        audit: audit::AuditLog::new(&writing.runtime, key),
-    };
+        request.health_timeout,
+        HOOK_TIMEOUT,
+    );
+    let mut run = txn
+        .run(&project, &layout, store, &targets, settings, state)
+        .await?;
     tracing::debug!("plans made; applying");
+    let (applied, failure) = apply_changes(&mut run, &plans, &changes, display, &mut report).await;
+    // Anchored once the step's lines are in; a step that applied nothing appended nothing.
+    if !applied.is_empty() {
+        close(&run, &project, &parts.site).await;
+    }
+    Ok(finished(report, applied, failure))
+}
+
+/// Nothing changed, but versions confirmed by a GET are trusted from the listing next time.
+fn keep_confirmed(txn: &Transaction<'_>, store: &dyn SecretStore, state: &State) -> Result<()> {
+    if let Some(w) = &txn.writing {
+        if State::read(Some(&w.runtime), &store.describe())? != *state {
+            state.write(&w.runtime)?;
+        }
+    }
+    Ok(())
+}
+
+/// A dry run: each change, and the containers it would restart.
+fn describe_changes(plans: &[SecretPlan], changes: &[Change], state: &State, report: &mut Report) {
+    for (plan, change) in plans.iter().zip(changes) {
+        let loaded = state.secrets.get(&change.secret);
+        report.push(
+            ReportItem::new(&change.secret, "would-sync").with_detail(format!(
+                "version {} → {}, file {}",
+                shown_version(loaded.and_then(|s| s.version.as_deref())),
+                shown_version(change.fetched.info.version.as_deref()),
+                plan.placement.path.display()
+            )),
+        );
+        report.items.extend(rotation::describe_restarts(plan));
+    }
+}
+
+/// Follow each change in turn. A held version does not stop the step; any other failure does,
+/// the rest reported `not-attempted`. Returns what was applied and the step's failure.
+async fn apply_changes(
+    run: &mut Run<'_>,
+    plans: &[SecretPlan],
+    changes: &[Change],
+    display: Display<'_>,
+    report: &mut Report,
+) -> (Vec<Applied>, Option<Error>) {
     let mut applied = Vec::new();
     let mut held = Vec::new();
-    let mut failure = None;
-    for (i, (plan, change)) in plans.iter().zip(&changes).enumerate() {
-        let mut record = rotation::follow(&mut run, plan, &change.fetched).await;
+    for (i, (plan, change)) in plans.iter().zip(changes).enumerate() {
+        let mut record = rotation::follow(run, plan, &change.fetched).await;
         report.items.append(&mut record.steps);
         let error = record.take_error();
         applied.push(Applied {
@@ -234,12 +232,11 @@ pub async fn step(
             error: error.as_ref().map(ToString::to_string),
         });
         if let Some(e) = record.audit_error.take() {
-            ctx.reporter.note(&format!(
+            display.reporter.note(&format!(
                 "compose-secrets: could not write the audit log: {e}"
             ));
             if error.is_none() {
-                failure = Some(e);
-                break;
+                return (applied, Some(e));
             }
         }
         match error {
@@ -252,22 +249,11 @@ pub async fn step(
                             .with_detail("an earlier secret in this sync failed"),
                     );
                 }
-                failure = Some(e);
-                break;
+                return (applied, Some(e));
             }
         }
     }
-    // Anchored once the step's lines are in; a step that applied nothing appended nothing.
-    if !applied.is_empty() {
-        let head = run.state.audit_head.as_ref();
-        let anchored =
-            audit::anchor::update_for(store, &project, &ctx.runtime_dir, &writing.runtime, head);
-        if let Some(warning) = anchored.await {
-            ctx.reporter.warn(&warning);
-        }
-    }
-    let failure = failure.or_else(|| Error::all(held).err());
-    Ok(finished(report, applied, failure))
+    (applied, Error::all(held).err())
 }
 
 fn finished(mut report: Report, applied: Vec<Applied>, failure: Option<Error>) -> StepOutcome {

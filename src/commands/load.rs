@@ -1,8 +1,6 @@
 //! `load`: write every declared secret to its file (see `loading`), then record the state and
 //! the audit line, bring a swarm stack along, and fill `--env-output`.
 
-use std::time::Duration;
-
 use crate::audit;
 use crate::cli::LoadOpts;
 use crate::context::Context;
@@ -52,7 +50,7 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let writing = if opts.dry_run {
         None
     } else {
-        Some(ctx.begin_writing(Duration::from_secs(30)).await?)
+        Some(ctx.begin_writing().await?)
     };
     let read_only = match &writing {
         Some(_) => None,
