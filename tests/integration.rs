@@ -37,6 +37,7 @@ mod recovery;
 mod resolver_hostile;
 mod rotate;
 mod rotate_docker;
+mod settings;
 mod sidecar_docker;
 mod state_trust;
 mod status_lines;
