@@ -6,6 +6,7 @@
 //! audit key and the [`Run`] the transactions act on), and [`close`] (the audit head
 //! anchored in the store).
 
+pub mod load;
 pub mod rotate;
 
 use std::path::Path;
@@ -246,8 +247,18 @@ pub fn run_settings(
 /// reach (a failure to is a warning: the log itself is written).
 pub async fn close(run: &Run<'_>, project: &Project, site: &Site<'_>) {
     let head = run.state.audit_head.as_ref();
-    let anchored =
-        audit::anchor::update_for(run.store, project, site.runtime_dir, run.runtime, head);
+    anchor(run.store, project, site, run.runtime, head).await;
+}
+
+/// Anchor `head` in the store (a warning when that fails).
+pub async fn anchor(
+    store: &dyn SecretStore,
+    project: &Project,
+    site: &Site<'_>,
+    runtime: &RuntimeDir,
+    head: Option<&crate::files::state::AuditHead>,
+) {
+    let anchored = audit::anchor::update_for(store, project, site.runtime_dir, runtime, head);
     if let Some(warning) = anchored.await {
         site.reporter.warn(&warning);
     }

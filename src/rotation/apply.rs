@@ -36,6 +36,59 @@ pub(super) async fn apply(
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
+    write_file_and_state(run, plan, dir, value, version, record, progress)?;
+    if !run.settings.restart {
+        record.step(
+            "not-restarted",
+            "running containers keep the old value until their next start",
+        );
+        return Ok(());
+    }
+    if run.swarm.is_some() {
+        return roll_out_swarm(run, plan, value, version, record, progress).await;
+    }
+    for service in &plan.services {
+        if service.containers.is_empty() {
+            record.step(
+                "no-containers",
+                format!("service {}: nothing running to restart", service.service),
+            );
+            continue;
+        }
+        let engine = run.engine.ok_or_else(|| {
+            Error::docker(
+                DockerFailure::Other,
+                "no Docker engine to restart containers with",
+            )
+        })?;
+        for container in &service.containers {
+            progress.restarted.push(container.name.clone());
+            progress
+                .restarted_targets
+                .push((container.clone(), service.clone()));
+            restart_and_gate(engine, container, service, &run.settings).await?;
+            record.step(
+                "restarted",
+                format!(
+                    "service {} container {}: healthy",
+                    service.service, container.name
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The file written atomically, then the state recorded (the progress says which happened).
+fn write_file_and_state(
+    run: &mut Run<'_>,
+    plan: &SecretPlan,
+    dir: &SecretDir,
+    value: &SecretValue,
+    version: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
     let spec = &plan.spec;
     let name = &plan.placement.file_name;
     let written = dir.write_atomic(
@@ -80,76 +133,53 @@ pub(super) async fn apply(
     );
     run.save_state()?;
     progress.state_written = true;
+    Ok(())
+}
 
-    if !run.settings.restart {
+/// A swarm stack: a new swarm secret for the version, and a start-first rolling update of the
+/// stack's services onto it (rolled back by Swarm itself on failure).
+async fn roll_out_swarm(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    value: &SecretValue,
+    version: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
+    let Some(swarm) = &run.swarm else {
+        return Ok(());
+    };
+    let spec = &plan.spec;
+    let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
+    let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
+    let (secret, _) = crate::deploy::swarm::ensure_secret(
+        swarm.engine,
+        &swarm.stack,
+        &spec.name,
+        &version,
+        value,
+        &existing,
+    )
+    .await?;
+    // On failure roll_out has already rolled the services back and removed the new secret.
+    let rollout = crate::deploy::swarm::roll_out(
+        swarm.engine,
+        &swarm.stack,
+        &spec.name,
+        &secret,
+        swarm.monitor,
+        swarm.timeout,
+    )
+    .await?;
+    for service in &rollout.services_updated {
+        progress.restarted.push(format!("swarm:{service}"));
         record.step(
-            "not-restarted",
-            "running containers keep the old value until their next start",
+            "updated",
+            format!("swarm service {service}: converged on {}", secret.name),
         );
-        return Ok(());
     }
-    if let Some(swarm) = &run.swarm {
-        let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
-        let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
-        let (secret, _) = crate::deploy::swarm::ensure_secret(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &version,
-            value,
-            &existing,
-        )
-        .await?;
-        // On failure roll_out has already rolled the services back and removed the new secret.
-        let rollout = crate::deploy::swarm::roll_out(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &secret,
-            swarm.monitor,
-            swarm.timeout,
-        )
-        .await?;
-        for service in &rollout.services_updated {
-            progress.restarted.push(format!("swarm:{service}"));
-            record.step(
-                "updated",
-                format!("swarm service {service}: converged on {}", secret.name),
-            );
-        }
-        for removed in &rollout.secrets_removed {
-            record.step("removed", format!("old swarm secret {removed}"));
-        }
-        return Ok(());
-    }
-    for service in &plan.services {
-        if service.containers.is_empty() {
-            record.step(
-                "no-containers",
-                format!("service {}: nothing running to restart", service.service),
-            );
-            continue;
-        }
-        let engine = run.engine.ok_or_else(|| {
-            Error::docker(
-                DockerFailure::Other,
-                "no Docker engine to restart containers with",
-            )
-        })?;
-        for container in &service.containers {
-            progress.restarted.push(container.name.clone());
-            progress
-                .restarted_targets
-                .push((container.clone(), service.clone()));
-            restart_and_gate(engine, container, service, &run.settings).await?;
-            record.step(
-                "restarted",
-                format!(
-                    "service {} container {}: healthy",
-                    service.service, container.name
-                ),
-            );
-        }
+    for removed in &rollout.secrets_removed {
+        record.step("removed", format!("old swarm secret {removed}"));
     }
     Ok(())
 }

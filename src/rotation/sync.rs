@@ -10,8 +10,11 @@
 
 use super::apply::{apply, open_dir, Progress};
 use super::rollback::{restart_back, restore_local};
-use super::{finish, record_intent, Previous, RotationRecord, Run, SecretPlan};
-use crate::audit::{Action, AuditKey, HealthResult, Outcome, SIGNING_KEY_SECRET};
+use super::{
+    committed, finish, forward_failed, record_intent, rolled_back_restarts, undone, Previous,
+    RotationRecord, Run, SecretPlan,
+};
+use crate::audit::{Action, Outcome};
 use crate::error::Error;
 use crate::files::state::{HeldVersion, SecretState};
 use crate::store::FetchedSecret;
@@ -65,26 +68,14 @@ pub async fn follow(
     )
     .await;
     let Err(failure) = forward else {
-        record.health = if progress.restarted.is_empty() {
-            HealthResult::Skipped
-        } else {
-            HealthResult::Passed
-        };
-        record.restarted = progress.restarted;
+        committed(run, &mut record, progress, &fetched.value);
         if run.state.held.remove(&name).is_some() {
             record.step("released", "the version held earlier is applied now");
         }
         record.step("synced", "committed");
-        if name == SIGNING_KEY_SECRET {
-            run.audit
-                .change_key(AuditKey::from_signing_secret(&fetched.value));
-        }
         return finish(run, record);
     };
-    if !progress.restarted.is_empty() {
-        record.health = HealthResult::Failed;
-    }
-    record.step("failed", failure.to_string());
+    forward_failed(&mut record, &progress, &failure);
     let mut left = Vec::new();
     restore_local(
         run,
@@ -96,71 +87,60 @@ pub async fn follow(
         &mut left,
     );
     restart_back(run, &progress, &mut record, &mut left).await;
-    record
-        .restarted
-        .splice(0..0, progress.restarted.iter().cloned());
+    rolled_back_restarts(&mut record, &progress);
 
     // Only a service's health holds a version; a Docker or file failure is tried again.
     let hold = matches!(failure.innermost(), Error::Health { .. });
-    let version = record.new_version.clone().unwrap_or_default();
     if hold {
-        run.state.held.insert(
-            name.clone(),
-            HeldVersion {
-                entry: SecretState {
-                    version: fetched.info.version.clone(),
-                    updated: fetched.info.updated,
-                    fingerprint: fetched.value.fingerprint(),
-                    checked_at: crate::clock::unix_now(),
-                },
-                held_at: crate::clock::unix_now(),
-                reason: failure.to_string(),
-            },
-        );
-        record.step(
-            "held",
-            format!(
-                "version {} stays in the store; this host keeps the previous one until the store moves on or `sync --retry-held`",
-                super::short(Some(&version))
-            ),
-        );
+        hold_version(run, &mut record, fetched, &failure);
     }
-    let record = if !left.is_empty() {
-        record.fail(
-            Outcome::RollbackFailed,
-            Error::RollbackFailed {
-                secret: name,
-                cause: Box::new(failure),
-                left,
-            },
-        )
-    } else if hold {
-        record.step(
-            "rolled-back",
-            "previous value restored in the file and the containers",
-        );
+    let restored = "previous value restored in the file and the containers";
+    let record = if hold && left.is_empty() {
+        record.step("rolled-back", restored);
+        let version = super::short(record.new_version.as_deref());
         record.fail(
             Outcome::SyncHeld,
             Error::SyncHeld {
                 secret: name,
-                version: super::short(Some(&version)),
+                version,
                 cause: Box::new(failure),
             },
         )
     } else {
-        record.step(
-            "rolled-back",
-            "previous value restored in the file and the containers",
-        );
-        record.fail(
-            Outcome::RolledBack,
-            Error::RolledBack {
-                secret: name,
-                cause: Box::new(failure),
-            },
-        )
+        undone(record, failure, left, Some(restored))
     };
     finish(run, record)
+}
+
+/// Record the version as held in the state: the next `sync` leaves it alone until the store
+/// moves on or `--retry-held`.
+fn hold_version(
+    run: &mut Run<'_>,
+    record: &mut RotationRecord,
+    fetched: &FetchedSecret,
+    failure: &Error,
+) {
+    run.state.held.insert(
+        record.secret.clone(),
+        HeldVersion {
+            entry: SecretState {
+                version: fetched.info.version.clone(),
+                updated: fetched.info.updated,
+                fingerprint: fetched.value.fingerprint(),
+                checked_at: crate::clock::unix_now(),
+            },
+            held_at: crate::clock::unix_now(),
+            reason: failure.to_string(),
+        },
+    );
+    let version = record.new_version.clone().unwrap_or_default();
+    record.step(
+        "held",
+        format!(
+            "version {} stays in the store; this host keeps the previous one until the store moves on or `sync --retry-held`",
+            super::short(Some(&version))
+        ),
+    );
 }
 
 /// What the audit line calls a loaded version: its id, or its fingerprint in demo mode.
