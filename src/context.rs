@@ -102,6 +102,7 @@ impl Context {
             (false, Some((_, source))) => source,
             (false, None) => Source::Default,
         };
+        let var = |name: &str| self.layers().var(name).map(|(v, _)| v).unwrap_or_default();
         let joined = |paths: &[PathBuf]| {
             let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             shown.join(",")
@@ -136,10 +137,22 @@ impl Context {
                 from(!o.env_files.is_empty(), "COMPOSE_ENV_FILES"),
             ),
             row(
+                "project-name",
+                "-p",
+                "COMPOSE_PROJECT_NAME",
+                o.project_name
+                    .clone()
+                    .unwrap_or_else(|| var("COMPOSE_PROJECT_NAME")),
+                from(o.project_name.is_some(), "COMPOSE_PROJECT_NAME"),
+            ),
+            row(
                 "profiles",
                 "--profile",
                 "COMPOSE_PROFILES",
-                o.profiles.join(","),
+                match o.profiles.is_empty() {
+                    true => var("COMPOSE_PROFILES"),
+                    false => o.profiles.join(","),
+                },
                 from(!o.profiles.is_empty(), "COMPOSE_PROFILES"),
             ),
         ]

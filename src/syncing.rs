@@ -139,26 +139,12 @@ pub async fn step(
         dry_run: request.dry_run,
         next_step: "",
     };
+    let (stack, slot) = (&project.name, &mut session.engine);
     let targets = txn
-        .targets(
-            &project.name,
-            &mut session.engine,
-            &target_request,
-            &mut report,
-        )
+        .targets(stack, slot, &target_request, &mut report)
         .await?;
-    let changed: Vec<&SecretSpec> = changes
-        .iter()
-        .filter_map(|c| project.secret(&c.secret))
-        .collect();
-    let plans = rotation::plan(
-        &project,
-        &layout,
-        store,
-        &changed,
-        targets.containers.as_deref(),
-        request.health_url.as_deref(),
-    )?;
+    let containers = targets.containers.as_deref();
+    let plans = plan_changes(&project, &layout, store, &changes, containers, request)?;
     if request.dry_run {
         describe_changes(&plans, &changes, &state, &mut report);
         return Ok(finished(report, Vec::new(), None));
@@ -180,6 +166,23 @@ pub async fn step(
         close(&run, &project, &parts.site).await;
     }
     Ok(finished(report, applied, failure))
+}
+
+/// One plan per change, in the order of `changes`.
+fn plan_changes(
+    project: &Project,
+    layout: &Layout,
+    store: &dyn SecretStore,
+    changes: &[Change],
+    containers: Option<&[crate::deploy::ContainerInfo]>,
+    request: &SyncRequest,
+) -> Result<Vec<SecretPlan>> {
+    let changed: Vec<&SecretSpec> = changes
+        .iter()
+        .filter_map(|c| project.secret(&c.secret))
+        .collect();
+    let health_url = request.health_url.as_deref();
+    rotation::plan(project, layout, store, &changed, containers, health_url)
 }
 
 /// Nothing changed, but versions confirmed by a GET are trusted from the listing next time.
@@ -280,48 +283,27 @@ pub async fn find_changes(
     ctx: Display<'_>,
     report: &mut Report,
 ) -> Result<Vec<Change>> {
-    let reporter = ctx.reporter;
-    let shown = |c: &Candidate<'_>| loading::shown(c.placement, ctx.shown_from);
-    let listed_at = crate::clock::unix_now();
-    let existing = OpenDirs::open(layout, false)?;
+    let compare = Compare {
+        store,
+        layout,
+        existing: OpenDirs::open(layout, false)?,
+        shown_from: ctx.shown_from,
+        listed_at: crate::clock::unix_now(),
+        retry_held,
+    };
     let candidates: Vec<Candidate<'_>> = loading::candidates(project, layout, store)
         .into_iter()
         .filter(|c| c.spec.in_use)
         .collect();
-    let file_current = |c: &Candidate<'_>, fingerprint: &str| {
-        existing
-            .read(c.placement)
-            .ok()
-            .flatten()
-            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint))
-    };
     let snapshot = state.clone();
     let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
-        let c = &candidates[i];
-        let pinned = c.spec.pinned_version.as_deref();
-        let loaded = snapshot
-            .secrets
-            .get(&c.spec.name)
-            .is_some_and(|s| s.matches_listing(listed, pinned) && file_current(c, &s.fingerprint));
-        let held = !retry_held
-            && snapshot
-                .held
-                .get(&c.spec.name)
-                .is_some_and(|h| h.matches_listing(listed, pinned));
-        loaded || held
+        compare.is_cached(&snapshot, &candidates[i], listed)
     };
-    let fetched = loading::warm_fetch(
-        store,
-        &candidates,
-        &is_cached,
-        store.concurrency(),
-        reporter,
-    )
-    .await?;
+    let concurrency = store.concurrency();
+    let fetched =
+        loading::warm_fetch(store, &candidates, &is_cached, concurrency, ctx.reporter).await?;
 
-    let mut problems = Vec::new();
-    let mut missing = Vec::new();
-    let mut changes = Vec::new();
+    let (mut problems, mut missing, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     let mut results = fetched.results;
     results.sort_by_key(|(i, _)| *i);
     let fetched_indices: Vec<usize> = results.iter().map(|(i, _)| *i).collect();
@@ -354,92 +336,184 @@ pub async fn find_changes(
         if let Some(listed) = fetched.listed.get(&i) {
             f.info.updated = listed.updated.or(f.info.updated);
         }
+        match compare.fetched(c, f, state, report) {
+            Verdict::Settled => {}
+            Verdict::Changed(change) => changes.push(change),
+            Verdict::Refused(e) => problems.push(e),
+        }
+    }
+    Error::all(problems)?;
+    none_missing(missing, store)?;
+    for (i, c) in candidates.iter().enumerate() {
+        if !fetched_indices.contains(&i) {
+            compare.not_fetched(c, fetched.listed.get(&i), state, report);
+        }
+    }
+    Ok(changes)
+}
+
+/// Every secret has a value in the store, or the step stops naming those without.
+fn none_missing(mut missing: Vec<String>, store: &dyn SecretStore) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(Error::MissingSecrets {
+        names: missing,
+        origin: store.describe(),
+    })
+}
+
+/// What a fetched version is to this host.
+enum Verdict {
+    /// Loaded already, or held: nothing to apply.
+    Settled,
+    Changed(Change),
+    /// It would replace a file compose-secrets did not write.
+    Refused(Error),
+}
+
+/// What `find_changes` compares the store's versions with: the state, and the files.
+struct Compare<'a> {
+    store: &'a dyn SecretStore,
+    layout: &'a Layout,
+    existing: OpenDirs,
+    shown_from: &'a std::path::Path,
+    listed_at: i64,
+    retry_held: bool,
+}
+
+impl Compare<'_> {
+    fn shown(&self, c: &Candidate<'_>) -> String {
+        loading::shown(c.placement, self.shown_from)
+    }
+
+    /// The candidate's file is there, intact, with the value of `fingerprint`.
+    fn file_current(&self, c: &Candidate<'_>, fingerprint: &str) -> bool {
+        self.existing
+            .read(c.placement)
+            .ok()
+            .flatten()
+            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint))
+    }
+
+    /// The listing alone settles it: what is loaded (file intact), or what is held.
+    fn is_cached(&self, state: &State, c: &Candidate<'_>, listed: Option<&VersionInfo>) -> bool {
+        let pinned = c.spec.pinned_version.as_deref();
+        let loaded = state.secrets.get(&c.spec.name).is_some_and(|s| {
+            s.matches_listing(listed, pinned) && self.file_current(c, &s.fingerprint)
+        });
+        let held = !self.retry_held
+            && state
+                .held
+                .get(&c.spec.name)
+                .is_some_and(|h| h.matches_listing(listed, pinned));
+        loaded || held
+    }
+
+    /// A fetched version: the one loaded (confirmed in `state`), a held one, or a change.
+    fn fetched(
+        &self,
+        c: &Candidate<'_>,
+        f: FetchedSecret,
+        state: &mut State,
+        report: &mut Report,
+    ) -> Verdict {
+        let name = &c.spec.name;
         let version = f
             .info
             .version
             .clone()
             .unwrap_or_else(|| f.value.fingerprint());
-        let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(&version));
-        if let Some(loaded) = state.secrets.get_mut(name) {
-            // A new version with the value this host already runs (a rollback elsewhere puts
-            // the previous value back as a new version): recorded, nothing restarted.
-            if !same(loaded.version.as_deref())
-                && loaded.fingerprint == f.value.fingerprint()
-                && file_current(c, &loaded.fingerprint)
-            {
-                loaded.version = f.info.version.clone();
-                loaded.updated = f.info.updated;
-                loaded.checked_at = listed_at;
-                report.push(ReportItem::new(name, "unchanged").with_detail(format!(
-                    "{}: version {}, with the value already in use",
-                    shown(c),
-                    shown_version(f.info.version.as_deref())
-                )));
-                release_hold(state, name, report);
-                continue;
-            }
-            if same(loaded.version.as_deref()) && file_current(c, &loaded.fingerprint) {
-                // Confirmed by a GET: trusted from the listing next time (a store without
-                // versions is read in full every time, so there is nothing to remember).
-                if store.keeps_versions() {
-                    loaded.checked_at = listed_at;
-                }
-                report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
-                release_hold(state, name, report);
-                continue;
-            }
+        if self.loaded_already(c, &f, &version, state, report) {
+            release_hold(state, name, report);
+            return Verdict::Settled;
         }
-        if !retry_held {
+        if !self.retry_held {
             if let Some(held) = state.held.get_mut(name) {
                 if held.is(Some(&version)) {
-                    if store.keeps_versions() {
-                        held.entry.checked_at = listed_at;
+                    if self.store.keeps_versions() {
+                        held.entry.checked_at = self.listed_at;
                     }
                     report.push(held_item(name, held));
-                    continue;
+                    return Verdict::Settled;
                 }
             }
         }
         if !state.secrets.contains_key(name) {
-            if let Some(e) = loading::unmanaged_file(&existing, c, &f, state, layout) {
-                problems.push(e);
-                continue;
+            if let Some(e) = loading::unmanaged_file(&self.existing, c, &f, state, self.layout) {
+                return Verdict::Refused(e);
             }
         }
-        changes.push(Change {
+        Verdict::Changed(Change {
             secret: name.clone(),
             fetched: f,
-        });
+        })
     }
-    Error::all(problems)?;
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(Error::MissingSecrets {
-            names: missing,
-            origin: store.describe(),
-        });
-    }
-    for (i, c) in candidates.iter().enumerate() {
-        if fetched_indices.contains(&i) {
-            continue;
-        }
-        // Not fetched: the listing matched either what is loaded or what is held.
+
+    /// Whether this host runs `f` already: the same version (file intact), or a new version
+    /// with the value already in use (a rollback elsewhere puts the previous value back as a
+    /// new version), which is recorded and restarts nothing. Reports `unchanged`.
+    fn loaded_already(
+        &self,
+        c: &Candidate<'_>,
+        f: &FetchedSecret,
+        version: &str,
+        state: &mut State,
+        report: &mut Report,
+    ) -> bool {
         let name = &c.spec.name;
-        let listed = fetched.listed.get(&i);
+        let Some(loaded) = state.secrets.get_mut(name) else {
+            return false;
+        };
+        let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(version));
+        if !same(loaded.version.as_deref())
+            && loaded.fingerprint == f.value.fingerprint()
+            && self.file_current(c, &loaded.fingerprint)
+        {
+            loaded.version = f.info.version.clone();
+            loaded.updated = f.info.updated;
+            loaded.checked_at = self.listed_at;
+            report.push(ReportItem::new(name, "unchanged").with_detail(format!(
+                "{}: version {}, with the value already in use",
+                self.shown(c),
+                shown_version(f.info.version.as_deref())
+            )));
+            return true;
+        }
+        if same(loaded.version.as_deref()) && self.file_current(c, &loaded.fingerprint) {
+            // Confirmed by a GET: trusted from the listing next time (a store without
+            // versions is read in full every time, so there is nothing to remember).
+            if self.store.keeps_versions() {
+                loaded.checked_at = self.listed_at;
+            }
+            report.push(ReportItem::new(name, "unchanged").with_detail(self.shown(c)));
+            return true;
+        }
+        false
+    }
+
+    /// Not fetched: the listing matched either what is loaded or what is held.
+    fn not_fetched(
+        &self,
+        c: &Candidate<'_>,
+        listed: Option<&VersionInfo>,
+        state: &mut State,
+        report: &mut Report,
+    ) {
+        let name = &c.spec.name;
         let pinned = c.spec.pinned_version.as_deref();
-        let loaded = state
-            .secrets
-            .get(name)
-            .is_some_and(|s| s.matches_listing(listed, pinned) && file_current(c, &s.fingerprint));
+        let loaded = state.secrets.get(name).is_some_and(|s| {
+            s.matches_listing(listed, pinned) && self.file_current(c, &s.fingerprint)
+        });
         match state.held.get(name) {
             Some(held) if !loaded => report.push(held_item(name, held)),
             _ => {
-                report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
+                report.push(ReportItem::new(name, "unchanged").with_detail(self.shown(c)));
                 release_hold(state, name, report);
             }
         }
     }
-    Ok(changes)
 }
 
 /// The store is back to the version this host runs (`.env` reverted after a bad value was

@@ -129,6 +129,22 @@ fn every_setting_resolves_flag_then_environment_then_dotenv_then_default() {
             default: "",
         },
         Layered {
+            name: "profiles",
+            var: "COMPOSE_PROFILES",
+            flag: Some((&["--profile", "f"], "f")),
+            env: ("e", "e"),
+            dotenv: ("d", "d"),
+            default: "",
+        },
+        Layered {
+            name: "project-name",
+            var: "COMPOSE_PROJECT_NAME",
+            flag: Some((&["-p", "from-flag"], "from-flag")),
+            env: ("from-env", "from-env"),
+            dotenv: ("from-dotenv", "from-dotenv"),
+            default: "",
+        },
+        Layered {
             name: "hook-timeout",
             var: "COMPOSE_SECRETS_HOOK_TIMEOUT",
             flag: None,

@@ -36,12 +36,12 @@ pub async fn follow(
         .version
         .clone()
         .or_else(|| Some(fetched.value.fingerprint()));
-    let dir = match open_dir(plan) {
-        Ok(dir) => dir,
-        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
-    };
-    let file = match dir.read(&plan.placement.file_name) {
-        Ok(file) => file,
+    let opened = open_dir(plan).and_then(|dir| {
+        let file = dir.read(&plan.placement.file_name)?;
+        Ok((dir, file))
+    });
+    let (dir, file) = match opened {
+        Ok(opened) => opened,
         Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
     let previous = Previous {
@@ -77,16 +77,9 @@ pub async fn follow(
     };
     forward_failed(&mut record, &progress, &failure);
     let mut left = Vec::new();
-    restore_local(
-        run,
-        plan,
-        &dir,
-        &previous,
-        &progress,
-        &mut record,
-        &mut left,
-    );
-    restart_back(run, &progress, &mut record, &mut left).await;
+    let r = &mut record;
+    restore_local(run, plan, &dir, &previous, &progress, r, &mut left);
+    restart_back(run, &progress, r, &mut left).await;
     rolled_back_restarts(&mut record, &progress);
 
     // Only a service's health holds a version; a Docker or file failure is tried again.
@@ -94,22 +87,32 @@ pub async fn follow(
     if hold {
         hold_version(run, &mut record, fetched, &failure);
     }
+    finish(run, held_or_undone(record, hold, left, failure))
+}
+
+/// The end of a failed sync: held (the service's health refused the version, and everything
+/// was put back), rolled back, or what is left to put back by hand.
+fn held_or_undone(
+    mut record: RotationRecord,
+    hold: bool,
+    left: Vec<String>,
+    failure: Error,
+) -> RotationRecord {
     let restored = "previous value restored in the file and the containers";
-    let record = if hold && left.is_empty() {
-        record.step("rolled-back", restored);
-        let version = super::short(record.new_version.as_deref());
-        record.fail(
-            Outcome::SyncHeld,
-            Error::SyncHeld {
-                secret: name,
-                version,
-                cause: Box::new(failure),
-            },
-        )
-    } else {
-        undone(record, failure, left, Some(restored))
-    };
-    finish(run, record)
+    if !(hold && left.is_empty()) {
+        return undone(record, failure, left, Some(restored));
+    }
+    record.step("rolled-back", restored);
+    let version = super::short(record.new_version.as_deref());
+    let secret = record.secret.clone();
+    record.fail(
+        Outcome::SyncHeld,
+        Error::SyncHeld {
+            secret,
+            version,
+            cause: Box::new(failure),
+        },
+    )
 }
 
 /// Record the version as held in the state: the next `sync` leaves it alone until the store
