@@ -58,6 +58,12 @@ pub use sync::follow;
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
 pub const IP_PLACEHOLDER: &str = "{ip}";
 
+/// A run that writes had no chain key, neither the signing secret's nor a per-install one it
+/// could make: nothing is changed without an audit line.
+pub fn no_audit_key(runtime_dir: &std::path::Path) -> Error {
+    Error::config(runtime_dir, "no audit key could be made")
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Restart the containers that mount the secret (off with `--no-restart`).

@@ -205,7 +205,7 @@ impl<'a> Transaction<'a> {
         };
         let key = audit::project_key(&writing.runtime, Some((project, layout)), Some(store), true)
             .await?
-            .ok_or_else(|| Error::config(self.site.runtime_dir, "no audit key could be made"))?;
+            .ok_or_else(|| rotation::no_audit_key(self.site.runtime_dir))?;
         Ok(Run {
             store,
             engine: targets.engine.map(|e| e as &dyn ContainerEngine),

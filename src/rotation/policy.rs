@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::compose::SecretSpec;
 use crate::error::Result;
 use crate::files::runtime_dir::RuntimeDir;
-use crate::store::{tags, SecretStore};
+use crate::store::{tags, SecretStore, VersionInfo};
 
 /// Added to `rotate-every` for the version's expiry when the secret sets no `expiry-grace`.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 86_400);
@@ -88,7 +88,7 @@ pub async fn last_set(
 ) -> Result<BTreeMap<String, LastSet>> {
     let mut out = BTreeMap::new();
     if store.keeps_versions() {
-        let listing = super::select::listing_by_name(store).await?;
+        let listing = listing_by_name(store).await?;
         for spec in specs {
             let listed = listing.get(&store.key_for(spec).to_ascii_lowercase());
             let at = listed.and_then(|i| {
@@ -132,6 +132,18 @@ pub fn human(seconds: i64) -> String {
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// One listing of the store, by lower-cased name (Key Vault names are case-insensitive).
+pub(super) async fn listing_by_name(
+    store: &dyn SecretStore,
+) -> Result<BTreeMap<String, VersionInfo>> {
+    Ok(store
+        .list_properties()
+        .await?
+        .into_iter()
+        .map(|i| (i.name.to_ascii_lowercase(), i))
+        .collect())
 }
 
 #[cfg(test)]

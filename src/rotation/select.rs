@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::files::runtime_dir::RuntimeDir;
 use crate::output::{Report, ReportItem};
 use crate::secret::{SecretValue, MAX_VALUE_BYTES};
-use crate::store::{tags, SecretStore, VersionInfo};
+use crate::store::{tags, SecretStore};
 
 /// What the command line asked to rotate.
 pub struct Selection<'a> {
@@ -185,7 +185,7 @@ pub async fn last_rotated(
 ) -> Result<BTreeMap<String, Option<i64>>> {
     let mut out = BTreeMap::new();
     if store.keeps_versions() {
-        let listing = listing_by_name(store).await?;
+        let listing = policy::listing_by_name(store).await?;
         for spec in candidates {
             let at = listing
                 .get(&store.key_for(spec).to_ascii_lowercase())
@@ -282,16 +282,4 @@ pub fn read_value(mut input: impl Read) -> Result<SecretValue> {
     }
     SecretValue::from_bytes(bytes.to_vec())
         .map_err(|_| Error::Usage("--value-stdin: the value is not UTF-8".into()))
-}
-
-/// One listing of the store, by lower-cased name (Key Vault names are case-insensitive).
-pub(super) async fn listing_by_name(
-    store: &dyn SecretStore,
-) -> Result<BTreeMap<String, VersionInfo>> {
-    Ok(store
-        .list_properties()
-        .await?
-        .into_iter()
-        .map(|i| (i.name.to_ascii_lowercase(), i))
-        .collect())
 }
