@@ -6,7 +6,6 @@
 //! key is matched to its certificate through ring, the one crypto provider.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,70 +14,14 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
+pub use crate::compose::certificate_part::{CertificateUse, Part, DEFAULT_EXPIRY_WARNING, PARTS};
+
 /// Key Vault's content type for a PEM certificate bundle.
 pub const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
 /// Key Vault's content type for a base64 PKCS#12 certificate bundle.
 pub const PKCS12_CONTENT_TYPE: &str = "application/x-pkcs12";
-/// How long before `notAfter` `verify` starts to warn, unless `expiry-warning` says otherwise.
-pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 /// How long the demo's self-signed certificate is valid.
 pub const DEMO_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
-
-/// One file cut from a certificate bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Part {
-    /// The private key, PKCS#8 PEM.
-    Key,
-    /// The leaf certificate alone, PEM.
-    Cert,
-    /// The certificates after the leaf, leaf to root, PEM.
-    Chain,
-    /// The leaf, then the chain, PEM.
-    Fullchain,
-    /// Key and certificates as PKCS#12 bytes, with an empty password (as Key Vault's own).
-    Pfx,
-}
-
-pub const PARTS: &str = "key, cert, chain, fullchain, pfx";
-
-impl FromStr for Part {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Ok(match s {
-            "key" => Part::Key,
-            "cert" => Part::Cert,
-            "chain" => Part::Chain,
-            "fullchain" => Part::Fullchain,
-            "pfx" => Part::Pfx,
-            other => {
-                return Err(format!(
-                    "`certificate: {other}` is not a part (one of {PARTS})"
-                ))
-            }
-        })
-    }
-}
-
-impl fmt::Display for Part {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Part::Key => "key",
-            Part::Cert => "cert",
-            Part::Chain => "chain",
-            Part::Fullchain => "fullchain",
-            Part::Pfx => "pfx",
-        })
-    }
-}
-
-/// A Compose secret that is one part of a certificate (`x-compose-secrets.certificate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CertificateUse {
-    pub part: Part,
-    /// `expiry-warning`: how long before `notAfter` `verify` warns.
-    pub expiry_warning: Duration,
-}
 
 /// A checked bundle: a key that matches its leaf, and the rest of the chain in order.
 pub struct Bundle {

@@ -123,15 +123,15 @@ pub struct GlobalOpts {
     pub vault_name: Option<String>,
 
     /// Where containers run: plain Compose, Docker Swarm, or auto (Swarm when the engine is a
-    /// swarm manager and the stack is deployed).
-    #[arg(
-        long,
-        value_enum,
-        env = "COMPOSE_SECRETS_TARGET",
-        default_value = "auto",
-        global = true
-    )]
-    pub target: DeployTarget,
+    /// swarm manager and the stack is deployed) (default: COMPOSE_SECRETS_TARGET in the
+    /// environment or .env, else auto).
+    #[arg(long, value_enum, value_name = "TARGET", global = true)]
+    pub target: Option<DeployTarget>,
+
+    /// How long to wait for another compose-secrets to release the lock (default:
+    /// COMPOSE_SECRETS_LOCK_TIMEOUT in the environment or .env, else 30).
+    #[arg(long, value_name = "SECONDS", global = true)]
+    pub lock_timeout: Option<u64>,
 
     /// Machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]
@@ -211,8 +211,9 @@ the store keeps it, and `sync` leaves it alone until the store moves on.")]
 
 #[derive(Debug, Default, Args)]
 pub struct EnsureOpts {
-    /// Template copied to .env when .env is missing (default: <project>/.env.demo).
-    #[arg(long, value_name = "FILE", env = "COMPOSE_SECRETS_TEMPLATE")]
+    /// Template copied to .env when .env is missing (default: COMPOSE_SECRETS_TEMPLATE in the
+    /// environment or .env, else <project>/.env.demo).
+    #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
 
     /// Regenerate this secret even if it has a value (secret name or .env key; repeatable).
@@ -292,10 +293,6 @@ pub struct RotateOpts {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub health_timeout: u64,
 
-    /// How long to wait for another compose-secrets to release the lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub lock_timeout: u64,
-
     /// Do not ask before rotating a secret no running container uses (asked on a terminal only).
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -327,10 +324,6 @@ pub struct SyncOpts {
     /// How long to wait for health after each restart.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub health_timeout: u64,
-
-    /// How long to wait for another compose-secrets to release the lock.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +344,9 @@ pub enum DebugCommand {
     /// Print the resolved Compose project model as JSON (what the differential test compares
     /// with `docker compose config`).
     Model,
+    /// Print every setting, its value and where it came from (flag, environment, .env,
+    /// default); `--json` for a script. Never prints a secret value.
+    Settings,
     /// Print the man page (roff) on stdout: `make man` writes it to target/man/compose-secrets.1.
     Man,
 }

@@ -39,7 +39,15 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         println!("{}", crate::hardening::report());
         return Ok(exit::OK);
     }
-    let context = Context::new(&cli.global, reporter)?;
+    let template = match &cli.command {
+        Command::Ensure(opts) => opts.template.as_deref(),
+        _ => None,
+    };
+    let context = Context::new(&cli.global, template, reporter)?;
+    if let Command::Debug(DebugCommand::Settings) = cli.command {
+        print!("{}", settings_table(&context, cli.global.json));
+        return Ok(exit::OK);
+    }
     if let Command::Debug(DebugCommand::Model) = cli.command {
         let project = context.project()?;
         println!(
@@ -56,4 +64,21 @@ pub async fn run(cli: Cli, reporter: Reporter) -> Result<u8> {
         Command::Verify(opts) => verify::run(&context, &opts).await,
         Command::Completions { .. } | Command::Debug(_) | Command::Compose(_) => Ok(exit::OK),
     }
+}
+
+/// `debug settings`: compose-secrets' own settings, then those Compose resolved and those the
+/// store and Docker read, each with its value and the layer it came from.
+fn settings_table(ctx: &Context, json: bool) -> String {
+    use crate::settings::Row;
+    let layers = ctx.layers();
+    let mut rows = ctx.settings.rows();
+    rows.extend(ctx.compose_rows());
+    rows.extend([
+        Row::variable("kv-concurrency", "COMPOSE_SECRETS_KV_CONCURRENCY", &layers),
+        Row::variable("ca-file", "COMPOSE_SECRETS_CA_FILE", &layers),
+        Row::variable("credential", "AZURE_CREDENTIAL", &layers),
+        Row::variable("tenant-id", "AZURE_TENANT_ID", &layers),
+        Row::variable("client-id", "AZURE_CLIENT_ID", &layers),
+    ]);
+    crate::settings::render(&rows, json)
 }

@@ -8,6 +8,7 @@
 //! Nothing is ever partial: what cannot be resolved is an error naming the file and key, and a
 //! project with several bad secrets names every one of them.
 
+pub mod certificate_part;
 mod discovery;
 mod env_file;
 mod extension;
@@ -114,7 +115,7 @@ pub struct SecretSpec {
     /// Added to `rotate-every` for the Key Vault version's expiry.
     pub expiry_grace: Option<Duration>,
     /// `x-compose-secrets.certificate`: the file holds this part of a certificate bundle.
-    pub certificate: Option<crate::certificate::CertificateUse>,
+    pub certificate: Option<certificate_part::CertificateUse>,
     /// Every mount of it, by enabled services and by services whose profile is off.
     pub uses: Vec<SecretUse>,
     /// Whether an enabled service mounts it or builds with it. Compose leaves every other

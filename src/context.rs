@@ -2,28 +2,30 @@
 //! the paths that follow the project directory, the store to use, and the one precedence rule
 //! for settings (flags > process environment > `.env` > defaults).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::GlobalOpts;
 use crate::compose::{self, Discovered, Project, ProjectOptions};
-use crate::error::{Error, Result};
+use crate::deploy::Target;
+use crate::error::Result;
 use crate::files::layout::{Layout, Protected};
-use crate::files::lock::RunLock;
 use crate::files::runtime_dir::RuntimeDir;
 use crate::output::Reporter;
+use crate::settings::{Flags, Layers, Row, Settings, Source};
 use crate::store::dotenv::DotenvStore;
 use crate::store::key_vault::{KeyVaultConfig, KeyVaultStore};
 use crate::store::SecretStore;
-
-/// The setting that chooses the source, read with the usual precedence.
-pub const USE_KEYVAULT: &str = "AZURE_USE_KEYVAULT";
+use crate::transaction::{Site, Writing};
 
 pub struct Context {
     /// The working directory, as the shell names it.
     pub cwd: PathBuf,
+    /// Every setting, resolved once (see [`crate::settings`]).
+    pub settings: Settings,
     /// Plain Compose, Swarm, or detect.
-    pub target: crate::cli::DeployTarget,
+    pub target: Target,
     /// The project directory: `.env`, `.runtime` and relative secret paths follow it.
     pub project_dir: PathBuf,
     /// The env files of the demo store, in merge order: `--env-file`s (or `COMPOSE_ENV_FILES`)
@@ -35,85 +37,125 @@ pub struct Context {
     pub template: PathBuf,
     pub runtime_dir: PathBuf,
     pub secrets_dir: PathBuf,
+    /// How long a command that writes waits for the run lock.
+    pub lock_timeout: Duration,
     pub reporter: Reporter,
     options: ProjectOptions,
     discovered: Discovered,
-    flag_overrides: HashMap<&'static str, String>,
-    force_demo: bool,
 }
 
 impl Context {
-    pub fn new(opts: &GlobalOpts, reporter: Reporter) -> Result<Self> {
+    /// `template`: `ensure --template`, the one setting whose flag is not global.
+    pub fn new(opts: &GlobalOpts, template: Option<&Path>, reporter: Reporter) -> Result<Self> {
         let cwd = compose::logical_cwd()?;
-        let options = ProjectOptions {
-            files: opts
-                .files
-                .iter()
-                .filter(|f| !f.as_os_str().is_empty())
-                .cloned()
-                .collect(),
-            project_directory: opts.project_directory.clone(),
-            project_name: opts.project_name.clone().filter(|n| !n.is_empty()),
-            env_files: opts.env_files.clone(),
-            profiles: opts.profiles.clone(),
-            cwd: cwd.clone(),
-            process_env: std::env::vars().collect::<BTreeMap<_, _>>(),
-            keep_in_use: vec![crate::audit::SIGNING_KEY_SECRET.to_string()],
-        };
+        let options = project_options(opts, &cwd);
         let discovered = compose::discover(&options)?;
         let project_dir = discovered.working_dir.clone();
-        let abs = |p: &Path| absolute(&cwd, p);
         let env_files = if discovered.explicit_env_files && !discovered.env_files.is_empty() {
             discovered.env_files.clone()
         } else {
             vec![project_dir.join(".env")]
         };
         let env_file = env_files[env_files.len() - 1].clone();
-        // A flag or a process variable is relative to the working directory, a line of the
-        // project's `.env` to the project directory (where that file is).
-        let setting = |flag: &Option<PathBuf>, var: &str| -> Option<PathBuf> {
-            if let Some(p) = flag.as_deref().filter(|p| !p.as_os_str().is_empty()) {
-                return Some(abs(p));
-            }
-            if let Some(v) = options.process_env.get(var).filter(|v| !v.is_empty()) {
-                return Some(abs(Path::new(v)));
-            }
-            discovered
-                .env
-                .get(var)
-                .filter(|v| !v.is_empty())
-                .map(|v| absolute(&project_dir, Path::new(v)))
-        };
-        let runtime_dir = setting(&opts.runtime_dir, "COMPOSE_SECRETS_RUNTIME_DIR")
-            .unwrap_or_else(|| project_dir.join(".runtime"));
-        let secrets_dir = setting(&opts.secrets_dir, "COMPOSE_SECRETS_DIR")
-            .unwrap_or_else(|| runtime_dir.join("secrets"));
-        let template = project_dir.join(".env.demo");
-        let mut flag_overrides = HashMap::new();
-        if opts.keyvault {
-            flag_overrides.insert(USE_KEYVAULT, "true".to_string());
-        }
-        if let Some(url) = &opts.vault_url {
-            flag_overrides.insert("AZURE_KEYVAULT_URL", url.clone());
-        }
-        if let Some(name) = &opts.vault_name {
-            flag_overrides.insert("AZURE_KEYVAULT_NAME", name.clone());
-        }
+        let settings = Settings::resolve(
+            &flags(opts, template),
+            &Layers {
+                process_env: &options.process_env,
+                interpolation: &discovered.env,
+                cwd: &cwd,
+                project_dir: &project_dir,
+            },
+        )?;
         Ok(Self {
             cwd,
-            target: opts.target,
+            target: settings.target.value,
             project_dir,
             env_files,
             env_file,
-            template,
-            runtime_dir,
-            secrets_dir,
+            template: settings.template.value.clone(),
+            runtime_dir: settings.runtime_dir.value.clone(),
+            secrets_dir: settings.secrets_dir.value.clone(),
+            lock_timeout: settings.lock_timeout.value,
+            settings,
             reporter,
             options,
             discovered,
-            flag_overrides,
-            force_demo: opts.demo,
         })
+    }
+
+    /// The layers below the flags, for settings read by other layers (`debug settings`).
+    pub fn layers(&self) -> Layers<'_> {
+        Layers {
+            process_env: &self.options.process_env,
+            interpolation: &self.discovered.env,
+            cwd: &self.cwd,
+            project_dir: &self.project_dir,
+        }
+    }
+
+    /// The Compose settings as `docker compose` resolved them, with their layer.
+    pub fn compose_rows(&self) -> Vec<Row> {
+        let o = &self.options;
+        let d = &self.discovered;
+        let from = |flagged: bool, var: &str| match (flagged, self.layers().var(var)) {
+            (true, _) => Source::Flag,
+            (false, Some((_, source))) => source,
+            (false, None) => Source::Default,
+        };
+        let var = |name: &str| self.layers().var(name).map(|(v, _)| v).unwrap_or_default();
+        let joined = |paths: &[PathBuf]| {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            shown.join(",")
+        };
+        let row = |name, flag, variable, value: String, source| Row {
+            name,
+            flag,
+            variable,
+            value,
+            source,
+        };
+        vec![
+            row(
+                "compose-files",
+                "-f",
+                "COMPOSE_FILE",
+                joined(&d.files),
+                from(!o.files.is_empty(), "COMPOSE_FILE"),
+            ),
+            row(
+                "project-directory",
+                "--project-directory",
+                "",
+                self.project_dir.display().to_string(),
+                from(o.project_directory.is_some(), ""),
+            ),
+            row(
+                "env-files",
+                "--env-file",
+                "COMPOSE_ENV_FILES",
+                joined(&self.env_files),
+                from(!o.env_files.is_empty(), "COMPOSE_ENV_FILES"),
+            ),
+            row(
+                "project-name",
+                "-p",
+                "COMPOSE_PROJECT_NAME",
+                o.project_name
+                    .clone()
+                    .unwrap_or_else(|| var("COMPOSE_PROJECT_NAME")),
+                from(o.project_name.is_some(), "COMPOSE_PROJECT_NAME"),
+            ),
+            row(
+                "profiles",
+                "--profile",
+                "COMPOSE_PROFILES",
+                match o.profiles.is_empty() {
+                    true => var("COMPOSE_PROFILES"),
+                    false => o.profiles.join(","),
+                },
+                from(!o.profiles.is_empty(), "COMPOSE_PROFILES"),
+            ),
+        ]
     }
 
     /// The same context with `var` taken out of the process environment it resolves the project
@@ -175,28 +217,20 @@ impl Context {
 
     /// Flags > process environment > `.env` (the variables Compose interpolates with).
     pub fn lookup(&self, key: &str) -> Option<String> {
-        if let Some(v) = self.flag_overrides.get(key) {
-            return Some(v.clone());
+        let flagged = match key {
+            crate::settings::USE_KEYVAULT => Some(&self.settings.use_keyvault),
+            crate::settings::VAULT_URL => Some(&self.settings.vault_url),
+            crate::settings::VAULT_NAME => Some(&self.settings.vault_name),
+            _ => None,
+        };
+        match flagged {
+            Some(s) if s.source == Source::Flag => s.value.clone(),
+            _ => self.discovered.env.get(key).cloned(),
         }
-        self.discovered.env.get(key).cloned()
     }
 
     pub fn use_keyvault(&self) -> Result<bool> {
-        if self.force_demo {
-            return Ok(false);
-        }
-        match self.lookup(USE_KEYVAULT).as_deref().map(str::trim) {
-            None | Some("") => Ok(false),
-            Some(v) if ["true", "1", "yes", "on"].contains(&v.to_ascii_lowercase().as_str()) => {
-                Ok(true)
-            }
-            Some(v) if ["false", "0", "no", "off"].contains(&v.to_ascii_lowercase().as_str()) => {
-                Ok(false)
-            }
-            Some(v) => Err(Error::Usage(format!(
-                "{USE_KEYVAULT}={v} is not a boolean (use true or false)"
-            ))),
-        }
+        self.settings.use_keyvault()
     }
 
     /// How the selected store names secrets, known without opening it.
@@ -218,36 +252,26 @@ impl Context {
         }
     }
 
-    /// Start a run that writes: open (or create) the runtime directory and hold it, take the
-    /// run lock, clear temp files that killed runs left beside `.env` and in the runtime
-    /// directory, and key this run's fingerprints. Every command that writes starts here,
-    /// before it reads anything it will write back.
-    pub async fn begin_writing(&self, timeout: std::time::Duration) -> Result<Writing> {
-        let runtime = RuntimeDir::open(&self.runtime_dir, true)?.ok_or_else(|| {
-            Error::io(&self.runtime_dir, "create directory")(std::io::ErrorKind::NotFound.into())
-        })?;
-        let lock = RunLock::acquire(&runtime, timeout).await?;
-        let beside_env = crate::files::secret_dir::remove_orphaned_temps_beside(&self.env_file)?;
-        let in_runtime = runtime.dir().remove_orphaned_temps()?;
-        for skipped in beside_env.skipped.into_iter().chain(in_runtime.skipped) {
-            self.reporter.note(&format!(
-                "compose-secrets: left alone {}: named like a temp file, but not a file (remove it by hand)",
-                self.show(&skipped)
-            ));
+    /// The plain values a transaction needs (see [`crate::transaction`]).
+    pub fn site(&self) -> Site<'_> {
+        Site {
+            runtime_dir: &self.runtime_dir,
+            env_file: &self.env_file,
+            lock_timeout: self.lock_timeout,
+            target: self.target,
+            reporter: &self.reporter,
+            shown_from: &self.cwd,
         }
-        crate::audit::use_local_key_for_fingerprints(Some(&runtime), true)?;
-        Ok(Writing {
-            runtime,
-            _lock: lock,
-        })
     }
 
-    /// Start a run that only reads: the runtime directory if there is one (never created, no
-    /// mode changed), and fingerprints keyed as the writers keyed them.
+    /// Take the run lock (see [`crate::transaction::begin_writing`]).
+    pub async fn begin_writing(&self) -> Result<Writing> {
+        crate::transaction::begin_writing(&self.site()).await
+    }
+
+    /// Look at the runtime directory only (see [`crate::transaction::begin_reading`]).
     pub fn begin_reading(&self) -> Result<Option<RuntimeDir>> {
-        let runtime = RuntimeDir::open(&self.runtime_dir, false)?;
-        crate::audit::use_local_key_for_fingerprints(runtime.as_ref(), false)?;
-        Ok(runtime)
+        crate::transaction::begin_reading(&self.site())
     }
 
     /// A path as the user would write it: relative to the working directory when below it.
@@ -261,16 +285,46 @@ impl Context {
     }
 }
 
-/// A run that writes: the runtime directory it holds, and the run lock.
-pub struct Writing {
-    pub runtime: RuntimeDir,
-    _lock: RunLock,
+fn project_options(opts: &GlobalOpts, cwd: &Path) -> ProjectOptions {
+    ProjectOptions {
+        files: opts
+            .files
+            .iter()
+            .filter(|f| !f.as_os_str().is_empty())
+            .cloned()
+            .collect(),
+        project_directory: opts.project_directory.clone(),
+        project_name: opts.project_name.clone().filter(|n| !n.is_empty()),
+        env_files: opts.env_files.clone(),
+        profiles: opts.profiles.clone(),
+        cwd: cwd.to_path_buf(),
+        process_env: std::env::vars().collect::<BTreeMap<_, _>>(),
+        keep_in_use: vec![crate::audit::SIGNING_KEY_SECRET.to_string()],
+    }
 }
 
-fn absolute(cwd: &Path, p: &Path) -> PathBuf {
-    crate::files::lexical_normalize(&if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        cwd.join(p)
-    })
+fn flags(opts: &GlobalOpts, template: Option<&Path>) -> Flags {
+    Flags {
+        target: opts.target.map(Into::into),
+        template: template.map(Path::to_path_buf),
+        runtime_dir: opts.runtime_dir.clone(),
+        secrets_dir: opts.secrets_dir.clone(),
+        keyvault: opts.keyvault,
+        demo: opts.demo,
+        vault_url: opts.vault_url.clone(),
+        vault_name: opts.vault_name.clone(),
+        lock_timeout: opts.lock_timeout,
+    }
+}
+
+// Here, above both: the CLI's word for a target becomes the plain value `deploy` takes.
+impl From<crate::cli::DeployTarget> for crate::deploy::Target {
+    fn from(t: crate::cli::DeployTarget) -> Self {
+        use crate::cli::DeployTarget;
+        match t {
+            DeployTarget::Auto => Self::Auto,
+            DeployTarget::Compose => Self::Compose,
+            DeployTarget::Swarm => Self::Swarm,
+        }
+    }
 }

@@ -104,13 +104,39 @@ pub trait ContainerEngine: Send + Sync {
     async fn remove(&self, id: &str) -> Result<()>;
 }
 
-/// Whether to act on a swarm: `--target swarm` insists, `auto` looks for a manager running the stack.
-pub async fn detect_swarm(
-    choice: crate::cli::DeployTarget,
-    stack: &str,
-) -> Result<Option<DockerEngine>> {
-    use crate::cli::DeployTarget;
-    if choice == DeployTarget::Compose {
+/// Where containers run: plain Compose, a Swarm stack, or whichever the engine shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Auto,
+    Compose,
+    Swarm,
+}
+
+impl Target {
+    /// The words `--target` and `COMPOSE_SECRETS_TARGET` take.
+    pub const NAMES: [&'static str; 3] = ["auto", "compose", "swarm"];
+
+    pub fn parse(text: &str) -> Option<Target> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Target::Auto),
+            "compose" => Some(Target::Compose),
+            "swarm" => Some(Target::Swarm),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Auto => "auto",
+            Target::Compose => "compose",
+            Target::Swarm => "swarm",
+        }
+    }
+}
+
+/// Whether to act on a swarm: `Swarm` insists, `Auto` looks for a manager running the stack.
+pub async fn detect_swarm(choice: Target, stack: &str) -> Result<Option<DockerEngine>> {
+    if choice == Target::Compose {
         return Ok(None);
     }
     let probe = async {
@@ -121,12 +147,12 @@ pub async fn detect_swarm(
         Ok::<_, Error>((engine, manager, deployed))
     };
     match (choice, probe.await) {
-        (DeployTarget::Swarm, Ok((engine, true, _))) => Ok(Some(engine)),
-        (DeployTarget::Swarm, Ok((_, false, _))) => Err(Error::Docker {
+        (Target::Swarm, Ok((engine, true, _))) => Ok(Some(engine)),
+        (Target::Swarm, Ok((_, false, _))) => Err(Error::Docker {
             kind: crate::error::DockerFailure::Other,
             message: "--target swarm: this Docker engine is not a swarm manager (docker swarm init, or use a manager's DOCKER_HOST)".into(),
         }),
-        (DeployTarget::Swarm, Err(e)) => Err(e),
+        (Target::Swarm, Err(e)) => Err(e),
         (_, Ok((engine, _, true))) => Ok(Some(engine)),
         (_, Ok(_)) => Ok(None),
         (_, Err(e)) => {

@@ -88,30 +88,14 @@ pub fn ensure(
             (false, false) => "generated",
         };
         if !request.dry_run {
-            let value = match spec.certificate {
-                Some(_) => crate::certificate::self_signed(
-                    &spec.vault_name,
-                    crate::certificate::DEMO_VALIDITY,
-                )?,
-                None => spec.generator.generate().map_err(|e| Error::Io {
-                    path: env.file_of(key).to_path_buf(),
-                    action: "read OS randomness",
-                    source: std::io::Error::other(e.to_string()),
-                })?,
-            };
+            let value = fresh_value(spec, env.file_of(key))?;
             changed.insert(env.set(key, &value)?);
         }
-        let made = match spec.certificate {
-            Some(_) => format!(
-                "a self-signed certificate valid {} days (base64 of its PEM key and certificate)",
-                crate::certificate::DEMO_VALIDITY.as_secs() / 86_400
-            ),
-            None => spec.generator.to_string(),
-        };
-        report.push(
-            ReportItem::new(&spec.name, action)
-                .with_detail(format!("{}{made}", as_key(&spec.name, key, ", "))),
-        );
+        report.push(ReportItem::new(&spec.name, action).with_detail(format!(
+            "{}{}",
+            as_key(&spec.name, key, ", "),
+            what_is_made(spec)
+        )));
     }
     if !request.dry_run {
         for index in changed {
@@ -240,6 +224,32 @@ fn from_template(template: &Path, env_file: &Path) -> Result<DotEnv> {
 
 /// The value a secret's file already holds (one trailing newline dropped), when it has one:
 /// a project adopting compose-secrets keeps the password its database was set up with.
+/// A new value for `spec`: its generator's, or for a certificate part the demo's self-signed
+/// certificate (the whole bundle; `load` cuts the part).
+fn fresh_value(spec: &SecretSpec, env_file: &Path) -> Result<SecretValue> {
+    match spec.certificate {
+        Some(_) => {
+            crate::certificate::self_signed(&spec.vault_name, crate::certificate::DEMO_VALIDITY)
+        }
+        None => spec.generator.generate().map_err(|e| Error::Io {
+            path: env_file.to_path_buf(),
+            action: "read OS randomness",
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// How a new value is made, for the report.
+fn what_is_made(spec: &SecretSpec) -> String {
+    match spec.certificate {
+        Some(_) => format!(
+            "a self-signed certificate valid {} days (base64 of its PEM key and certificate)",
+            crate::certificate::DEMO_VALIDITY.as_secs() / 86_400
+        ),
+        None => spec.generator.to_string(),
+    }
+}
+
 fn existing_file_value(
     spec: &SecretSpec,
     layout: &Layout,

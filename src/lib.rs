@@ -27,8 +27,10 @@ pub mod owners;
 pub mod provider;
 pub mod rotation;
 pub mod secret;
+pub mod settings;
 pub mod store;
 pub mod syncing;
+pub mod transaction;
 
 use std::process::ExitCode;
 

@@ -87,6 +87,78 @@ pub async fn load_files(
     report: &mut Report,
 ) -> Result<(Loaded, State, State)> {
     check_owners(project.secrets_in_use())?;
+    report_fileless(project, report);
+    let listed_at = crate::clock::unix_now();
+    let candidates = candidates(project, layout, store);
+    let parts = (layout, store, &state);
+    let (values, listed) = fetch_values(parts, &candidates, request, reporter).await?;
+
+    let dirs = OpenDirs::open(layout, !request.dry_run)?;
+    let mut new_state = State::new(&store.describe());
+    new_state.created_dirs = state.created_dirs.clone();
+    new_state.written = state.written.clone();
+    new_state.audit_head = state.audit_head.clone();
+    new_state.held = state.held.clone();
+    new_state.record_created(&dirs.created);
+    report_dirs(layout, &dirs, request, report);
+    if !request.dry_run {
+        tidy_dirs(layout, &dirs, &new_state, report)?;
+    }
+    let fetched_names: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
+    for (i, c) in candidates.iter().enumerate() {
+        if fetched_names.contains(&i) {
+            continue;
+        }
+        report.push(
+            ReportItem::new(&c.spec.name, "unchanged")
+                .with_detail(shown(c.placement, &request.shown_from)),
+        );
+        if let Some(s) = state.secrets.get(&c.spec.name) {
+            let entry = SecretState {
+                checked_at: listed_at,
+                ..s.clone()
+            };
+            new_state.secrets.insert(c.spec.name.clone(), entry);
+        }
+    }
+    let written = write_files(&dirs, &candidates, &values, request.dry_run)?;
+    warn_tracked(layout, &candidates, &values, &written, report);
+    let mut loaded = Loaded::default();
+    for ((i, fetched), action) in values.into_iter().zip(written) {
+        let c = &candidates[i];
+        let mut detail = shown(c.placement, &request.shown_from);
+        if let Some(v) = fetched
+            .info
+            .version
+            .as_ref()
+            .filter(|_| store.keeps_versions())
+        {
+            detail = format!("{detail} @ {}", crate::output::short_version(v));
+        }
+        report.push(ReportItem::new(&c.spec.name, action).with_detail(detail));
+        let updated = listed.get(&i).and_then(|l| l.updated);
+        let entry = SecretState {
+            version: fetched.info.version.clone(),
+            updated: updated.or(fetched.info.updated),
+            fingerprint: fetched.value.fingerprint(),
+            checked_at: listed_at,
+        };
+        new_state.secrets.insert(c.spec.name.clone(), entry);
+        loaded
+            .by_secret
+            .insert(c.spec.name.clone(), fetched.value.clone());
+        loaded.values.insert(c.key.clone(), fetched.value);
+    }
+    record_files_and_release_holds(&candidates, &mut new_state, report);
+    strays(layout, &mut new_state, request, report)?;
+    report
+        .extra
+        .insert("fetched".into(), serde_json::json!(fetched_names.len()));
+    Ok((loaded, state, new_state))
+}
+
+/// Report the secrets a load writes no file for: unused ones, and `environment:` ones.
+fn report_fileless(project: &Project, report: &mut Report) {
     for spec in project
         .secrets
         .iter()
@@ -101,11 +173,33 @@ pub async fn load_files(
             )));
         }
     }
-    let listed_at = crate::clock::unix_now();
+}
+
+/// Cold (no state for any of them, or --no-cache): every secret is fetched whatever a
+/// listing says, so its pages would only add round trips; each GET brings its version.
+fn listing_for(candidates: &[Candidate<'_>], state: &State, no_cache: bool) -> fetch::Listing {
+    let cold = candidates
+        .iter()
+        .all(|c| no_cache || !state.secrets.contains_key(&c.spec.name));
+    if cold {
+        fetch::Listing::Direct
+    } else {
+        fetch::Listing::Listed
+    }
+}
+
+/// Fetch what changed (a secret whose listed version matches what was last written, with the
+/// file intact, needs no GET), in declaration order, with the listing's entries. Every value
+/// must be there, within the size limit, and replace no file compose-secrets did not write
+/// (unless `--overwrite`); nothing is written otherwise.
+async fn fetch_values(
+    (layout, store, state): (&Layout, &dyn SecretStore, &State),
+    candidates: &[Candidate<'_>],
+    request: &LoadRequest,
+    reporter: &crate::output::Reporter,
+) -> Result<(Vec<(usize, FetchedSecret)>, HashMap<usize, VersionInfo>)> {
     // Opened read-only here; missing directories are created only once every value is in hand.
     let existing = OpenDirs::open(layout, false)?;
-    let candidates = candidates(project, layout, store);
-    // A secret whose listed version matches what we last wrote, with the file intact, needs no GET.
     let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
         let c = &candidates[i];
         !request.no_cache
@@ -118,26 +212,10 @@ pub async fn load_files(
                         .is_some_and(|st| file_is_current(&st, c.spec, &s.fingerprint))
             })
     };
-    // Cold (no state for any of them, or --no-cache): every secret is fetched whatever a
-    // listing says, so its pages would only add round trips.
-    let cold = candidates
-        .iter()
-        .all(|c| request.no_cache || !state.secrets.contains_key(&c.spec.name));
-    let how = if cold {
-        fetch::Listing::Direct
-    } else {
-        fetch::Listing::Listed
-    };
-    let outcome = fetch::fetch_with(
-        store,
-        &candidates,
-        &is_cached,
-        request.concurrency,
-        reporter,
-        how,
-    )
-    .await?;
-
+    let concurrency = request.concurrency;
+    let how = listing_for(candidates, state, request.no_cache);
+    let outcome =
+        fetch::fetch_with(store, candidates, &is_cached, concurrency, reporter, how).await?;
     let mut problems = Vec::new();
     let mut not_found = Vec::new();
     let mut values: Vec<(usize, FetchedSecret)> = Vec::new();
@@ -185,19 +263,15 @@ pub async fn load_files(
         Error::all(
             values
                 .iter()
-                .filter_map(|(i, f)| unmanaged_file(&existing, &candidates[*i], f, &state, layout))
+                .filter_map(|(i, f)| unmanaged_file(&existing, &candidates[*i], f, state, layout))
                 .collect(),
         )?;
     }
-    drop(existing);
+    Ok((values, outcome.listed))
+}
 
-    let dirs = OpenDirs::open(layout, !request.dry_run)?;
-    let mut new_state = State::new(&store.describe());
-    new_state.created_dirs = state.created_dirs.clone();
-    new_state.written = state.written.clone();
-    new_state.audit_head = state.audit_head.clone();
-    new_state.held = state.held.clone();
-    new_state.record_created(&dirs.created);
+/// The directories a load creates (or would create).
+fn report_dirs(layout: &Layout, dirs: &OpenDirs, request: &LoadRequest, report: &mut Report) {
     let rel = |p: &std::path::Path| {
         p.strip_prefix(&request.shown_from)
             .unwrap_or(p)
@@ -211,58 +285,19 @@ pub async fn load_files(
             report.push(ReportItem::new(rel(&dir), "created").with_detail("directory, 0700"));
         }
     }
-    if !request.dry_run {
-        tidy_dirs(layout, &dirs, &new_state, report)?;
-    }
-    let mut loaded = Loaded::default();
-    let fetched_names: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
-    for (i, c) in candidates.iter().enumerate() {
-        if fetched_names.contains(&i) {
-            continue;
-        }
-        report.push(
-            ReportItem::new(&c.spec.name, "unchanged")
-                .with_detail(shown(c.placement, &request.shown_from)),
-        );
-        if let Some(s) = state.secrets.get(&c.spec.name) {
-            new_state.secrets.insert(
-                c.spec.name.clone(),
-                SecretState {
-                    checked_at: listed_at,
-                    ..s.clone()
-                },
-            );
-        }
-    }
-    let written = write_files(&dirs, &candidates, &values, request.dry_run)?;
-    warn_tracked(layout, &candidates, &values, &written, report);
-    for ((i, fetched), action) in values.into_iter().zip(written) {
-        let c = &candidates[i];
-        let listed = outcome.listed.get(&i);
-        let mut detail = shown(c.placement, &request.shown_from);
-        if store.keeps_versions() {
-            if let Some(v) = &fetched.info.version {
-                detail = format!("{detail} @ {}", crate::output::short_version(v));
-            }
-        }
-        report.push(ReportItem::new(&c.spec.name, action).with_detail(detail));
-        new_state.secrets.insert(
-            c.spec.name.clone(),
-            SecretState {
-                version: fetched.info.version.clone(),
-                updated: listed.and_then(|l| l.updated).or(fetched.info.updated),
-                fingerprint: fetched.value.fingerprint(),
-                checked_at: listed_at,
-            },
-        );
-        loaded
-            .by_secret
-            .insert(c.spec.name.clone(), fetched.value.clone());
-        loaded.values.insert(c.key.clone(), fetched.value);
-    }
-    // What each declared file holds now is what the store holds: the fingerprint a later
-    // prune compares with (this also refreshes one a rollback or an older version left).
-    for c in &candidates {
+}
+
+/// What each declared file holds now is what the store holds: the fingerprint a later prune
+/// compares with (this also refreshes one a rollback or an older version left). And every
+/// hold is released: the held version is applied now (a load writes it whatever sync
+/// decided), the store moved past it, or it went back to the version that was running (kept,
+/// that hold would make `verify` warn for ever while `sync` says `unchanged`).
+fn record_files_and_release_holds(
+    candidates: &[Candidate<'_>],
+    new_state: &mut State,
+    report: &mut Report,
+) {
+    for c in candidates {
         let fingerprint = new_state
             .secrets
             .get(&c.spec.name)
@@ -270,10 +305,6 @@ pub async fn load_files(
             .unwrap_or_default();
         new_state.record_written(&c.placement.path, &fingerprint);
     }
-    // After a load every file holds the store's current version, so a hold no longer
-    // describes anything: the held version is applied now (a load writes it whatever sync
-    // decided), the store moved past it, or it went back to the version that was running
-    // (kept, that hold would make `verify` warn for ever while `sync` says `unchanged`).
     for (name, held) in std::mem::take(&mut new_state.held) {
         report.push(ReportItem::new(&name, "released").with_detail(format!(
             "version {} was held by `sync`; the file now holds the store's current version",
@@ -283,11 +314,6 @@ pub async fn load_files(
                 .map_or("-", crate::output::short_version)
         )));
     }
-    strays(layout, &mut new_state, request, report)?;
-    report
-        .extra
-        .insert("fetched".into(), serde_json::json!(fetched_names.len()));
-    Ok((loaded, state, new_state))
 }
 
 /// A file about to be replaced that compose-secrets did not write, holding another value:

@@ -60,6 +60,12 @@ pub use together::follow_together;
 /// of a scaled service can be checked on its own (`http://{ip}:8000/health`).
 pub const IP_PLACEHOLDER: &str = "{ip}";
 
+/// A run that writes had no chain key, neither the signing secret's nor a per-install one it
+/// could make: nothing is changed without an audit line.
+pub fn no_audit_key(runtime_dir: &std::path::Path) -> Error {
+    Error::config(runtime_dir, "no audit key could be made")
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Restart the containers that mount the secret (off with `--no-restart`).
@@ -222,35 +228,20 @@ pub async fn rotate(
     plan: &SecretPlan,
     value: Option<SecretValue>,
 ) -> RotationRecord {
-    let record = RotationRecord::new(plan, Action::Rotate);
-    let spec = &plan.spec;
-    let value = match value.map(Ok).unwrap_or_else(|| {
-        spec.generator.generate().map_err(|e| Error::Io {
-            path: plan.placement.path.clone(),
-            action: "read OS randomness",
-            source: std::io::Error::other(e.to_string()),
-        })
-    }) {
+    let mut record = RotationRecord::new(plan, Action::Rotate);
+    let value = match new_value(plan, value) {
         Ok(v) => v,
         Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
-    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
-        let error = Error::manifest(
-            &spec.name,
-            format!("a new value must be 1 to {MAX_VALUE_BYTES} bytes"),
-        );
-        return finish(run, record.fail(Outcome::Failed, error));
-    }
     // The secret's directory is opened once, and every step of this transaction goes through it.
-    let dir = match open_dir(plan) {
-        Ok(dir) => dir,
+    let opened = match open_dir(plan) {
+        Ok(dir) => read_previous(run, plan, &dir).await.map(|p| (dir, p)),
+        Err(e) => Err(e),
+    };
+    let (dir, previous) = match opened {
+        Ok(opened) => opened,
         Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
-    let previous = match read_previous(run, plan, &dir).await {
-        Ok(p) => p,
-        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
-    };
-    let mut record = record;
     record.old_version = previous.version().map(str::to_string);
 
     // From the intent line to the outcome line, a signal waits (see `crate::interrupt`).
@@ -258,35 +249,180 @@ pub async fn rotate(
     if !record_intent(run, &mut record) {
         return record;
     }
-
-    let hook_ran = match &spec.rotation_hook {
-        None => false,
-        Some(hook) => match hook::run(
-            hook,
-            spec,
-            Phase::Rotate,
-            previous.version(),
-            &value,
-            &run.settings,
-        )
-        .await
-        {
-            Ok(()) => {
-                record.hook = Some(HookOutcome::Ok);
-                record.step("hook-ok", format!("`{}`", hook.join(" ")));
-                true
-            }
-            Err(e) => {
-                record.hook = Some(HookOutcome::Failed);
-                if hook::timed_out(&e) {
-                    // It may have changed its target before it was stopped: put it back.
-                    return finish(run, hook_timed_out(run, plan, &previous, record, e).await);
-                }
-                return finish(run, record.fail(Outcome::Failed, e));
-            }
-        },
+    let hook_ran = match run_hook(run, plan, &previous, &value, record).await {
+        Ok((ran, r)) => {
+            record = r;
+            ran
+        }
+        Err(done) => return finish(run, done),
+    };
+    let pushed = match push(run, plan, &value, &mut record).await {
+        Ok(info) => info,
+        Err(e) => {
+            return finish(
+                run,
+                push_failed(run, plan, &previous, hook_ran, record, e).await,
+            )
+        }
     };
 
+    // From here on, any failure is rolled back.
+    let mut progress = Progress::default();
+    let forward = apply(run, plan, &dir, &value, &pushed, &mut record, &mut progress).await;
+    let Err(failure) = forward else {
+        committed(run, &mut record, progress, &value);
+        record.step("rotated", "committed");
+        return finish(run, record);
+    };
+    forward_failed(&mut record, &progress, &failure);
+    let left = roll_back(
+        run,
+        plan,
+        &dir,
+        &previous,
+        &pushed,
+        &progress,
+        hook_ran,
+        &mut record,
+    )
+    .await;
+    rolled_back_restarts(&mut record, &progress);
+    let restored = "previous value restored in the store, the file and the containers";
+    finish(run, undone(record, failure, left, Some(restored)))
+}
+
+/// The forward path went through: the record says which containers passed their gates, and
+/// a rotated audit-signing key signs the chain from now on (the log records the handover).
+fn committed(
+    run: &mut Run<'_>,
+    record: &mut RotationRecord,
+    progress: Progress,
+    value: &SecretValue,
+) {
+    record.health = if progress.restarted.is_empty() {
+        HealthResult::Skipped
+    } else {
+        HealthResult::Passed
+    };
+    record.restarted = progress.restarted;
+    if record.secret == audit::SIGNING_KEY_SECRET {
+        run.audit.change_key(AuditKey::from_signing_secret(value));
+    }
+}
+
+/// The forward path stopped at `failure`, before anything is put back.
+fn forward_failed(record: &mut RotationRecord, progress: &Progress, failure: &Error) {
+    // Restarts had begun, so the last container did not pass its gate (or Docker refused it).
+    if !progress.restarted.is_empty() {
+        record.health = HealthResult::Failed;
+    }
+    record.step("failed", failure.to_string());
+}
+
+/// The forward restarts come first in the record, then the rollback's.
+fn rolled_back_restarts(record: &mut RotationRecord, progress: &Progress) {
+    record
+        .restarted
+        .splice(0..0, progress.restarted.iter().cloned());
+}
+
+/// The end of a rollback after `cause`: rolled back (with a `rolled-back` step saying what was
+/// `restored`, when given), or failed with what is `left` to put back by hand.
+fn undone(
+    mut record: RotationRecord,
+    cause: Error,
+    left: Vec<String>,
+    restored: Option<&str>,
+) -> RotationRecord {
+    let secret = record.secret.clone();
+    if !left.is_empty() {
+        let error = Error::RollbackFailed {
+            secret,
+            cause: Box::new(cause),
+            left,
+        };
+        return record.fail(Outcome::RollbackFailed, error);
+    }
+    if let Some(restored) = restored {
+        record.step("rolled-back", restored);
+    }
+    let error = Error::RolledBack {
+        secret,
+        cause: Box::new(cause),
+    };
+    record.fail(Outcome::RolledBack, error)
+}
+
+/// The new value: `given` (from stdin), else one drawn from the secret's generator; 1 to
+/// [`MAX_VALUE_BYTES`] bytes.
+fn new_value(plan: &SecretPlan, given: Option<SecretValue>) -> Result<SecretValue> {
+    let spec = &plan.spec;
+    let value = match given {
+        Some(v) => v,
+        None => spec.generator.generate().map_err(|e| Error::Io {
+            path: plan.placement.path.clone(),
+            action: "read OS randomness",
+            source: std::io::Error::other(e.to_string()),
+        })?,
+    };
+    if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+        return Err(Error::manifest(
+            &spec.name,
+            format!("a new value must be 1 to {MAX_VALUE_BYTES} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The rotation hook, when the secret has one, with the new value. `Ok((ran, record))` goes
+/// on; `Err(record)` is the transaction's end (a hook that timed out is run again with the
+/// previous value first).
+async fn run_hook(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    value: &SecretValue,
+    mut record: RotationRecord,
+) -> std::result::Result<(bool, RotationRecord), RotationRecord> {
+    let spec = &plan.spec;
+    let Some(hook) = &spec.rotation_hook else {
+        return Ok((false, record));
+    };
+    let ran = hook::run(
+        hook,
+        spec,
+        Phase::Rotate,
+        previous.version(),
+        value,
+        &run.settings,
+    )
+    .await;
+    match ran {
+        Ok(()) => {
+            record.hook = Some(HookOutcome::Ok);
+            record.step("hook-ok", format!("`{}`", hook.join(" ")));
+            Ok((true, record))
+        }
+        Err(e) => {
+            record.hook = Some(HookOutcome::Failed);
+            if hook::timed_out(&e) {
+                // It may have changed its target before it was stopped: put it back.
+                return Err(hook_timed_out(run, plan, previous, record, e).await);
+            }
+            Err(record.fail(Outcome::Failed, e))
+        }
+    }
+}
+
+/// Push the new value as the store's latest version, tagged with when, by whom and what it
+/// replaces.
+async fn push(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    value: &SecretValue,
+    record: &mut RotationRecord,
+) -> Result<VersionInfo> {
+    let spec = &plan.spec;
     let rotated_at = crate::clock::unix_now();
     let mut push = NewVersion {
         tags: BTreeMap::from([
@@ -303,29 +439,7 @@ pub async fn rotate(
         push.tags
             .insert(tags::PREVIOUS_VERSION.to_string(), v.clone());
     }
-    let pushed = match run.store.set_version(&plan.store_key, &value, &push).await {
-        Ok(info) => info,
-        Err(e) => {
-            let mut left = Vec::new();
-            if hook_ran {
-                roll_back_hook(run, plan, &previous, &mut record, &mut left).await;
-            }
-            let record = if left.is_empty() {
-                record.fail(Outcome::Failed, e)
-            } else {
-                let secret = record.secret.clone();
-                record.fail(
-                    Outcome::RollbackFailed,
-                    Error::RollbackFailed {
-                        secret,
-                        cause: Box::new(e),
-                        left,
-                    },
-                )
-            };
-            return finish(run, record);
-        }
-    };
+    let pushed = run.store.set_version(&plan.store_key, value, &push).await?;
     record.new_version = pushed.version.clone();
     let store = crate::output::shown_path(&run.store.describe(), &run.settings.shown_from);
     record.step(
@@ -336,67 +450,33 @@ pub async fn rotate(
             short(pushed.version.as_deref())
         ),
     );
+    Ok(pushed)
+}
 
-    // From here on, any failure is rolled back.
-    let mut progress = Progress::default();
-    let forward = apply(run, plan, &dir, &value, &pushed, &mut record, &mut progress).await;
-    let Err(failure) = forward else {
-        record.health = if progress.restarted.is_empty() {
-            HealthResult::Skipped
-        } else {
-            HealthResult::Passed
-        };
-        record.restarted = progress.restarted;
-        record.step("rotated", "committed");
-        if spec.name == audit::SIGNING_KEY_SECRET {
-            // The chain is signed with this secret from now on; the log records the handover.
-            run.audit.change_key(AuditKey::from_signing_secret(&value));
-        }
-        return finish(run, record);
-    };
-    // Restarts had begun, so the last container did not pass its gate (or Docker refused it).
-    if !progress.restarted.is_empty() {
-        record.health = HealthResult::Failed;
+/// The push failed: nothing changed in the store, and a hook that ran is run again with the
+/// previous value.
+async fn push_failed(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    previous: &Previous,
+    hook_ran: bool,
+    mut record: RotationRecord,
+    cause: Error,
+) -> RotationRecord {
+    let mut left = Vec::new();
+    if hook_ran {
+        roll_back_hook(run, plan, previous, &mut record, &mut left).await;
     }
-    record.step("failed", failure.to_string());
-    let left = roll_back(
-        run,
-        plan,
-        &dir,
-        &previous,
-        &pushed,
-        &progress,
-        hook_ran,
-        &mut record,
-    )
-    .await;
-    record
-        .restarted
-        .splice(0..0, progress.restarted.iter().cloned());
+    if left.is_empty() {
+        return record.fail(Outcome::Failed, cause);
+    }
     let secret = record.secret.clone();
-    let record = if left.is_empty() {
-        record.step(
-            "rolled-back",
-            "previous value restored in the store, the file and the containers",
-        );
-        record.fail(
-            Outcome::RolledBack,
-            Error::RolledBack {
-                secret,
-                cause: Box::new(failure),
-            },
-        )
-    } else {
-        record.fail(
-            Outcome::RollbackFailed,
-            Error::RollbackFailed {
-                secret,
-                cause: Box::new(failure),
-                left,
-            },
-        )
+    let error = Error::RollbackFailed {
+        secret,
+        cause: Box::new(cause),
+        left,
     };
-    finish(run, record)
+    record.fail(Outcome::RollbackFailed, error)
 }
 
 /// A hook that timed out before the push: nothing was pushed, and the hook runs again with
@@ -410,25 +490,7 @@ async fn hook_timed_out(
 ) -> RotationRecord {
     let mut left = Vec::new();
     roll_back_hook(run, plan, previous, &mut record, &mut left).await;
-    let secret = record.secret.clone();
-    if left.is_empty() {
-        record.fail(
-            Outcome::RolledBack,
-            Error::RolledBack {
-                secret,
-                cause: Box::new(cause),
-            },
-        )
-    } else {
-        record.fail(
-            Outcome::RollbackFailed,
-            Error::RollbackFailed {
-                secret,
-                cause: Box::new(cause),
-                left,
-            },
-        )
-    }
+    undone(record, cause, left, None)
 }
 
 /// Write the intent line ahead of any change, so a run killed after it still leaves a line

@@ -13,21 +13,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::audit::{self, Outcome};
+use crate::audit::Outcome;
 use crate::compose::{Project, SecretSpec};
-use crate::context::Context;
-use crate::deploy::{ContainerEngine as _, DockerEngine};
+use crate::deploy::DockerEngine;
 use crate::error::{Error, Result};
 use crate::files::layout::{Layout, OpenDirs};
 use crate::files::state::State;
 use crate::loading::{self, Candidate};
 use crate::output::{short_version, Report, ReportItem};
-use crate::rotation::{self, Run, Settings};
+use crate::rotation::{self, Run, SecretPlan};
 use crate::secret::MAX_VALUE_BYTES;
-use crate::store::{FetchedSecret, SecretStore, VersionInfo};
+use crate::store::{FetchedSecret, Naming, SecretStore, VersionInfo};
+use crate::transaction::{close, run_settings, Site, TargetRequest, Transaction};
 
-/// Docker's grace period for a container being restarted (as `docker restart`).
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A rotation hook never runs in `sync` (it belongs to whoever set the version).
+const HOOK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How a step runs.
 #[derive(Debug, Clone)]
@@ -37,7 +37,6 @@ pub struct SyncRequest {
     pub retry_held: bool,
     pub health_url: Option<String>,
     pub health_timeout: Duration,
-    pub lock_timeout: Duration,
 }
 
 /// What stays open from one step to the next: the store's client (its token cached) and the
@@ -82,157 +81,161 @@ pub struct StepOutcome {
     pub failure: Option<Error>,
 }
 
+/// What a step is given instead of the command line: where it runs, and how to read the
+/// project and open the store. The project is read afresh each step (its files may change
+/// while `--watch` runs).
+pub struct Parts<'a> {
+    pub site: Site<'a>,
+    /// The Compose project and where its secret files go.
+    pub project: &'a dyn Fn() -> Result<(Project, Layout)>,
+    /// How the store names secrets, known without opening it.
+    pub naming: Naming,
+    pub open_store: &'a dyn Fn() -> Result<Box<dyn SecretStore>>,
+}
+
 /// One reconciliation: everything in the store that this host does not run yet is applied.
 /// An error means nothing was changed.
 pub async fn step(
-    ctx: &Context,
+    parts: &Parts<'_>,
     session: &mut Session,
     request: &SyncRequest,
 ) -> Result<StepOutcome> {
-    let project = crate::owners::resolved(ctx.project()?).await?;
-    let layout = ctx.layout(&project)?;
+    let (project, layout) = (parts.project)()?;
+    let project = crate::owners::resolved(project).await?;
     let specs: Vec<&SecretSpec> = project.secrets_in_use().collect();
-    ctx.naming()?.check_keys(&specs)?;
-    // The lock comes before the store is read: what it reads is what the last run committed.
-    let writing = if request.dry_run {
-        None
-    } else {
-        Some(ctx.begin_writing(request.lock_timeout).await?)
-    };
-    let read_only = match &writing {
-        Some(_) => None,
-        None => ctx.begin_reading()?,
-    };
-    let runtime = writing.as_ref().map(|w| &w.runtime).or(read_only.as_ref());
+    parts.naming.check_keys(&specs)?;
+    let txn = Transaction::open(parts.site, request.dry_run).await?;
     match &session.store {
         Some(store) => store.reload().await?,
-        None => session.store = Some(ctx.store()?),
+        None => session.store = Some((parts.open_store)()?),
     }
     let Some(store) = session.store.as_deref() else {
         unreachable!("the store was opened above")
     };
     let mut report = Report::new("sync", store.describe(), request.dry_run);
-    if let Some(w) = &writing {
-        // A rotation a crash cut short is closed before this step reads the state.
-        rotation::recover_intents(&w.runtime, &project, &layout, store, &mut report).await?;
-        crate::deploy::replace::settle_reported(&project.name, &mut report).await;
-    }
-    let mut state = State::read(runtime, &store.describe())?;
+    txn.recover(&project, &layout, store, &mut report).await?;
+    let mut state = txn.state(store)?;
+    let display = Display {
+        reporter: parts.site.reporter,
+        shown_from: parts.site.shown_from,
+    };
     let changes = find_changes(
         &project,
         &layout,
         store,
         &mut state,
         request.retry_held,
-        Display {
-            reporter: &ctx.reporter,
-            shown_from: &ctx.cwd,
-        },
+        display,
         &mut report,
     )
     .await?;
     tracing::debug!(changed = changes.len(), "store listed");
     if changes.is_empty() {
-        // Versions confirmed by a GET are trusted from the listing next time.
-        if let Some(w) = &writing {
-            if State::read(Some(&w.runtime), &store.describe())? != state {
-                state.write(&w.runtime)?;
-            }
-        }
+        keep_confirmed(&txn, store, &state)?;
         return Ok(finished(report, Vec::new(), None));
     }
-
-    let swarm = if request.dry_run {
-        None
-    } else {
-        crate::deploy::detect_swarm(ctx.target, &project.name).await?
+    let target_request = TargetRequest {
+        restart: true,
+        detect_swarm: !request.dry_run,
+        dry_run: request.dry_run,
+        next_step: "",
     };
-    if swarm.is_none() && session.engine.is_none() {
-        session.engine =
-            crate::rotation::preflight::connect_docker(true, request.dry_run, &mut report, "")
-                .await?;
+    let (stack, slot) = (&project.name, &mut session.engine);
+    let targets = txn
+        .targets(stack, slot, &target_request, &mut report)
+        .await?;
+    let containers = targets.containers.as_deref();
+    let plans = plan_changes(&project, &layout, store, &changes, containers, request)?;
+    if request.dry_run {
+        describe_changes(&plans, &changes, &state, &mut report);
+        return Ok(finished(report, Vec::new(), None));
     }
-    let engine = session.engine.as_ref().filter(|_| swarm.is_none());
-    let containers = match engine {
-        Some(engine) => Some(engine.project_containers(&project.name).await?),
-        None => None,
-    };
+    let settings = run_settings(
+        &parts.site,
+        &project,
+        true,
+        request.health_timeout,
+        HOOK_TIMEOUT,
+    );
+    let mut run = txn
+        .run(&project, &layout, store, &targets, settings, state)
+        .await?;
+    tracing::debug!("plans made; applying");
+    let (applied, failure) = apply_changes(&mut run, &plans, &changes, display, &mut report).await;
+    // Anchored once the step's lines are in; a step that applied nothing appended nothing.
+    if !applied.is_empty() {
+        close(&run, &project, &parts.site).await;
+    }
+    Ok(finished(report, applied, failure))
+}
+
+/// One plan per change, in the order of `changes`.
+fn plan_changes(
+    project: &Project,
+    layout: &Layout,
+    store: &dyn SecretStore,
+    changes: &[Change],
+    containers: Option<&[crate::deploy::ContainerInfo]>,
+    request: &SyncRequest,
+) -> Result<Vec<SecretPlan>> {
     let changed: Vec<&SecretSpec> = changes
         .iter()
         .filter_map(|c| project.secret(&c.secret))
         .collect();
-    let plans = rotation::plan(
-        &project,
-        &layout,
-        store,
-        &changed,
-        containers.as_deref(),
-        request.health_url.as_deref(),
-    )?;
-    if request.dry_run {
-        for (plan, change) in plans.iter().zip(&changes) {
-            let loaded = state.secrets.get(&change.secret);
-            report.push(
-                ReportItem::new(&change.secret, "would-sync").with_detail(format!(
-                    "version {} → {}, file {}",
-                    shown_version(loaded.and_then(|s| s.version.as_deref())),
-                    shown_version(change.fetched.info.version.as_deref()),
-                    plan.placement.path.display()
-                )),
-            );
-            report.items.extend(rotation::describe_restarts(plan));
-        }
-        return Ok(finished(report, Vec::new(), None));
-    }
+    let health_url = request.health_url.as_deref();
+    rotation::plan(project, layout, store, &changed, containers, health_url)
+}
 
-    let Some(writing) = &writing else {
-        unreachable!("a run that is not a dry run holds the runtime directory")
-    };
-    let key = audit::project_key(
-        &writing.runtime,
-        Some((&project, &layout)),
-        Some(store),
-        true,
-    )
-    .await?
-    .ok_or_else(|| Error::config(&ctx.runtime_dir, "no audit key could be made"))?;
-    let mut run = Run {
-        store,
-        engine: engine.map(|e| e as &dyn crate::deploy::ContainerEngine),
-        settings: Settings {
-            restart: true,
-            health_timeout: request.health_timeout,
-            stop_timeout: STOP_TIMEOUT,
-            hook_timeout: Duration::from_secs(1),
-            hook_dir: project.directory.clone(),
-            rotated_by: audit::user_at_host(),
-            shown_from: ctx.cwd.clone(),
-        },
-        swarm: swarm.as_ref().map(|engine| rotation::SwarmTarget {
-            engine,
-            stack: project.name.clone(),
-            monitor: crate::deploy::swarm::MONITOR,
-            timeout: Duration::from_secs(request.health_timeout.as_secs().max(30) * 4),
-        }),
-        runtime: &writing.runtime,
-        state,
-        audit: audit::AuditLog::new(&writing.runtime, key),
-    };
-    tracing::debug!("plans made; applying");
+/// Nothing changed, but versions confirmed by a GET are trusted from the listing next time.
+fn keep_confirmed(txn: &Transaction<'_>, store: &dyn SecretStore, state: &State) -> Result<()> {
+    if let Some(w) = &txn.writing {
+        if State::read(Some(&w.runtime), &store.describe())? != *state {
+            state.write(&w.runtime)?;
+        }
+    }
+    Ok(())
+}
+
+/// A dry run: each change, and the containers it would restart.
+fn describe_changes(plans: &[SecretPlan], changes: &[Change], state: &State, report: &mut Report) {
+    for (plan, change) in plans.iter().zip(changes) {
+        let loaded = state.secrets.get(&change.secret);
+        report.push(
+            ReportItem::new(&change.secret, "would-sync").with_detail(format!(
+                "version {} → {}, file {}",
+                shown_version(loaded.and_then(|s| s.version.as_deref())),
+                shown_version(change.fetched.info.version.as_deref()),
+                plan.placement.path.display()
+            )),
+        );
+        report.items.extend(rotation::describe_restarts(plan));
+    }
+}
+
+/// Follow each change in turn; the parts of one certificate move together (written, then
+/// each user restarted once, rolled back together). A held version does not stop the step;
+/// any other failure does, the rest reported `not-attempted`. Returns what was applied and
+/// the step's failure.
+async fn apply_changes(
+    run: &mut Run<'_>,
+    plans: &[SecretPlan],
+    changes: &[Change],
+    display: Display<'_>,
+    report: &mut Report,
+) -> (Vec<Applied>, Option<Error>) {
     let mut applied = Vec::new();
     let mut held = Vec::new();
-    let mut failure = None;
     let groups =
         crate::certificate::together(plans.iter().map(|p| (&p.spec, p.store_key.as_str())));
-    'groups: for (g, group) in groups.iter().enumerate() {
+    for (g, group) in groups.iter().enumerate() {
         let records = match group.as_slice() {
-            [i] => vec![rotation::follow(&mut run, &plans[*i], &changes[*i].fetched).await],
+            [i] => vec![rotation::follow(run, &plans[*i], &changes[*i].fetched).await],
             parts => {
                 let parts: Vec<_> = parts
                     .iter()
                     .map(|&i| (&plans[i], &changes[i].fetched))
                     .collect();
-                rotation::follow_together(&mut run, &parts).await
+                rotation::follow_together(run, &parts).await
             }
         };
         let mut stop = None;
@@ -248,20 +251,17 @@ pub async fn step(
                 error: error.as_ref().map(ToString::to_string),
             });
             if let Some(e) = record.audit_error.take() {
-                ctx.reporter.note(&format!(
+                display.reporter.note(&format!(
                     "compose-secrets: could not write the audit log: {e}"
                 ));
                 if error.is_none() {
-                    failure = Some(e);
-                    break 'groups;
+                    return (applied, Some(e));
                 }
             }
             match error {
                 None => {}
                 Some(e @ Error::SyncHeld { .. }) => held.push(e),
-                Some(e) => {
-                    stop = stop.or(Some(e));
-                }
+                Some(e) => stop = stop.or(Some(e)),
             }
         }
         if let Some(e) = stop {
@@ -271,21 +271,10 @@ pub async fn step(
                         .with_detail("an earlier secret in this sync failed"),
                 );
             }
-            failure = Some(e);
-            break;
+            return (applied, Some(e));
         }
     }
-    // Anchored once the step's lines are in; a step that applied nothing appended nothing.
-    if !applied.is_empty() {
-        let head = run.state.audit_head.as_ref();
-        let anchored =
-            audit::anchor::update_for(store, &project, &ctx.runtime_dir, &writing.runtime, head);
-        if let Some(warning) = anchored.await {
-            ctx.reporter.warn(&warning);
-        }
-    }
-    let failure = failure.or_else(|| Error::all(held).err());
-    Ok(finished(report, applied, failure))
+    (applied, Error::all(held).err())
 }
 
 fn finished(mut report: Report, applied: Vec<Applied>, failure: Option<Error>) -> StepOutcome {
@@ -312,74 +301,36 @@ pub async fn find_changes(
     ctx: Display<'_>,
     report: &mut Report,
 ) -> Result<Vec<Change>> {
-    let reporter = ctx.reporter;
-    let shown = |c: &Candidate<'_>| loading::shown(c.placement, ctx.shown_from);
-    let listed_at = crate::clock::unix_now();
-    let existing = OpenDirs::open(layout, false)?;
+    let compare = Compare {
+        store,
+        layout,
+        existing: OpenDirs::open(layout, false)?,
+        shown_from: ctx.shown_from,
+        listed_at: crate::clock::unix_now(),
+        retry_held,
+    };
     let candidates: Vec<Candidate<'_>> = loading::candidates(project, layout, store)
         .into_iter()
         .filter(|c| c.spec.in_use)
         .collect();
-    let file_current = |c: &Candidate<'_>, fingerprint: &str| {
-        existing
-            .read(c.placement)
-            .ok()
-            .flatten()
-            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint))
-    };
     let snapshot = state.clone();
     let is_cached = |i: usize, listed: Option<&VersionInfo>| -> bool {
-        let c = &candidates[i];
-        let pinned = c.spec.pinned_version.as_deref();
-        let loaded = snapshot
-            .secrets
-            .get(&c.spec.name)
-            .is_some_and(|s| s.matches_listing(listed, pinned) && file_current(c, &s.fingerprint));
-        let held = !retry_held
-            && snapshot
-                .held
-                .get(&c.spec.name)
-                .is_some_and(|h| h.matches_listing(listed, pinned));
-        loaded || held
+        compare.is_cached(&snapshot, &candidates[i], listed)
     };
-    let fetched = loading::warm_fetch(
-        store,
-        &candidates,
-        &is_cached,
-        store.concurrency(),
-        reporter,
-    )
-    .await?;
+    let concurrency = store.concurrency();
+    let fetched =
+        loading::warm_fetch(store, &candidates, &is_cached, concurrency, ctx.reporter).await?;
 
-    let mut problems = Vec::new();
-    let mut missing = Vec::new();
-    let mut changes = Vec::new();
+    let (mut problems, mut missing, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     let mut results = fetched.results;
     results.sort_by_key(|(i, _)| *i);
     let fetched_indices: Vec<usize> = results.iter().map(|(i, _)| *i).collect();
     for (i, result) in results {
         let c = &candidates[i];
         let name = &c.spec.name;
-        let mut f = match result {
-            Ok(f) if f.value.is_empty() => {
-                missing.push(name.clone());
-                continue;
-            }
-            Ok(f) if f.value.len() > MAX_VALUE_BYTES => {
-                problems.push(Error::manifest(
-                    name,
-                    format!("its value is over Key Vault's limit of {MAX_VALUE_BYTES} bytes"),
-                ));
-                continue;
-            }
-            Ok(f) => match crate::certificate::file_value(c.spec, &c.key, f) {
-                Ok(f) => f,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
-                }
-            },
-            Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
+        let mut f = match usable(c, result) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
                 missing.push(name.clone());
                 continue;
             }
@@ -392,92 +343,199 @@ pub async fn find_changes(
         if let Some(listed) = fetched.listed.get(&i) {
             f.info.updated = listed.updated.or(f.info.updated);
         }
+        match compare.fetched(c, f, state, report) {
+            Verdict::Settled => {}
+            Verdict::Changed(change) => changes.push(change),
+            Verdict::Refused(e) => problems.push(e),
+        }
+    }
+    Error::all(problems)?;
+    none_missing(missing, store)?;
+    for (i, c) in candidates.iter().enumerate() {
+        if !fetched_indices.contains(&i) {
+            compare.not_fetched(c, fetched.listed.get(&i), state, report);
+        }
+    }
+    Ok(changes)
+}
+
+/// Every secret has a value in the store, or the step stops naming those without.
+/// A fetched value as this step can use it: `None` when the store has none (missing, or
+/// empty), an error when it is over the size limit, a bad certificate bundle, or a failure.
+fn usable(c: &Candidate<'_>, result: Result<FetchedSecret>) -> Result<Option<FetchedSecret>> {
+    match result {
+        Ok(f) if f.value.is_empty() => Ok(None),
+        Ok(f) if f.value.len() > MAX_VALUE_BYTES => Err(Error::manifest(
+            &c.spec.name,
+            format!("its value is over Key Vault's limit of {MAX_VALUE_BYTES} bytes"),
+        )),
+        Ok(f) => crate::certificate::file_value(c.spec, &c.key, f).map(Some),
+        Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn none_missing(mut missing: Vec<String>, store: &dyn SecretStore) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    Err(Error::MissingSecrets {
+        names: missing,
+        origin: store.describe(),
+    })
+}
+
+/// What a fetched version is to this host.
+enum Verdict {
+    /// Loaded already, or held: nothing to apply.
+    Settled,
+    Changed(Change),
+    /// It would replace a file compose-secrets did not write.
+    Refused(Error),
+}
+
+/// What `find_changes` compares the store's versions with: the state, and the files.
+struct Compare<'a> {
+    store: &'a dyn SecretStore,
+    layout: &'a Layout,
+    existing: OpenDirs,
+    shown_from: &'a std::path::Path,
+    listed_at: i64,
+    retry_held: bool,
+}
+
+impl Compare<'_> {
+    fn shown(&self, c: &Candidate<'_>) -> String {
+        loading::shown(c.placement, self.shown_from)
+    }
+
+    /// The candidate's file is there, intact, with the value of `fingerprint`.
+    fn file_current(&self, c: &Candidate<'_>, fingerprint: &str) -> bool {
+        self.existing
+            .read(c.placement)
+            .ok()
+            .flatten()
+            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint))
+    }
+
+    /// The listing alone settles it: what is loaded (file intact), or what is held.
+    fn is_cached(&self, state: &State, c: &Candidate<'_>, listed: Option<&VersionInfo>) -> bool {
+        let pinned = c.spec.pinned_version.as_deref();
+        let loaded = state.secrets.get(&c.spec.name).is_some_and(|s| {
+            s.matches_listing(listed, pinned) && self.file_current(c, &s.fingerprint)
+        });
+        let held = !self.retry_held
+            && state
+                .held
+                .get(&c.spec.name)
+                .is_some_and(|h| h.matches_listing(listed, pinned));
+        loaded || held
+    }
+
+    /// A fetched version: the one loaded (confirmed in `state`), a held one, or a change.
+    fn fetched(
+        &self,
+        c: &Candidate<'_>,
+        f: FetchedSecret,
+        state: &mut State,
+        report: &mut Report,
+    ) -> Verdict {
+        let name = &c.spec.name;
         let version = f
             .info
             .version
             .clone()
             .unwrap_or_else(|| f.value.fingerprint());
-        let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(&version));
-        if let Some(loaded) = state.secrets.get_mut(name) {
-            // A new version with the value this host already runs (a rollback elsewhere puts
-            // the previous value back as a new version): recorded, nothing restarted.
-            if !same(loaded.version.as_deref())
-                && loaded.fingerprint == f.value.fingerprint()
-                && file_current(c, &loaded.fingerprint)
-            {
-                loaded.version = f.info.version.clone();
-                loaded.updated = f.info.updated;
-                loaded.checked_at = listed_at;
-                report.push(ReportItem::new(name, "unchanged").with_detail(format!(
-                    "{}: version {}, with the value already in use",
-                    shown(c),
-                    shown_version(f.info.version.as_deref())
-                )));
-                release_hold(state, name, report);
-                continue;
-            }
-            if same(loaded.version.as_deref()) && file_current(c, &loaded.fingerprint) {
-                // Confirmed by a GET: trusted from the listing next time (a store without
-                // versions is read in full every time, so there is nothing to remember).
-                if store.keeps_versions() {
-                    loaded.checked_at = listed_at;
-                }
-                report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
-                release_hold(state, name, report);
-                continue;
-            }
+        if self.loaded_already(c, &f, &version, state, report) {
+            release_hold(state, name, report);
+            return Verdict::Settled;
         }
-        if !retry_held {
+        if !self.retry_held {
             if let Some(held) = state.held.get_mut(name) {
                 if held.is(Some(&version)) {
-                    if store.keeps_versions() {
-                        held.entry.checked_at = listed_at;
+                    if self.store.keeps_versions() {
+                        held.entry.checked_at = self.listed_at;
                     }
                     report.push(held_item(name, held));
-                    continue;
+                    return Verdict::Settled;
                 }
             }
         }
         if !state.secrets.contains_key(name) {
-            if let Some(e) = loading::unmanaged_file(&existing, c, &f, state, layout) {
-                problems.push(e);
-                continue;
+            if let Some(e) = loading::unmanaged_file(&self.existing, c, &f, state, self.layout) {
+                return Verdict::Refused(e);
             }
         }
-        changes.push(Change {
+        Verdict::Changed(Change {
             secret: name.clone(),
             fetched: f,
-        });
+        })
     }
-    Error::all(problems)?;
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(Error::MissingSecrets {
-            names: missing,
-            origin: store.describe(),
-        });
-    }
-    for (i, c) in candidates.iter().enumerate() {
-        if fetched_indices.contains(&i) {
-            continue;
-        }
-        // Not fetched: the listing matched either what is loaded or what is held.
+
+    /// Whether this host runs `f` already: the same version (file intact), or a new version
+    /// with the value already in use (a rollback elsewhere puts the previous value back as a
+    /// new version), which is recorded and restarts nothing. Reports `unchanged`.
+    fn loaded_already(
+        &self,
+        c: &Candidate<'_>,
+        f: &FetchedSecret,
+        version: &str,
+        state: &mut State,
+        report: &mut Report,
+    ) -> bool {
         let name = &c.spec.name;
-        let listed = fetched.listed.get(&i);
+        let Some(loaded) = state.secrets.get_mut(name) else {
+            return false;
+        };
+        let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(version));
+        if !same(loaded.version.as_deref())
+            && loaded.fingerprint == f.value.fingerprint()
+            && self.file_current(c, &loaded.fingerprint)
+        {
+            loaded.version = f.info.version.clone();
+            loaded.updated = f.info.updated;
+            loaded.checked_at = self.listed_at;
+            report.push(ReportItem::new(name, "unchanged").with_detail(format!(
+                "{}: version {}, with the value already in use",
+                self.shown(c),
+                shown_version(f.info.version.as_deref())
+            )));
+            return true;
+        }
+        if same(loaded.version.as_deref()) && self.file_current(c, &loaded.fingerprint) {
+            // Confirmed by a GET: trusted from the listing next time (a store without
+            // versions is read in full every time, so there is nothing to remember).
+            if self.store.keeps_versions() {
+                loaded.checked_at = self.listed_at;
+            }
+            report.push(ReportItem::new(name, "unchanged").with_detail(self.shown(c)));
+            return true;
+        }
+        false
+    }
+
+    /// Not fetched: the listing matched either what is loaded or what is held.
+    fn not_fetched(
+        &self,
+        c: &Candidate<'_>,
+        listed: Option<&VersionInfo>,
+        state: &mut State,
+        report: &mut Report,
+    ) {
+        let name = &c.spec.name;
         let pinned = c.spec.pinned_version.as_deref();
-        let loaded = state
-            .secrets
-            .get(name)
-            .is_some_and(|s| s.matches_listing(listed, pinned) && file_current(c, &s.fingerprint));
+        let loaded = state.secrets.get(name).is_some_and(|s| {
+            s.matches_listing(listed, pinned) && self.file_current(c, &s.fingerprint)
+        });
         match state.held.get(name) {
             Some(held) if !loaded => report.push(held_item(name, held)),
             _ => {
-                report.push(ReportItem::new(name, "unchanged").with_detail(shown(c)));
+                report.push(ReportItem::new(name, "unchanged").with_detail(self.shown(c)));
                 release_hold(state, name, report);
             }
         }
     }
-    Ok(changes)
 }
 
 /// The store is back to the version this host runs (`.env` reverted after a bad value was

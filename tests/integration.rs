@@ -36,6 +36,7 @@ mod recovery;
 mod resolver_hostile;
 mod rotate;
 mod rotate_docker;
+mod settings;
 mod sidecar_docker;
 mod start_first_docker;
 mod state_trust;

@@ -136,10 +136,7 @@ fn check_file<'m>(
             }
             // Without a declared owner, load leaves the file to the user who wrote it.
             let want_uid = spec.owner_uid.unwrap_or(euid);
-            let from = spec
-                .owner_from
-                .describe()
-                .map_or_else(String::new, |d| format!(" ({d})"));
+            let from = owner_source(spec);
             if want_uid != st.uid || spec.owner_gid.is_some_and(|g| g != st.gid) {
                 problems.push(format!(
                     "owner {}:{}, expected {}:{}{from}",
@@ -271,6 +268,13 @@ fn unreadable_by(
         }
     }
     out
+}
+
+/// Where a file's expected owner comes from, for the line: ` (user app from image …)`.
+fn owner_source(spec: &SecretSpec) -> String {
+    spec.owner_from
+        .describe()
+        .map_or_else(String::new, |d| format!(" ({d})"))
 }
 
 #[cfg(test)]

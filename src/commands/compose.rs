@@ -35,7 +35,9 @@ async fn up(mut global: GlobalOpts, opts: &ProviderOpts) -> Result<u8> {
     })?;
     let reporter = Reporter::capturing();
     let context = || {
-        Context::new(&global, reporter.clone())?.without_process_variable("COMPOSE_PROJECT_NAME")
+        // The template comes from the settings (COMPOSE_SECRETS_TEMPLATE, `.env`, default).
+        Context::new(&global, None, reporter.clone())?
+            .without_process_variable("COMPOSE_PROJECT_NAME")
     };
     let mut ctx = context()?;
     let project = ctx.project()?;
@@ -43,11 +45,7 @@ async fn up(mut global: GlobalOpts, opts: &ProviderOpts) -> Result<u8> {
     let secrets = project.secrets_in_use().count();
     if !ctx.use_keyvault()? && !ctx.env_file.exists() {
         provider::send("info", &format!("creating {}", ctx.show(&ctx.env_file)));
-        let ensure = EnsureOpts {
-            template: std::env::var_os("COMPOSE_SECRETS_TEMPLATE").map(Into::into),
-            ..EnsureOpts::default()
-        };
-        super::ensure::run(&ctx, &ensure).await?;
+        super::ensure::run(&ctx, &EnsureOpts::default()).await?;
         relay(&reporter);
         // Settings in the new .env (the owner's uid, the store) count from here on.
         ctx = context()?;

@@ -14,10 +14,7 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let layout = ctx.layout(&project)?;
     let request = EnsureRequest {
         force: &opts.force,
-        template: opts
-            .template
-            .as_deref()
-            .map_or_else(|| ctx.template.clone(), |t| ctx.cwd.join(t)),
+        template: ctx.template.clone(),
         dry_run: opts.dry_run,
         shown_from: &ctx.cwd,
     };
@@ -25,10 +22,7 @@ pub async fn run(ctx: &Context, opts: &EnsureOpts) -> Result<u8> {
     let _writing = if opts.dry_run {
         None
     } else {
-        Some(
-            ctx.begin_writing(std::time::Duration::from_secs(30))
-                .await?,
-        )
+        Some(ctx.begin_writing().await?)
     };
     let mut report = Report::new("ensure", ctx.env_file.display().to_string(), opts.dry_run);
     ensuring::ensure(&project, &layout, &ctx.env_files, &request, &mut report)?;

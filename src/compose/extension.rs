@@ -30,7 +30,7 @@ pub struct SecretExtension {
     pub rotate_every: Option<Duration>,
     pub expiry_grace: Option<Duration>,
     /// `certificate`: the part of a certificate bundle this secret's file holds.
-    pub certificate: Option<crate::certificate::Part>,
+    pub certificate: Option<super::certificate_part::Part>,
     pub expiry_warning: Option<Duration>,
 }
 

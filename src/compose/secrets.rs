@@ -124,11 +124,11 @@ fn secret_spec(
         expiry_grace: ext.expiry_grace,
         certificate: ext
             .certificate
-            .map(|part| crate::certificate::CertificateUse {
+            .map(|part| super::certificate_part::CertificateUse {
                 part,
                 expiry_warning: ext
                     .expiry_warning
-                    .unwrap_or(crate::certificate::DEFAULT_EXPIRY_WARNING),
+                    .unwrap_or(super::certificate_part::DEFAULT_EXPIRY_WARNING),
             }),
         uses,
         in_use,

@@ -37,51 +37,7 @@ pub(super) async fn apply(
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
-    let spec = &plan.spec;
-    let name = &plan.placement.file_name;
-    let written = dir.write_atomic(
-        name,
-        value.expose_bytes(),
-        spec.mode,
-        Owner {
-            uid: spec.owner_uid,
-            gid: spec.owner_gid,
-        },
-    );
-    // A write that failed before its rename left the old file: a rollback must not claim to
-    // restore what was never replaced, nor leave a replaced one behind.
-    progress.file_written = match &written {
-        Ok(()) => true,
-        Err(_) => dir
-            .read(name)
-            .ok()
-            .flatten()
-            .is_some_and(|st| *st.contents == *value.expose_bytes()),
-    };
-    written?;
-    record.step(
-        "written",
-        format!(
-            "{}, {:04o}",
-            crate::loading::shown(&plan.placement, &run.settings.shown_from),
-            spec.mode
-        ),
-    );
-
-    run.state
-        .record_written(&plan.placement.path, &value.fingerprint());
-    run.state.secrets.insert(
-        spec.name.clone(),
-        SecretState {
-            version: version.version.clone(),
-            updated: version.updated,
-            fingerprint: value.fingerprint(),
-            checked_at: crate::clock::unix_now(),
-        },
-    );
-    run.save_state()?;
-    progress.state_written = true;
-
+    write_file_and_state(run, plan, dir, value, version, record, progress)?;
     if !run.settings.restart {
         record.step(
             "not-restarted",
@@ -89,39 +45,8 @@ pub(super) async fn apply(
         );
         return Ok(());
     }
-    if let Some(swarm) = &run.swarm {
-        let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
-        let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
-        let (secret, _) = crate::deploy::swarm::ensure_secret(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &version,
-            value,
-            &existing,
-        )
-        .await?;
-        // On failure roll_out has already rolled the services back and removed the new secret.
-        let rollout = crate::deploy::swarm::roll_out(
-            swarm.engine,
-            &swarm.stack,
-            &spec.name,
-            &secret,
-            swarm.monitor,
-            swarm.timeout,
-        )
-        .await?;
-        for service in &rollout.services_updated {
-            progress.restarted.push(format!("swarm:{service}"));
-            record.step(
-                "updated",
-                format!("swarm service {service}: converged on {}", secret.name),
-            );
-        }
-        for removed in &rollout.secrets_removed {
-            record.step("removed", format!("old swarm secret {removed}"));
-        }
-        return Ok(());
+    if run.swarm.is_some() {
+        return roll_out_swarm(run, plan, value, version, record, progress).await;
     }
     for service in &plan.services {
         if service.containers.is_empty() {
@@ -169,6 +94,111 @@ pub(super) async fn apply(
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// The file written atomically, then the state recorded (the progress says which happened).
+fn write_file_and_state(
+    run: &mut Run<'_>,
+    plan: &SecretPlan,
+    dir: &SecretDir,
+    value: &SecretValue,
+    version: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
+    let spec = &plan.spec;
+    let name = &plan.placement.file_name;
+    let written = dir.write_atomic(
+        name,
+        value.expose_bytes(),
+        spec.mode,
+        Owner {
+            uid: spec.owner_uid,
+            gid: spec.owner_gid,
+        },
+    );
+    // A write that failed before its rename left the old file: a rollback must not claim to
+    // restore what was never replaced, nor leave a replaced one behind.
+    progress.file_written = match &written {
+        Ok(()) => true,
+        Err(_) => dir
+            .read(name)
+            .ok()
+            .flatten()
+            .is_some_and(|st| *st.contents == *value.expose_bytes()),
+    };
+    written?;
+    record.step(
+        "written",
+        format!(
+            "{}, {:04o}",
+            crate::loading::shown(&plan.placement, &run.settings.shown_from),
+            spec.mode
+        ),
+    );
+
+    run.state
+        .record_written(&plan.placement.path, &value.fingerprint());
+    run.state.secrets.insert(
+        spec.name.clone(),
+        SecretState {
+            version: version.version.clone(),
+            updated: version.updated,
+            fingerprint: value.fingerprint(),
+            checked_at: crate::clock::unix_now(),
+        },
+    );
+    run.save_state()?;
+    progress.state_written = true;
+    Ok(())
+}
+
+/// A swarm stack: a new swarm secret for the version, and a start-first rolling update of the
+/// stack's services onto it (rolled back by Swarm itself on failure).
+async fn roll_out_swarm(
+    run: &Run<'_>,
+    plan: &SecretPlan,
+    value: &SecretValue,
+    version: &VersionInfo,
+    record: &mut RotationRecord,
+    progress: &mut Progress,
+) -> Result<()> {
+    let Some(swarm) = &run.swarm else {
+        return Ok(());
+    };
+    let spec = &plan.spec;
+    let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
+    let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
+    let (secret, _) = crate::deploy::swarm::ensure_secret(
+        swarm.engine,
+        &swarm.stack,
+        &spec.name,
+        &version,
+        value,
+        &existing,
+    )
+    .await?;
+    // On failure roll_out has already rolled the services back and removed the new secret.
+    let rollout = crate::deploy::swarm::roll_out(
+        swarm.engine,
+        &swarm.stack,
+        &spec.name,
+        &secret,
+        swarm.monitor,
+        swarm.timeout,
+    )
+    .await?;
+    for service in &rollout.services_updated {
+        progress.restarted.push(format!("swarm:{service}"));
+        record.step(
+            "updated",
+            format!("swarm service {service}: converged on {}", secret.name),
+        );
+    }
+    for removed in &rollout.secrets_removed {
+        record.step("removed", format!("old swarm secret {removed}"));
     }
     Ok(())
 }

@@ -68,7 +68,7 @@ pub async fn recover_intents(
     // The key the intent lines were signed with; a recovered signing key is handed over below.
     let key = audit::project_key(runtime, Some((project, layout)), None, true)
         .await?
-        .ok_or_else(|| Error::config(runtime.path(), "no audit key could be made"))?;
+        .ok_or_else(|| super::no_audit_key(runtime.path()))?;
     let mut log = AuditLog::new(runtime, key);
     log.check_appendable()?;
     let mut state = State::read(Some(runtime), &store.describe())?;

@@ -10,8 +10,11 @@
 
 use super::apply::{apply, open_dir, Progress};
 use super::rollback::{restart_back, restore_local};
-use super::{finish, record_intent, Previous, RotationRecord, Run, SecretPlan};
-use crate::audit::{Action, AuditKey, HealthResult, Outcome, SIGNING_KEY_SECRET};
+use super::{
+    committed, finish, forward_failed, record_intent, rolled_back_restarts, undone, Previous,
+    RotationRecord, Run, SecretPlan,
+};
+use crate::audit::{Action, Outcome};
 use crate::error::Error;
 use crate::files::state::{HeldVersion, SecretState};
 use crate::store::FetchedSecret;
@@ -33,12 +36,12 @@ pub async fn follow(
         .version
         .clone()
         .or_else(|| Some(fetched.value.fingerprint()));
-    let dir = match open_dir(plan) {
-        Ok(dir) => dir,
-        Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
-    };
-    let file = match dir.read(&plan.placement.file_name) {
-        Ok(file) => file,
+    let opened = open_dir(plan).and_then(|dir| {
+        let file = dir.read(&plan.placement.file_name)?;
+        Ok((dir, file))
+    });
+    let (dir, file) = match opened {
+        Ok(opened) => opened,
         Err(e) => return finish(run, record.fail(Outcome::Failed, e)),
     };
     let previous = Previous {
@@ -65,102 +68,82 @@ pub async fn follow(
     )
     .await;
     let Err(failure) = forward else {
-        record.health = if progress.restarted.is_empty() {
-            HealthResult::Skipped
-        } else {
-            HealthResult::Passed
-        };
-        record.restarted = progress.restarted;
+        committed(run, &mut record, progress, &fetched.value);
         if run.state.held.remove(&name).is_some() {
             record.step("released", "the version held earlier is applied now");
         }
         record.step("synced", "committed");
-        if name == SIGNING_KEY_SECRET {
-            run.audit
-                .change_key(AuditKey::from_signing_secret(&fetched.value));
-        }
         return finish(run, record);
     };
-    if !progress.restarted.is_empty() {
-        record.health = HealthResult::Failed;
-    }
-    record.step("failed", failure.to_string());
+    forward_failed(&mut record, &progress, &failure);
     let mut left = Vec::new();
-    restore_local(
-        run,
-        plan,
-        &dir,
-        &previous,
-        &progress,
-        &mut record,
-        &mut left,
-    );
-    restart_back(run, &progress, &mut record, &mut left).await;
-    record
-        .restarted
-        .splice(0..0, progress.restarted.iter().cloned());
+    let r = &mut record;
+    restore_local(run, plan, &dir, &previous, &progress, r, &mut left);
+    restart_back(run, &progress, r, &mut left).await;
+    rolled_back_restarts(&mut record, &progress);
 
     // Only a service's health holds a version; a Docker or file failure is tried again.
     let hold = matches!(failure.innermost(), Error::Health { .. });
-    let version = record.new_version.clone().unwrap_or_default();
     if hold {
-        run.state.held.insert(
-            name.clone(),
-            HeldVersion {
-                entry: SecretState {
-                    version: fetched.info.version.clone(),
-                    updated: fetched.info.updated,
-                    fingerprint: fetched.value.fingerprint(),
-                    checked_at: crate::clock::unix_now(),
-                },
-                held_at: crate::clock::unix_now(),
-                reason: failure.to_string(),
-            },
-        );
-        record.step(
-            "held",
-            format!(
-                "version {} stays in the store; this host keeps the previous one until the store moves on or `sync --retry-held`",
-                super::short(Some(&version))
-            ),
-        );
+        hold_version(run, &mut record, fetched, &failure);
     }
-    let record = if !left.is_empty() {
-        record.fail(
-            Outcome::RollbackFailed,
-            Error::RollbackFailed {
-                secret: name,
-                cause: Box::new(failure),
-                left,
+    finish(run, held_or_undone(record, hold, left, failure))
+}
+
+/// The end of a failed sync: held (the service's health refused the version, and everything
+/// was put back), rolled back, or what is left to put back by hand.
+fn held_or_undone(
+    mut record: RotationRecord,
+    hold: bool,
+    left: Vec<String>,
+    failure: Error,
+) -> RotationRecord {
+    let restored = "previous value restored in the file and the containers";
+    if !(hold && left.is_empty()) {
+        return undone(record, failure, left, Some(restored));
+    }
+    record.step("rolled-back", restored);
+    let version = super::short(record.new_version.as_deref());
+    let secret = record.secret.clone();
+    record.fail(
+        Outcome::SyncHeld,
+        Error::SyncHeld {
+            secret,
+            version,
+            cause: Box::new(failure),
+        },
+    )
+}
+
+/// Record the version as held in the state: the next `sync` leaves it alone until the store
+/// moves on or `--retry-held`.
+fn hold_version(
+    run: &mut Run<'_>,
+    record: &mut RotationRecord,
+    fetched: &FetchedSecret,
+    failure: &Error,
+) {
+    run.state.held.insert(
+        record.secret.clone(),
+        HeldVersion {
+            entry: SecretState {
+                version: fetched.info.version.clone(),
+                updated: fetched.info.updated,
+                fingerprint: fetched.value.fingerprint(),
+                checked_at: crate::clock::unix_now(),
             },
-        )
-    } else if hold {
-        record.step(
-            "rolled-back",
-            "previous value restored in the file and the containers",
-        );
-        record.fail(
-            Outcome::SyncHeld,
-            Error::SyncHeld {
-                secret: name,
-                version: super::short(Some(&version)),
-                cause: Box::new(failure),
-            },
-        )
-    } else {
-        record.step(
-            "rolled-back",
-            "previous value restored in the file and the containers",
-        );
-        record.fail(
-            Outcome::RolledBack,
-            Error::RolledBack {
-                secret: name,
-                cause: Box::new(failure),
-            },
-        )
-    };
-    finish(run, record)
+            held_at: crate::clock::unix_now(),
+            reason: failure.to_string(),
+        },
+    );
+    let version = record.new_version.clone().unwrap_or_default();
+    record.step(
+        "held",
+        format!(
+            "version {} stays in the store; this host keeps the previous one until the store moves on or `sync --retry-held`",
+            super::short(Some(&version))
+        ),
+    );
 }
 
 /// What the audit line calls a loaded version: its id, or its fingerprint in demo mode.

@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{step, Applied, Session, SyncRequest};
+use super::{step, Applied, Parts, Session, SyncRequest};
 use crate::audit::Outcome;
-use crate::context::Context;
 use crate::error::{exit, Error, Result};
 use crate::interrupt;
 use crate::output::{printable, short_version, Reporter};
@@ -28,9 +27,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 const BACKOFF_INTERVALS: u32 = 8;
 
 /// Follow the store until SIGTERM, SIGINT or SIGHUP.
-pub async fn run(ctx: &Context, request: &SyncRequest, interval: Duration) -> Result<u8> {
+pub async fn run(parts: &Parts<'_>, request: &SyncRequest, interval: Duration) -> Result<u8> {
     let log = Log {
-        reporter: &ctx.reporter,
+        reporter: parts.site.reporter,
     };
     interrupt::command_stops_itself();
     let mut session = Session::default();
@@ -43,7 +42,7 @@ pub async fn run(ctx: &Context, request: &SyncRequest, interval: Duration) -> Re
     loop {
         let mut announced = false;
         let result = {
-            let current = step(ctx, &mut session, request);
+            let current = step(parts, &mut session, request);
             tokio::pin!(current);
             loop {
                 tokio::select! {
