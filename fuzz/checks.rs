@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use compose_secrets::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
-use compose_secrets::dotenv::DotEnv;
-use compose_secrets::error::exit;
-use compose_secrets::files::layout::{Layout, Protected};
-use compose_secrets::secret::{is_valid_env_key, SecretValue};
-use compose_secrets::store::dotenv::DotenvStore;
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
+use compose_secrets::testing::dotenv::DotEnv;
+use compose_secrets::testing::error::exit;
+use compose_secrets::testing::files::layout::{Layout, Protected};
+use compose_secrets::testing::secret::{is_valid_env_key, SecretValue};
+use compose_secrets::testing::store::dotenv::DotenvStore;
+use compose_secrets::testing::store::SecretStore as _;
 
 /// Where an input splits into the `.env` bytes and the value `set` writes: a byte that
 /// cannot occur in UTF-8 text, so the file part stays free to be anything.
@@ -129,7 +129,7 @@ pub fn manifest_promises(project: &Path, manifest: &Project) {
         }
         assert!(s.mode <= 0o777 && s.mode & 0o444 != 0, "mode {:o}", s.mode);
         if let SecretSource::File(p) = &s.source {
-            let p = compose_secrets::files::lexical_normalize(p);
+            let p = compose_secrets::testing::files::lexical_normalize(p);
             assert!(!files.contains(&p), "two secrets on {}", p.display());
             files.push(p);
         }

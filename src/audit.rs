@@ -36,8 +36,10 @@ mod chain;
 mod key;
 
 pub use crate::clock::{now_rfc3339, parse_rfc3339};
+#[cfg(any(test, feature = "testing"))]
+pub use chain::verify_log;
 pub use chain::{
-    canonical, compare_with_anchor, verify_chain, verify_log, AnchorStatus, ChainReport, HeadStatus,
+    canonical, compare_with_anchor, verify_chain, AnchorStatus, ChainReport, HeadStatus,
 };
 pub use key::{project_key, use_local_key_for_fingerprints, AuditKey, KeySource};
 
@@ -150,10 +152,6 @@ impl<'r> AuditLog<'r> {
         self.runtime
             .open_file(AUDIT_LOG, OFlag::O_RDONLY, 0o600)
             .map(|_| ())
-    }
-
-    pub fn key(&self) -> &AuditKey {
-        &self.key
     }
 
     /// Sign from now on with `key` (the signing key was rotated or loaded anew).

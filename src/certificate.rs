@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::secret::SecretValue;
 
-pub use crate::compose::certificate_part::{CertificateUse, Part, DEFAULT_EXPIRY_WARNING, PARTS};
+pub use crate::compose::certificate_part::{CertificateUse, Part};
 
 /// Key Vault's content type for a PEM certificate bundle.
 pub const PEM_CONTENT_TYPE: &str = "application/x-pem-file";
@@ -240,6 +240,7 @@ impl Bundle {
     }
 
     /// The leaf's `notAfter`, Unix seconds.
+    #[cfg(test)]
     pub fn not_after(&self) -> i64 {
         x509_parser::parse_x509_certificate(&self.leaf)
             .map(|(_, c)| c.validity().not_after.timestamp())
@@ -247,6 +248,7 @@ impl Bundle {
     }
 
     /// The leaf's subject, for messages.
+    #[cfg(test)]
     pub fn subject(&self) -> String {
         x509_parser::parse_x509_certificate(&self.leaf)
             .map(|(_, c)| c.subject().to_string())
@@ -307,16 +309,6 @@ fn pem_block(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-/// The part `spec` reads from `value`, the vault object's whole bundle.
-pub fn part_of(
-    object: &str,
-    part: Part,
-    content_type: Option<&str>,
-    value: &SecretValue,
-) -> Result<SecretValue> {
-    Bundle::parse(object, content_type, value)?.part(object, part)
 }
 
 /// What `spec`'s file holds of `fetched`: the value itself, or for a certificate part that

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde_norway::Value;
 
-pub use discovery::{discover, logical_cwd, Discovered, ProjectOptions, COMPOSE_FILE_NAMES};
+pub use discovery::{discover, logical_cwd, Discovered, ProjectOptions};
 pub use extension::EXTENSION_KEY;
 pub use secrets::owner_from_readers;
 pub use services::RunsAs;
@@ -212,6 +212,7 @@ pub struct Project {
 
 impl Project {
     /// Discover and load the project as `docker compose` would.
+    #[cfg(any(test, feature = "testing"))]
     pub fn load(options: &ProjectOptions) -> Result<Project> {
         let found = discover(options)?;
         Self::from_discovered(options, found)

@@ -6,7 +6,7 @@
 
 pub mod docker;
 pub mod health;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub mod memory;
 pub mod replace;
 pub mod swarm;
@@ -54,7 +54,8 @@ pub struct ContainerInfo {
 
 #[async_trait]
 pub trait ContainerEngine: Send + Sync {
-    /// Where the engine is, for messages.
+    /// Where the engine is (tests check the endpoint a connection names).
+    #[cfg(any(test, feature = "testing"))]
     fn describe(&self) -> String;
 
     /// Fail fast, naming the endpoint, when the engine cannot be reached.

@@ -5,7 +5,7 @@
 //! round trip without changes is byte-identical.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use zeroize::Zeroizing;
 
@@ -35,7 +35,6 @@ struct Entry {
 /// A parsed `.env` file.
 #[derive(Clone)]
 pub struct DotEnv {
-    path: PathBuf,
     bom: bool,
     lines: Vec<Line>,
     index: HashMap<String, usize>,
@@ -105,16 +104,7 @@ impl DotEnv {
                 entry,
             });
         }
-        Ok(DotEnv {
-            path: path.to_path_buf(),
-            bom,
-            lines,
-            index,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DotEnv { bom, lines, index })
     }
 
     pub fn get(&self, key: &str) -> Option<&SecretValue> {
@@ -486,7 +476,6 @@ mod tests {
         std::fs::write(&path, "A=1\n").unwrap();
         let env = DotEnv::read(&path).unwrap().expect("read");
         assert_eq!(env.get("A").unwrap().expose(), "1");
-        assert_eq!(env.path(), path);
     }
 
     /// A second `set` of the same key (a rollback after a rotation, in one run) replaces the

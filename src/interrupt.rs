@@ -75,6 +75,7 @@ pub fn install() -> Result<()> {
 }
 
 /// The signal received so far, if any.
+#[cfg(test)]
 pub fn requested() -> Option<&'static str> {
     *shared().signal.borrow()
 }

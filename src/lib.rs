@@ -2,35 +2,40 @@
 //!
 //! `main` parses the command line and hands over to [`commands::run`]; every
 //! error comes back here, is printed once, and becomes its documented exit code.
+//!
+//! Every module is `pub(crate)`: the public API is [`main`], and, with the `testing` feature,
+//! [`testing`] for the integration tests and the fuzz targets.
 
-pub mod audit;
-pub mod certificate;
+pub(crate) mod audit;
+pub(crate) mod certificate;
 pub(crate) mod checks;
-pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod compose;
-pub mod context;
-pub mod deploy;
-pub mod dotenv;
+pub(crate) mod cli;
+pub(crate) mod clock;
+pub(crate) mod commands;
+pub(crate) mod compose;
+pub(crate) mod context;
+pub(crate) mod deploy;
+pub(crate) mod dotenv;
 pub(crate) mod ensuring;
-pub mod error;
-pub mod files;
+pub(crate) mod error;
+pub(crate) mod files;
 pub(crate) mod generator;
-pub mod hardening;
-pub mod interrupt;
-pub mod loading;
+pub(crate) mod hardening;
+pub(crate) mod interrupt;
+pub(crate) mod loading;
 pub(crate) mod man;
-pub mod memory_audit;
-pub mod output;
-pub mod owners;
-pub mod provider;
-pub mod rotation;
-pub mod secret;
-pub mod settings;
-pub mod store;
-pub mod syncing;
-pub mod transaction;
+pub(crate) mod memory_audit;
+pub(crate) mod output;
+pub(crate) mod owners;
+pub(crate) mod provider;
+pub(crate) mod rotation;
+pub(crate) mod secret;
+pub(crate) mod settings;
+pub(crate) mod store;
+pub(crate) mod syncing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub(crate) mod transaction;
 
 use std::process::ExitCode;
 

@@ -14,7 +14,7 @@ pub use swarm::sync_swarm;
 
 use std::collections::HashMap;
 
-pub use env_output::{open_env_output, parse_maps, write_env_output, EnvOutput};
+pub use env_output::{open_env_output, parse_maps, write_env_output};
 
 use crate::compose::{Project, SecretSpec};
 use crate::error::{Error, Result};
@@ -601,5 +601,3 @@ fn strays(
         .retain(|p, _| layout.placements.iter().any(|pl| &pl.path == p) || kept.contains(p));
     Ok(())
 }
-
-pub use crate::files::strays::owned;

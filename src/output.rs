@@ -74,6 +74,7 @@ impl Report {
         self.items.push(item);
     }
 
+    #[cfg(test)]
     pub fn count(&self, action: &str) -> usize {
         self.items.iter().filter(|i| i.action == action).count()
     }
@@ -83,7 +84,6 @@ impl Report {
 pub struct Reporter {
     pub json: bool,
     pub quiet: bool,
-    pub verbose: u8,
     stderr_is_tty: bool,
     /// With `--json`: the command's document, kept until [`Reporter::finish`] prints it (with
     /// the error inside when the command failed), so stdout holds one JSON document whatever
@@ -96,18 +96,17 @@ impl Reporter {
         Self {
             json: opts.json,
             quiet: opts.quiet,
-            verbose: opts.verbose,
             stderr_is_tty: std::io::stderr().is_terminal(),
             document: Arc::default(),
         }
     }
 
-    /// Human output without a terminal: no progress bars (for tests and library callers).
+    /// Human output without a terminal: no progress bars (for tests).
+    #[cfg(test)]
     pub fn plain() -> Self {
         Self {
             json: false,
             quiet: false,
-            verbose: 0,
             stderr_is_tty: false,
             document: Arc::default(),
         }
@@ -119,7 +118,6 @@ impl Reporter {
         Self {
             json: true,
             quiet: false,
-            verbose: 0,
             stderr_is_tty: false,
             document: Arc::default(),
         }

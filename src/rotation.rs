@@ -43,16 +43,10 @@ mod together;
 
 use apply::{apply, open_dir, Progress};
 use hook::Phase;
-pub use plan::{
-    describe, describe_restarts, plan, service_containers, ContainerTarget, SecretPlan,
-    ServiceTarget,
-};
+pub use plan::{describe, describe_restarts, plan, ContainerTarget, SecretPlan, ServiceTarget};
 pub use recover::recover_intents;
 use rollback::{roll_back, roll_back_hook};
-pub use select::{
-    all_rotatable, last_rotated, older_than, parse_age, read_value, resolve_names, Chosen,
-    Selection,
-};
+pub use select::{Chosen, Selection};
 pub use sync::follow;
 pub use together::follow_together;
 
@@ -127,7 +121,6 @@ pub struct RotationRecord {
     /// `rotate`, or `sync` (a version set elsewhere, applied without a push).
     pub action: Action,
     pub secret: String,
-    pub store_key: String,
     pub old_version: Option<String>,
     pub new_version: Option<String>,
     /// Container names restarted, in order (rollback restarts included, after the forward ones).
@@ -146,7 +139,6 @@ impl RotationRecord {
         Self {
             action,
             secret: plan.spec.name.clone(),
-            store_key: plan.store_key.clone(),
             old_version: None,
             new_version: None,
             restarted: Vec::new(),

@@ -272,6 +272,7 @@ pub trait SecretStore: Send + Sync {
     }
 
     /// Every version of one secret.
+    #[cfg(any(test, feature = "testing"))]
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>>;
 
     /// Check reachability and permissions without changing anything.

@@ -40,13 +40,13 @@ fn forge_with_a_new_local_key(p: &Project, edit: impl Fn(&mut serde_json::Value)
         if i == 0 {
             edit(&mut doc);
         }
-        let body = compose_secrets::audit::canonical(&doc);
+        let body = compose_secrets::testing::audit::canonical(&doc);
         let mac = hex::encode(hmac_hex(
             key.as_bytes(),
             &[prev.as_bytes(), body.as_bytes()],
         ));
         doc["mac"] = mac.clone().into();
-        out.push_str(&compose_secrets::audit::canonical(&doc));
+        out.push_str(&compose_secrets::testing::audit::canonical(&doc));
         out.push('\n');
         prev = mac;
         count += 1;
@@ -274,7 +274,7 @@ fn key_vault_a_deleted_log_and_head_fail() {
 /// `flock /tmp/docker-tests.lock`.
 #[tokio::test(flavor = "multi_thread")]
 async fn key_vault_a_legitimate_history_passes_with_its_head_anchored() {
-    use compose_secrets::store::SecretStore as _;
+    use compose_secrets::testing::store::SecretStore as _;
     let emulator = emulator();
     let p = kv_loaded(&emulator);
     let rotate = |name: &str| {
@@ -290,7 +290,9 @@ async fn key_vault_a_legitimate_history_passes_with_its_head_anchored() {
     crate::support::store::store_for(&emulator, &[])
         .set(
             "audit-log-signing-key",
-            &compose_secrets::secret::SecretValue::new("set-elsewhere-0123456789abcdef".into()),
+            &compose_secrets::testing::secret::SecretValue::new(
+                "set-elsewhere-0123456789abcdef".into(),
+            ),
             &Default::default(),
         )
         .await

@@ -193,7 +193,7 @@ impl Pki {
 
     /// A leaf valid for `days` from now.
     pub fn leaf_for_days(&self, cn: &str, days: i64) -> Leaf {
-        let now = compose_secrets::clock::unix_now();
+        let now = compose_secrets::testing::clock::unix_now();
         self.leaf(cn, now - 3600, now + days * 86_400)
     }
 
@@ -236,7 +236,7 @@ impl Pki {
 
 /// `20261207010000Z`, as `openssl ca -startdate/-enddate` takes it.
 fn asn1_time(unix: i64) -> String {
-    compose_secrets::clock::rfc3339(unix)
+    compose_secrets::testing::clock::rfc3339(unix)
         .chars()
         .filter(|c| c.is_ascii_digit())
         .chain(std::iter::once('Z'))
@@ -567,7 +567,7 @@ fn verify_warns_ten_days_before_expiry_and_fails_once_expired() {
         "never the key"
     );
 
-    let now = compose_secrets::clock::unix_now();
+    let now = compose_secrets::testing::clock::unix_now();
     let expired = pki.leaf("app.test", now - 30 * 86_400, now - 86_400);
     sdk_set(&emulator, "web-tls", PEM, &pki.pem_bundle(&expired));
     kv(&p, &emulator, &["load"]).run().success();

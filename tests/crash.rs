@@ -348,8 +348,9 @@ fn write_env(p: &Project, values: &[String]) {
 }
 
 fn env_values(p: &Project, context: &str) -> Vec<String> {
-    let env = compose_secrets::dotenv::DotEnv::parse_bytes(&p.path(".env"), &p.read(".env"))
-        .unwrap_or_else(|e| panic!("{context}: .env is unreadable after a kill: {e}"));
+    let env =
+        compose_secrets::testing::dotenv::DotEnv::parse_bytes(&p.path(".env"), &p.read(".env"))
+            .unwrap_or_else(|e| panic!("{context}: .env is unreadable after a kill: {e}"));
     (0..SECRETS)
         .map(|i| {
             env.get(&env_key(i))

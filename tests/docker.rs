@@ -13,9 +13,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use compose_secrets::deploy::health::{wait_container_ready, wait_http_healthy};
-use compose_secrets::deploy::{ContainerEngine, ContainerInfo, DockerEngine};
-use compose_secrets::error::Error;
+use compose_secrets::testing::deploy::health::{wait_container_ready, wait_http_healthy};
+use compose_secrets::testing::deploy::{ContainerEngine, ContainerInfo, DockerEngine};
+use compose_secrets::testing::error::Error;
 
 use crate::harness::is_root;
 use crate::support::docker::{

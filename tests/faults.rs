@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::store::SecretStore as _;
 
 use crate::harness::Project;
 use crate::support::emulator::{seeded_project, Emulator};
@@ -87,7 +87,7 @@ async fn load_that_keeps_failing_names_the_secrets_and_leaves_files_alone() {
         store
             .set(
                 &format!("bench-{i:04}"),
-                &compose_secrets::secret::SecretValue::new(format!("new-{i}")),
+                &compose_secrets::testing::secret::SecretValue::new(format!("new-{i}")),
                 &Default::default(),
             )
             .await

@@ -829,7 +829,7 @@ const PANIC_SECRET: &str = "PanicPayloadSecret-5f3c9a";
 fn panic_messages_are_withheld_by_the_process_hook() {
     if std::env::var_os(PANIC_CHILD_ENV).is_some() {
         // The child: install the binary's hardening (its panic hook), then panic with a value.
-        compose_secrets::hardening::harden_process();
+        compose_secrets::testing::hardening::harden_process();
         let value = String::from(PANIC_SECRET);
         panic!("while handling {value}");
     }

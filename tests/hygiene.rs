@@ -1,6 +1,6 @@
 //! Secret hygiene across every command: no value in any output, whatever the verbosity or failure.
 
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::store::SecretStore as _;
 
 use crate::harness::{Project, DEMO_SECRETS};
 
@@ -196,7 +196,7 @@ fn no_value_is_left_in_memory_when_a_demo_command_ends() {
     let needles = memory_needles(&p, &values);
     let audited = |args: &[&str]| {
         p.cmd(args)
-            .env(compose_secrets::memory_audit::ENV_VAR, &needles)
+            .env(compose_secrets::testing::memory_audit::ENV_VAR, &needles)
             .run()
     };
     for args in [
@@ -247,7 +247,7 @@ async fn key_vault_load_and_rotate_leave_no_value_in_memory() {
     let kv = |args: &[&str]| {
         p.cmd(args)
             .keyvault(&emulator)
-            .env(compose_secrets::memory_audit::ENV_VAR, &needles)
+            .env(compose_secrets::testing::memory_audit::ENV_VAR, &needles)
             .run()
     };
     let out = kv(&["load"]).success();

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use compose_secrets::secret::SecretValue;
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::secret::SecretValue;
+use compose_secrets::testing::store::SecretStore as _;
 
 use crate::harness::Project;
 use crate::support::emulator::Emulator;

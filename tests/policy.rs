@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use compose_secrets::secret::SecretValue;
-use compose_secrets::store::{NewVersion, SecretStore as _};
+use compose_secrets::testing::secret::SecretValue;
+use compose_secrets::testing::store::{NewVersion, SecretStore as _};
 
 use crate::harness::Project;
 use crate::support::emulator::Emulator;
@@ -52,11 +52,11 @@ fn statuses(out: &crate::harness::Output) -> BTreeMap<String, String> {
 async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setting_exp() {
     let emulator = Emulator::start(&[]);
     let store = crate::support::store::store_for(&emulator, &[]);
-    let now = compose_secrets::clock::unix_now();
+    let now = compose_secrets::testing::clock::unix_now();
     let rotated = |ago: i64| {
         BTreeMap::from([(
             "rotated-at".to_string(),
-            compose_secrets::clock::rfc3339(now - ago),
+            compose_secrets::testing::clock::rfc3339(now - ago),
         )])
     };
     let put = |name: &'static str, tags: BTreeMap<String, String>, expires: Option<i64>| {
@@ -106,7 +106,7 @@ async fn verify_follows_the_policy_and_rotate_due_rotates_only_what_is_due_setti
         .keyvault(&emulator)
         .run()
         .success();
-    let rotated_at = compose_secrets::clock::unix_now();
+    let rotated_at = compose_secrets::testing::clock::unix_now();
     let items = out.json()["items"].as_array().unwrap().clone();
     let not_due: Vec<&str> = items
         .iter()

@@ -10,18 +10,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use compose_secrets::compose::{Project, ProjectOptions};
-use compose_secrets::dotenv::DotEnv;
-use compose_secrets::error::exit;
+use compose_secrets::testing::compose::{Project, ProjectOptions};
+use compose_secrets::testing::dotenv::DotEnv;
+use compose_secrets::testing::error::exit;
 
 /// Compose interpolation with no unset-variable callback.
 fn interpolate(
     input: &str,
     vars: &HashMap<String, String>,
-) -> Result<String, compose_secrets::compose::interpolate::TemplateError> {
-    compose_secrets::compose::interpolate::substitute(input, vars, &mut |_| {})
+) -> Result<String, compose_secrets::testing::compose::interpolate::TemplateError> {
+    compose_secrets::testing::compose::interpolate::substitute(input, vars, &mut |_| {})
 }
-use compose_secrets::secret::SecretValue;
+use compose_secrets::testing::secret::SecretValue;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -478,7 +478,10 @@ fn variables() -> impl Strategy<Value = HashMap<String, String>> {
 fn load_manifest(
     text: &[u8],
     variables: HashMap<String, String>,
-) -> (tempfile::TempDir, compose_secrets::error::Result<Project>) {
+) -> (
+    tempfile::TempDir,
+    compose_secrets::testing::error::Result<Project>,
+) {
     let dir = tempfile::Builder::new()
         .prefix("cs-prop-")
         .tempdir()
@@ -503,7 +506,7 @@ fn check_manifest(dir: &Path, m: &Project) -> Result<(), TestCaseError> {
 }
 
 /// An error from UTF-8 input is an input error (exit 2) with a message, never a panic.
-fn check_error(e: &compose_secrets::error::Error) -> Result<(), TestCaseError> {
+fn check_error(e: &compose_secrets::testing::error::Error) -> Result<(), TestCaseError> {
     let message = e.to_string();
     prop_assert!(!message.trim().is_empty());
     prop_assert_eq!(e.exit_code(), exit::USAGE, "{}", message);

@@ -1,9 +1,9 @@
 //! `rotate` through the real binary in demo mode: `.env` and files, dry run, stdin values,
 //! refusals before anything changes, the lock, `--older-than`, and the audit log's chain.
 
-use compose_secrets::audit::{self, AuditKey};
-use compose_secrets::files::runtime_dir::RuntimeDir;
-use compose_secrets::secret::SecretValue;
+use compose_secrets::testing::audit::{self, AuditKey};
+use compose_secrets::testing::files::runtime_dir::RuntimeDir;
+use compose_secrets::testing::secret::SecretValue;
 
 use crate::harness::{assert_same_files, is_root, Project, DEMO_SECRETS};
 

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::store::SecretStore as _;
 
 use crate::harness::{Project, Run};
 use crate::support::docker::{fingerprint, ready, DEMO_IMAGE};

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use compose_secrets::error::Error;
-use compose_secrets::secret::SecretValue;
-use compose_secrets::store::key_vault::{KeyVaultConfig, KeyVaultStore};
-use compose_secrets::store::memory::MemoryStore;
-use compose_secrets::store::{tags, SecretStore, VersionInfo};
+use compose_secrets::testing::error::Error;
+use compose_secrets::testing::secret::SecretValue;
+use compose_secrets::testing::store::key_vault::{KeyVaultConfig, KeyVaultStore};
+use compose_secrets::testing::store::memory::MemoryStore;
+use compose_secrets::testing::store::{tags, SecretStore, VersionInfo};
 
 use crate::support::emulator::Emulator;
 use crate::support::store::store_for;

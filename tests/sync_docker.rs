@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use compose_secrets::secret::SecretValue;
-use compose_secrets::store::SecretStore as _;
+use compose_secrets::testing::secret::SecretValue;
+use compose_secrets::testing::store::SecretStore as _;
 
 use crate::harness::{Project, Run};
 use crate::support::docker::{fingerprint, ready};

@@ -450,7 +450,7 @@ fn a_load_of_eighty_secrets_then_another_append_still_verifies() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
-    use compose_secrets::store::SecretStore as _;
+    use compose_secrets::testing::store::SecretStore as _;
     let emulator = crate::support::emulator::Emulator::start(&[
         "--seed",
         "flask-secret-key",
@@ -484,7 +484,7 @@ async fn key_vault_stale_version_and_missing_set_permission_are_reported() {
     store
         .set(
             "flask-secret-key",
-            &compose_secrets::secret::SecretValue::new("rotated-elsewhere-123".into()),
+            &compose_secrets::testing::secret::SecretValue::new("rotated-elsewhere-123".into()),
             &Default::default(),
         )
         .await

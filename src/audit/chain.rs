@@ -80,6 +80,7 @@ pub enum HeadStatus {
 }
 
 impl ChainReport {
+    #[cfg(any(test, feature = "testing"))]
     pub fn ok(&self) -> bool {
         self.first_bad_line.is_none()
             && matches!(self.head, HeadStatus::Matches | HeadStatus::Unknown)
@@ -89,6 +90,7 @@ impl ChainReport {
 /// Check the log in `runtime`: every line's MAC and link, with `keys` and every older key the
 /// log's own key-rotation lines unwrap; against `head`; and for rotations left without an
 /// outcome. A log that cannot be opened (a symlink, a FIFO, no permission) is an error.
+#[cfg(any(test, feature = "testing"))]
 pub fn verify_log(
     runtime: Option<&RuntimeDir>,
     keys: &[AuditKey],
@@ -266,10 +268,6 @@ impl AnchorStatus {
                 "the audit log is gone, but the store anchors {had} line(s): it was deleted"
             ),
         }
-    }
-
-    pub fn ok(&self) -> bool {
-        matches!(self, AnchorStatus::Matches | AnchorStatus::Lags { .. })
     }
 }
 

@@ -232,6 +232,7 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
 
 #[async_trait]
 impl ContainerEngine for DockerEngine {
+    #[cfg(any(test, feature = "testing"))]
     fn describe(&self) -> String {
         self.endpoint.clone()
     }

@@ -373,14 +373,6 @@ impl MemorySwarm {
         id
     }
 
-    pub fn value_of(&self, secret_id: &str) -> Option<SecretValue> {
-        self.lock()
-            .secrets
-            .iter()
-            .find(|(s, _)| s.id == secret_id)
-            .map(|(_, v)| v.clone())
-    }
-
     pub fn secret_names(&self) -> Vec<String> {
         self.lock()
             .secrets

@@ -269,6 +269,7 @@ pub fn leftovers(containers: &[ContainerInfo]) -> Vec<Leftover> {
 
 /// Finish what an interrupted replacement left: remove the one extra container of each.
 /// Returns what was removed, for the report.
+#[cfg(test)]
 pub async fn settle(engine: &dyn ContainerEngine, project: &str) -> Result<Vec<Leftover>> {
     let found = leftovers(&engine.project_containers(project).await?);
     for leftover in &found {

@@ -41,7 +41,6 @@ pub struct FileState {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
-    pub mtime: i64,
     /// The last write in Unix nanoseconds: container start times have nanoseconds too.
     pub mtime_ns: i128,
     /// Which file this was (device, inode): a prune unlinks the name only while it still is.
@@ -278,7 +277,6 @@ impl SecretDir {
             mode: st.st_mode & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,
-            mtime: st.st_mtime,
             mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
             #[allow(clippy::useless_conversion)]
             id: (u64::from(st.st_dev), u64::from(st.st_ino)),

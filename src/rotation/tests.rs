@@ -4,6 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::select::{older_than, parse_age, read_value, resolve_names};
 use super::*;
 use crate::compose::{Project, ProjectOptions, SecretSource, SecretSpec};
 use crate::deploy::{labels, ContainerInfo};

@@ -99,15 +99,6 @@ impl EnvFiles {
             None => Ok(()),
         }
     }
-
-    /// The files, for messages: one path, or several joined by `+`.
-    pub fn describe(&self) -> String {
-        self.files
-            .iter()
-            .map(|(p, _)| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" + ")
-    }
 }
 
 /// `.env` has no history: a value's fingerprint stands in for its version id,
@@ -215,6 +206,7 @@ impl SecretStore for DotenvStore {
             .collect())
     }
 
+    #[cfg(any(test, feature = "testing"))]
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         Ok(self
             .get_latest(name)
@@ -295,7 +287,6 @@ mod tests {
         let store = DotenvStore::open(&paths).unwrap();
         let names = format!("{} + {}", first.display(), second.display());
         assert_eq!(store.describe(), names);
-        assert_eq!(EnvFiles::read(&paths).unwrap().describe(), names);
 
         let a = store.get_latest("A").await.unwrap();
         assert_eq!(a.value.expose(), "one");

@@ -25,14 +25,11 @@ use azure_security_keyvault_secrets::models::{
 use azure_security_keyvault_secrets::{ResourceExt as _, SecretClient, SecretClientOptions};
 use futures::{StreamExt as _, TryStreamExt as _};
 
-pub use config::{
-    is_loopback_url, CredentialChoice, IdentityConfig, KeyVaultConfig, DEFAULT_CONCURRENCY,
-    DEFAULT_CREDENTIAL_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, MAX_CONCURRENCY,
-};
+pub use config::KeyVaultConfig;
 use credential::{ResolvedCredential, Surroundings};
 use errors::{map_error, Operation};
+pub use retry::COMMAND_RETRY_BUDGET;
 use retry::{RetryBudget, ThrottleGate, VaultRetry};
-pub use retry::{COMMAND_RETRY_BUDGET, MAX_RETRY_WAIT};
 use transport::{build_transport, TransportSettings};
 
 use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
@@ -163,21 +160,25 @@ impl KeyVaultStore {
     }
 
     /// The vault's base URL, without a trailing slash.
+    #[cfg(any(test, feature = "testing"))]
     pub fn vault_url(&self) -> &str {
         &self.vault_url
     }
 
     /// How many requests bulk reads may run in parallel.
+    #[cfg(any(test, feature = "testing"))]
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
 
     /// The credential in use, e.g. `managed identity (IDENTITY_ENDPOINT)`.
+    #[cfg(any(test, feature = "testing"))]
     pub fn credential_description(&self) -> &'static str {
         self.credential.describe()
     }
 
-    /// Enable or disable one version (`None`: the latest). Used by tests and rollback.
+    /// Enable or disable one version (`None`: the latest). Used by tests.
+    #[cfg(any(test, feature = "testing"))]
     pub async fn set_enabled(
         &self,
         name: &str,
@@ -468,6 +469,7 @@ impl SecretStore for KeyVaultStore {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         check_name(name)?;
         let op = Operation::list(Some(name));
@@ -648,7 +650,7 @@ mod tests {
         config.identity.tenant_id = Some("tenant".into());
         config.identity.client_id = Some("client".into());
         config.identity.client_secret = Some(SecretValue::new("shh".into()));
-        config.credential = CredentialChoice::ClientSecret;
+        config.credential = super::config::CredentialChoice::ClientSecret;
         let store = KeyVaultStore::new(config).expect("builds offline");
         assert_eq!(store.vault_url(), "https://127.0.0.1:9");
         assert_eq!(store.concurrency(), 3);

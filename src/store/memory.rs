@@ -169,6 +169,7 @@ impl SecretStore for MemoryStore {
         Ok(out)
     }
 
+    #[cfg(any(test, feature = "testing"))]
     async fn list_versions(&self, name: &str) -> Result<Vec<VersionInfo>> {
         let inner = self.lock();
         Ok(inner

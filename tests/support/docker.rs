@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use compose_secrets::deploy::{ContainerEngine as _, DockerEngine};
+use compose_secrets::testing::deploy::{ContainerEngine as _, DockerEngine};
 use sha2::Digest as _;
 
 use crate::harness::repo_root;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use compose_secrets::store::key_vault::{KeyVaultConfig, KeyVaultStore};
+use compose_secrets::testing::store::key_vault::{KeyVaultConfig, KeyVaultStore};
 
 use crate::support::emulator::Emulator;
 
