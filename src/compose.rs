@@ -486,4 +486,4 @@ pub fn lexical_normalize(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

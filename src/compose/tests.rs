@@ -3,7 +3,8 @@
 
 use super::*;
 
-fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
+/// `files` written into a new directory, loaded as the project `unit`.
+pub(crate) fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
     let dir = tempfile::tempdir().unwrap();
     for (rel, text) in files {
         let path = dir.path().join(rel);

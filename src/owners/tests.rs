@@ -1,5 +1,4 @@
 use super::*;
-use crate::compose::ProjectOptions;
 use crate::deploy::memory::MemoryEngine;
 
 /// The running user's ids: the owners these tests expect must be ones this process can give.
@@ -11,15 +10,7 @@ fn me() -> (u32, u32) {
 }
 
 fn project(compose: &str) -> (tempfile::TempDir, Project) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
-    let project = Project::load(&ProjectOptions {
-        cwd: dir.path().to_path_buf(),
-        project_name: Some("unit".into()),
-        ..ProjectOptions::default()
-    })
-    .unwrap();
-    (dir, project)
+    crate::compose::tests::project(&[("compose.yaml", compose)])
 }
 
 fn compose(user: &str, owner: &str) -> String {

@@ -140,23 +140,9 @@ mod tests {
 
     fn spec(every: Option<&str>, grace: Option<&str>) -> SecretSpec {
         SecretSpec {
-            name: "s".into(),
-            vault_name: "s".into(),
-            env_key: "S".into(),
-            generator: crate::generator::Generator::default(),
-            source: crate::compose::SecretSource::File("s".into()),
-            owner_uid: None,
-            owner_gid: None,
-            owner_from: Default::default(),
-            mode: 0o400,
-            pinned_version: None,
-            rotation_hook: None,
-            hook_env: vec![],
             rotate_every: every.and_then(crate::clock::parse_duration),
             expiry_grace: grace.and_then(crate::clock::parse_duration),
-            certificate: None,
-            uses: vec![],
-            in_use: true,
+            ..super::super::tests::spec("s")
         }
     }
 

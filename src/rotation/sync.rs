@@ -85,7 +85,7 @@ pub async fn follow(
     // Only a service's health holds a version; a Docker or file failure is tried again.
     let hold = matches!(failure.innermost(), Error::Health { .. });
     if hold {
-        hold_version(run, &mut record, fetched, &failure);
+        hold_version(run, &mut record, fetched, &failure.to_string());
     }
     finish(run, held_or_undone(record, hold, left, failure))
 }
@@ -117,11 +117,11 @@ fn held_or_undone(
 
 /// Record the version as held in the state: the next `sync` leaves it alone until the store
 /// moves on or `--retry-held`.
-fn hold_version(
+pub(super) fn hold_version(
     run: &mut Run<'_>,
     record: &mut RotationRecord,
     fetched: &FetchedSecret,
-    failure: &Error,
+    reason: &str,
 ) {
     run.state.held.insert(
         record.secret.clone(),
@@ -133,7 +133,7 @@ fn hold_version(
                 checked_at: crate::clock::unix_now(),
             },
             held_at: crate::clock::unix_now(),
-            reason: failure.to_string(),
+            reason: reason.to_string(),
         },
     );
     let version = record.new_version.clone().unwrap_or_default();

@@ -211,18 +211,7 @@ impl Fixture {
     }
 
     pub(super) fn layout(&self) -> Layout {
-        let runtime = self.dir.path().join(".runtime");
-        Layout::plan(
-            &self.manifest,
-            &runtime,
-            &runtime.join("secrets"),
-            &Protected {
-                project: &self.manifest,
-                env_file: &self.dir.path().join(".env"),
-                template: &self.dir.path().join(".env.demo"),
-            },
-        )
-        .unwrap()
+        demo_layout(self.dir.path(), &self.manifest)
     }
 
     pub(super) fn secrets_dir(&self) -> PathBuf {
@@ -631,9 +620,25 @@ fn ages() {
     }
 }
 
-#[test]
-fn older_than_keeps_old_and_never_rotated() {
-    let spec = |n: &str| SecretSpec {
+/// The layout of `manifest` in `dir`: `.runtime/secrets`, beside `.env` and `.env.demo`.
+pub(super) fn demo_layout(dir: &std::path::Path, manifest: &Project) -> Layout {
+    let runtime = dir.join(".runtime");
+    Layout::plan(
+        manifest,
+        &runtime,
+        &runtime.join("secrets"),
+        &Protected {
+            project: manifest,
+            env_file: &dir.join(".env"),
+            template: &dir.join(".env.demo"),
+        },
+    )
+    .unwrap()
+}
+
+/// A file secret named `n` with every option at its default.
+pub(super) fn spec(n: &str) -> SecretSpec {
+    SecretSpec {
         name: n.into(),
         vault_name: n.into(),
         env_key: n.to_uppercase(),
@@ -651,7 +656,11 @@ fn older_than_keeps_old_and_never_rotated() {
         certificate: None,
         uses: vec![],
         in_use: true,
-    };
+    }
+}
+
+#[test]
+fn older_than_keeps_old_and_never_rotated() {
     let (a, b, c) = (spec("a"), spec("b"), spec("c"));
     let rotated = BTreeMap::from([
         ("a".into(), Some(1000)),

@@ -7,11 +7,11 @@
 
 use super::apply::{apply, open_dir, Progress};
 use super::rollback::{restart_back, restore_local};
+use super::sync::hold_version;
 use super::{finish, record_intent, Previous, RotationRecord, Run, SecretPlan, ServiceTarget};
 use crate::audit::{Action, HealthResult, Outcome};
 use crate::error::Error;
 use crate::files::secret_dir::SecretDir;
-use crate::files::state::{HeldVersion, SecretState};
 use crate::store::FetchedSecret;
 
 /// Apply one version to every part in `parts` (plans with what the store answered for each),
@@ -201,37 +201,6 @@ fn outcome(record: RotationRecord, cause: Error, hold: bool, left: Vec<String>) 
     }
 }
 
-/// Record `fetched` as held for `record`'s secret: the next `sync` leaves it alone.
-fn hold_version(
-    run: &mut Run<'_>,
-    record: &mut RotationRecord,
-    fetched: &FetchedSecret,
-    reason: &str,
-) {
-    run.state.held.insert(
-        record.secret.clone(),
-        HeldVersion {
-            entry: SecretState {
-                version: fetched.info.version.clone(),
-                updated: fetched.info.updated,
-                fingerprint: fetched.value.fingerprint(),
-                checked_at: crate::clock::unix_now(),
-            },
-            held_at: crate::clock::unix_now(),
-            reason: reason.to_string(),
-        },
-    );
-    let version = record.new_version.clone().unwrap_or_default();
-    record.step(
-        "held",
-        format!(
-            "version {} stays in the store; this host keeps the previous one until the store \
-             moves on or `sync --retry-held`",
-            super::short(Some(&version))
-        ),
-    );
-}
-
 /// Every part back to its previous file and state, the restarted containers back onto them,
 /// and (for a failed health gate) the version held for every part.
 async fn roll_back_all(
@@ -307,9 +276,9 @@ mod tests {
     use super::*;
     use crate::audit::{AuditKey, AuditLog};
     use crate::compose::{Project, ProjectOptions};
-    use crate::files::layout::{Layout, Protected};
     use crate::files::runtime_dir::RuntimeDir;
     use crate::files::secret_dir::Owner;
+    use crate::files::state::SecretState;
     use crate::files::state::State;
     use crate::secret::SecretValue;
     use crate::store::memory::MemoryStore;
@@ -380,18 +349,7 @@ secrets:
         }
 
         fn plans(&self) -> Vec<SecretPlan> {
-            let runtime = self.dir.path().join(".runtime");
-            let layout = Layout::plan(
-                &self.manifest,
-                &runtime,
-                &runtime.join("secrets"),
-                &Protected {
-                    project: &self.manifest,
-                    env_file: &self.dir.path().join(".env"),
-                    template: &self.dir.path().join(".env.demo"),
-                },
-            )
-            .unwrap();
+            let layout = super::super::tests::demo_layout(self.dir.path(), &self.manifest);
             let specs: Vec<_> = ["tls-key", "tls-fullchain"]
                 .iter()
                 .map(|n| self.manifest.secret(n).unwrap())
