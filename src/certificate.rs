@@ -336,6 +336,37 @@ pub fn file_value(
     })
 }
 
+/// `fetched` (a part as `file_value` cut it), or for a `pfx` whose file already holds the
+/// same key, leaf and chain, the file's bytes: each PKCS#12 written draws new salts, so
+/// without this every `load` would rewrite the file and `sync` would see a change.
+pub fn keep_same_pfx(
+    spec: &crate::compose::SecretSpec,
+    key: &str,
+    fetched: crate::store::FetchedSecret,
+    on_disk: Option<&[u8]>,
+) -> crate::store::FetchedSecret {
+    let is_pfx = spec.certificate.is_some_and(|c| c.part == Part::Pfx);
+    let Some(bytes) = on_disk.filter(|_| is_pfx) else {
+        return fetched;
+    };
+    let same = match (
+        Bundle::from_pkcs12(key, bytes),
+        Bundle::from_pkcs12(key, fetched.value.expose_bytes()),
+    ) {
+        (Ok(old), Ok(new)) => {
+            *old.key == *new.key && old.leaf == new.leaf && old.chain == new.chain
+        }
+        _ => false,
+    };
+    if !same {
+        return fetched;
+    }
+    crate::store::FetchedSecret {
+        value: SecretValue::binary(bytes.to_vec()),
+        info: fetched.info,
+    }
+}
+
 /// Whether a file (`bytes`) holds what `fetched`, the store's current value, gives `spec`. A
 /// `pfx` is compared by what it holds: each one written draws new salts.
 pub fn file_matches(

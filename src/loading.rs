@@ -14,7 +14,7 @@ pub use swarm::sync_swarm;
 
 use std::collections::HashMap;
 
-pub use env_output::{open_env_output, parse_maps, write_env_output};
+pub use env_output::{open_env_output, parse_maps, write_env_output, EnvLine};
 
 use crate::compose::{Project, SecretSpec};
 use crate::error::{Error, Result};
@@ -231,7 +231,7 @@ async fn fetch_values(
                 ),
             )),
             Ok(f) => match crate::certificate::file_value(candidates[i].spec, &candidates[i].key, f) {
-                Ok(f) => values.push((i, f)),
+                Ok(f) => values.push((i, same_pfx(&existing, &candidates[i], f))),
                 Err(e) => problems.push(e),
             },
             Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
@@ -268,6 +268,21 @@ async fn fetch_values(
         )?;
     }
     Ok((values, outcome.listed))
+}
+
+/// A `pfx` part keeps its file's bytes when they hold the same certificate (see
+/// `certificate::keep_same_pfx`), so the state's fingerprint is the file's.
+fn same_pfx(existing: &OpenDirs, c: &Candidate<'_>, f: FetchedSecret) -> FetchedSecret {
+    if c.spec.certificate.is_none() {
+        return f;
+    }
+    let on_disk = existing.read(c.placement).ok().flatten();
+    crate::certificate::keep_same_pfx(
+        c.spec,
+        &c.key,
+        f,
+        on_disk.as_ref().map(|st| &st.contents[..]),
+    )
 }
 
 /// The directories a load creates (or would create).
@@ -537,22 +552,61 @@ pub async fn commit(
     after.write(runtime)
 }
 
-/// The `(store key, env key)` pairs `--env-output` fills: the `--map`s given, else every file
-/// secret in use.
-pub fn env_output_keys(
-    project: Option<&Project>,
+/// The lines `--env-output` fills: the `--map`s given, else every file secret in use. The
+/// parts of one certificate share a vault object and a `.env` key, so each gets a line named
+/// after its Compose secret (`TLS_CERT`) unless it sets its own `env-key`; a `pfx` (binary)
+/// cannot go in an env line and is refused, before any file is written.
+pub fn env_output_keys<'a>(
+    project: Option<&'a Project>,
     store: &dyn SecretStore,
     maps: Vec<(String, String)>,
-) -> Vec<(String, String)> {
+) -> Result<Vec<EnvLine<'a>>> {
     if !maps.is_empty() {
-        return maps;
+        return Ok(maps
+            .into_iter()
+            .map(|(store_key, env_key)| EnvLine {
+                store_key,
+                env_key,
+                part: None,
+            })
+            .collect());
     }
-    project
+    let mut lines: Vec<EnvLine<'a>> = Vec::new();
+    for s in project
         .iter()
         .flat_map(|p| p.secrets_in_use())
         .filter(|s| s.file_path().is_some())
-        .map(|s| (store.key_for(s), s.env_key.clone()))
-        .collect()
+    {
+        let env_key = match s.certificate {
+            None => s.env_key.clone(),
+            Some(c) if c.part == crate::certificate::Part::Pfx => {
+                return Err(Error::manifest(
+                    &s.name,
+                    format!(
+                        "is the `pfx` part of the certificate `{}`: PKCS#12 bytes cannot go in                          an env line; leave it out with `--map`s, or load it as a file only",
+                        s.vault_name
+                    ),
+                ))
+            }
+            Some(_) if s.env_key == crate::compose::names::default_env_key(&s.vault_name) => {
+                crate::compose::names::default_env_key(&s.name)
+            }
+            Some(_) => s.env_key.clone(),
+        };
+        if let Some(other) = lines.iter().find(|l| l.env_key == env_key) {
+            let first = other.part.map_or(other.store_key.as_str(), |p| &p.name);
+            return Err(Error::manifest(
+                &s.name,
+                format!("its env line `{env_key}` is also `{first}`'s; give one an `env-key`"),
+            ));
+        }
+        lines.push(EnvLine {
+            store_key: store.key_for(s),
+            env_key,
+            part: s.certificate.is_some().then_some(s),
+        });
+    }
+    Ok(lines)
 }
 
 /// Stray files (see `files::strays`): reported, and removed with `--prune` when they still

@@ -442,6 +442,12 @@ impl Compare<'_> {
         report: &mut Report,
     ) -> Verdict {
         let name = &c.spec.name;
+        let on_disk = c
+            .spec
+            .certificate
+            .and_then(|_| self.existing.read(c.placement).ok().flatten());
+        let on_disk = on_disk.as_ref().map(|st| &st.contents[..]);
+        let f = crate::certificate::keep_same_pfx(c.spec, &c.key, f, on_disk);
         let version = f
             .info
             .version

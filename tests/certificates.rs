@@ -541,6 +541,94 @@ fn demo_mode_generates_one_self_signed_certificate_for_every_part() {
 }
 
 #[test]
+fn a_second_load_leaves_a_pfx_that_holds_the_same_certificate_alone() {
+    let p = Project::empty();
+    p.write("compose.yaml", PARTS);
+    p.write(".env.demo", "");
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load"]).run().success();
+    let stamp = |rel: &str| {
+        let meta = std::fs::metadata(p.path(rel)).unwrap();
+        (p.inode(rel), meta.modified().unwrap(), p.read(rel))
+    };
+    let before = stamp(".runtime/secrets/tls-pfx");
+    let out = p.cmd(&["load", "--json"]).run().success();
+    let items = out.json()["items"].as_array().cloned().expect("items");
+    let pfx = items
+        .iter()
+        .find(|i| i["name"] == "tls-pfx")
+        .unwrap_or_else(|| panic!("a line for tls-pfx: {items:?}"));
+    assert_eq!(pfx["action"], "unchanged", "{pfx}");
+    assert!(
+        stamp(".runtime/secrets/tls-pfx") == before,
+        "the pfx is not rewritten (inode, mtime, bytes)"
+    );
+    let out = p.cmd(&["verify", "--json"]).run();
+    let json = out.json();
+    let drift = json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["category"] == "drift" && c["subject"] == "tls-pfx")
+        .cloned()
+        .expect("a drift line for tls-pfx");
+    assert_eq!(drift["status"], "pass", "{drift}");
+}
+
+/// The `KEY=` line's value in an env file `--env-output` wrote.
+fn env_line(text: &str, key: &str) -> String {
+    let raw = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("a {key}= line in {text}"));
+    raw.trim_matches('"').replace("\\n", "\n")
+}
+
+#[test]
+fn env_output_gives_each_part_of_one_certificate_its_own_line() {
+    let p = Project::empty();
+    let without_pfx = PARTS
+        .replace("tls-fullchain, tls-pfx]", "tls-fullchain]")
+        .replace(
+            "  tls-pfx:\n    file: ./.runtime/secrets/tls-pfx\n    \
+             x-compose-secrets: { vault-name: web-tls, certificate: pfx }\n",
+            "",
+        );
+    assert!(!without_pfx.contains("pfx"), "{without_pfx}");
+    p.write("compose.yaml", &without_pfx);
+    p.write(".env.demo", "");
+    p.cmd(&["ensure"]).run().success();
+    p.cmd(&["load", "--env-output", "out.env"]).run().success();
+    let text = p.read_string("out.env");
+    for (key, file) in [
+        ("TLS_KEY", "tls-key"),
+        ("TLS_CERT", "tls-cert"),
+        ("TLS_CHAIN", "tls-chain"),
+        ("TLS_FULLCHAIN", "tls-fullchain"),
+    ] {
+        let on_disk = p.read_string(&format!(".runtime/secrets/{file}"));
+        assert_eq!(env_line(&text, key), on_disk, "{key} holds the {file} part");
+    }
+    assert!(env_line(&text, "TLS_KEY").contains("PRIVATE KEY"));
+    assert!(!env_line(&text, "TLS_CERT").contains("PRIVATE KEY"));
+    // Loaded already, the parts are read again, cut the same way.
+    p.cmd(&["load", "--env-output", "out.env"]).run().success();
+    assert_eq!(p.read_string("out.env"), text, "unchanged");
+
+    // A pfx (binary) has no env line: refused before anything is written.
+    let q = Project::empty();
+    q.write("compose.yaml", PARTS);
+    q.write(".env.demo", "");
+    q.cmd(&["ensure"]).run().success();
+    q.cmd(&["load", "--env-output", "out.env"])
+        .run()
+        .code(2)
+        .stderr_has("tls-pfx")
+        .stderr_has("env line");
+    assert!(!q.exists(".runtime/secrets/tls-key") && !q.exists("out.env"));
+}
+
+#[test]
 fn verify_warns_ten_days_before_expiry_and_fails_once_expired() {
     let pki = Pki::new();
     let emulator = Emulator::start(&[]);

@@ -82,11 +82,8 @@ fn wait_for_subjects(port: u16, leaf_cn: &str) -> Vec<String> {
     }
 }
 
-#[test]
-fn nginx_serves_the_key_and_fullchain_and_a_renewal_through_sync() {
-    if !docker_available_or_skip("certificates_nginx::nginx_serves_the_key_and_fullchain") {
-        return;
-    }
+/// Build (or find) the nginx image; false, with a SKIPPED line, when no Debian mirror serves.
+fn nginx_image_or_skip() -> bool {
     let built = Command::new(repo_root().join("scripts/debian-image.sh"))
         .args([NGINX_IMAGE, "nginx-light,openssl"])
         .output()
@@ -98,7 +95,7 @@ fn nginx_serves_the_key_and_fullchain_and_a_renewal_through_sync() {
             "SKIPPED (no Debian mirror to build {NGINX_IMAGE}): certificates_nginx: {}",
             String::from_utf8_lossy(&built.stderr).trim()
         );
-        return;
+        return false;
     }
     assert!(
         built.status.success(),
@@ -106,16 +103,15 @@ fn nginx_serves_the_key_and_fullchain_and_a_renewal_through_sync() {
         String::from_utf8_lossy(&built.stderr)
     );
 
-    let pki = Pki::new();
-    let emulator = Emulator::start(&[]);
-    let first = pki.leaf_for_days("v1.app.test", 90);
-    sdk_set(
-        &emulator,
-        "web-tls",
-        "application/x-pem-file",
-        &pki.pem_bundle(&first),
-    );
+    true
+}
 
+/// The healthcheck of the first test: nginx completes a TLS handshake.
+const HEALTHY: &str = "openssl s_client -connect 127.0.0.1:8443 </dev/null >/dev/null 2>&1";
+
+/// A project whose nginx serves `tls-key` and `tls-fullchain` on a free loopback port,
+/// healthy while `health` (a shell line) succeeds in it; not started.
+fn nginx_stack(health: &str) -> (Stack, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -133,7 +129,7 @@ fn nginx_serves_the_key_and_fullchain_and_a_renewal_through_sync() {
     ports: ["127.0.0.1:{port}:8443"]
     volumes: ["./nginx.conf:/etc/nginx/tls.conf:ro"]
     healthcheck:
-      test: ["CMD", "sh", "-c", "openssl s_client -connect 127.0.0.1:8443 </dev/null >/dev/null 2>&1"]
+      test: ["CMD", "sh", "-c", "{health}"]
       interval: 500ms
       timeout: 2s
       retries: 20
@@ -152,6 +148,28 @@ secrets:
         p,
         name: format!("cscerts{}x{port}", std::process::id()),
     };
+    (stack, port)
+}
+
+#[test]
+fn nginx_serves_the_key_and_fullchain_and_a_renewal_through_sync() {
+    if !docker_available_or_skip("certificates_nginx::nginx_serves_the_key_and_fullchain") {
+        return;
+    }
+    if !nginx_image_or_skip() {
+        return;
+    }
+    let pki = Pki::new();
+    let emulator = Emulator::start(&[]);
+    let first = pki.leaf_for_days("v1.app.test", 90);
+    sdk_set(
+        &emulator,
+        "web-tls",
+        "application/x-pem-file",
+        &pki.pem_bundle(&first),
+    );
+
+    let (stack, port) = nginx_stack(HEALTHY);
     let run =
         |args: &[&str]| kv(&stack.p, &emulator, args).env("COMPOSE_PROJECT_NAME", &stack.name);
     run(&["load"]).run().success();
@@ -195,4 +213,88 @@ secrets:
     let subjects = served_subjects(port);
     assert!(subjects[0].contains("v2.app.test"), "{subjects:?}");
     assert!(subjects[1].contains("Test Intermediate CA"), "{subjects:?}");
+}
+
+/// Healthy only while nginx serves the first leaf: a renewal it "rejects".
+const SERVES_V1: &str = "openssl s_client -connect 127.0.0.1:8443 </dev/null 2>/dev/null \
+                         | openssl x509 -noout -subject | grep -q v1.app.test";
+
+#[test]
+fn a_renewal_that_fails_nginx_health_gate_is_rolled_back_in_every_part() {
+    if !docker_available_or_skip("certificates_nginx::a_renewal_that_fails_nginx_health_gate") {
+        return;
+    }
+    if !nginx_image_or_skip() {
+        return;
+    }
+    let pki = Pki::new();
+    let emulator = Emulator::start(&[]);
+    let pem = "application/x-pem-file";
+    sdk_set(
+        &emulator,
+        "web-tls",
+        pem,
+        &pki.pem_bundle(&pki.leaf_for_days("v1.app.test", 90)),
+    );
+    let (stack, port) = nginx_stack(SERVES_V1);
+    let run =
+        |args: &[&str]| kv(&stack.p, &emulator, args).env("COMPOSE_PROJECT_NAME", &stack.name);
+    run(&["load"]).run().success();
+    let up = compose_command()
+        .args([
+            "-p",
+            &stack.name,
+            "-f",
+            "compose.yaml",
+            "up",
+            "-d",
+            "--wait",
+        ])
+        .current_dir(stack.p.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    wait_for_subjects(port, "v1.app.test");
+    let files = |p: &Project| {
+        ["tls-key", "tls-fullchain"].map(|f| p.read(&format!(".runtime/secrets/{f}")))
+    };
+    let before = files(&stack.p);
+
+    sdk_set(
+        &emulator,
+        "web-tls",
+        pem,
+        &pki.pem_bundle(&pki.leaf_for_days("v2.app.test", 90)),
+    );
+    let out = run(&["sync", "--json"]).run().code(6);
+    assert_eq!(
+        files(&stack.p),
+        before,
+        "every part restored: {}",
+        out.stderr
+    );
+    let subjects = served_subjects(port);
+    assert!(
+        subjects[0].contains("v1.app.test"),
+        "the old leaf: {subjects:?}"
+    );
+
+    // The renewed version is held: the next sync applies nothing and restarts nothing.
+    let out = run(&["sync", "--json"]).run();
+    let json = out.json();
+    for part in ["tls-key", "tls-fullchain"] {
+        assert!(
+            json["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .any(|i| i["name"] == part && i["action"] == "held"),
+            "{part} held: {json}"
+        );
+    }
+    assert_eq!(files(&stack.p), before);
 }

@@ -1,7 +1,6 @@
 //! `load --env-output FILE [--map VAULT=KEY]...`: the `get_secrets.sh` pattern. Values go into
 //! an env file's `KEY=` lines, atomically, keeping every other line and the file's mode.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::dotenv::DotEnv;
@@ -16,6 +15,14 @@ pub struct EnvOutput {
     pub path: PathBuf,
     env: DotEnv,
     mode: u32,
+}
+
+/// One `KEY=` line `--env-output` fills: from the store key's value, or for a certificate
+/// part (`part`) from that part of the bundle.
+pub struct EnvLine<'a> {
+    pub store_key: String,
+    pub env_key: String,
+    pub part: Option<&'a crate::compose::SecretSpec>,
 }
 
 pub fn parse_maps(maps: &[String]) -> Result<Vec<(String, String)>> {
@@ -58,13 +65,14 @@ pub fn open_env_output(cwd: &Path, output: &Path) -> Result<EnvOutput> {
     Ok(EnvOutput { path, env, mode })
 }
 
-/// Set each wanted `ENV_KEY=` line from the value of its store key, fetching only what this
-/// run did not fetch already; write the file once, atomically, keeping every other line.
+/// Set each wanted `ENV_KEY=` line from the value of its store key (a certificate part: its
+/// part), fetching only what this run did not fetch already; write the file once,
+/// atomically, keeping every other line.
 pub async fn write_env_output(
     store: &dyn SecretStore,
     output: EnvOutput,
-    wanted: &[(String, String)],
-    already: &HashMap<String, SecretValue>,
+    wanted: &[EnvLine<'_>],
+    already: &super::Loaded,
     dry_run: bool,
     shown_from: &Path,
     report: &mut Report,
@@ -77,17 +85,14 @@ pub async fn write_env_output(
     } = output;
     let mut missing = Vec::new();
     let mut changed = false;
-    for (store_key, env_key) in wanted {
-        let value = match already.get(store_key) {
-            Some(v) => v.clone(),
-            None => match store.get_latest(store_key).await {
-                Ok(f) if !f.value.is_empty() => f.value,
-                Ok(_) | Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {
-                    missing.push(store_key.clone());
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
+    for line in wanted {
+        let (store_key, env_key) = (&line.store_key, &line.env_key);
+        let value = match value_of(store, line, already).await? {
+            Some(v) => v,
+            None => {
+                missing.push(store_key.clone());
+                continue;
+            }
         };
         let same = env.get(env_key).is_some_and(|v| v == &value);
         if !same {
@@ -105,7 +110,8 @@ pub async fn write_env_output(
         } else {
             format!("as {env_key} in {shown}")
         };
-        report.push(ReportItem::new(store_key, action).with_detail(detail));
+        let subject = line.part.map_or(store_key.as_str(), |s| &s.name);
+        report.push(ReportItem::new(subject, action).with_detail(detail));
     }
     if !missing.is_empty() {
         return Err(Error::MissingSecrets {
@@ -117,4 +123,31 @@ pub async fn write_env_output(
         write_file_atomic(&path, env.render().as_bytes(), mode)?;
     }
     Ok(())
+}
+
+/// A line's value: fetched this run (a part by its Compose secret, since the parts of one
+/// vault object differ), else read now; `None` when the store has none.
+async fn value_of(
+    store: &dyn SecretStore,
+    line: &EnvLine<'_>,
+    already: &super::Loaded,
+) -> Result<Option<SecretValue>> {
+    let fetched_now = match line.part {
+        Some(spec) => already.by_secret.get(&spec.name),
+        None => already.values.get(&line.store_key),
+    };
+    if let Some(v) = fetched_now {
+        return Ok(Some(v.clone()));
+    }
+    match store.get_latest(&line.store_key).await {
+        Ok(f) if f.value.is_empty() => Ok(None),
+        Ok(f) => match line.part {
+            Some(spec) => Ok(Some(
+                crate::certificate::file_value(spec, &line.store_key, f)?.value,
+            )),
+            None => Ok(Some(f.value)),
+        },
+        Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -47,6 +47,10 @@ pub async fn run(
         .env_output
         .map(|o| loading::open_env_output(site.shown_from, o))
         .transpose()?;
+    let wanted = match env_output {
+        Some(_) => loading::env_output_keys(project.map(|(p, _)| p), store, options.maps)?,
+        None => Vec::new(),
+    };
     // Whether the stack runs on a swarm is asked of Docker while the vault is being read.
     let swarm_probe = project.filter(|_| !options.dry_run).map(|(p, _)| {
         let (target, stack) = (site.target, p.name.clone());
@@ -68,10 +72,8 @@ pub async fn run(
         None => Loaded::default(),
     };
     if let Some(output) = env_output {
-        let wanted = loading::env_output_keys(project.map(|(p, _)| p), store, options.maps);
         let (dry_run, cwd) = (options.dry_run, site.shown_from);
-        let values = &loaded.values;
-        loading::write_env_output(store, output, &wanted, values, dry_run, cwd, &mut report)
+        loading::write_env_output(store, output, &wanted, &loaded, dry_run, cwd, &mut report)
             .await?;
     }
     site.reporter.print(&report);
