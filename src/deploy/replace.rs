@@ -112,6 +112,9 @@ pub fn replica_identity(
     (name, labels)
 }
 
+/// How long the old container keeps serving after the replica joined the service's aliases.
+const JOIN_SETTLE: Duration = Duration::from_secs(2);
+
 /// What gates a new container: readiness, then (when the service has one) its HTTP check at
 /// the address `health_url` gives for it.
 pub struct Gate<'a> {
@@ -181,11 +184,16 @@ async fn start_and_gate(
         monitor(engine, id, strategy.monitor).await?;
     }
     engine.join_like(old, id).await?;
-    // Joining again gave it new addresses: the check answers there before the old one goes.
+    // Joining again made a new endpoint: the check answers there before the old one goes.
     let joined = engine.inspect(id).await?;
     if let Some(url) = (gate.health_url)(&joined) {
         super::health::wait_http_healthy(&url, gate.health_timeout).await?;
     }
+    // The host reaches the new endpoint at once, its peers not: a proxy's connects to it timed
+    // out for up to ~1 s after the join (measured, BENCHMARKS.md). While the old container
+    // still answers, a proxy that retries sends those requests there; stopped at once, the
+    // old one's address timed out too and the client got a 502.
+    tokio::time::sleep(JOIN_SETTLE).await;
     Ok(joined)
 }
 
