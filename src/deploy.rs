@@ -70,6 +70,12 @@ pub trait ContainerEngine: Send + Sync {
 
     async fn start(&self, id: &str) -> Result<()>;
 
+    /// A local image's ID (its content digest, `sha256:…`): a rebuilt image has a new one. A
+    /// missing image is an error ([`DockerFailure::Refused`] 404); nothing is pulled.
+    ///
+    /// [`DockerFailure::Refused`]: crate::error::DockerFailure::Refused
+    async fn image_id(&self, image: &str) -> Result<String>;
+
     /// Files of a local image, without running it: each of `paths`' contents (`None` where
     /// the image has no such file), at most `limit` bytes each. A missing image is an error
     /// ([`DockerFailure::Refused`] 404); nothing is pulled.

@@ -3,9 +3,13 @@
 //! /etc/passwd and /etc/group through the engine without running the image.
 //!
 //! Only secrets with no `x-compose-secrets.owner` whose readers include a named user need it;
-//! numeric users never cause a Docker call.
+//! numeric users never cause a Docker call. An image already read (same image ID) is not
+//! read again: its ids come from [`Cache`], at the cost of one inspect call.
 
+mod cache;
 mod passwd;
+
+pub use cache::Cache;
 
 use std::collections::BTreeMap;
 
@@ -24,32 +28,38 @@ struct Lookup {
 
 /// `project` with the owners its named users give, looked up through the local Docker engine;
 /// an error (naming service, image and user) when one cannot be, before anything is written.
-pub async fn resolved(mut project: Project) -> Result<Project> {
+/// What was looked up goes into `cache`, for the caller to save once its run succeeded.
+pub async fn resolved(mut project: Project, cache: &mut Cache) -> Result<Project> {
     let lookups = lookups(&project);
     if lookups.is_empty() {
         return Ok(project);
     }
     let engine = DockerEngine::connect().map_err(|e| lookup_error(&lookups[0], e))?;
-    Error::all(apply(&mut project, &engine).await)?;
+    Error::all(apply(&mut project, &engine, cache).await)?;
     Ok(project)
 }
 
 /// For `verify`: the owners filled in where they can be, and each failed lookup as an error
-/// to report (verify keeps going).
-pub async fn resolve_for_verify(project: &mut Project) -> Vec<Error> {
+/// to report (verify keeps going). It reads `cache` and never saves it.
+pub async fn resolve_for_verify(project: &mut Project, cache: &mut Cache) -> Vec<Error> {
     let lookups = lookups(project);
     if lookups.is_empty() {
         return Vec::new();
     }
     match DockerEngine::connect() {
-        Ok(engine) => apply(project, &engine).await,
+        Ok(engine) => apply(project, &engine, cache).await,
         Err(e) => vec![lookup_error(&lookups[0], e)],
     }
 }
 
-/// Look every named user up (each image read once) and set the owners they give; the errors
-/// of the lookups that failed, whose secrets are left as they were.
-pub async fn apply(project: &mut Project, engine: &dyn ContainerEngine) -> Vec<Error> {
+/// Look every named user up (each image read once, and not at all when `cache` knows its ID)
+/// and set the owners they give; the errors of the lookups that failed, whose secrets are left
+/// as they were.
+pub async fn apply(
+    project: &mut Project,
+    engine: &dyn ContainerEngine,
+    cache: &mut Cache,
+) -> Vec<Error> {
     let lookups = lookups(project);
     let mut named: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     let mut problems = Vec::new();
@@ -58,32 +68,19 @@ pub async fn apply(project: &mut Project, engine: &dyn ContainerEngine) -> Vec<E
     images.dedup();
     for image in images {
         let users: Vec<&Lookup> = lookups.iter().filter(|l| l.image == image).collect();
-        let read = match engine
-            .image_files(
-                image,
-                &["/etc/passwd", "/etc/group"],
-                passwd::MAX_FILE_BYTES,
-            )
-            .await
-        {
-            Ok(read) => read,
-            Err(e) => {
-                // One error for the image, naming the first service that needs it.
-                problems.push(lookup_error(users[0], e));
-                continue;
-            }
-        };
-        let (passwd, group) = match read.as_slice() {
-            [passwd, group] => (passwd.as_deref(), group.as_deref()),
-            _ => (None, None),
-        };
-        for l in users {
-            match passwd::resolve(&l.user, passwd, group) {
-                Ok(ids) => {
-                    named.insert(l.service.clone(), ids);
+        match of_image(engine, cache, image, &users).await {
+            Ok(found) => {
+                for (l, ids) in users.iter().zip(found) {
+                    match ids {
+                        Ok(ids) => {
+                            named.insert(l.service.clone(), ids);
+                        }
+                        Err(message) => problems.push(lookup_error(l, Error::Usage(message))),
+                    }
                 }
-                Err(message) => problems.push(lookup_error(l, Error::Usage(message))),
             }
+            // One error for the image, naming the first service that needs it.
+            Err(e) => problems.push(lookup_error(users[0], e)),
         }
     }
     let services = project.services.clone();
@@ -112,6 +109,39 @@ pub async fn apply(project: &mut Project, engine: &dyn ContainerEngine) -> Vec<E
         };
     }
     problems
+}
+
+/// The ids of each of `users` (all of `image`), or why the image tells none: from `cache`
+/// when it knows them all for the image's ID, else from the image's files, read through the
+/// engine by that ID (so a rebuild between the two calls is not filed under the old one).
+async fn of_image(
+    engine: &dyn ContainerEngine,
+    cache: &mut Cache,
+    image: &str,
+    users: &[&Lookup],
+) -> Result<Vec<std::result::Result<(u32, u32), String>>> {
+    let id = engine.image_id(image).await?;
+    let cached: Option<Vec<_>> = users.iter().map(|l| cache.get(&id, &l.user)).collect();
+    if let Some(cached) = cached {
+        return Ok(cached.into_iter().map(Ok).collect());
+    }
+    let read = engine
+        .image_files(&id, &["/etc/passwd", "/etc/group"], passwd::MAX_FILE_BYTES)
+        .await?;
+    let (passwd, group) = match read.as_slice() {
+        [passwd, group] => (passwd.as_deref(), group.as_deref()),
+        _ => (None, None),
+    };
+    let found: Vec<_> = users
+        .iter()
+        .map(|l| passwd::resolve(&l.user, passwd, group))
+        .collect();
+    for (l, ids) in users.iter().zip(&found) {
+        if let Ok(ids) = ids {
+            cache.put(&id, &l.user, *ids);
+        }
+    }
+    Ok(found)
 }
 
 /// The named users whose ids decide a file's owner: enabled services mounting an in-use file

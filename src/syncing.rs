@@ -101,10 +101,15 @@ pub async fn step(
     request: &SyncRequest,
 ) -> Result<StepOutcome> {
     let (project, layout) = (parts.project)()?;
-    let project = crate::owners::resolved(project).await?;
+    let mut owners = crate::owners::Cache::open(parts.site.runtime_dir);
+    let project = crate::owners::resolved(project, &mut owners).await?;
     let specs: Vec<&SecretSpec> = project.secrets_in_use().collect();
     parts.naming.check_keys(&specs)?;
     let txn = Transaction::open(parts.site, request.dry_run).await?;
+    // Saved under the lock, once the runtime directory is there; a dry run writes nothing.
+    if !request.dry_run {
+        owners.save();
+    }
     match &session.store {
         Some(store) => store.reload().await?,
         None => session.store = Some((parts.open_store)()?),

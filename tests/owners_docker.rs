@@ -24,12 +24,17 @@ fn image_exists(image: &str) -> bool {
 
 /// Built with `docker import` of a tar made here, once (cached by tag).
 fn scratch_image() -> &'static str {
-    if image_exists(SCRATCH) {
-        return SCRATCH;
+    if !image_exists(SCRATCH) {
+        import_scratch(SCRATCH, PASSWD);
     }
+    SCRATCH
+}
+
+/// `docker import` of a tar holding `passwd` and [`GROUP`], tagged `tag`; its image ID.
+fn import_scratch(tag: &str, passwd: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("etc")).unwrap();
-    std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
+    std::fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
     std::fs::write(dir.path().join("etc/group"), GROUP).unwrap();
     let tar = Command::new("tar")
         .args(["-C", dir.path().to_str().unwrap(), "-cf", "-", "etc"])
@@ -37,14 +42,40 @@ fn scratch_image() -> &'static str {
         .expect("tar");
     assert!(tar.status.success(), "tar failed");
     let mut import = Command::new("docker")
-        .args(["import", "-", SCRATCH])
+        .args(["import", "-", tag])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("docker import");
     import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
-    assert!(import.wait().unwrap().success(), "docker import failed");
-    SCRATCH
+    let out = import.wait_with_output().unwrap();
+    assert!(out.status.success(), "docker import failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Now, as `docker events --since/--until` take it.
+fn now() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
+}
+
+/// How many lookup containers (label `io.compose-secrets.purpose`) the engine created of
+/// image `id` between `since` and `until`; other tests' lookups (of other images) not counted.
+fn lookups_created(id: &str, since: &str, until: &str) -> usize {
+    let out = Command::new("docker")
+        .args(["events", "--since", since, "--until", until])
+        .args(["--filter", "type=container", "--filter", "event=create"])
+        .args(["--filter", "label=io.compose-secrets.purpose"])
+        .args(["--format", "{{.Actor.Attributes.image}}"])
+        .output()
+        .expect("docker events");
+    assert!(out.status.success(), "docker events failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|image| *image == id)
+        .count()
 }
 
 /// Containers of `image` left behind (the lookup removes the one it creates).
@@ -276,4 +307,91 @@ fn www_data_of_a_real_debian_nginx_image_is_33() {
         assert_eq!(p.owner(".runtime/secrets/tls-key"), (33, 33));
     }
     assert_eq!(containers_of(NGINX), "");
+}
+
+/// With the cache warm, `load`, `rotate` and `sync` create no container: the image is only
+/// inspected. The same tag rebuilt (a new image ID) with another uid is read again, and its
+/// uid is the file's owner.
+#[test]
+fn a_known_image_is_not_read_again_and_a_rebuilt_one_is() {
+    let test = "owners_docker::a_known_image_is_not_read_again_and_a_rebuilt_one_is";
+    if !docker_available_or_skip(test) {
+        return;
+    }
+    let tag = format!("compose-secrets-test/owners-cache:{}", std::process::id());
+    let first = import_scratch(&tag, PASSWD);
+    let p = Project::empty();
+    p.write("compose.yaml", compose(&tag, &[("app", "a")]));
+    p.write(".env", "A=aaaaaaaa\n");
+    let t0 = now();
+    p.cmd(&["load"]).run().success();
+    let t1 = now();
+    assert_eq!(
+        lookups_created(&first, &t0, &t1),
+        1,
+        "a cold cache reads the image"
+    );
+    let cache = p.read_string(".runtime/owners.json");
+    assert!(cache.contains(&first) && cache.contains("4242"), "{cache}");
+    assert!(!cache.contains("/bin/false"), "ids only: {cache}");
+
+    p.cmd(&["load"]).run().success();
+    p.cmd(&["rotate", "a", "--no-restart"]).run().success();
+    p.write(".env", "A=changed-by-hand-0123\n");
+    p.cmd(&["sync"]).run().success();
+    p.cmd(&["verify"]).run();
+    let t2 = now();
+    assert_eq!(
+        lookups_created(&first, &t1, &t2),
+        0,
+        "a warm cache reads nothing"
+    );
+    assert_eq!(p.read_string(".runtime/secrets/a"), "changed-by-hand-0123");
+    assert_eq!(p.mode(".runtime/secrets/a"), 0o400);
+    if is_root() {
+        assert_eq!(p.owner(".runtime/secrets/a"), (4242, 4343));
+    }
+
+    // Rebuilt: `app` is now 4545.
+    let second = import_scratch(&tag, &PASSWD.replace("4242", "4545"));
+    assert_ne!(first, second);
+    p.cmd(&["rotate", "a", "--no-restart"]).run().success();
+    let t3 = now();
+    assert_eq!(
+        lookups_created(&second, &t2, &t3),
+        1,
+        "a rebuilt image is read again"
+    );
+    if is_root() {
+        assert_eq!(p.owner(".runtime/secrets/a"), (4545, 4343));
+    }
+    let cache = p.read_string(".runtime/owners.json");
+    assert!(
+        cache.contains(&second) && !cache.contains(&first),
+        "{cache}"
+    );
+    assert_eq!(containers_of(&tag), "", "the lookup's container is removed");
+    let _ = Command::new("docker")
+        .args(["rmi", "--force", &tag, &first, &second])
+        .output();
+}
+
+/// `verify` and `--dry-run` use the cache and never write it.
+#[test]
+fn a_read_only_run_writes_no_cache() {
+    if !docker_available_or_skip("owners_docker::a_read_only_run_writes_no_cache") {
+        return;
+    }
+    let image = scratch_image();
+    let p = Project::empty();
+    p.write("compose.yaml", compose(image, &[("app", "a")]));
+    p.write(".env", "A=aaaaaaaa\n");
+    p.cmd(&["load", "--dry-run"]).run().success();
+    p.cmd(&["verify"]).run();
+    assert!(!p.exists(".runtime/owners.json"));
+    p.cmd(&["load"]).run().success();
+    let before = p.snapshot();
+    p.cmd(&["rotate", "a", "--dry-run"]).run().success();
+    p.cmd(&["verify"]).run();
+    crate::harness::assert_same_files(&before, &p.snapshot());
 }

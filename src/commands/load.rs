@@ -34,10 +34,11 @@ fn before_ensure(ctx: &Context, error: Error) -> Error {
 
 async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
     let maps = loading::parse_maps(&opts.maps)?;
+    let mut owners = crate::owners::Cache::open(&ctx.runtime_dir);
     let project = if !maps.is_empty() && !ctx.has_project() {
         None
     } else {
-        Some(crate::owners::resolved(ctx.project()?).await?)
+        Some(crate::owners::resolved(ctx.project()?, &mut owners).await?)
     };
     let layout = project.as_ref().map(|p| ctx.layout(p)).transpose()?;
     if let Some(project) = &project {
@@ -53,5 +54,9 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         maps,
     };
     let parts = project.as_ref().zip(layout.as_ref());
-    load::run(ctx.site(), parts, || ctx.store(), options).await
+    let code = load::run(ctx.site(), parts, || ctx.store(), options).await?;
+    if code == 0 && !opts.dry_run {
+        owners.save();
+    }
+    Ok(code)
 }

@@ -10,7 +10,8 @@ use crate::rotation::Selection;
 use crate::transaction::rotate::{self, RotateRequest};
 
 pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
-    let project = crate::owners::resolved(ctx.project()?).await?;
+    let mut owners = crate::owners::Cache::open(&ctx.runtime_dir);
+    let project = crate::owners::resolved(ctx.project()?, &mut owners).await?;
     let layout = ctx.layout(&project)?;
     let chosen = Selection {
         names: &opts.names,
@@ -29,13 +30,10 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         hook_timeout: ctx.settings.hook_timeout()?,
         yes: opts.yes,
     };
-    rotate::run(
-        ctx.site(),
-        &project,
-        &layout,
-        chosen,
-        || ctx.store(),
-        &request,
-    )
-    .await
+    let site = ctx.site();
+    let code = rotate::run(site, &project, &layout, chosen, || ctx.store(), &request).await?;
+    if code == 0 && !opts.dry_run {
+        owners.save();
+    }
+    Ok(code)
 }

@@ -17,7 +17,8 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let mut f = Findings::relative_to(&ctx.cwd);
     // --no-docker leaves named users unresolved: their files get the named-user warning.
     if !opts.no_docker {
-        for e in crate::owners::resolve_for_verify(&mut project).await {
+        let mut owners = crate::owners::Cache::open(&ctx.runtime_dir);
+        for e in crate::owners::resolve_for_verify(&mut project, &mut owners).await {
             f.add(Status::Fail, "files", "owners", e.to_string());
         }
     }

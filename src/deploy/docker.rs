@@ -433,6 +433,28 @@ impl ContainerEngine for DockerEngine {
         }
     }
 
+    async fn image_id(&self, image: &str) -> Result<String> {
+        let client = self.negotiated().await?;
+        match client.inspect_image(image).await {
+            Ok(inspected) => inspected.id.ok_or_else(|| {
+                Error::docker(
+                    DockerFailure::Other,
+                    format!("image {image} has no ID ({})", self.endpoint),
+                )
+            }),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(Error::docker(
+                DockerFailure::Refused { status: 404 },
+                format!(
+                    "image {image} is not present locally ({}); nothing is pulled",
+                    self.endpoint
+                ),
+            )),
+            Err(e) => Err(self.error(&format!("inspect image {image}"), &e)),
+        }
+    }
+
     async fn image_files(
         &self,
         image: &str,

@@ -26,8 +26,12 @@ struct MemoryInner {
     fail_restart: Vec<String>,
     unhealthy_after_restart: Vec<String>,
     unreachable: bool,
-    /// Local images by name, each with its files by path.
+    /// Local images by ID, each with its files by path.
     images: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// Image names (tags) and the ID each points to: adding an image again is a rebuild.
+    tags: BTreeMap<String, String>,
+    /// Image IDs inspected, in order.
+    inspected: Vec<String>,
     /// Containers created to read an image's files (never started, always removed).
     image_reads: usize,
     /// Containers made by `create_like` report `unhealthy` once started.
@@ -109,13 +113,22 @@ impl MemoryEngine {
         self.lock().unreachable = unreachable;
     }
 
-    /// Make `image` present locally, holding `files` (path, contents).
+    /// Make `image` present locally, holding `files` (path, contents), under a new ID (as a
+    /// rebuild gives it).
     pub fn add_image(&self, image: &str, files: &[(&str, &[u8])]) {
         let files = files
             .iter()
             .map(|(p, c)| ((*p).to_string(), c.to_vec()))
             .collect();
-        self.lock().images.insert(image.to_string(), files);
+        let mut inner = self.lock();
+        let id = format!("sha256:memory-{}", inner.images.len());
+        inner.images.insert(id.clone(), files);
+        inner.tags.insert(image.to_string(), id);
+    }
+
+    /// How many times an image was inspected for its ID.
+    pub fn image_inspections(&self) -> usize {
+        self.lock().inspected.len()
     }
 
     /// How many times an image's files were read (one throwaway container each).
@@ -303,6 +316,19 @@ impl ContainerEngine for MemoryEngine {
         Ok(())
     }
 
+    async fn image_id(&self, image: &str) -> Result<String> {
+        let mut inner = self.lock();
+        Self::check_reachable(&inner)?;
+        let Some(id) = inner.tags.get(image).cloned() else {
+            return Err(Error::docker(
+                crate::error::DockerFailure::Refused { status: 404 },
+                format!("image {image} is not present locally"),
+            ));
+        };
+        inner.inspected.push(id.clone());
+        Ok(id)
+    }
+
     async fn image_files(
         &self,
         image: &str,
@@ -311,7 +337,8 @@ impl ContainerEngine for MemoryEngine {
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let mut inner = self.lock();
         Self::check_reachable(&inner)?;
-        let Some(files) = inner.images.get(image).cloned() else {
+        let id = inner.tags.get(image).map_or(image, String::as_str);
+        let Some(files) = inner.images.get(id).cloned() else {
             return Err(Error::docker(
                 crate::error::DockerFailure::Refused { status: 404 },
                 format!("image {image} is not present locally"),

@@ -47,7 +47,12 @@ async fn a_named_user_takes_its_ids_from_the_image() {
         let (_dir, mut p) = project(&compose(user, ""));
         assert_eq!(p.secrets[0].owner_from, OwnerFrom::Runner, "{user}");
         let engine = engine();
-        assert!(apply(&mut p, &engine).await.is_empty(), "{user}");
+        assert!(
+            apply(&mut p, &engine, &mut Cache::default())
+                .await
+                .is_empty(),
+            "{user}"
+        );
         let s = &p.secrets[0];
         assert_eq!((s.owner_uid, s.owner_gid), (Some(uid), Some(gid)), "{user}");
         assert_eq!(
@@ -79,7 +84,12 @@ async fn numeric_users_and_declared_owners_need_no_image() {
         let (_dir, mut p) = project(&compose(&user, &owner));
         let engine = MemoryEngine::new();
         engine.set_unreachable(true);
-        assert!(apply(&mut p, &engine).await.is_empty(), "{user}");
+        assert!(
+            apply(&mut p, &engine, &mut Cache::default())
+                .await
+                .is_empty(),
+            "{user}"
+        );
         assert_eq!(engine.image_reads(), 0);
         assert_eq!(p.secrets[0].owner_from, from);
         assert_eq!(
@@ -122,7 +132,7 @@ async fn a_missing_image_user_group_or_engine_is_an_error_naming_them() {
         let (_dir, mut p) = project(&text);
         let engine = engine();
         engine.set_unreachable(image == "unreachable");
-        let errors = apply(&mut p, &engine).await;
+        let errors = apply(&mut p, &engine, &mut Cache::default()).await;
         assert_eq!(errors.len(), 1, "{user} {image}");
         let message = errors[0].to_string();
         assert_eq!(errors[0].exit_code(), code, "{message}");
@@ -145,10 +155,107 @@ async fn a_built_service_is_looked_up_by_composes_image_name() {
     let text = compose("appuser", "").replace("image: local/db:1", "build: .");
     let (_dir, mut p) = project(&text);
     let engine = MemoryEngine::new();
-    let errors = apply(&mut p, &engine).await;
+    let errors = apply(&mut p, &engine, &mut Cache::default()).await;
     assert!(
         errors[0].to_string().contains("image unit-db "),
         "{}",
         errors[0]
     );
+}
+
+/// The compose file of `compose("appuser", "")` in `dir`, loaded again (a new run).
+fn reload(dir: &tempfile::TempDir) -> Project {
+    Project::load(&ProjectOptions {
+        cwd: dir.path().to_path_buf(),
+        project_name: Some("unit".into()),
+        ..ProjectOptions::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_known_image_is_inspected_not_read_and_a_rebuilt_one_is_read_again() {
+    let (uid, gid) = me();
+    let (dir, mut p) = project(&compose("appuser", ""));
+    let runtime = dir.path().join(".runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let engine = engine();
+    let mut cache = Cache::open(&runtime);
+    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    cache.save();
+    assert_eq!(engine.image_reads(), 1);
+    assert_eq!(
+        saved(&runtime),
+        serde_json::json!({"format": 1, "images": {"sha256:memory-0": {"appuser": [uid, gid]}}})
+    );
+
+    // A later run: one inspect, no container.
+    for _ in 0..3 {
+        let mut p = reload(&dir);
+        let mut cache = Cache::open(&runtime);
+        assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+        cache.save();
+        assert_eq!(
+            (p.secrets[0].owner_uid, p.secrets[0].owner_gid),
+            (Some(uid), Some(gid))
+        );
+        assert!(matches!(p.secrets[0].owner_from, OwnerFrom::Image { .. }));
+    }
+    assert_eq!(engine.image_reads(), 1, "a known image is not read again");
+    assert_eq!(engine.image_inspections(), 4);
+
+    // Rebuilt with another uid for the same user: a new ID, read again, its ids used and
+    // only its entry kept.
+    let passwd = b"appuser:x:4242:4343::/:/bin/sh\n";
+    engine.add_image(
+        "local/db:1",
+        &[("/etc/passwd", passwd), ("/etc/group", b"")],
+    );
+    let mut p = reload(&dir);
+    let mut cache = Cache::open(&runtime);
+    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    assert_eq!(engine.image_reads(), 2, "a rebuilt image is read again");
+    if nix::unistd::Uid::effective().is_root() {
+        assert_eq!(
+            (p.secrets[0].owner_uid, p.secrets[0].owner_gid),
+            (Some(4242), Some(4343))
+        );
+    } else {
+        // Not root: an owner this process cannot give leaves the file to the runner.
+        assert_eq!(p.secrets[0].owner_from, OwnerFrom::Runner);
+    }
+    cache.save();
+    assert_eq!(
+        saved(&runtime),
+        serde_json::json!({"format": 1, "images": {"sha256:memory-1": {"appuser": [4242, 4343]}}})
+    );
+}
+
+fn saved(runtime: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(runtime.join("owners.json")).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_read_only_run_uses_the_cache_and_writes_nothing() {
+    let (dir, mut p) = project(&compose("appuser", ""));
+    let runtime = dir.path().join(".runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let engine = engine();
+    // Not saved, as verify and --dry-run do: the next run reads the image again.
+    let mut cache = Cache::open(&runtime);
+    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    assert!(!runtime.join("owners.json").exists());
+    cache.save();
+    let mut p = reload(&dir);
+    let mut cache = Cache::open(&runtime);
+    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    assert_eq!(engine.image_reads(), 1, "the saved cache is used");
+
+    // A malformed cache is an empty one, not an error.
+    std::fs::write(runtime.join("owners.json"), "{not json").unwrap();
+    let mut p = reload(&dir);
+    assert!(apply(&mut p, &engine, &mut Cache::open(&runtime))
+        .await
+        .is_empty());
+    assert_eq!(engine.image_reads(), 2);
 }

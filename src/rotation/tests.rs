@@ -138,6 +138,12 @@ impl ContainerEngine for ScriptedEngine {
     async fn remove(&self, _id: &str) -> Result<()> {
         Ok(())
     }
+    async fn image_id(&self, image: &str) -> Result<String> {
+        Err(Error::Docker {
+            kind: crate::error::DockerFailure::Refused { status: 404 },
+            message: format!("image {image} is not present locally (scripted)"),
+        })
+    }
     async fn image_files(&self, image: &str, _: &[&str], _: usize) -> Result<Vec<Option<Vec<u8>>>> {
         Err(Error::Docker {
             kind: crate::error::DockerFailure::Refused { status: 404 },
