@@ -53,5 +53,11 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         maps,
     };
     let parts = project.as_ref().zip(layout.as_ref());
-    load::run(ctx.site(), parts, || ctx.store(), options).await
+    load::run(
+        ctx.site(),
+        parts,
+        |fingerprints| ctx.store(fingerprints),
+        options,
+    )
+    .await
 }

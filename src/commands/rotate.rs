@@ -34,7 +34,7 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         &project,
         &layout,
         chosen,
-        || ctx.store(),
+        |fingerprints| ctx.store(fingerprints),
         &request,
     )
     .await

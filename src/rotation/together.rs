@@ -31,7 +31,7 @@ pub async fn follow_together(
             .info
             .version
             .clone()
-            .or_else(|| Some(fetched.value.fingerprint()));
+            .or_else(|| Some(fetched.value.fingerprint(&run.fingerprints)));
         let one = open_dir(plan).and_then(|dir| {
             let file = dir.read(&plan.placement.file_name)?;
             Ok((dir, file))
@@ -214,7 +214,7 @@ fn hold_version(
             entry: SecretState {
                 version: fetched.info.version.clone(),
                 updated: fetched.info.updated,
-                fingerprint: fetched.value.fingerprint(),
+                fingerprint: fetched.value.fingerprint(&run.fingerprints),
                 checked_at: crate::clock::unix_now(),
             },
             held_at: crate::clock::unix_now(),
@@ -311,6 +311,7 @@ mod tests {
     use crate::files::runtime_dir::RuntimeDir;
     use crate::files::secret_dir::Owner;
     use crate::files::state::State;
+    use crate::secret::FingerprintKey;
     use crate::secret::SecretValue;
     use crate::store::memory::MemoryStore;
 
@@ -337,6 +338,7 @@ secrets:
         manifest: Project,
         store: MemoryStore,
         engine: ScriptedEngine,
+        fingerprints: FingerprintKey,
     }
 
     impl Parts {
@@ -353,6 +355,7 @@ secrets:
                 .unwrap()
                 .unwrap();
             let mut state = State::read(Some(&runtime), "memory").unwrap();
+            let fingerprints = FingerprintKey::random();
             for name in ["tls-key", "tls-fullchain"] {
                 let old = SecretValue::new(format!("{name}-old"));
                 secrets
@@ -363,7 +366,7 @@ secrets:
                     SecretState {
                         version: Some("v1".into()),
                         updated: None,
-                        fingerprint: old.fingerprint(),
+                        fingerprint: old.fingerprint(&fingerprints),
                         checked_at: 0,
                     },
                 );
@@ -376,6 +379,7 @@ secrets:
                 manifest,
                 store: MemoryStore::new(),
                 engine,
+                fingerprints,
             }
         }
 
@@ -426,6 +430,7 @@ secrets:
                 },
                 swarm: None,
                 runtime: &runtime,
+                fingerprints: self.fingerprints.clone(),
                 state: State::read(Some(&runtime), "memory").unwrap(),
                 audit: AuditLog::new(&runtime, key),
             };
