@@ -167,7 +167,7 @@ fn settle(
     let pushed = !intent
         .old_version
         .as_deref()
-        .is_some_and(|old| old.eq_ignore_ascii_case(&current));
+        .is_some_and(|old| old.eq_ignore_ascii_case(current));
     let dirs = OpenDirs::open(layout, true)?;
     state.record_created(&dirs.created);
     let on_disk = dirs.read(placement)?;
@@ -203,7 +203,7 @@ fn settle(
     } else {
         Resolution::Undone
     };
-    report_settled(spec, intent, &current, resolution, intact, report);
+    report_settled(spec, intent, current, resolution, intact, report);
     Ok(resolution)
 }
 
