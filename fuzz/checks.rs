@@ -135,7 +135,9 @@ pub fn manifest_promises(project: &Path, manifest: &Project) {
         }
     }
     let specs: Vec<&SecretSpec> = manifest.secrets.iter().collect();
-    let store = DotenvStore::open(&[project.join(".env.none")]).expect("an absent .env opens");
+    let key = compose_secrets::testing::secret::FingerprintKey::random();
+    let store =
+        DotenvStore::open(&[project.join(".env.none")], &key).expect("an absent .env opens");
     match store.naming().check_keys(&specs) {
         Ok(()) => {
             for s in specs.iter().filter(|s| !s.is_external()) {
@@ -488,7 +490,8 @@ pub fn dotenv_errors(data: &[u8], project: &Path) {
         assert_value_free("Compose's reading", &e.to_string());
         assert_value_free("Compose's reading --json", &e.to_json().to_string());
     }
-    if let Err(e) = DotenvStore::open(&[project.join(".env")]) {
+    let key = compose_secrets::testing::secret::FingerprintKey::random();
+    if let Err(e) = DotenvStore::open(&[project.join(".env")], &key) {
         assert_value_free("demo store", &e.to_string());
     }
 }

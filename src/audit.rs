@@ -41,7 +41,7 @@ pub use chain::verify_log;
 pub use chain::{
     canonical, compare_with_anchor, verify_chain, AnchorStatus, ChainReport, HeadStatus,
 };
-pub use key::{project_key, use_local_key_for_fingerprints, AuditKey, KeySource};
+pub use key::{fingerprint_key, project_key, AuditKey, KeySource};
 
 /// The secret whose value keys the chain when the project declares it.
 pub const SIGNING_KEY_SECRET: &str = "audit-log-signing-key";

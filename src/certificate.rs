@@ -375,7 +375,7 @@ pub fn file_matches(
     fetched: crate::store::FetchedSecret,
     bytes: &[u8],
 ) -> Result<bool> {
-    let same = |v: &SecretValue| v.fingerprint() == crate::secret::fingerprint_bytes(bytes);
+    let same = |v: &SecretValue| v.expose_bytes() == bytes;
     match spec.certificate {
         Some(CertificateUse {
             part: Part::Pfx, ..

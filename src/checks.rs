@@ -19,7 +19,7 @@ use crate::compose::{Project, SecretSpec};
 use crate::deploy::swarm::SwarmEngine;
 use crate::deploy::ContainerInfo;
 use crate::files::state::{SecretState, State};
-use crate::secret::{fingerprint_bytes, SecretValue};
+use crate::secret::{FingerprintKey, SecretValue};
 use crate::store::{SecretStore, VersionInfo};
 
 /// Secret values shorter than this are not searched for in env, labels and commands:

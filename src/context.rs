@@ -11,13 +11,13 @@ use crate::compose::{self, Discovered, Project, ProjectOptions};
 use crate::deploy::Target;
 use crate::error::Result;
 use crate::files::layout::{Layout, Protected};
-use crate::files::runtime_dir::RuntimeDir;
 use crate::output::Reporter;
+use crate::secret::FingerprintKey;
 use crate::settings::{Flags, Layers, Row, Settings, Source};
 use crate::store::dotenv::DotenvStore;
 use crate::store::key_vault::{KeyVaultConfig, KeyVaultStore};
 use crate::store::SecretStore;
-use crate::transaction::{Site, Writing};
+use crate::transaction::{Reading, Site, Writing};
 
 pub struct Context {
     /// The working directory, as the shell names it.
@@ -243,12 +243,12 @@ impl Context {
     }
 
     /// The store values come from: Key Vault when selected, else `.env`.
-    pub fn store(&self) -> Result<Box<dyn SecretStore>> {
+    pub fn store(&self, fingerprints: &FingerprintKey) -> Result<Box<dyn SecretStore>> {
         if self.use_keyvault()? {
             let config = KeyVaultConfig::from_lookup(&|k| self.lookup(k))?;
             Ok(Box::new(KeyVaultStore::new(config)?))
         } else {
-            Ok(Box::new(DotenvStore::open(&self.env_files)?))
+            Ok(Box::new(DotenvStore::open(&self.env_files, fingerprints)?))
         }
     }
 
@@ -270,7 +270,7 @@ impl Context {
     }
 
     /// Look at the runtime directory only (see [`crate::transaction::begin_reading`]).
-    pub fn begin_reading(&self) -> Result<Option<RuntimeDir>> {
+    pub fn begin_reading(&self) -> Result<Reading> {
         crate::transaction::begin_reading(&self.site())
     }
 

@@ -22,7 +22,7 @@ use crate::files::layout::{check_owners, Layout, OpenDirs, Placement};
 use crate::files::secret_dir::{FileState, Owner, SecretDir};
 use crate::files::state::{SecretState, State};
 use crate::output::{Report, ReportItem};
-use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::secret::{FingerprintKey, SecretValue, MAX_VALUE_BYTES};
 use crate::store::{FetchedSecret, SecretStore, VersionInfo};
 
 /// How a load runs.
@@ -35,6 +35,8 @@ pub struct LoadRequest {
     pub overwrite: bool,
     pub no_cache: bool,
     pub concurrency: usize,
+    /// The key files and values are fingerprinted with (the state's).
+    pub fingerprints: FingerprintKey,
 }
 
 /// Values fetched during this run, for reuse by `--env-output` and the swarm.
@@ -140,7 +142,7 @@ pub async fn load_files(
         let entry = SecretState {
             version: fetched.info.version.clone(),
             updated: updated.or(fetched.info.updated),
-            fingerprint: fetched.value.fingerprint(),
+            fingerprint: fetched.value.fingerprint(&request.fingerprints),
             checked_at: listed_at,
         };
         new_state.secrets.insert(c.spec.name.clone(), entry);
@@ -205,11 +207,9 @@ async fn fetch_values(
         !request.no_cache
             && state.secrets.get(&c.spec.name).is_some_and(|s| {
                 s.matches_listing(listed, c.spec.pinned_version.as_deref())
-                    && existing
-                        .read(c.placement)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|st| file_is_current(&st, c.spec, &s.fingerprint))
+                    && existing.read(c.placement).ok().flatten().is_some_and(|st| {
+                        file_is_current(&st, c.spec, &s.fingerprint, &request.fingerprints)
+                    })
             })
     };
     let concurrency = request.concurrency;
@@ -263,7 +263,10 @@ async fn fetch_values(
         Error::all(
             values
                 .iter()
-                .filter_map(|(i, f)| unmanaged_file(&existing, &candidates[*i], f, state, layout))
+                .filter_map(|(i, f)| {
+                    let key = &request.fingerprints;
+                    unmanaged_file(&existing, &candidates[*i], f, state, layout, key)
+                })
                 .collect(),
         )?;
     }
@@ -343,6 +346,7 @@ pub(crate) fn unmanaged_file(
     fetched: &FetchedSecret,
     state: &State,
     layout: &Layout,
+    key: &FingerprintKey,
 ) -> Option<Error> {
     let placement = candidate.placement;
     if placement.path.starts_with(&layout.runtime_dir) {
@@ -356,11 +360,11 @@ pub(crate) fn unmanaged_file(
         || contents
             .strip_suffix(b"\n")
             .is_some_and(|c| c == value || c.strip_suffix(b"\r") == Some(value));
-    let recorded = state.still_holds_written(&placement.path, contents)
+    let recorded = state.still_holds_written(&placement.path, contents, key)
         || state
             .secrets
             .get(&candidate.spec.name)
-            .is_some_and(|s| crate::secret::fingerprint_bytes(contents) == s.fingerprint);
+            .is_some_and(|s| key.fingerprint(contents) == s.fingerprint);
     let listed = if state.written.contains_key(&placement.path) {
         " (state.json lists it, but it no longer holds what compose-secrets recorded writing there: \
          edited since?)"
@@ -436,8 +440,13 @@ pub fn shown(placement: &Placement, from: &std::path::Path) -> String {
 }
 
 /// Whether the file on disk still is what the state recorded, with the declared mode and owner.
-pub(crate) fn file_is_current(st: &FileState, spec: &SecretSpec, fingerprint: &str) -> bool {
-    crate::secret::fingerprint_bytes(&st.contents) == fingerprint
+pub(crate) fn file_is_current(
+    st: &FileState,
+    spec: &SecretSpec,
+    fingerprint: &str,
+    key: &FingerprintKey,
+) -> bool {
+    key.fingerprint(&st.contents) == fingerprint
         && st.mode == spec.mode
         && spec.owner_uid.is_none_or(|u| u == st.uid)
         && spec.owner_gid.is_none_or(|g| g == st.gid)
@@ -618,7 +627,7 @@ fn strays(
     request: &LoadRequest,
     report: &mut Report,
 ) -> Result<()> {
-    let found = crate::files::strays::find(layout, state)?;
+    let found = crate::files::strays::find(layout, state, &request.fingerprints)?;
     let mut kept: Vec<std::path::PathBuf> = Vec::new();
     let shown = |path: &std::path::Path| {
         crate::output::shown_path(&path.display().to_string(), &request.shown_from)
@@ -627,7 +636,11 @@ fn strays(
         for ((name, fingerprint), path) in stray.names.iter().zip(stray.paths()) {
             let (action, detail) = match (request.prune, request.dry_run) {
                 (true, true) => ("would-prune", "no declared secret owns it now"),
-                (true, false) if stray.dir.remove_if_holds(name, fingerprint)? => {
+                (true, false)
+                    if stray
+                        .dir
+                        .remove_if_holds(name, fingerprint, &request.fingerprints)? =>
+                {
                     ("pruned", "no declared secret owns it now")
                 }
                 (true, false) => (

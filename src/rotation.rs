@@ -27,7 +27,7 @@ use crate::files::runtime_dir::RuntimeDir;
 use crate::files::secret_dir::{FileState, SecretDir};
 use crate::files::state::{SecretState, State};
 use crate::output::{short_version, ReportItem};
-use crate::secret::{SecretValue, MAX_VALUE_BYTES};
+use crate::secret::{FingerprintKey, SecretValue, MAX_VALUE_BYTES};
 use crate::store::{tags, NewVersion, SecretStore, VersionInfo};
 
 mod apply;
@@ -88,6 +88,8 @@ pub struct Run<'a> {
     /// Roll the new version out to a swarm stack instead of restarting Compose containers.
     pub swarm: Option<SwarmTarget<'a>>,
     pub runtime: &'a RuntimeDir,
+    /// The key this run's fingerprints are computed with (the state's and the audit log's).
+    pub fingerprints: FingerprintKey,
     pub state: State,
     pub audit: AuditLog<'a>,
 }

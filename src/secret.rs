@@ -46,44 +46,58 @@ impl SecretValue {
     }
 
     /// A short, one-way fingerprint used to compare values without printing them.
-    pub fn fingerprint(&self) -> String {
-        fingerprint_bytes(&self.0)
+    pub fn fingerprint(&self, key: &FingerprintKey) -> String {
+        key.fingerprint(&self.0)
     }
 }
 
 /// What every fingerprint starts with (a version id never does).
 pub const FINGERPRINT_PREFIX: &str = "hmac:";
 
-/// The key fingerprints are computed with: set once per run from the per-install key (see
-/// `audit::use_local_key_for_fingerprints`), else a random one, so a fingerprint never is a
-/// bare hash that a guess of the value could be checked against.
-static FINGERPRINT_KEY: std::sync::OnceLock<Zeroizing<Vec<u8>>> = std::sync::OnceLock::new();
+/// The key fingerprints are computed with: derived from the per-install key (see
+/// `audit::fingerprint_key`), else a random one, so a fingerprint never is a bare hash that a
+/// guess of the value could be checked against. A value, passed to whatever fingerprints: no
+/// fingerprint can be computed before the run has its key.
+#[derive(Clone)]
+pub struct FingerprintKey(Zeroizing<Vec<u8>>);
 
-/// Use `key` for this process's fingerprints; the first key set (or drawn) stays.
-pub fn set_fingerprint_key(key: &[u8]) {
-    let _ = FINGERPRINT_KEY.set(Zeroizing::new(key.to_vec()));
-}
+impl FingerprintKey {
+    /// A key from bytes already derived for fingerprints.
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        Self(bytes)
+    }
 
-fn fingerprint_key() -> &'static [u8] {
-    FINGERPRINT_KEY.get_or_init(|| {
+    /// A key drawn for this run only: its fingerprints match no file's or state's.
+    pub fn random() -> Self {
         let mut key = Zeroizing::new(vec![0u8; 32]);
         // Without OS randomness there is no value to protect either: generators fail first.
         let _ = rand::TryRngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut key);
-        key
-    })
+        Self(key)
+    }
+
+    /// Whether `other` is this key (fingerprints computed with either compare).
+    pub fn same_as(&self, other: &FingerprintKey) -> bool {
+        self.0 == other.0
+    }
+
+    /// Fingerprint of raw bytes, as [`SecretValue::fingerprint`] computes it: a keyed
+    /// HMAC-SHA256, cut to 8 bytes.
+    pub fn fingerprint(&self, bytes: &[u8]) -> String {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"compose-secrets fingerprint\0");
+        mac.update(bytes);
+        format!(
+            "{FINGERPRINT_PREFIX}{}",
+            hex::encode(&mac.finalize().into_bytes()[..8])
+        )
+    }
 }
 
-/// Fingerprint of raw bytes, as [`SecretValue::fingerprint`] computes it: a keyed HMAC-SHA256,
-/// cut to 8 bytes.
-pub fn fingerprint_bytes(bytes: &[u8]) -> String {
-    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(fingerprint_key())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(b"compose-secrets fingerprint\0");
-    mac.update(bytes);
-    format!(
-        "{FINGERPRINT_PREFIX}{}",
-        hex::encode(&mac.finalize().into_bytes()[..8])
-    )
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey([redacted])")
+    }
 }
 
 impl fmt::Debug for SecretValue {

@@ -22,7 +22,7 @@ use crate::files::state::State;
 use crate::loading::{self, Candidate};
 use crate::output::{short_version, Report, ReportItem};
 use crate::rotation::{self, Run, SecretPlan};
-use crate::secret::MAX_VALUE_BYTES;
+use crate::secret::{FingerprintKey, MAX_VALUE_BYTES};
 use crate::store::{FetchedSecret, Naming, SecretStore, VersionInfo};
 use crate::transaction::{close, run_settings, Site, TargetRequest, Transaction};
 
@@ -43,7 +43,9 @@ pub struct SyncRequest {
 /// Docker engine. Both are opened on first use.
 #[derive(Default)]
 pub struct Session {
-    store: Option<Box<dyn SecretStore>>,
+    /// The store, and the fingerprint key it was opened with (a step keyed otherwise, as the
+    /// first one to make the per-install key, opens it again).
+    store: Option<(FingerprintKey, Box<dyn SecretStore>)>,
     engine: Option<DockerEngine>,
 }
 
@@ -90,7 +92,7 @@ pub struct Parts<'a> {
     pub project: &'a dyn Fn() -> Result<(Project, Layout)>,
     /// How the store names secrets, known without opening it.
     pub naming: Naming,
-    pub open_store: &'a dyn Fn() -> Result<Box<dyn SecretStore>>,
+    pub open_store: &'a dyn Fn(&FingerprintKey) -> Result<Box<dyn SecretStore>>,
 }
 
 /// One reconciliation: everything in the store that this host does not run yet is applied.
@@ -111,10 +113,13 @@ pub async fn step(
         owners.save();
     }
     match &session.store {
-        Some(store) => store.reload().await?,
-        None => session.store = Some((parts.open_store)()?),
+        Some((key, store)) if key.same_as(&txn.fingerprints) => store.reload().await?,
+        _ => {
+            let store = (parts.open_store)(&txn.fingerprints)?;
+            session.store = Some((txn.fingerprints.clone(), store));
+        }
     }
-    let Some(store) = session.store.as_deref() else {
+    let Some(store) = session.store.as_ref().map(|(_, s)| s.as_ref()) else {
         unreachable!("the store was opened above")
     };
     let mut report = Report::new("sync", store.describe(), request.dry_run);
@@ -125,9 +130,9 @@ pub async fn step(
         shown_from: parts.site.shown_from,
     };
     let changes = find_changes(
-        &project,
-        &layout,
+        (&project, &layout),
         store,
+        &txn.fingerprints,
         &mut state,
         request.retry_held,
         display,
@@ -298,9 +303,9 @@ fn finished(mut report: Report, applied: Vec<Applied>, failure: Option<Error>) -
 /// loaded (or held) are confirmed in `state` without a change. Returns the changes, in
 /// declaration order. Reports `unchanged` and `held` lines.
 pub async fn find_changes(
-    project: &Project,
-    layout: &Layout,
+    (project, layout): (&Project, &Layout),
     store: &dyn SecretStore,
+    fingerprints: &FingerprintKey,
     state: &mut State,
     retry_held: bool,
     ctx: Display<'_>,
@@ -310,6 +315,7 @@ pub async fn find_changes(
         store,
         layout,
         existing: OpenDirs::open(layout, false)?,
+        fingerprints,
         shown_from: ctx.shown_from,
         listed_at: crate::clock::unix_now(),
         retry_held,
@@ -405,6 +411,7 @@ struct Compare<'a> {
     store: &'a dyn SecretStore,
     layout: &'a Layout,
     existing: OpenDirs,
+    fingerprints: &'a FingerprintKey,
     shown_from: &'a std::path::Path,
     listed_at: i64,
     retry_held: bool,
@@ -421,7 +428,7 @@ impl Compare<'_> {
             .read(c.placement)
             .ok()
             .flatten()
-            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint))
+            .is_some_and(|st| loading::file_is_current(&st, c.spec, fingerprint, self.fingerprints))
     }
 
     /// The listing alone settles it: what is loaded (file intact), or what is held.
@@ -457,7 +464,7 @@ impl Compare<'_> {
             .info
             .version
             .clone()
-            .unwrap_or_else(|| f.value.fingerprint());
+            .unwrap_or_else(|| f.value.fingerprint(self.fingerprints));
         if self.loaded_already(c, &f, &version, state, report) {
             release_hold(state, name, report);
             return Verdict::Settled;
@@ -474,7 +481,9 @@ impl Compare<'_> {
             }
         }
         if !state.secrets.contains_key(name) {
-            if let Some(e) = loading::unmanaged_file(&self.existing, c, &f, state, self.layout) {
+            let key = self.fingerprints;
+            if let Some(e) = loading::unmanaged_file(&self.existing, c, &f, state, self.layout, key)
+            {
                 return Verdict::Refused(e);
             }
         }
@@ -501,7 +510,7 @@ impl Compare<'_> {
         };
         let same = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case(version));
         if !same(loaded.version.as_deref())
-            && loaded.fingerprint == f.value.fingerprint()
+            && loaded.fingerprint == f.value.fingerprint(self.fingerprints)
             && self.file_current(c, &loaded.fingerprint)
         {
             loaded.version = f.info.version.clone();

@@ -58,7 +58,7 @@ pub mod memory_audit {
 }
 
 pub mod secret {
-    pub use crate::secret::{is_valid_env_key, SecretValue};
+    pub use crate::secret::{is_valid_env_key, FingerprintKey, SecretValue};
 }
 
 pub mod store {

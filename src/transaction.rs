@@ -22,6 +22,7 @@ use crate::files::runtime_dir::RuntimeDir;
 use crate::files::state::State;
 use crate::output::{Report, Reporter};
 use crate::rotation::{self, preflight, Run, SwarmTarget};
+use crate::secret::FingerprintKey;
 use crate::store::SecretStore;
 
 /// Docker's grace period for a container being restarted (as `docker restart`).
@@ -49,7 +50,16 @@ pub struct Site<'a> {
 /// A run that writes: the runtime directory it holds, and the run lock.
 pub struct Writing {
     pub runtime: RuntimeDir,
+    /// This run's fingerprint key, from the per-install key.
+    pub fingerprints: FingerprintKey,
     _lock: RunLock,
+}
+
+/// A run that only reads: the runtime directory if there is one, and the fingerprint key the
+/// writers used (a random one when there is no per-install key yet).
+pub struct Reading {
+    pub runtime: Option<RuntimeDir>,
+    pub fingerprints: FingerprintKey,
 }
 
 /// Start a run that writes: open (or create) the runtime directory and hold it, take the run
@@ -69,19 +79,23 @@ pub async fn begin_writing(site: &Site<'_>) -> Result<Writing> {
             crate::output::shown_path(&skipped.display().to_string(), site.shown_from)
         ));
     }
-    audit::use_local_key_for_fingerprints(Some(&runtime), true)?;
+    let fingerprints = audit::fingerprint_key(Some(&runtime), true)?;
     Ok(Writing {
         runtime,
+        fingerprints,
         _lock: lock,
     })
 }
 
 /// Start a run that only reads: the runtime directory if there is one (never created, no
 /// mode changed), and fingerprints keyed as the writers keyed them.
-pub fn begin_reading(site: &Site<'_>) -> Result<Option<RuntimeDir>> {
+pub fn begin_reading(site: &Site<'_>) -> Result<Reading> {
     let runtime = RuntimeDir::open(site.runtime_dir, false)?;
-    audit::use_local_key_for_fingerprints(runtime.as_ref(), false)?;
-    Ok(runtime)
+    let fingerprints = audit::fingerprint_key(runtime.as_ref(), false)?;
+    Ok(Reading {
+        runtime,
+        fingerprints,
+    })
 }
 
 /// Where the containers are: a swarm to roll out to, or Compose containers behind an engine.
@@ -108,6 +122,8 @@ pub struct Transaction<'a> {
     pub site: Site<'a>,
     pub writing: Option<Writing>,
     pub read_only: Option<RuntimeDir>,
+    /// The key every fingerprint of this run is computed with.
+    pub fingerprints: FingerprintKey,
 }
 
 impl<'a> Transaction<'a> {
@@ -118,14 +134,18 @@ impl<'a> Transaction<'a> {
             true => None,
             false => Some(begin_writing(&site).await?),
         };
-        let read_only = match &writing {
-            Some(_) => None,
-            None => begin_reading(&site)?,
+        let (read_only, fingerprints) = match &writing {
+            Some(w) => (None, w.fingerprints.clone()),
+            None => {
+                let reading = begin_reading(&site)?;
+                (reading.runtime, reading.fingerprints)
+            }
         };
         Ok(Transaction {
             site,
             writing,
             read_only,
+            fingerprints,
         })
     }
 
@@ -151,7 +171,8 @@ impl<'a> Transaction<'a> {
         report: &mut Report,
     ) -> Result<()> {
         if let Some(w) = &self.writing {
-            rotation::recover_intents(&w.runtime, project, layout, store, report).await?;
+            rotation::recover_intents(&w.runtime, project, layout, store, &w.fingerprints, report)
+                .await?;
             // A start-first replacement a crash cut short: its extra container goes too.
             crate::deploy::replace::settle_reported(&project.name, report).await;
         }
@@ -219,6 +240,7 @@ impl<'a> Transaction<'a> {
             }),
             settings,
             runtime: &writing.runtime,
+            fingerprints: writing.fingerprints.clone(),
             state,
             audit: audit::AuditLog::new(&writing.runtime, key),
         })

@@ -155,3 +155,46 @@ fn a_file_compose_secrets_wrote_is_rewritten_when_the_store_changes() {
     p.cmd(&["load"]).run().success();
     assert_eq!(p.read_string("conf/a.txt"), "after-the-rotation");
 }
+
+/// A project loaded by the version that kept the fingerprint key in a process-wide global:
+/// its per-install key and the state.json it wrote (fingerprints keyed with it). The state
+/// still matches: the same value is `unchanged` (no rewrite), and a new value replaces the
+/// file, which state.json proves compose-secrets wrote (another key would refuse it).
+#[test]
+fn a_state_written_by_an_earlier_version_still_matches() {
+    const AUDIT_KEY: &str = "978afbbdf4f606d3afd5219a061498a107a4496da09877b5bea29034cc0128c9";
+    const RECORDED: &str = "hmac:291526c74a868781";
+    let p = Project::empty();
+    p.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: x\n    secrets: [token]\nsecrets:\n  token: {file: ./token.txt}\n",
+    );
+    p.write(".env", "TOKEN=kept-from-before-0001\n");
+    p.write("token.txt", "kept-from-before-0001");
+    set_mode(&p.path("token.txt"), 0o400);
+    std::fs::create_dir(p.path(".runtime")).unwrap();
+    set_mode(&p.path(".runtime"), 0o700);
+    p.write(".runtime/audit.key", AUDIT_KEY);
+    let state = serde_json::json!({
+        "format": 1,
+        "source": p.path(".env"),
+        "secrets": {"token": {
+            "version": RECORDED, "updated": null, "fingerprint": RECORDED, "checked_at": 1
+        }},
+        "written": {p.path("token.txt").display().to_string(): RECORDED},
+    });
+    p.write(".runtime/state.json", state.to_string());
+    for file in ["audit.key", "state.json"] {
+        set_mode(&p.path(&format!(".runtime/{file}")), 0o600);
+    }
+
+    let out = p.cmd(&["load", "--json"]).run().success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["items"][0]["action"], "unchanged", "{}", out.stdout);
+
+    p.write(".env", "TOKEN=a-new-value-0002\n");
+    let out = p.cmd(&["load", "--json"]).run().success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["items"][0]["action"], "written", "{}", out.stdout);
+    assert_eq!(p.read_string("token.txt"), "a-new-value-0002");
+}

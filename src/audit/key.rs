@@ -16,7 +16,7 @@ use crate::compose::{Project, SecretSpec};
 use crate::error::{Error, Result};
 use crate::files::layout::{Layout, OpenDirs};
 use crate::files::runtime_dir::{RuntimeDir, AUDIT_KEY};
-use crate::secret::SecretValue;
+use crate::secret::{FingerprintKey, SecretValue};
 use crate::store::SecretStore;
 
 pub(super) type HmacSha256 = Hmac<Sha256>;
@@ -158,24 +158,22 @@ impl AuditKey {
     }
 
     /// The key that keys fingerprints, derived from this (per-install) key.
-    fn fingerprint_key(&self) -> Zeroizing<Vec<u8>> {
+    fn fingerprint_key(&self) -> FingerprintKey {
         let mut mac = self.hmac();
         mac.update(b"compose-secrets fingerprint key");
-        Zeroizing::new(mac.finalize().into_bytes().to_vec())
+        FingerprintKey::new(Zeroizing::new(mac.finalize().into_bytes().to_vec()))
     }
 }
 
-/// Key the fingerprints of this run with the per-install key (made when `create` and missing;
-/// a read-only run without one uses a random key, so nothing is ever hashed unsalted).
-pub fn use_local_key_for_fingerprints(runtime: Option<&RuntimeDir>, create: bool) -> Result<()> {
+/// The key for this run's fingerprints: derived from the per-install key (made when `create`
+/// and missing); a read-only run without one gets a random key, so nothing is ever hashed
+/// unsalted (and nothing it computes matches what a writer recorded).
+pub fn fingerprint_key(runtime: Option<&RuntimeDir>, create: bool) -> Result<FingerprintKey> {
     let local = match runtime {
         Some(r) => AuditKey::local(r, create)?,
         None => None,
     };
-    if let Some(key) = local {
-        crate::secret::set_fingerprint_key(&key.fingerprint_key());
-    }
-    Ok(())
+    Ok(local.map_or_else(FingerprintKey::random, |key| key.fingerprint_key()))
 }
 
 /// The chain key for this project: the `audit-log-signing-key` secret's value when the project
@@ -273,5 +271,40 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    /// The per-install key of a project loaded by the version that kept the fingerprint key in
+    /// a global, and the fingerprint that version wrote into its state.json for the value: the
+    /// key passed as a value gives the same bytes, so existing state files still match.
+    #[test]
+    fn fingerprints_match_what_earlier_versions_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join(".runtime")).unwrap();
+        std::fs::write(
+            tmp.path().join(".runtime").join(AUDIT_KEY),
+            "978afbbdf4f606d3afd5219a061498a107a4496da09877b5bea29034cc0128c9\n",
+        )
+        .unwrap();
+        let runtime = RuntimeDir::open(&tmp.path().join(".runtime"), false)
+            .unwrap()
+            .unwrap();
+        let value = SecretValue::new("kept-from-before-0001".into());
+        let recorded = "hmac:291526c74a868781";
+        for create in [false, true] {
+            let key = fingerprint_key(Some(&runtime), create).unwrap();
+            assert_eq!(value.fingerprint(&key), recorded);
+            assert_eq!(key.fingerprint(value.expose_bytes()), recorded);
+        }
+        // No per-install key (a read-only run before the first load): a random key, so a
+        // fingerprint is never a bare hash and matches nothing recorded.
+        let empty = tempfile::tempdir().unwrap();
+        let none = RuntimeDir::open(empty.path(), false).unwrap().unwrap();
+        for runtime in [None, Some(&none)] {
+            let key = fingerprint_key(runtime, false).unwrap();
+            assert_ne!(value.fingerprint(&key), recorded);
+            assert!(!key.same_as(&fingerprint_key(runtime, false).unwrap()));
+        }
+        let shown = format!("{:?}", fingerprint_key(Some(&runtime), false).unwrap());
+        assert_eq!(shown, "FingerprintKey([redacted])");
     }
 }

@@ -234,8 +234,14 @@ mod tests {
         store: &dyn SecretStore,
         state: &State,
     ) {
-        let facts =
-            super::super::gather::store_facts(store, &fx.manifest, locals, state, None).await;
+        let facts = super::super::gather::store_facts(
+            store,
+            &fx.manifest,
+            locals,
+            state,
+            (None, &fx.fingerprints),
+        )
+        .await;
         check_drift(f, locals, &facts, state);
     }
 
@@ -246,10 +252,12 @@ mod tests {
         let env = fx.dir.path().join(".env");
         let set = |v: &str| {
             let env = env.clone();
+            let key = fx.fingerprints.clone();
             let v = v.to_string();
             async move {
                 let store =
-                    crate::store::dotenv::DotenvStore::open(std::slice::from_ref(&env)).unwrap();
+                    crate::store::dotenv::DotenvStore::open(std::slice::from_ref(&env), &key)
+                        .unwrap();
                 store
                     .set("DB_PASSWORD", &SecretValue::new(v), &BTreeMap::new())
                     .await
@@ -292,7 +300,7 @@ mod tests {
             SecretState {
                 version: loaded.version.clone(),
                 updated: loaded.updated,
-                fingerprint: fingerprint_bytes(VALUE.as_bytes()),
+                fingerprint: fx.fingerprints.fingerprint(VALUE.as_bytes()),
                 checked_at: 0,
             },
         );
@@ -329,7 +337,7 @@ mod tests {
         let entry = state.secrets.get_mut("db-password").unwrap();
         entry.version = newer.version;
         entry.updated = newer.updated;
-        entry.fingerprint = fingerprint_bytes(b"rotated-value-456");
+        entry.fingerprint = fx.fingerprints.fingerprint(b"rotated-value-456");
         db_password(&drift(&state).await, Status::Pass, "matches version");
 
         // Never loaded: nothing recorded to compare with.

@@ -13,6 +13,7 @@ pub fn check_files<'m>(
     project: &'m Project,
     layout: &Layout,
     state: &State,
+    fingerprints: &FingerprintKey,
 ) -> Vec<LocalSecret<'m>> {
     let euid = nix::unistd::Uid::effective().as_raw();
     let opened = check_dirs(f, layout, state, euid);
@@ -28,9 +29,16 @@ pub fn check_files<'m>(
         let Some(spec) = project.secret(&placement.secret) else {
             continue;
         };
-        out.push(check_file(f, project, spec, placement, &opened, euid));
+        out.push(check_file(
+            f,
+            project,
+            spec,
+            placement,
+            &opened,
+            (euid, fingerprints),
+        ));
     }
-    check_strays(f, layout, state);
+    check_strays(f, layout, state, fingerprints);
     out
 }
 
@@ -98,7 +106,7 @@ fn check_file<'m>(
     spec: &'m SecretSpec,
     placement: &Placement,
     opened: &BTreeMap<PathBuf, SecretDir>,
-    euid: u32,
+    (euid, fingerprints): (u32, &FingerprintKey),
 ) -> LocalSecret<'m> {
     let name = &spec.name;
     // The line names the secret already: the directory alone when the file is named after it.
@@ -164,7 +172,7 @@ fn check_file<'m>(
                     format!("{shown}: {}", problems.join("; ")),
                 );
             }
-            local.fingerprint = Some(fingerprint_bytes(&st.contents));
+            local.fingerprint = Some(fingerprints.fingerprint(&st.contents));
             local.value = Some(SecretValue::binary(st.contents.to_vec()));
             local.mtime_ns = Some(st.mtime_ns);
         }
@@ -172,8 +180,8 @@ fn check_file<'m>(
     local
 }
 
-fn check_strays(f: &mut Findings, layout: &Layout, state: &State) {
-    match crate::files::strays::find(layout, state) {
+fn check_strays(f: &mut Findings, layout: &Layout, state: &State, key: &FingerprintKey) {
+    match crate::files::strays::find(layout, state, key) {
         Ok(found) => {
             for path in found.iter().flat_map(|s| s.paths()) {
                 f.add(
@@ -423,13 +431,13 @@ mod tests {
             std::fs::write(fx.secrets_dir().join(name), "x").unwrap();
             state.record_written(
                 &fx.secrets_dir().join(name),
-                &crate::secret::fingerprint_bytes(wrote.as_bytes()),
+                &fx.fingerprints.fingerprint(wrote.as_bytes()),
             );
         }
         std::fs::write(fx.secrets_dir().join("notes.txt"), "x").unwrap();
         let files = |state: &State| {
             let mut f = Findings::relative_to(fx.dir.path());
-            check_files(&mut f, &fx.manifest, &fx.layout, state);
+            check_files(&mut f, &fx.manifest, &fx.layout, state, &fx.fingerprints);
             f
         };
         let f = files(&state);

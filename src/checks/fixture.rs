@@ -33,6 +33,8 @@ pub(crate) struct Fixture {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) manifest: Project,
     pub(crate) layout: Layout,
+    /// The key files are fingerprinted with, as `verify` has it from the runtime directory.
+    pub(crate) fingerprints: FingerprintKey,
 }
 
 impl Fixture {
@@ -71,6 +73,7 @@ impl Fixture {
             dir,
             manifest,
             layout,
+            fingerprints: FingerprintKey::random(),
         };
         fixture.write_secret(VALUE);
         fixture
@@ -94,7 +97,14 @@ impl Fixture {
 
     pub(crate) fn files(&self) -> (Findings, Vec<LocalSecret<'_>>) {
         let mut f = Findings::relative_to(self.dir.path());
-        let locals = check_files(&mut f, &self.manifest, &self.layout, &State::new(""));
+        let state = State::new("");
+        let locals = check_files(
+            &mut f,
+            &self.manifest,
+            &self.layout,
+            &state,
+            &self.fingerprints,
+        );
         (f, locals)
     }
 }

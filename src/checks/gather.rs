@@ -36,7 +36,7 @@ pub async fn store_facts(
     project: &Project,
     locals: &[LocalSecret<'_>],
     state: &State,
-    runtime: Option<&RuntimeDir>,
+    (runtime, fingerprints): (Option<&RuntimeDir>, &FingerprintKey),
 ) -> StoreFacts {
     let mut facts = StoreFacts {
         describe: store.describe(),
@@ -68,7 +68,7 @@ pub async fn store_facts(
             };
         if needed {
             let current = store.get_latest(&key).await.and_then(|c| {
-                let fingerprint = c.value.fingerprint();
+                let fingerprint = c.value.fingerprint(fingerprints);
                 let version = c.info.version.clone();
                 // A certificate part is cut from the bundle the store holds.
                 let matches_file = match &local.value {

@@ -54,7 +54,8 @@ async fn load(ctx: &Context, opts: &LoadOpts) -> Result<u8> {
         maps,
     };
     let parts = project.as_ref().zip(layout.as_ref());
-    let code = load::run(ctx.site(), parts, || ctx.store(), options).await?;
+    let store = |fingerprints: &_| ctx.store(fingerprints);
+    let code = load::run(ctx.site(), parts, store, options).await?;
     if code == 0 && !opts.dry_run {
         owners.save();
     }

@@ -31,7 +31,8 @@ pub async fn run(ctx: &Context, opts: &RotateOpts) -> Result<u8> {
         yes: opts.yes,
     };
     let site = ctx.site();
-    let code = rotate::run(site, &project, &layout, chosen, || ctx.store(), &request).await?;
+    let store = |fingerprints: &_| ctx.store(fingerprints);
+    let code = rotate::run(site, &project, &layout, chosen, store, &request).await?;
     if code == 0 && !opts.dry_run {
         owners.save();
     }

@@ -26,7 +26,7 @@ pub async fn run(ctx: &Context, opts: &SyncOpts) -> Result<u8> {
         site: ctx.site(),
         project: &project,
         naming: ctx.naming()?,
-        open_store: &|| ctx.store(),
+        open_store: &|fingerprints| ctx.store(fingerprints),
     };
     if !opts.watch {
         let outcome = syncing::step(&parts, &mut Session::default(), &request).await?;

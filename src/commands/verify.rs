@@ -10,7 +10,9 @@ use crate::error::{exit, Error, Result};
 use crate::files::layout::Layout;
 use crate::files::runtime_dir::RuntimeDir;
 use crate::files::state::State;
+use crate::secret::FingerprintKey;
 use crate::store::SecretStore;
+use crate::transaction::Reading;
 
 pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let mut project = ctx.project()?;
@@ -28,10 +30,10 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
     let locals = local
         .layout
         .as_ref()
-        .map(|l| checks::check_files(&mut f, &project, l, &local.state))
+        .map(|l| checks::check_files(&mut f, &project, l, &local.state, &local.fingerprints))
         .unwrap_or_default();
     if let Some(store) = &local.store {
-        let runtime = local.runtime.as_ref();
+        let runtime = (local.runtime.as_ref(), &local.fingerprints);
         let facts = gather::store_facts(store.as_ref(), &project, &locals, &local.state, runtime);
         let facts = facts.await;
         checks::check_drift(&mut f, &locals, &facts, &local.state);
@@ -77,6 +79,8 @@ pub async fn run(ctx: &Context, opts: &VerifyOpts) -> Result<u8> {
 /// it are skipped.
 struct Local {
     runtime: Option<RuntimeDir>,
+    /// The key the writers fingerprinted with (a random one when there is none yet).
+    fingerprints: FingerprintKey,
     store: Option<Box<dyn SecretStore>>,
     state: State,
     layout: Option<Layout>,
@@ -85,17 +89,23 @@ struct Local {
 impl Local {
     fn read(ctx: &Context, project: &Project, f: &mut Findings) -> Local {
         // Read-only: the runtime directory is looked at, never created, and no mode is changed.
-        let runtime = ctx.begin_reading().unwrap_or_else(|e| {
+        let Reading {
+            runtime,
+            fingerprints,
+        } = ctx.begin_reading().unwrap_or_else(|e| {
             f.add(
                 Status::Fail,
                 "files",
                 f.path_subject(&ctx.runtime_dir),
                 e.to_string(),
             );
-            None
+            Reading {
+                runtime: None,
+                fingerprints: FingerprintKey::random(),
+            }
         });
         let store = ctx
-            .store()
+            .store(&fingerprints)
             .map_err(|e| f.add(Status::Fail, "drift", "source", e.to_string()))
             .ok();
         let source = store.as_ref().map(|s| s.describe()).unwrap_or_default();
@@ -112,6 +122,7 @@ impl Local {
             .ok();
         Local {
             runtime,
+            fingerprints,
             store,
             state,
             layout,

@@ -134,21 +134,6 @@ pub fn versioned_name(stack: &str, secret: &str, version: &str) -> String {
     format!("{base}_{version}")
 }
 
-/// The short version label for a value: the store's version id, else its fingerprint.
-pub fn version_label(store_version: Option<&str>, value: &SecretValue) -> String {
-    match store_version {
-        Some(v) if !v.starts_with(crate::secret::FINGERPRINT_PREFIX) => {
-            v.chars().take(12).collect()
-        }
-        _ => value
-            .fingerprint()
-            .trim_start_matches(crate::secret::FINGERPRINT_PREFIX)
-            .chars()
-            .take(12)
-            .collect(),
-    }
-}
-
 /// The version label from what the state file keeps: the store's version id, else the fingerprint.
 pub fn version_label_from(store_version: Option<&str>, fingerprint: &str) -> String {
     match store_version {

@@ -20,6 +20,7 @@ use nix::unistd::{fchown, Gid, Uid};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::secret::FingerprintKey;
 
 /// Prefix of temp files; `load` removes leftovers with it from a crashed run.
 pub const TEMP_PREFIX: &str = ".compose-secrets.tmp.";
@@ -353,24 +354,34 @@ impl SecretDir {
         nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))
     }
 
-    /// The file `name` when it is a regular file whose content has `fingerprint` (see
-    /// `secret::fingerprint_bytes`); `None` for anything else: missing, a symlink (never
-    /// followed), a FIFO or socket (never waited on), unreadable, too large, or changed.
-    pub fn holding(&self, name: &str, fingerprint: &str) -> Option<FileState> {
+    /// The file `name` when it is a regular file whose content has `fingerprint` under `key`;
+    /// `None` for anything else: missing, a symlink (never followed), a FIFO or socket (never
+    /// waited on), unreadable, too large, or changed.
+    pub fn holding(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        key: &FingerprintKey,
+    ) -> Option<FileState> {
         if !fingerprint.starts_with(crate::secret::FINGERPRINT_PREFIX) {
             return None;
         }
         self.read(name)
             .ok()
             .flatten()
-            .filter(|st| crate::secret::fingerprint_bytes(&st.contents) == fingerprint)
+            .filter(|st| key.fingerprint(&st.contents) == fingerprint)
     }
 
     /// Remove `name` only if it is a regular file that still holds `fingerprint`, checked
     /// just before the unlink (and the name still the file that was checked); `Ok(false)`
     /// when it is not, and then nothing is removed.
-    pub fn remove_if_holds(&self, name: &str, fingerprint: &str) -> Result<bool> {
-        let Some(checked) = self.holding(name, fingerprint) else {
+    pub fn remove_if_holds(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        key: &FingerprintKey,
+    ) -> Result<bool> {
+        let Some(checked) = self.holding(name, fingerprint, key) else {
             return Ok(false);
         };
         let now = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok();

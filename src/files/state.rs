@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::runtime_dir::{RuntimeDir, STATE};
 use crate::error::Result;
+use crate::secret::FingerprintKey;
 
 /// A state file is a few hundred bytes per secret.
 const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
@@ -172,10 +173,15 @@ impl State {
     /// there. Being listed proves nothing on its own: a hand-edited state.json can list any
     /// path, and a file edited by someone since holds something else; an entry without a
     /// fingerprint (a state file from before they were kept) matches nothing.
-    pub fn still_holds_written(&self, path: &std::path::Path, contents: &[u8]) -> bool {
+    pub fn still_holds_written(
+        &self,
+        path: &std::path::Path,
+        contents: &[u8],
+        key: &FingerprintKey,
+    ) -> bool {
         self.written
             .get(path)
-            .is_some_and(|fingerprint| crate::secret::fingerprint_bytes(contents) == *fingerprint)
+            .is_some_and(|fingerprint| key.fingerprint(contents) == *fingerprint)
     }
 
     /// Remember directories created for secret files (absolute, once each).

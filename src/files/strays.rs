@@ -20,6 +20,7 @@ use super::layout::Layout;
 use super::secret_dir::SecretDir;
 use super::state::State;
 use crate::error::Result;
+use crate::secret::FingerprintKey;
 
 /// The stray files of one directory, with the directory opened to remove them.
 pub struct StrayDir {
@@ -62,7 +63,7 @@ fn scope(layout: &Layout) -> Vec<PathBuf> {
 }
 
 /// Every stray file, by directory.
-pub fn find(layout: &Layout, state: &State) -> Result<Vec<StrayDir>> {
+pub fn find(layout: &Layout, state: &State, key: &FingerprintKey) -> Result<Vec<StrayDir>> {
     let mut git: Option<Option<WorkTree>> = None;
     let mut out = Vec::new();
     for dir in scope(layout) {
@@ -98,7 +99,7 @@ pub fn find(layout: &Layout, state: &State) -> Result<Vec<StrayDir>> {
             if tree.as_ref().is_some_and(|t| t.is_tracked(&path)) {
                 continue;
             }
-            if stray.dir.holding(&name, fingerprint).is_some() {
+            if stray.dir.holding(&name, fingerprint, key).is_some() {
                 stray.names.push((name, fingerprint.clone()));
             } else {
                 stray.changed.push(name);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::compose::ProjectOptions;
 use crate::deploy::memory::MemoryEngine;
 
 /// The running user's ids: the owners these tests expect must be ones this process can give.

@@ -140,13 +140,13 @@ fn write_file_and_state(
     );
 
     run.state
-        .record_written(&plan.placement.path, &value.fingerprint());
+        .record_written(&plan.placement.path, &value.fingerprint(&run.fingerprints));
     run.state.secrets.insert(
         spec.name.clone(),
         SecretState {
             version: version.version.clone(),
             updated: version.updated,
-            fingerprint: value.fingerprint(),
+            fingerprint: value.fingerprint(&run.fingerprints),
             checked_at: crate::clock::unix_now(),
         },
     );
@@ -169,7 +169,9 @@ async fn roll_out_swarm(
         return Ok(());
     };
     let spec = &plan.spec;
-    let version = crate::deploy::swarm::version_label(version.version.as_deref(), value);
+    let fingerprint = value.fingerprint(&run.fingerprints);
+    let version =
+        crate::deploy::swarm::version_label_from(version.version.as_deref(), &fingerprint);
     let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
     let (secret, _) = crate::deploy::swarm::ensure_secret(
         swarm.engine,

@@ -24,6 +24,7 @@ use crate::files::runtime_dir::{RuntimeDir, AUDIT_LOG};
 use crate::files::secret_dir::Owner;
 use crate::files::state::{SecretState, State};
 use crate::output::{Report, ReportItem};
+use crate::secret::FingerprintKey;
 use crate::store::{FetchedSecret, SecretStore};
 
 /// The logs compose-secrets writes stay far below this (as `verify` reads them).
@@ -59,6 +60,7 @@ pub async fn recover_intents(
     project: &Project,
     layout: &Layout,
     store: &dyn SecretStore,
+    fingerprints: &FingerprintKey,
     report: &mut Report,
 ) -> Result<Vec<(OpenIntent, Resolution)>> {
     let open = open_intents(runtime)?;
@@ -74,8 +76,16 @@ pub async fn recover_intents(
     let mut state = State::read(Some(runtime), &store.describe())?;
     let mut done = Vec::new();
     for intent in open {
-        let (resolution, new_version) =
-            resolve(project, layout, store, &intent, &mut state, report).await?;
+        let (resolution, new_version) = resolve(
+            project,
+            layout,
+            store,
+            fingerprints,
+            &intent,
+            &mut state,
+            report,
+        )
+        .await?;
         if intent.secret == SIGNING_KEY_SECRET {
             // The file may hold a new signing key now; the log records the handover.
             if let Some(key) =
@@ -107,6 +117,7 @@ async fn resolve(
     project: &Project,
     layout: &Layout,
     store: &dyn SecretStore,
+    fingerprints: &FingerprintKey,
     intent: &OpenIntent,
     state: &mut State,
     report: &mut Report,
@@ -115,8 +126,14 @@ async fn resolve(
     if let Some((spec, placement)) = spec.and_then(|s| Some((s, layout.of(&s.name)?))) {
         match store.get_latest(&store.key_for(spec)).await {
             Ok(f) if !f.value.is_empty() => {
-                let resolution = settle(layout, spec, placement, &f, intent, state, report)?;
-                return Ok((resolution, Some(version_of(&f))));
+                let current = Current {
+                    version: version_of(&f, fingerprints),
+                    fingerprint: f.value.fingerprint(fingerprints),
+                    fetched: &f,
+                    fingerprints,
+                };
+                let resolution = settle(layout, spec, placement, &current, intent, state, report)?;
+                return Ok((resolution, Some(current.version)));
             }
             Ok(_) | Err(Error::SecretNotFound { .. } | Error::MissingSecrets { .. }) => {}
             Err(e) => return Err(e),
@@ -139,23 +156,24 @@ fn settle(
     layout: &Layout,
     spec: &SecretSpec,
     placement: &Placement,
-    fetched: &FetchedSecret,
+    current: &Current<'_>,
     intent: &OpenIntent,
     state: &mut State,
     report: &mut Report,
 ) -> Result<Resolution> {
-    let current = version_of(fetched);
+    let (fetched, fingerprint) = (current.fetched, current.fingerprint.clone());
+    let fingerprints = current.fingerprints;
+    let current = &current.version;
     let pushed = !intent
         .old_version
         .as_deref()
-        .is_some_and(|old| old.eq_ignore_ascii_case(&current));
+        .is_some_and(|old| old.eq_ignore_ascii_case(current));
     let dirs = OpenDirs::open(layout, true)?;
     state.record_created(&dirs.created);
     let on_disk = dirs.read(placement)?;
-    let fingerprint = fetched.value.fingerprint();
     let intact = on_disk
         .as_ref()
-        .is_some_and(|st| crate::loading::file_is_current(st, spec, &fingerprint));
+        .is_some_and(|st| crate::loading::file_is_current(st, spec, &fingerprint, fingerprints));
     if !intact {
         let dir = dirs
             .get(&placement.dir)
@@ -185,7 +203,7 @@ fn settle(
     } else {
         Resolution::Undone
     };
-    report_settled(spec, intent, &current, resolution, intact, report);
+    report_settled(spec, intent, current, resolution, intact, report);
     Ok(resolution)
 }
 
@@ -239,13 +257,23 @@ fn report_settled(
     }
 }
 
+/// The store's current value, as an intent is settled against it.
+struct Current<'f> {
+    fetched: &'f FetchedSecret,
+    /// The key `fingerprint` was computed with, as files are compared.
+    fingerprints: &'f FingerprintKey,
+    /// What the audit log calls it (see [`version_of`]).
+    version: String,
+    fingerprint: String,
+}
+
 /// The version the audit log calls the store's current value: its id, or its fingerprint.
-fn version_of(fetched: &FetchedSecret) -> String {
+fn version_of(fetched: &FetchedSecret, fingerprints: &FingerprintKey) -> String {
     fetched
         .info
         .version
         .clone()
-        .unwrap_or_else(|| fetched.value.fingerprint())
+        .unwrap_or_else(|| fetched.value.fingerprint(fingerprints))
 }
 
 fn action_name(action: Action) -> &'static str {
@@ -323,9 +351,17 @@ mod tests {
     async fn recover(f: &Fixture) -> (Vec<(OpenIntent, Resolution)>, Report) {
         let runtime = f.runtime();
         let mut report = Report::new("load", "memory", false);
-        let done = recover_intents(&runtime, &f.manifest, &f.layout(), &f.store, &mut report)
-            .await
-            .unwrap();
+        let key = crate::audit::fingerprint_key(Some(&runtime), true).unwrap();
+        let done = recover_intents(
+            &runtime,
+            &f.manifest,
+            &f.layout(),
+            &f.store,
+            &key,
+            &mut report,
+        )
+        .await
+        .unwrap();
         (done, report)
     }
 

@@ -127,7 +127,7 @@ pub(super) fn restore_local(
                 match &previous.file {
                     Some(f) => run.state.record_written(
                         &plan.placement.path,
-                        &crate::secret::fingerprint_bytes(&f.contents),
+                        &run.fingerprints.fingerprint(&f.contents),
                     ),
                     None => {
                         run.state.written.remove(&plan.placement.path);

@@ -35,7 +35,7 @@ pub async fn follow(
         .info
         .version
         .clone()
-        .or_else(|| Some(fetched.value.fingerprint()));
+        .or_else(|| Some(fetched.value.fingerprint(&run.fingerprints)));
     let opened = open_dir(plan).and_then(|dir| {
         let file = dir.read(&plan.placement.file_name)?;
         Ok((dir, file))
@@ -129,7 +129,7 @@ pub(super) fn hold_version(
             entry: SecretState {
                 version: fetched.info.version.clone(),
                 updated: fetched.info.updated,
-                fingerprint: fetched.value.fingerprint(),
+                fingerprint: fetched.value.fingerprint(&run.fingerprints),
                 checked_at: crate::clock::unix_now(),
             },
             held_at: crate::clock::unix_now(),
@@ -173,7 +173,7 @@ mod tests {
             SecretState {
                 version: loaded.info.version.clone(),
                 updated: loaded.info.updated,
-                fingerprint: loaded.value.fingerprint(),
+                fingerprint: loaded.value.fingerprint(&f.fingerprints),
                 checked_at: 0,
             },
         );
@@ -261,7 +261,10 @@ mod tests {
         assert_eq!(state.secrets["s1"].version, loaded);
         let held = &state.held["s1"];
         assert!(held.is(new.info.version.as_deref()));
-        assert_eq!(held.entry.fingerprint, new.value.fingerprint());
+        assert_eq!(
+            held.entry.fingerprint,
+            new.value.fingerprint(&f.fingerprints)
+        );
         assert!(held.reason.contains("proj-app-2"), "{}", held.reason);
         let last = f.audit().pop().unwrap();
         assert_eq!(last["action"], "sync");

@@ -159,6 +159,7 @@ pub(super) struct Fixture {
     pub(super) manifest: Project,
     pub(super) store: MemoryStore,
     pub(super) engine: ScriptedEngine,
+    pub(super) fingerprints: FingerprintKey,
 }
 
 impl Fixture {
@@ -198,6 +199,7 @@ impl Fixture {
             manifest,
             store,
             engine,
+            fingerprints: FingerprintKey::random(),
         }
     }
 
@@ -259,6 +261,7 @@ impl Fixture {
             },
             swarm: None,
             runtime,
+            fingerprints: self.fingerprints.clone(),
             state: State::read(Some(runtime), "memory").unwrap(),
             audit: AuditLog::new(runtime, key),
         }
@@ -322,7 +325,10 @@ async fn success_pushes_with_tags_rewrites_the_file_and_restarts_in_order() {
     assert_eq!(mode(&f.secrets_dir().join("s1")), 0o400);
     let state = f.state();
     assert_eq!(state.secrets["s1"].version, latest.info.version);
-    assert_eq!(state.secrets["s1"].fingerprint, latest.value.fingerprint());
+    assert_eq!(
+        state.secrets["s1"].fingerprint,
+        latest.value.fingerprint(&f.fingerprints)
+    );
 
     let order = vec!["proj-app-1", "proj-app-2", "proj-worker-1"];
     assert_eq!(f.engine.restarts(), order);

@@ -31,7 +31,7 @@ pub async fn follow_together(
             .info
             .version
             .clone()
-            .or_else(|| Some(fetched.value.fingerprint()));
+            .or_else(|| Some(fetched.value.fingerprint(&run.fingerprints)));
         let one = open_dir(plan).and_then(|dir| {
             let file = dir.read(&plan.placement.file_name)?;
             Ok((dir, file))
@@ -280,6 +280,7 @@ mod tests {
     use crate::files::secret_dir::Owner;
     use crate::files::state::SecretState;
     use crate::files::state::State;
+    use crate::secret::FingerprintKey;
     use crate::secret::SecretValue;
     use crate::store::memory::MemoryStore;
 
@@ -306,6 +307,7 @@ secrets:
         manifest: Project,
         store: MemoryStore,
         engine: ScriptedEngine,
+        fingerprints: FingerprintKey,
     }
 
     impl Parts {
@@ -322,6 +324,7 @@ secrets:
                 .unwrap()
                 .unwrap();
             let mut state = State::read(Some(&runtime), "memory").unwrap();
+            let fingerprints = FingerprintKey::random();
             for name in ["tls-key", "tls-fullchain"] {
                 let old = SecretValue::new(format!("{name}-old"));
                 secrets
@@ -332,7 +335,7 @@ secrets:
                     SecretState {
                         version: Some("v1".into()),
                         updated: None,
-                        fingerprint: old.fingerprint(),
+                        fingerprint: old.fingerprint(&fingerprints),
                         checked_at: 0,
                     },
                 );
@@ -345,6 +348,7 @@ secrets:
                 manifest,
                 store: MemoryStore::new(),
                 engine,
+                fingerprints,
             }
         }
 
@@ -384,6 +388,7 @@ secrets:
                 },
                 swarm: None,
                 runtime: &runtime,
+                fingerprints: self.fingerprints.clone(),
                 state: State::read(Some(&runtime), "memory").unwrap(),
                 audit: AuditLog::new(&runtime, key),
             };

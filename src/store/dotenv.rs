@@ -10,7 +10,7 @@ use super::{AccessProbe, FetchedSecret, NewVersion, SecretStore, VersionInfo};
 use crate::dotenv::DotEnv;
 use crate::error::{Error, Result};
 use crate::files::secret_dir::write_file_atomic;
-use crate::secret::SecretValue;
+use crate::secret::{FingerprintKey, SecretValue};
 
 /// The demo store's env files, in Compose's merge order (`--env-file a --env-file b`, or
 /// `COMPOSE_ENV_FILES`; usually just the project's `.env`). A key's value is the one the
@@ -105,23 +105,25 @@ impl EnvFiles {
 /// so "unchanged" and "rotated" read the same as with Key Vault.
 pub struct DotenvStore {
     paths: Vec<PathBuf>,
+    fingerprints: FingerprintKey,
     env: Mutex<EnvFiles>,
 }
 
 impl DotenvStore {
     /// Open the store over `paths` (merge order); a missing file behaves as an empty one until
     /// the first `set`.
-    pub fn open(paths: &[PathBuf]) -> Result<Self> {
+    pub fn open(paths: &[PathBuf], fingerprints: &FingerprintKey) -> Result<Self> {
         Ok(Self {
             paths: paths.to_vec(),
+            fingerprints: fingerprints.clone(),
             env: Mutex::new(EnvFiles::read(paths)?),
         })
     }
 
-    fn info(name: &str, value: &SecretValue) -> VersionInfo {
+    fn info(&self, name: &str, value: &SecretValue) -> VersionInfo {
         VersionInfo {
             name: name.to_string(),
-            version: Some(value.fingerprint()),
+            version: Some(value.fingerprint(&self.fingerprints)),
             enabled: true,
             updated: None,
             expires: None,
@@ -150,7 +152,7 @@ impl SecretStore for DotenvStore {
         match env.get(name) {
             Some(value) if !value.is_empty() => Ok(FetchedSecret {
                 value: value.clone(),
-                info: Self::info(name, value),
+                info: self.info(name, value),
             }),
             _ => Err(Error::MissingSecrets {
                 names: vec![name.to_string()],
@@ -184,7 +186,7 @@ impl SecretStore for DotenvStore {
         let home = env.set(name, value)?;
         env.write(home)?;
         *guard = env;
-        Ok(Self::info(name, value))
+        Ok(self.info(name, value))
     }
 
     async fn reload(&self) -> Result<()> {
@@ -201,7 +203,7 @@ impl SecretStore for DotenvStore {
             .filter_map(|k| {
                 env.get(k)
                     .filter(|v| !v.is_empty())
-                    .map(|v| Self::info(k, v))
+                    .map(|v| self.info(k, v))
             })
             .collect())
     }
@@ -284,14 +286,15 @@ mod tests {
         let (first, second) = (dir.path().join("a.env"), dir.path().join("b.env"));
         std::fs::write(&first, "A=one\nEMPTY=\n").unwrap();
         let paths = [first.clone(), second.clone()];
-        let store = DotenvStore::open(&paths).unwrap();
+        let key = FingerprintKey::random();
+        let store = DotenvStore::open(&paths, &key).unwrap();
         let names = format!("{} + {}", first.display(), second.display());
         assert_eq!(store.describe(), names);
 
         let a = store.get_latest("A").await.unwrap();
         assert_eq!(a.value.expose(), "one");
         assert_eq!(a.info.name, "A");
-        assert_eq!(a.info.version, Some(a.value.fingerprint()));
+        assert_eq!(a.info.version, Some(a.value.fingerprint(&key)));
         assert!(a.info.enabled);
         let version = a.info.version.clone().unwrap();
         assert!(store.get_version("A", &version).await.is_ok());
@@ -321,7 +324,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             info.version,
-            Some(SecretValue::new("n".into()).fingerprint())
+            Some(SecretValue::new("n".into()).fingerprint(&key))
         );
         assert_eq!(std::fs::read_to_string(&second).unwrap(), "NEW=n\n");
         store
@@ -341,7 +344,7 @@ mod tests {
             "edited"
         );
 
-        let nothing = DotenvStore::open(&[dir.path().join("missing.env")]).unwrap();
+        let nothing = DotenvStore::open(&[dir.path().join("missing.env")], &key).unwrap();
         let probe = nothing.probe_access(&[]).await;
         assert!(!probe.reachable);
         assert!(

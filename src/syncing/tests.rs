@@ -15,6 +15,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     project: Project,
     store: MemoryStore,
+    fingerprints: FingerprintKey,
 }
 
 impl Fixture {
@@ -35,6 +36,7 @@ impl Fixture {
         let store = MemoryStore::new();
         let files = SecretDir::open(&dir.path().join("secrets"), true).unwrap();
         let mut state = State::new("memory");
+        let fingerprints = FingerprintKey::random();
         for name in ["a", "b", "c"] {
             let value = SecretValue::new(format!("{name}-first"));
             let info = store.set(name, &value, &BTreeMap::new()).await.unwrap();
@@ -46,7 +48,7 @@ impl Fixture {
                 SecretState {
                     version: info.version,
                     updated: info.updated,
-                    fingerprint: value.fingerprint(),
+                    fingerprint: value.fingerprint(&fingerprints),
                     checked_at: crate::clock::unix_now(),
                 },
             );
@@ -55,6 +57,7 @@ impl Fixture {
             dir,
             project,
             store,
+            fingerprints,
         };
         (f, state)
     }
@@ -78,9 +81,9 @@ impl Fixture {
         let reporter = crate::output::Reporter::plain();
         let mut report = Report::new("sync", "memory", false);
         let changes = find_changes(
-            &self.project,
-            &self.layout(),
+            (&self.project, &self.layout()),
             &self.store,
+            &self.fingerprints,
             state,
             retry_held,
             Display {
@@ -152,7 +155,7 @@ async fn a_held_version_is_skipped_until_retried_or_superseded() {
             entry: SecretState {
                 version: bad.version.clone(),
                 updated: bad.updated,
-                fingerprint: SecretValue::new("a-bad".into()).fingerprint(),
+                fingerprint: SecretValue::new("a-bad".into()).fingerprint(&f.fingerprints),
                 checked_at: crate::clock::unix_now(),
             },
             held_at: 0,
@@ -186,9 +189,9 @@ async fn a_secret_missing_from_the_store_is_named() {
     let reporter = crate::output::Reporter::plain();
     let mut report = Report::new("sync", "memory", false);
     let err = find_changes(
-        &f.project,
-        &f.layout(),
+        (&f.project, &f.layout()),
         &store,
+        &f.fingerprints,
         &mut state,
         false,
         Display {
@@ -229,7 +232,8 @@ fn hold(state: &mut State, name: &str, version: Option<String>) {
             entry: SecretState {
                 version,
                 updated: None,
-                fingerprint: SecretValue::new(format!("{name}-bad")).fingerprint(),
+                fingerprint: SecretValue::new(format!("{name}-bad"))
+                    .fingerprint(&FingerprintKey::random()),
                 checked_at: crate::clock::unix_now(),
             },
             held_at: 0,

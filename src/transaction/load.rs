@@ -12,6 +12,7 @@ use crate::error::{exit, DockerFailure, Error, Result};
 use crate::files::layout::Layout;
 use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
+use crate::secret::FingerprintKey;
 use crate::store::SecretStore;
 
 /// How to load, from the command line.
@@ -33,13 +34,13 @@ type SwarmProbe = tokio::task::JoinHandle<Result<Option<DockerEngine>>>;
 pub async fn run(
     site: Site<'_>,
     project: Option<(&Project, &Layout)>,
-    open_store: impl FnOnce() -> Result<Box<dyn SecretStore>>,
+    open_store: impl FnOnce(&FingerprintKey) -> Result<Box<dyn SecretStore>>,
     options: LoadOptions<'_>,
 ) -> Result<u8> {
     // The lock comes before the store is opened (which reads .env in demo mode), so a rotation
     // committed while this load waited is what it reads.
     let txn = Transaction::open(site, options.dry_run).await?;
-    let store = open_store()?;
+    let store = open_store(&txn.fingerprints)?;
     let store = store.as_ref();
     let mut report = Report::new("load", store.describe(), options.dry_run);
     // A bad --env-output is found before any secret file is written.
@@ -63,6 +64,7 @@ pub async fn run(
         overwrite: options.overwrite,
         no_cache: options.no_cache,
         concurrency: store.concurrency(),
+        fingerprints: txn.fingerprints.clone(),
     };
     let loaded = match project {
         Some((project, layout)) => {

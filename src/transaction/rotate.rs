@@ -10,6 +10,7 @@ use crate::error::{exit, Error, Result};
 use crate::files::layout::Layout;
 use crate::output::{Report, ReportItem};
 use crate::rotation::{self, preflight, Chosen, SecretPlan};
+use crate::secret::FingerprintKey;
 use crate::store::SecretStore;
 
 /// How to rotate, from the command line and the settings.
@@ -31,11 +32,11 @@ pub async fn run(
     project: &Project,
     layout: &Layout,
     chosen: Chosen<'_>,
-    open_store: impl FnOnce() -> Result<Box<dyn SecretStore>>,
+    open_store: impl FnOnce(&FingerprintKey) -> Result<Box<dyn SecretStore>>,
     request: &RotateRequest<'_>,
 ) -> Result<u8> {
     let txn = Transaction::open(site, request.dry_run).await?;
-    let store = open_store()?;
+    let store = open_store(&txn.fingerprints)?;
     let store = store.as_ref();
     let mut report = Report::new("rotate", store.describe(), request.dry_run);
     txn.recover(project, layout, store, &mut report).await?;

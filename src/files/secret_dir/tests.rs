@@ -169,7 +169,8 @@ fn a_dead_writers_temp_file_is_removed_and_a_live_ones_kept() {
 fn remove_if_holds_removes_only_an_unchanged_regular_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = SecretDir::open(&tmp.path().join("s"), true).unwrap();
-    let fp = crate::secret::fingerprint_bytes(b"value");
+    let key = crate::secret::FingerprintKey::random();
+    let fp = key.fingerprint(b"value");
     dir.write_atomic("same", b"value", 0o400, Owner::default())
         .unwrap();
     dir.write_atomic("changed", b"other", 0o400, Owner::default())
@@ -179,13 +180,18 @@ fn remove_if_holds_removes_only_an_unchanged_regular_file() {
     nix::unistd::mkfifo(&dir.path().join("fifo"), Mode::from_bits_truncate(0o600)).unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
     for name in ["changed", "link", "fifo", "sub", "missing"] {
-        assert!(!dir.remove_if_holds(name, &fp).unwrap(), "{name}");
+        assert!(!dir.remove_if_holds(name, &fp, &key).unwrap(), "{name}");
     }
     assert!(
-        !dir.remove_if_holds("same", "").unwrap(),
+        !dir.remove_if_holds("same", "", &key).unwrap(),
         "no fingerprint, no removal"
     );
-    assert!(dir.remove_if_holds("same", &fp).unwrap());
+    let other = crate::secret::FingerprintKey::random();
+    assert!(
+        !dir.remove_if_holds("same", &fp, &other).unwrap(),
+        "another install's key matches nothing"
+    );
+    assert!(dir.remove_if_holds("same", &fp, &key).unwrap());
     assert!(!dir.has("same"));
     for name in ["changed", "link", "fifo", "sub"] {
         assert!(dir.has(name), "{name} kept");

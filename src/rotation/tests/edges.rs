@@ -179,9 +179,9 @@ async fn a_rollback_records_what_it_restored_as_written() {
     let state = f.state();
     assert_eq!(
         state.written.get(&path(&f)),
-        Some(&crate::secret::fingerprint_bytes(OLD.as_bytes()))
+        Some(&f.fingerprints.fingerprint(OLD.as_bytes()))
     );
-    assert!(state.still_holds_written(&path(&f), OLD.as_bytes()));
+    assert!(state.still_holds_written(&path(&f), OLD.as_bytes(), &f.fingerprints));
 
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
