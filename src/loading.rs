@@ -115,12 +115,10 @@ pub async fn load_files(
             ReportItem::new(&c.spec.name, "unchanged")
                 .with_detail(shown(c.placement, &request.shown_from)),
         );
+        // Kept as it was, `checked_at` too: the entry matched the listing as it stands, so a
+        // later stamp would change no comparison, only make a no-change load rewrite state.json.
         if let Some(s) = state.secrets.get(&c.spec.name) {
-            let entry = SecretState {
-                checked_at: listed_at,
-                ..s.clone()
-            };
-            new_state.secrets.insert(c.spec.name.clone(), entry);
+            new_state.secrets.insert(c.spec.name.clone(), s.clone());
         }
     }
     let written = write_files(&dirs, &candidates, &values, request.dry_run)?;
@@ -145,6 +143,7 @@ pub async fn load_files(
             fingerprint: fetched.value.fingerprint(&request.fingerprints),
             checked_at: listed_at,
         };
+        let entry = unless_only_checked(state.secrets.get(&c.spec.name), entry);
         new_state.secrets.insert(c.spec.name.clone(), entry);
         loaded
             .by_secret
@@ -157,6 +156,26 @@ pub async fn load_files(
         .extra
         .insert("fetched".into(), serde_json::json!(fetched_names.len()));
     Ok((loaded, state, new_state))
+}
+
+/// The entry as it was when only `checked_at` would move and no comparison would change:
+/// `checked_at` counts only against an `updated` stamp (see `matches_listing`), so it is
+/// moved when there is none older than it. Else a store without listed versions (demo mode
+/// fetches every value) would rewrite state.json on every load that changed nothing.
+fn unless_only_checked(old: Option<&SecretState>, new: SecretState) -> SecretState {
+    match old {
+        Some(old)
+            if old.updated.is_none_or(|u| u < old.checked_at)
+                && *old
+                    == (SecretState {
+                        checked_at: old.checked_at,
+                        ..new.clone()
+                    }) =>
+        {
+            old.clone()
+        }
+        _ => new,
+    }
 }
 
 /// Report the secrets a load writes no file for: unused ones, and `environment:` ones.
@@ -667,4 +686,36 @@ fn strays(
         .written
         .retain(|p, _| layout.placements.iter().any(|pl| &pl.path == p) || kept.contains(p));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(updated: Option<i64>, checked_at: i64) -> SecretState {
+        SecretState {
+            version: Some("v1".into()),
+            updated,
+            fingerprint: "hmac:00".into(),
+            checked_at,
+        }
+    }
+
+    #[test]
+    fn checked_at_moves_only_when_it_could_change_a_comparison() {
+        let kept = |old: SecretState, new: SecretState| unless_only_checked(Some(&old), new);
+        // No stamp, or one older than the last check: the old entry, state.json untouched.
+        assert_eq!(kept(entry(None, 10), entry(None, 20)).checked_at, 10);
+        assert_eq!(kept(entry(Some(5), 10), entry(Some(5), 20)).checked_at, 10);
+        // A stamp in the second of the last check: moved, so the next listing can match.
+        assert_eq!(
+            kept(entry(Some(10), 10), entry(Some(10), 20)).checked_at,
+            20
+        );
+        // Anything else that differs: the new entry.
+        let mut other = entry(None, 20);
+        other.fingerprint = "hmac:11".into();
+        assert_eq!(kept(entry(None, 10), other.clone()), other);
+        assert_eq!(unless_only_checked(None, entry(None, 20)).checked_at, 20);
+    }
 }

@@ -89,6 +89,75 @@ fn unchanged_secrets_are_not_rewritten_and_no_temp_file_is_left() {
     );
 }
 
+/// state.json's inode and modification time, and its bytes.
+fn state_file(p: &Project) -> (u64, std::time::SystemTime, Vec<u8>) {
+    let path = p.path(".runtime/state.json");
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    (
+        p.inode(".runtime/state.json"),
+        modified,
+        p.read(".runtime/state.json"),
+    )
+}
+
+#[test]
+fn a_load_that_changes_nothing_writes_no_audit_line_and_no_state() {
+    let p = loaded_demo();
+    let lines = p.audit_lines().len();
+    assert_eq!(lines, 1, "the first load is recorded");
+    let state = state_file(&p);
+    let log = p.read(".runtime/audit.log");
+    // Past the second the first load checked the store in: a stamp that moves is a rewrite.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.cmd(&["load"]).run().success();
+    let name = p.name();
+    p.cmd(&[
+        "compose",
+        &format!("--project-name={name}"),
+        "up",
+        "secrets",
+    ])
+    .env("COMPOSE_PROJECT_NAME", &name)
+    .run()
+    .success();
+    assert_eq!(
+        p.read(".runtime/audit.log"),
+        log,
+        "no line for a no-change load"
+    );
+    assert_eq!(
+        state_file(&p),
+        state,
+        "state.json neither rewritten nor replaced"
+    );
+    let checks = p
+        .cmd(&["verify", "--json", "--no-docker"])
+        .run()
+        .success()
+        .json();
+    assert!(
+        checks["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["category"] == "audit")
+            .all(|c| c["status"] != "fail"),
+        "a log without a line for the no-change load verifies: {checks}"
+    );
+
+    // A changed value, and a file restored with the same value, are each one line.
+    p.cmd(&["ensure", "--force", "flask-secret-key"])
+        .run()
+        .success();
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.audit_lines().len(), lines + 1);
+    std::fs::remove_file(p.path(".runtime/secrets/flask-secret-key")).unwrap();
+    p.cmd(&["load"]).run().success();
+    assert_eq!(p.audit_lines().len(), lines + 2);
+    assert_ne!(state_file(&p).1, state.1);
+    p.cmd(&["verify", "--no-docker"]).run().success();
+}
+
 #[test]
 fn a_changed_value_is_rewritten_atomically_via_a_new_inode() {
     let p = loaded_demo();

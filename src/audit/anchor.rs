@@ -136,7 +136,7 @@ pub async fn update(
     written.err().map(|e| {
         format!(
             "the audit chain's head was not anchored in the store ({e}); `verify` warns until a \
-             later load, rotate or sync anchors it"
+             later load, rotate or sync that writes anchors it"
         )
     })
 }

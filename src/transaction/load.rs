@@ -10,6 +10,7 @@ use crate::compose::Project;
 use crate::deploy::DockerEngine;
 use crate::error::{exit, DockerFailure, Error, Result};
 use crate::files::layout::Layout;
+use crate::files::state::State;
 use crate::loading::{self, LoadRequest, Loaded};
 use crate::output::Report;
 use crate::secret::FingerprintKey;
@@ -111,8 +112,12 @@ async fn load_project(
     let (Some(w), Some(log)) = (&txn.writing, log.as_mut()) else {
         return Ok(loaded);
     };
-    loading::commit(&w.runtime, project, layout, log, &before, &mut after).await?;
-    anchor(store, project, site, &w.runtime, after.audit_head.as_ref()).await;
+    // A load that changed nothing (the usual `compose up`) writes nothing: no audit line, no
+    // state.json, no anchor round trip; the log's head and the anchor stay where they were.
+    if changed_anything(&before, &after, report) {
+        loading::commit(&w.runtime, project, layout, log, &before, &mut after).await?;
+        anchor(store, project, site, &w.runtime, after.audit_head.as_ref()).await;
+    }
     let swarm = match swarm_probe {
         Some(probe) => probe.await.map_err(|e| Error::Docker {
             kind: DockerFailure::Other,
@@ -124,4 +129,17 @@ async fn load_project(
         loading::sync_swarm(&engine, &project.name, layout, &after, &loaded, report).await?;
     }
     Ok(loaded)
+}
+
+/// What a load does on disk besides the state: a file written (restored or repaired, even
+/// with the same value), a directory created or tightened, a stray pruned.
+const CHANGES: [&str; 4] = ["written", "created", "tightened", "pruned"];
+
+/// Whether a load changed anything the audit log and state.json record.
+fn changed_anything(before: &State, after: &State, report: &Report) -> bool {
+    before != after
+        || report
+            .items
+            .iter()
+            .any(|item| CHANGES.contains(&item.action.as_str()))
 }
