@@ -112,16 +112,7 @@ pub async fn step(
     if !request.dry_run {
         owners.save();
     }
-    match &session.store {
-        Some((key, store)) if key.same_as(&txn.fingerprints) => store.reload().await?,
-        _ => {
-            let store = (parts.open_store)(&txn.fingerprints)?;
-            session.store = Some((txn.fingerprints.clone(), store));
-        }
-    }
-    let Some(store) = session.store.as_ref().map(|(_, s)| s.as_ref()) else {
-        unreachable!("the store was opened above")
-    };
+    let store = session_store(&mut session.store, parts, &txn).await?;
     let mut report = Report::new("sync", store.describe(), request.dry_run);
     txn.recover(&project, &layout, store, &mut report).await?;
     let mut state = txn.state(store)?;
@@ -177,6 +168,26 @@ pub async fn step(
         close(&run, &project, &parts.site).await;
     }
     Ok(finished(report, applied, failure))
+}
+
+/// The session's store, reloaded; opened again when this step's fingerprint key is not the
+/// one it was opened with (a `sync --watch` that outlived an install's key).
+async fn session_store<'s>(
+    slot: &'s mut Option<(FingerprintKey, Box<dyn SecretStore>)>,
+    parts: &Parts<'_>,
+    txn: &Transaction<'_>,
+) -> Result<&'s dyn SecretStore> {
+    match slot {
+        Some((key, store)) if key.same_as(&txn.fingerprints) => store.reload().await?,
+        _ => {
+            let store = (parts.open_store)(&txn.fingerprints)?;
+            *slot = Some((txn.fingerprints.clone(), store));
+        }
+    }
+    let Some(store) = slot.as_ref().map(|(_, s)| s.as_ref()) else {
+        unreachable!("the store was opened above")
+    };
+    Ok(store)
 }
 
 /// One plan per change, in the order of `changes`.
