@@ -113,11 +113,11 @@ fn every_setting_resolves_flag_then_environment_then_dotenv_then_default() {
             name: "vault-url",
             var: "AZURE_KEYVAULT_URL",
             flag: Some((
-                &["--vault-url", "https://f.vault.azure.net"],
-                "https://f.vault.azure.net",
+                &["--vault-url", "https://127.0.0.1:8441"],
+                "https://127.0.0.1:8441",
             )),
-            env: ("https://e.vault.azure.net", "https://e.vault.azure.net"),
-            dotenv: ("https://d.vault.azure.net", "https://d.vault.azure.net"),
+            env: ("https://127.0.0.1:8442", "https://127.0.0.1:8442"),
+            dotenv: ("https://127.0.0.1:8443", "https://127.0.0.1:8443"),
             default: "",
         },
         Layered {
