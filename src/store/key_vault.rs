@@ -581,19 +581,14 @@ fn tags_of(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
 /// Metadata of a get/set/update answer; the version comes from its id.
 fn version_info_of_secret(requested_name: &str, secret: &Secret) -> VersionInfo {
     let id = secret.resource_id().ok();
-    let attributes = secret.attributes.as_ref();
-    VersionInfo {
-        name: id
-            .as_ref()
-            .map(|id| id.name.clone())
-            .unwrap_or_else(|| requested_name.to_owned()),
-        version: id.and_then(|id| id.version),
-        enabled: attributes.and_then(|a| a.enabled).unwrap_or(true),
-        updated: unix_seconds(attributes.and_then(|a| a.updated)),
-        expires: unix_seconds(attributes.and_then(|a| a.expires)),
-        tags: tags_of(secret.tags.as_ref()),
-        content_type: secret.content_type.clone(),
-    }
+    let name = id.as_ref().map(|id| id.name.clone());
+    version_info(
+        name.unwrap_or_else(|| requested_name.to_owned()),
+        id.and_then(|id| id.version),
+        secret.attributes.as_ref(),
+        secret.tags.as_ref(),
+        secret.content_type.clone(),
+    )
 }
 
 /// Metadata of a listing item, plus its creation time for ordering versions.
@@ -604,21 +599,36 @@ fn version_info_of_properties(
 ) -> (VersionInfo, i64) {
     let id = properties.resource_id().ok();
     let attributes = properties.attributes.as_ref();
-    let info = VersionInfo {
-        name: id
-            .as_ref()
-            .map(|id| id.name.clone())
-            .or_else(|| fallback_name.map(str::to_owned))
+    let name = id.as_ref().map(|id| id.name.clone());
+    let info = version_info(
+        name.or_else(|| fallback_name.map(str::to_owned))
             .unwrap_or_default(),
-        version: id.and_then(|id| id.version),
+        id.and_then(|id| id.version),
+        attributes,
+        properties.tags.as_ref(),
+        properties.content_type.clone(),
+    );
+    let created = unix_seconds(attributes.and_then(|a| a.created)).unwrap_or(i64::MAX);
+    (info, created)
+}
+
+/// What a get answer and a listing item both say of a version.
+fn version_info(
+    name: String,
+    version: Option<String>,
+    attributes: Option<&SecretAttributes>,
+    tags: Option<&HashMap<String, String>>,
+    content_type: Option<String>,
+) -> VersionInfo {
+    VersionInfo {
+        name,
+        version,
         enabled: attributes.and_then(|a| a.enabled).unwrap_or(true),
         updated: unix_seconds(attributes.and_then(|a| a.updated)),
         expires: unix_seconds(attributes.and_then(|a| a.expires)),
-        tags: tags_of(properties.tags.as_ref()),
-        content_type: properties.content_type.clone(),
-    };
-    let created = unix_seconds(attributes.and_then(|a| a.created)).unwrap_or(i64::MAX);
-    (info, created)
+        tags: tags_of(tags),
+        content_type,
+    }
 }
 
 /// Random lowercase hex for probe names (no need for cryptographic strength).
