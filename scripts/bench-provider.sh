@@ -21,6 +21,7 @@ if [[ -z "$bin" ]]; then
   [[ -x "$bin" ]] || bin="$root/target/debug/compose-secrets"
 fi
 [[ -x "$bin" ]] || { echo "bench-provider: no compose-secrets binary; run make build" >&2; exit 2; }
+bin="$(realpath "$bin")" # the PATH link below must not depend on the working directory
 if [[ -n "${COMPOSE_V2:-}" ]]; then
   read -r -a compose <<<"$COMPOSE_V2"
 elif [[ -x "$root/target/tools/bin/docker-compose" ]]; then
