@@ -286,6 +286,21 @@ impl SecretDir {
 
     /// Atomically replace `name` with `contents`, with its final mode and owner set before the rename.
     pub fn write_atomic(&self, name: &str, contents: &[u8], mode: u32, owner: Owner) -> Result<()> {
+        self.stage(name, contents, mode, owner)?.rename()?;
+        self.sync()
+    }
+
+    /// Write `contents` under a temporary name in this directory, with `name`'s final mode
+    /// and owner, and fsync it: all of an atomic write but the rename. Dropped without
+    /// `Staged::rename`, the temporary file is removed; a run killed meanwhile leaves one
+    /// that `remove_stale_temps` clears.
+    pub fn stage(
+        &self,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+        owner: Owner,
+    ) -> Result<Staged<'_>> {
         check_file_name(&self.path, name)?;
         let path = self.path.join(name);
         let temp = format!("{TEMP_PREFIX}{}.{}", std::process::id(), random_suffix());
@@ -297,54 +312,18 @@ impl SecretDir {
             Mode::empty(),
         )
         .map_err(|e| Error::io(&path, "create temp file")(e.into()))?;
-        let result = self.fill_and_rename(fd, &temp, name, contents, mode, owner, &path);
-        if result.is_err() {
-            let _ = nix::unistd::unlinkat(
-                &self.fd,
-                temp.as_str(),
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
-        }
-        result
+        let staged = Staged {
+            dir: self,
+            temp,
+            name: name.to_string(),
+        };
+        fill(fd, contents, mode, owner, &path)?;
+        Ok(staged)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn fill_and_rename(
-        &self,
-        fd: OwnedFd,
-        temp: &str,
-        name: &str,
-        contents: &[u8],
-        mode: u32,
-        owner: Owner,
-        path: &Path,
-    ) -> Result<()> {
-        if owner.uid.is_some() || owner.gid.is_some() {
-            fchown(
-                &fd,
-                owner.uid.map(Uid::from_raw),
-                owner.gid.map(Gid::from_raw),
-            )
-            .map_err(|e| {
-                if e == Errno::EPERM {
-                    ownership_refused(path, owner)
-                } else {
-                    Error::io(path, "chown")(e.into())
-                }
-            })?;
-        }
-        // chown may clear setuid bits; the mode goes last so it is exactly what was asked.
-        fchmod(&fd, Mode::from_bits_truncate(mode))
-            .map_err(|e| Error::io(path, "chmod")(e.into()))?;
-        let mut file = File::from(fd);
-        file.write_all(contents).map_err(Error::io(path, "write"))?;
-        file.sync_all().map_err(Error::io(path, "fsync"))?;
-        drop(file);
-        nix::fcntl::renameat(&self.fd, temp, &self.fd, name)
-            .map_err(|e| Error::io(path, "rename")(e.into()))?;
-        nix::unistd::fsync(&self.fd)
-            .map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))?;
-        Ok(())
+    /// fsync the directory: the renames before it are durable once it returns.
+    pub fn sync(&self) -> Result<()> {
+        nix::unistd::fsync(&self.fd).map_err(|e| Error::io(&self.path, "fsync directory")(e.into()))
     }
 
     pub fn remove(&self, name: &str) -> Result<()> {
@@ -585,6 +564,63 @@ fn refuse_symlink(path: &Path) -> Result<()> {
         Ok(meta) if meta.file_type().is_symlink() => Err(unsafe_path(path, "is a symlink")),
         _ => Ok(()),
     }
+}
+
+/// A secret file written and synced under a temporary name, waiting for its rename.
+#[must_use = "dropped without `rename`, the staged file is removed"]
+pub struct Staged<'d> {
+    dir: &'d SecretDir,
+    temp: String,
+    name: String,
+}
+
+impl Staged<'_> {
+    /// Put the staged file in place. The rename is durable after the directory's `sync`.
+    pub fn rename(mut self) -> Result<()> {
+        let dir = self.dir;
+        nix::fcntl::renameat(&dir.fd, self.temp.as_str(), &dir.fd, self.name.as_str())
+            .map_err(|e| Error::io(&dir.path.join(&self.name), "rename")(e.into()))?;
+        // Nothing left for `drop` to remove.
+        self.temp.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if self.temp.is_empty() {
+            return;
+        }
+        let _ = nix::unistd::unlinkat(
+            &self.dir.fd,
+            self.temp.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+    }
+}
+
+/// Owner, then mode, then contents, then fsync: the file is complete and has its final
+/// mode and owner before anything can rename it into place.
+fn fill(fd: OwnedFd, contents: &[u8], mode: u32, owner: Owner, path: &Path) -> Result<()> {
+    if owner.uid.is_some() || owner.gid.is_some() {
+        fchown(
+            &fd,
+            owner.uid.map(Uid::from_raw),
+            owner.gid.map(Gid::from_raw),
+        )
+        .map_err(|e| {
+            if e == Errno::EPERM {
+                ownership_refused(path, owner)
+            } else {
+                Error::io(path, "chown")(e.into())
+            }
+        })?;
+    }
+    // chown may clear setuid bits; the mode goes last so it is exactly what was asked.
+    fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| Error::io(path, "chmod")(e.into()))?;
+    let mut file = File::from(fd);
+    file.write_all(contents).map_err(Error::io(path, "write"))?;
+    file.sync_all().map_err(Error::io(path, "fsync"))
 }
 
 fn check_file_name(dir: &Path, name: &str) -> Result<()> {

@@ -198,3 +198,34 @@ fn remove_if_holds_removes_only_an_unchanged_regular_file() {
     }
     assert_eq!(std::fs::read(tmp.path().join("target")).unwrap(), b"value");
 }
+
+/// A staged file has its final mode before anything renames it; dropped, it leaves the
+/// directory as it was, and renamed, it replaces the old file.
+#[test]
+fn a_staged_file_is_complete_before_its_rename_and_gone_when_dropped() {
+    let (_tmp, dir) = fresh_dir();
+    dir.write_atomic("a", b"old", 0o400, Owner::default())
+        .unwrap();
+    let staged = dir.stage("a", b"new", 0o440, Owner::default()).unwrap();
+    let temps: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(TEMP_PREFIX))
+        .collect();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    let meta = std::fs::symlink_metadata(dir.path().join(&temps[0])).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o440);
+    assert_eq!(std::fs::read(dir.path().join(&temps[0])).unwrap(), b"new");
+    drop(staged);
+    assert_eq!(&*dir.read("a").unwrap().unwrap().contents, b"old");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+    dir.stage("a", b"new", 0o440, Owner::default())
+        .unwrap()
+        .rename()
+        .unwrap();
+    dir.sync().unwrap();
+    let st = dir.read("a").unwrap().unwrap();
+    assert_eq!((st.contents.as_slice(), st.mode), (&b"new"[..], 0o440));
+    assert_eq!(dir.entries().unwrap(), vec!["a".to_string()]);
+}
