@@ -4,7 +4,7 @@
 # Installs cargo-mutants into target/tools when it is missing. One cargo-mutants run covers
 # every module asked for (one baseline build), and the summary gives each module's figures.
 #
-#   scripts/mutants.sh [MODULE...]   MODULE: sync rotation secret-files audit-chain dotenv audit
+#   scripts/mutants.sh [MODULE...]   MODULE: transaction sync rotation secret-files audit-chain dotenv audit
 #                                    compose (default: all of them, in that order)
 #   MUTANTS_SHARD=k/N                run only shard k (0-based) of N of the modules' mutants
 #   MUTANTS_SHARD=next/N             the first shard of N that mutants/ledger.tsv has no row for
@@ -38,9 +38,10 @@ out="${MUTANTS_OUT:-target/mutants}"
 mkdir -p "$out"
 ledger="mutants/ledger.tsv"
 
-all=(sync rotation secret-files audit-chain dotenv audit compose)
+all=(transaction sync rotation secret-files audit-chain dotenv audit compose)
 files_of() {
   case "$1" in
+    transaction) echo "src/transaction.rs src/transaction/load.rs src/transaction/rotate.rs" ;;
     dotenv) echo "src/dotenv.rs src/store/dotenv.rs" ;;
     audit) echo "src/audit.rs" ;;
     audit-chain) echo "src/audit/chain.rs src/audit/key.rs" ;;
