@@ -1,5 +1,7 @@
-//! The Docker Engine API through bollard, the only module that imports it: containers of a
-//! Compose project (inspect, restart) and the Swarm objects of a stack (secrets, services).
+//! The Docker Engine API through bollard, which only this module and its submodules import:
+//! the engine's connection, API version and errors. `containers` and `swarm` implement the
+//! two engine traits on it; `images` (an image's files) and `replica` (a container made like
+//! another) serve `containers`.
 
 mod containers;
 mod images;
@@ -148,8 +150,6 @@ impl DockerEngine {
     }
 }
 
-/// The engine is gone (no socket, refused, or the connection dropped), as opposed to an
-/// engine that answered with an error: the operator's next step differs.
 /// Where the engine listens, for the one request made without bollard.
 enum Address {
     Unix(String),
@@ -224,6 +224,8 @@ fn api_version_of(answer: &[u8]) -> Option<bollard::ClientVersion> {
     })
 }
 
+/// The engine is gone (no socket, refused, or the connection dropped), as opposed to an
+/// engine that answered with an error: the operator's next step differs.
 fn engine_unreachable(e: &bollard::errors::Error) -> bool {
     use std::io::ErrorKind;
     if matches!(e, bollard::errors::Error::SocketNotFoundError(_)) {
