@@ -272,13 +272,7 @@ impl ContainerEngine for DockerEngine {
             }),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(Error::docker(
-                DockerFailure::Refused { status: 404 },
-                format!(
-                    "image {image} is not present locally ({}); nothing is pulled",
-                    self.endpoint
-                ),
-            )),
+            }) => Err(self.image_absent(image)),
             Err(e) => Err(self.error(&format!("inspect image {image}"), &e)),
         }
     }
@@ -313,15 +307,7 @@ impl ContainerEngine for DockerEngine {
             Ok(created) => created,
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => {
-                return Err(Error::docker(
-                    DockerFailure::Refused { status: 404 },
-                    format!(
-                        "image {image} is not present locally ({}); nothing is pulled",
-                        self.endpoint
-                    ),
-                ))
-            }
+            }) => return Err(self.image_absent(image)),
             Err(e) => return Err(self.error(&format!("create a container of image {image}"), &e)),
         };
         let mut out = Vec::new();
@@ -352,6 +338,19 @@ impl ContainerEngine for DockerEngine {
         result?;
         removed?;
         Ok(out)
+    }
+}
+
+impl DockerEngine {
+    /// An image the engine does not have: compose-secrets reads only local images.
+    fn image_absent(&self, image: &str) -> Error {
+        Error::docker(
+            DockerFailure::Refused { status: 404 },
+            format!(
+                "image {image} is not present locally ({}); nothing is pulled",
+                self.endpoint
+            ),
+        )
     }
 }
 
