@@ -96,65 +96,63 @@ impl Context {
     /// The Compose settings as `docker compose` resolved them, with their layer.
     pub fn compose_rows(&self) -> Vec<Row> {
         let o = &self.options;
-        let d = &self.discovered;
-        let from = |flagged: bool, var: &str| match (flagged, self.layers().var(var)) {
-            (true, _) => Source::Flag,
-            (false, Some((_, source))) => source,
-            (false, None) => Source::Default,
+        let layers = self.layers();
+        // The flag when it was given, else the layer that set the variable, else the default.
+        let row = |name, flag, variable, value, flagged: bool| {
+            let source = match (flagged, layers.var(variable)) {
+                (true, _) => Source::Flag,
+                (false, Some((_, source))) => source,
+                (false, None) => Source::Default,
+            };
+            Row {
+                name,
+                flag,
+                variable,
+                value,
+                source,
+            }
         };
-        let var = |name: &str| self.layers().var(name).map(|(v, _)| v).unwrap_or_default();
-        let joined = |paths: &[PathBuf]| {
-            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            shown.join(",")
+        // Paths as Compose resolved them, whichever layer named them.
+        let paths = |name, flag, variable, given: &[PathBuf], resolved: &[PathBuf]| {
+            let shown: Vec<String> = resolved.iter().map(|p| p.display().to_string()).collect();
+            row(name, flag, variable, shown.join(","), !given.is_empty())
         };
-        let row = |name, flag, variable, value: String, source| Row {
-            name,
-            flag,
-            variable,
-            value,
-            source,
+        // Text that only the flag or the variable gives.
+        let text = |name, flag, variable, given: Option<String>| {
+            let flagged = given.is_some();
+            let value = given.or_else(|| layers.var(variable).map(|(v, _)| v));
+            row(name, flag, variable, value.unwrap_or_default(), flagged)
         };
+        let profiles = (!o.profiles.is_empty()).then(|| o.profiles.join(","));
         vec![
-            row(
+            paths(
                 "compose-files",
                 "-f",
                 "COMPOSE_FILE",
-                joined(&d.files),
-                from(!o.files.is_empty(), "COMPOSE_FILE"),
+                &o.files,
+                &self.discovered.files,
             ),
             row(
                 "project-directory",
                 "--project-directory",
                 "",
                 self.project_dir.display().to_string(),
-                from(o.project_directory.is_some(), ""),
+                o.project_directory.is_some(),
             ),
-            row(
+            paths(
                 "env-files",
                 "--env-file",
                 "COMPOSE_ENV_FILES",
-                joined(&self.env_files),
-                from(!o.env_files.is_empty(), "COMPOSE_ENV_FILES"),
+                &o.env_files,
+                &self.env_files,
             ),
-            row(
+            text(
                 "project-name",
                 "-p",
                 "COMPOSE_PROJECT_NAME",
-                o.project_name
-                    .clone()
-                    .unwrap_or_else(|| var("COMPOSE_PROJECT_NAME")),
-                from(o.project_name.is_some(), "COMPOSE_PROJECT_NAME"),
+                o.project_name.clone(),
             ),
-            row(
-                "profiles",
-                "--profile",
-                "COMPOSE_PROFILES",
-                match o.profiles.is_empty() {
-                    true => var("COMPOSE_PROFILES"),
-                    false => o.profiles.join(","),
-                },
-                from(!o.profiles.is_empty(), "COMPOSE_PROFILES"),
-            ),
+            text("profiles", "--profile", "COMPOSE_PROFILES", profiles),
         ]
     }
 

@@ -1,8 +1,8 @@
 //! Where containers run: the Compose containers of a project and the services of a Swarm stack.
 //!
 //! Everything outside `deploy::docker` sees containers through [`ContainerEngine`] and swarms
-//! through [`swarm::SwarmEngine`]; `deploy::docker` is the only module that imports bollard,
-//! and the in-memory twins in `deploy::memory` stand in for tests.
+//! through [`swarm::SwarmEngine`]; `deploy::docker` and its submodules are the only ones that
+//! import bollard, and the in-memory twins in `deploy::memory` stand in for tests.
 
 pub mod docker;
 pub mod health;

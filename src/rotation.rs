@@ -41,7 +41,7 @@ mod select;
 mod sync;
 mod together;
 
-use apply::{apply, open_dir, Progress};
+use apply::{apply, open_dir, NewValue, Progress};
 use hook::Phase;
 pub use plan::{describe, describe_restarts, plan, ContainerTarget, SecretPlan, ServiceTarget};
 pub use recover::recover_intents;
@@ -262,7 +262,13 @@ pub async fn rotate(
 
     // From here on, any failure is rolled back.
     let mut progress = Progress::default();
-    let forward = apply(run, plan, &dir, &value, &pushed, &mut record, &mut progress).await;
+    let next = NewValue {
+        plan,
+        dir: &dir,
+        value: &value,
+        version: &pushed,
+    };
+    let forward = apply(run, &next, &mut record, &mut progress).await;
     let Err(failure) = forward else {
         committed(run, &mut record, progress, &value);
         record.step("rotated", "committed");

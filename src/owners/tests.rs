@@ -1,6 +1,7 @@
 use super::*;
 use crate::compose::ProjectOptions;
 use crate::deploy::memory::MemoryEngine;
+use crate::error::exit::{DOCKER, USAGE};
 
 /// The running user's ids: the owners these tests expect must be ones this process can give.
 fn me() -> (u32, u32) {
@@ -106,27 +107,12 @@ async fn a_missing_image_user_group_or_engine_is_an_error_naming_them() {
         (
             "appuser",
             "local/other:2",
-            crate::error::exit::DOCKER,
+            DOCKER,
             "pull or build the image",
         ),
-        (
-            "postgres",
-            "local/db:1",
-            crate::error::exit::USAGE,
-            "has no user `postgres`",
-        ),
-        (
-            "appuser:staff",
-            "local/db:1",
-            crate::error::exit::USAGE,
-            "has no group `staff`",
-        ),
-        (
-            "appuser",
-            "unreachable",
-            crate::error::exit::DOCKER,
-            "start Docker",
-        ),
+        ("postgres", "local/db:1", USAGE, "has no user `postgres`"),
+        ("appuser:staff", "local/db:1", USAGE, "has no group `staff`"),
+        ("appuser", "unreachable", DOCKER, "start Docker"),
     ];
     for (user, image, code, says) in cases {
         let text = compose(user, "").replace("local/db:1", image);
@@ -174,16 +160,27 @@ fn reload(dir: &tempfile::TempDir) -> Project {
     .unwrap()
 }
 
+/// The project of `compose("appuser", "")` and its `.runtime` directory, where the cache goes.
+fn project_with_runtime() -> (tempfile::TempDir, Project, std::path::PathBuf) {
+    let (dir, p) = project(&compose("appuser", ""));
+    let runtime = dir.path().join(".runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    (dir, p, runtime)
+}
+
+/// One run's owners, through the cache in `runtime` (returned unsaved), found without error.
+async fn owners_of(p: &mut Project, engine: &MemoryEngine, runtime: &std::path::Path) -> Cache {
+    let mut cache = Cache::open(runtime);
+    assert!(apply(p, engine, &mut cache).await.is_empty());
+    cache
+}
+
 #[tokio::test]
 async fn a_known_image_is_inspected_not_read_and_a_rebuilt_one_is_read_again() {
     let (uid, gid) = me();
-    let (dir, mut p) = project(&compose("appuser", ""));
-    let runtime = dir.path().join(".runtime");
-    std::fs::create_dir(&runtime).unwrap();
+    let (dir, mut p, runtime) = project_with_runtime();
     let engine = engine();
-    let mut cache = Cache::open(&runtime);
-    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
-    cache.save();
+    owners_of(&mut p, &engine, &runtime).await.save();
     assert_eq!(engine.image_reads(), 1);
     assert_eq!(
         saved(&runtime),
@@ -193,9 +190,7 @@ async fn a_known_image_is_inspected_not_read_and_a_rebuilt_one_is_read_again() {
     // A later run: one inspect, no container.
     for _ in 0..3 {
         let mut p = reload(&dir);
-        let mut cache = Cache::open(&runtime);
-        assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
-        cache.save();
+        owners_of(&mut p, &engine, &runtime).await.save();
         assert_eq!(
             (p.secrets[0].owner_uid, p.secrets[0].owner_gid),
             (Some(uid), Some(gid))
@@ -213,8 +208,7 @@ async fn a_known_image_is_inspected_not_read_and_a_rebuilt_one_is_read_again() {
         &[("/etc/passwd", passwd), ("/etc/group", b"")],
     );
     let mut p = reload(&dir);
-    let mut cache = Cache::open(&runtime);
-    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    let cache = owners_of(&mut p, &engine, &runtime).await;
     assert_eq!(engine.image_reads(), 2, "a rebuilt image is read again");
     if nix::unistd::Uid::effective().is_root() {
         assert_eq!(
@@ -238,25 +232,19 @@ fn saved(runtime: &std::path::Path) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_read_only_run_uses_the_cache_and_writes_nothing() {
-    let (dir, mut p) = project(&compose("appuser", ""));
-    let runtime = dir.path().join(".runtime");
-    std::fs::create_dir(&runtime).unwrap();
+    let (dir, mut p, runtime) = project_with_runtime();
     let engine = engine();
     // Not saved, as verify and --dry-run do: the next run reads the image again.
-    let mut cache = Cache::open(&runtime);
-    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    let cache = owners_of(&mut p, &engine, &runtime).await;
     assert!(!runtime.join("owners.json").exists());
     cache.save();
     let mut p = reload(&dir);
-    let mut cache = Cache::open(&runtime);
-    assert!(apply(&mut p, &engine, &mut cache).await.is_empty());
+    owners_of(&mut p, &engine, &runtime).await;
     assert_eq!(engine.image_reads(), 1, "the saved cache is used");
 
     // A malformed cache is an empty one, not an error.
     std::fs::write(runtime.join("owners.json"), "{not json").unwrap();
     let mut p = reload(&dir);
-    assert!(apply(&mut p, &engine, &mut Cache::open(&runtime))
-        .await
-        .is_empty());
+    owners_of(&mut p, &engine, &runtime).await;
     assert_eq!(engine.image_reads(), 2);
 }

@@ -10,7 +10,7 @@ use crate::error::{DockerFailure, Error, Result};
 use crate::files::secret_dir::{Owner, SecretDir};
 use crate::files::state::SecretState;
 use crate::secret::SecretValue;
-use crate::store::VersionInfo;
+use crate::store::{FetchedSecret, VersionInfo};
 
 /// How far the forward path got, so the rollback undoes exactly that. Each flag is set once
 /// its step is known to have happened.
@@ -23,21 +23,38 @@ pub(super) struct Progress {
     pub restarted_targets: Vec<(ContainerTarget, ServiceTarget)>,
 }
 
+/// A new value and where it goes: the secret's plan, its opened directory, and the version
+/// the state records for it.
+#[derive(Clone, Copy)]
+pub(super) struct NewValue<'a> {
+    pub plan: &'a SecretPlan,
+    pub dir: &'a SecretDir,
+    pub value: &'a SecretValue,
+    pub version: &'a VersionInfo,
+}
+
+impl<'a> NewValue<'a> {
+    /// A version set elsewhere, as fetched from the store (`sync`).
+    pub fn fetched(plan: &'a SecretPlan, dir: &'a SecretDir, fetched: &'a FetchedSecret) -> Self {
+        Self {
+            plan,
+            dir,
+            value: &fetched.value,
+            version: &fetched.info,
+        }
+    }
+}
+
 /// The forward path shared by `rotate` (after its push) and `sync` (with a version set
 /// elsewhere): the file written atomically, the state recorded, then each container that
 /// mounts the secret restarted and gated one at a time (or the swarm stack rolled out).
-/// `version` is what the state records for the new value.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn apply(
     run: &mut Run<'_>,
-    plan: &SecretPlan,
-    dir: &SecretDir,
-    value: &SecretValue,
-    version: &VersionInfo,
+    next: &NewValue<'_>,
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
-    write_file_and_state(run, plan, dir, value, version, record, progress)?;
+    write_file_and_state(run, next, record, progress)?;
     if !run.settings.restart {
         record.step(
             "not-restarted",
@@ -46,9 +63,9 @@ pub(super) async fn apply(
         return Ok(());
     }
     if run.swarm.is_some() {
-        return roll_out_swarm(run, plan, value, version, record, progress).await;
+        return roll_out_swarm(run, next, record, progress).await;
     }
-    for service in &plan.services {
+    for service in &next.plan.services {
         if service.containers.is_empty() {
             record.step(
                 "no-containers",
@@ -101,13 +118,11 @@ pub(super) async fn apply(
 /// The file written atomically, then the state recorded (the progress says which happened).
 fn write_file_and_state(
     run: &mut Run<'_>,
-    plan: &SecretPlan,
-    dir: &SecretDir,
-    value: &SecretValue,
-    version: &VersionInfo,
+    next: &NewValue<'_>,
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
+    let (plan, dir, value) = (next.plan, next.dir, next.value);
     let spec = &plan.spec;
     let name = &plan.placement.file_name;
     let written = dir.write_atomic(
@@ -144,8 +159,8 @@ fn write_file_and_state(
     run.state.secrets.insert(
         spec.name.clone(),
         SecretState {
-            version: version.version.clone(),
-            updated: version.updated,
+            version: next.version.version.clone(),
+            updated: next.version.updated,
             fingerprint: value.fingerprint(&run.fingerprints),
             checked_at: crate::clock::unix_now(),
         },
@@ -159,19 +174,17 @@ fn write_file_and_state(
 /// stack's services onto it (rolled back by Swarm itself on failure).
 async fn roll_out_swarm(
     run: &Run<'_>,
-    plan: &SecretPlan,
-    value: &SecretValue,
-    version: &VersionInfo,
+    next: &NewValue<'_>,
     record: &mut RotationRecord,
     progress: &mut Progress,
 ) -> Result<()> {
     let Some(swarm) = &run.swarm else {
         return Ok(());
     };
-    let spec = &plan.spec;
+    let (spec, value) = (&next.plan.spec, next.value);
     let fingerprint = value.fingerprint(&run.fingerprints);
     let version =
-        crate::deploy::swarm::version_label_from(version.version.as_deref(), &fingerprint);
+        crate::deploy::swarm::version_label_from(next.version.version.as_deref(), &fingerprint);
     let existing = swarm.engine.stack_secrets(&swarm.stack).await?;
     let (secret, _) = crate::deploy::swarm::ensure_secret(
         swarm.engine,

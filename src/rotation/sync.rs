@@ -8,7 +8,7 @@
 //! moves on or `sync --retry-held`. The rotation hook is not run: it belongs to whoever set the
 //! version.
 
-use super::apply::{apply, open_dir, Progress};
+use super::apply::{apply, open_dir, NewValue, Progress};
 use super::rollback::{restart_back, restore_local};
 use super::{
     committed, finish, forward_failed, record_intent, rolled_back_restarts, undone, Previous,
@@ -57,16 +57,8 @@ pub async fn follow(
 
     tracing::debug!(secret = %name, "intent recorded; writing the file");
     let mut progress = Progress::default();
-    let forward = apply(
-        run,
-        plan,
-        &dir,
-        &fetched.value,
-        &fetched.info,
-        &mut record,
-        &mut progress,
-    )
-    .await;
+    let next = NewValue::fetched(plan, &dir, fetched);
+    let forward = apply(run, &next, &mut record, &mut progress).await;
     let Err(failure) = forward else {
         committed(run, &mut record, progress, &fetched.value);
         if run.state.held.remove(&name).is_some() {

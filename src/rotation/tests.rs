@@ -278,6 +278,14 @@ impl Fixture {
         .await
     }
 
+    /// A rotation whose new value fails `proj-app-1`'s health gate: its record and its error.
+    async fn rotate_failing_the_gate(&self, value: Option<&str>) -> (RotationRecord, Error) {
+        self.engine.unhealthy_after("proj-app-1", 1);
+        let mut record = self.rotate(value).await;
+        let error = record.take_error().expect("the rotation fails");
+        (record, error)
+    }
+
     pub(super) fn file(&self) -> String {
         String::from_utf8(std::fs::read(self.secrets_dir().join("s1")).unwrap()).unwrap()
     }
@@ -510,9 +518,9 @@ fn hook_target(f: &Fixture) -> (String, Vec<String>) {
 #[tokio::test]
 async fn a_rollback_runs_the_hook_again_with_the_previous_value() {
     let f = Fixture::new(Some(&recording_hook("never"))).await;
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(Some("new-value-for-the-db")).await;
-    let error = record.take_error().expect("rolled back");
+    let (record, error) = f
+        .rotate_failing_the_gate(Some("new-value-for-the-db"))
+        .await;
     assert_eq!(error.exit_code(), 6, "{error}");
     assert_eq!(record.hook, Some(HookOutcome::RolledBack));
     let (target, phases) = hook_target(&f);
@@ -543,9 +551,9 @@ async fn a_refused_push_after_the_hook_puts_the_hook_back() {
 #[tokio::test]
 async fn a_hook_that_fails_its_rollback_is_a_failed_rollback_naming_it() {
     let f = Fixture::new(Some(&recording_hook("rollback"))).await;
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(Some("new-value-for-the-db")).await;
-    let error = record.take_error().expect("rollback failed");
+    let (record, error) = f
+        .rotate_failing_the_gate(Some("new-value-for-the-db"))
+        .await;
     assert_eq!(error.exit_code(), 9, "{error}");
     assert!(error.to_string().contains("rotation hook"), "{error}");
     assert!(!error.to_string().contains("new-value-for-the-db"));

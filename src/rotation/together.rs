@@ -5,7 +5,7 @@
 //! A key and a certificate that do not belong together make a TLS server fail to start, so
 //! the parts never move one at a time as separate secrets do (`sync::follow`).
 
-use super::apply::{apply, open_dir, Progress};
+use super::apply::{apply, open_dir, NewValue, Progress};
 use super::rollback::{restart_back, restore_local};
 use super::sync::hold_version;
 use super::{finish, record_intent, Previous, RotationRecord, Run, SecretPlan, ServiceTarget};
@@ -143,16 +143,8 @@ async fn forward(
         };
         let plan = if i == last { &merged } else { *plan };
         run.settings.restart = restart && i == last;
-        let applied = apply(
-            run,
-            plan,
-            &opened[i].0,
-            &fetched.value,
-            &fetched.info,
-            &mut records[i],
-            &mut progress[i],
-        )
-        .await;
+        let next = NewValue::fetched(plan, &opened[i].0, fetched);
+        let applied = apply(run, &next, &mut records[i], &mut progress[i]).await;
         if restart && i != last {
             // apply's "not restarted" line: these users restart once, after the last part.
             records[i].steps.pop();

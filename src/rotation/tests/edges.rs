@@ -8,9 +8,7 @@ use super::*;
 async fn a_rollback_with_no_previous_store_version_restores_the_files_value() {
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(None).await;
-    let error = record.take_error().expect("rolled back");
+    let (_, error) = f.rotate_failing_the_gate(None).await;
     assert!(matches!(error, Error::RolledBack { .. }), "{error}");
     let versions = f.store.list_versions("s1").await.unwrap();
     assert_eq!(
@@ -32,9 +30,7 @@ async fn a_rollback_with_nothing_before_it_removes_the_file_and_says_what_is_lef
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
     std::fs::remove_file(f.secrets_dir().join("s1")).unwrap();
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(None).await;
-    let error = record.take_error().expect("rollback failed");
+    let (_, error) = f.rotate_failing_the_gate(None).await;
     assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
     assert!(
         error.to_string().contains("no previous value to restore"),
@@ -60,12 +56,8 @@ async fn a_25_kb_value_comes_back_whole_through_a_rollback() {
         .unwrap()
         .write_atomic("s1", big.as_bytes(), 0o400, Owner::default())
         .unwrap();
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(None).await;
-    assert!(matches!(
-        record.take_error(),
-        Some(Error::RolledBack { .. })
-    ));
+    let (_, error) = f.rotate_failing_the_gate(None).await;
+    assert!(matches!(error, Error::RolledBack { .. }), "{error}");
     assert_eq!(f.latest().await.value.expose(), big);
     assert_eq!(f.file(), big);
 }
@@ -87,12 +79,8 @@ async fn a_rollback_keeps_the_previous_versions_expiry() {
         )
         .await
         .unwrap();
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(None).await;
-    assert!(matches!(
-        record.take_error(),
-        Some(Error::RolledBack { .. })
-    ));
+    let (_, error) = f.rotate_failing_the_gate(None).await;
+    assert!(matches!(error, Error::RolledBack { .. }), "{error}");
     let latest = f.latest().await;
     assert_eq!(latest.value.expose(), OLD);
     assert_eq!(latest.info.expires, expires);
@@ -186,9 +174,7 @@ async fn a_rollback_records_what_it_restored_as_written() {
     let mut f = Fixture::new(None).await;
     f.store = MemoryStore::new();
     std::fs::remove_file(path(&f)).unwrap();
-    f.engine.unhealthy_after("proj-app-1", 1);
-    let mut record = f.rotate(None).await;
-    let error = record.take_error().expect("rollback failed");
+    let (_, error) = f.rotate_failing_the_gate(None).await;
     assert!(matches!(error, Error::RollbackFailed { .. }), "{error}");
     assert!(!path(&f).exists());
     assert!(
