@@ -662,80 +662,85 @@ fn copy_tree_with_modes(from: &Path, to: &Path) {
     }
 }
 
-/// SIGKILL during a start-first replacement (on the real engine): while the new container
-/// runs beside the old one, then at spread-out points of whole rotations. Every kill leaves
-/// at most one extra container of the service; `verify` names it; the next `load` removes it,
-/// and the service behind the proxy answers.
-#[test]
-fn a_kill_during_a_start_first_replacement_leaves_at_most_one_extra_container() {
-    use crate::start_first_docker::ProxiedStack;
-    let test = "crash::a_kill_during_a_start_first_replacement_leaves_at_most_one_extra_container";
-    if !crate::support::docker::ready(test) {
-        return;
-    }
-    let p = Project::empty();
-    // `monitor` holds the replacement with both containers running: the kill lands there.
-    let monitored =
-        "    deploy:\n      update_config:\n        order: start-first\n        monitor: 60s\n";
-    let stack = ProxiedStack::write(&p, "crash", monitored);
-    stack.start(&[]);
-    let original = stack.app_containers();
-    let mut child = quiet(stack.cmd(&["rotate", "s1"]).cmd)
-        .spawn()
-        .expect("spawn rotate");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while stack.app_containers().len() < 2 {
-        assert!(Instant::now() < deadline, "the replacement never started");
-        assert!(child.try_wait().unwrap().is_none(), "rotate ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let left = stack.app_containers();
-    assert_eq!(left.len(), 2, "one extra container: {left:?}");
-    let replica = left
-        .iter()
-        .find(|c| !original.contains(c))
-        .unwrap()
-        .1
-        .clone();
-    let verify = stack.cmd(&["verify"]).run();
-    assert_ne!(verify.code, 0, "{}", verify.stdout);
-    let said = format!("{}{}", verify.stdout, verify.stderr);
-    assert!(
-        said.contains(&replica) && said.contains("start-first replacement"),
-        "verify names {replica}: {said}"
-    );
-    let load = stack.cmd(&["load"]).run().success();
-    assert!(load.stdout.contains(&replica), "{}", load.stdout);
-    assert_eq!(stack.app_containers(), original, "the old container kept");
-
-    // Kills spread over whole rotations (no monitor): the same bound, the same clean-up.
-    let p = Project::empty();
-    let stack = ProxiedStack::write(
-        &p,
-        "crashes",
-        "    deploy:\n      update_config:\n        order: start-first\n",
-    );
-    stack.start(&[]);
-    for i in 0..6u64 {
-        kill_after(
-            stack.cmd(&["rotate", "s1"]).cmd,
-            Duration::from_millis(250 + 400 * i),
-        );
-        let left = stack.app_containers();
-        assert!(left.len() <= 2, "kill {i}: {left:?}");
-        stack.cmd(&["load"]).run().success();
-        let left = stack.app_containers();
-        assert_eq!(left.len(), 1, "kill {i}: settled by load: {left:?}");
-    }
-    stack.cmd(&["rotate", "s1"]).run().success();
-    assert_eq!(stack.app_containers().len(), 1);
-}
-
 fn quiet(mut cmd: Command) -> Command {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     cmd
+}
+
+/// On the real engine: in a `docker` module, so nextest runs it in the Docker group.
+mod docker {
+    use super::*;
+
+    /// SIGKILL during a start-first replacement (on the real engine): while the new container
+    /// runs beside the old one, then at spread-out points of whole rotations. Every kill leaves
+    /// at most one extra container of the service; `verify` names it; the next `load` removes it,
+    /// and the service behind the proxy answers.
+    #[test]
+    fn a_kill_during_a_start_first_replacement_leaves_at_most_one_extra_container() {
+        use crate::start_first_docker::ProxiedStack;
+        let test = "crash::docker::a_kill_during_a_start_first_replacement_leaves_at_most_one_extra_container";
+        if !crate::support::docker::ready(test) {
+            return;
+        }
+        let p = Project::empty();
+        // `monitor` holds the replacement with both containers running: the kill lands there.
+        let monitored =
+            "    deploy:\n      update_config:\n        order: start-first\n        monitor: 60s\n";
+        let stack = ProxiedStack::write(&p, "crash", monitored);
+        stack.start(&[]);
+        let original = stack.app_containers();
+        let mut child = quiet(stack.cmd(&["rotate", "s1"]).cmd)
+            .spawn()
+            .expect("spawn rotate");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while stack.app_containers().len() < 2 {
+            assert!(Instant::now() < deadline, "the replacement never started");
+            assert!(child.try_wait().unwrap().is_none(), "rotate ended early");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = stack.app_containers();
+        assert_eq!(left.len(), 2, "one extra container: {left:?}");
+        let replica = left
+            .iter()
+            .find(|c| !original.contains(c))
+            .unwrap()
+            .1
+            .clone();
+        let verify = stack.cmd(&["verify"]).run();
+        assert_ne!(verify.code, 0, "{}", verify.stdout);
+        let said = format!("{}{}", verify.stdout, verify.stderr);
+        assert!(
+            said.contains(&replica) && said.contains("start-first replacement"),
+            "verify names {replica}: {said}"
+        );
+        let load = stack.cmd(&["load"]).run().success();
+        assert!(load.stdout.contains(&replica), "{}", load.stdout);
+        assert_eq!(stack.app_containers(), original, "the old container kept");
+
+        // Kills spread over whole rotations (no monitor): the same bound, the same clean-up.
+        let p = Project::empty();
+        let stack = ProxiedStack::write(
+            &p,
+            "crashes",
+            "    deploy:\n      update_config:\n        order: start-first\n",
+        );
+        stack.start(&[]);
+        for i in 0..6u64 {
+            kill_after(
+                stack.cmd(&["rotate", "s1"]).cmd,
+                Duration::from_millis(250 + 400 * i),
+            );
+            let left = stack.app_containers();
+            assert!(left.len() <= 2, "kill {i}: {left:?}");
+            stack.cmd(&["load"]).run().success();
+            let left = stack.app_containers();
+            assert_eq!(left.len(), 1, "kill {i}: settled by load: {left:?}");
+        }
+        stack.cmd(&["rotate", "s1"]).run().success();
+        assert_eq!(stack.app_containers().len(), 1);
+    }
 }

@@ -7,7 +7,7 @@ mod support;
 mod adopt;
 mod audit_trust;
 mod certificates;
-mod certificates_nginx;
+mod certificates_nginx_docker;
 mod cli_help;
 mod compose_differential;
 mod crash;
