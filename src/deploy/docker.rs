@@ -822,6 +822,13 @@ fn replica_body(
     (body, endpoints)
 }
 
+/// A swarm secret's `Data`: the value's bytes, base64-encoded in the JSON body (never in argv
+/// or env). Bytes, not text: a certificate's `pfx` part is binary, and `expose` would see it
+/// as empty.
+fn secret_data(value: &SecretValue) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value.expose_bytes()))
+}
+
 fn to_swarm_secret(s: bollard::models::Secret) -> SwarmSecret {
     let spec = s.spec.unwrap_or_default();
     SwarmSecret {
@@ -931,10 +938,7 @@ impl SwarmEngine for DockerEngine {
         labels: &BTreeMap<String, String>,
     ) -> Result<SwarmSecret> {
         let client = self.negotiated().await?;
-        // The API takes the value base64-encoded in the JSON body; it never appears in argv or env.
-        let data = zeroize::Zeroizing::new(
-            base64::engine::general_purpose::STANDARD.encode(value.expose()),
-        );
+        let data = secret_data(value);
         let spec = bollard::models::SecretSpec {
             name: Some(name.to_string()),
             labels: Some(labels.clone().into_iter().collect()),
@@ -1046,6 +1050,22 @@ impl SwarmEngine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swarm_secret_carries_the_value_s_bytes_even_when_they_are_not_text() {
+        let pfx = vec![0x30, 0x82, 0x0a, 0xff, 0x00, 0xfe, b'k'];
+        let data = secret_data(&SecretValue::binary(pfx.clone()));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .unwrap();
+        assert_eq!(decoded, pfx);
+        let text = secret_data(&SecretValue::new("hunter2".into()));
+        assert_eq!(
+            *text,
+            base64::engine::general_purpose::STANDARD.encode("hunter2")
+        );
+    }
+
     /// `docker inspect` as Engine 20.10 (API 1.41) answers it, trimmed to what we read:
     /// bollard's models are generated for a newer API, and must still take this.
     const INSPECT_API_1_41: &str = r#"{
