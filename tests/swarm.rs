@@ -1,6 +1,7 @@
 //! Docker Swarm target on a single-node swarm the test makes (and leaves): versioned swarm
 //! secrets, a 3-replica rotation by start-first rolling update with zero failed requests,
-//! automatic rollback, and no second copy of an unchanged value.
+//! automatic rollback, no second copy of an unchanged value, and a certificate's binary `pfx`
+//! part mounted byte for byte.
 
 use std::io::Write as _;
 use std::process::Command;
