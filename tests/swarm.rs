@@ -1,6 +1,7 @@
 //! Docker Swarm target on a single-node swarm the test makes (and leaves): versioned swarm
 //! secrets, a 3-replica rotation by start-first rolling update with zero failed requests,
-//! automatic rollback, and no second copy of an unchanged value.
+//! automatic rollback, no second copy of an unchanged value, and a certificate's binary `pfx`
+//! part mounted byte for byte.
 
 use std::io::Write as _;
 use std::process::Command;
@@ -60,16 +61,14 @@ struct SwarmStack {
     stack: String,
     made_swarm: bool,
     port: u16,
+    /// Replicas of the stack's `web` service.
+    replicas: usize,
 }
 
 impl SwarmStack {
     fn deploy(p: &Project, reject_prefix: &str) -> SwarmStack {
-        let made_swarm = !swarm_active();
-        if made_swarm {
-            docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-        }
-        let port = free_port();
-        let stack = format!("cs{}x{}", std::process::id(), port);
+        let guard = SwarmStack::start(3);
+        let port = guard.port;
         p.write(
             "compose.yaml",
             format!(
@@ -106,6 +105,28 @@ secrets:
         p.write(".env.demo", "S1=\n");
         p.cmd(&["ensure"]).run().success();
         p.cmd(&["--target", "compose", "load"]).run().success();
+        guard.deploy_stack(p);
+        guard
+    }
+
+    /// A swarm (made if the engine is in none), a stack name and a free port, with nothing
+    /// deployed yet; whatever the stack gets is removed on drop.
+    fn start(replicas: usize) -> SwarmStack {
+        let made_swarm = !swarm_active();
+        if made_swarm {
+            docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        }
+        let port = free_port();
+        SwarmStack {
+            stack: format!("cs{}x{}", std::process::id(), port),
+            made_swarm,
+            port,
+            replicas,
+        }
+    }
+
+    /// `docker stack deploy` of the project's compose.yaml, then wait until it is healthy.
+    fn deploy_stack(&self, p: &Project) {
         let out = Command::new("docker")
             .args([
                 "stack",
@@ -114,23 +135,17 @@ secrets:
                 "never",
                 "-c",
                 "compose.yaml",
-                &stack,
+                &self.stack,
             ])
             .current_dir(p.dir.path())
             .output()
             .unwrap();
-        let guard = SwarmStack {
-            stack,
-            made_swarm,
-            port,
-        };
         assert!(
             out.status.success(),
             "stack deploy: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        guard.wait_healthy();
-        guard
+        self.wait_healthy();
     }
 
     fn url(&self) -> String {
@@ -148,7 +163,8 @@ secrets:
                 "--format",
                 "{{.Replicas}}",
             ]);
-            if replicas.trim() == "3/3" && get(&self.url()).is_some_and(|(s, _)| s == 200) {
+            let all = format!("{0}/{0}", self.replicas);
+            if replicas.trim() == all && get(&self.url()).is_some_and(|(s, _)| s == 200) {
                 return;
             }
             assert!(
@@ -200,13 +216,21 @@ secrets:
             .collect()
     }
 
-    /// Fingerprints the replicas report, sampled through the proxy.
+    /// Fingerprints of `s1` the replicas report, sampled through the proxy.
     fn fingerprints(&self) -> Vec<String> {
+        self.fingerprints_of("s1")
+    }
+
+    /// Fingerprints of `secret` the replicas report, sampled through the proxy.
+    fn fingerprints_of(&self, secret: &str) -> Vec<String> {
         let mut seen = Vec::new();
         for _ in 0..12 {
             if let Some((200, body)) = get(&self.url()) {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let fp = v["secrets"]["s1"].as_str().unwrap_or_default().to_string();
+                let fp = v["secrets"][secret]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if !seen.contains(&fp) {
                     seen.push(fp);
                 }
@@ -478,6 +502,116 @@ fn the_readme_recipe_ends_in_a_passing_verify() {
         after.stdout
     );
     after.success();
+}
+
+/// A stack whose one `web` replica needs the `pfx` part (binary PKCS#12) of the Key Vault
+/// certificate `web-tls`, behind a proxy on `port` (host mode).
+fn pfx_stack(port: u16) -> String {
+    format!(
+        r#"version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    environment:
+      DEMO_REQUIRED_SECRETS: tls-pfx
+    secrets:
+      - source: tls-pfx
+        target: tls-pfx
+        uid: "1000"
+        gid: "1000"
+        mode: 0400
+  lb:
+    image: {IMAGE}
+    command: ["proxy", "--listen", "0.0.0.0:8080", "--upstream", "tasks.web:8000"]
+    healthcheck:
+      disable: true
+    ports:
+      - target: 8080
+        published: {port}
+        mode: host
+secrets:
+  tls-pfx:
+    file: ./.runtime/secrets/tls-pfx
+    x-compose-secrets: {{ vault-name: web-tls, certificate: pfx }}
+"#
+    )
+}
+
+/// A certificate's `pfx` part is not text: `load` on the swarm makes its swarm secret from the
+/// value's bytes when it fetched it and from the file's bytes when it did not, and the service
+/// rolled onto that secret reads exactly what the file holds.
+#[test]
+fn a_pfx_part_loaded_twice_on_the_swarm_holds_the_file_s_bytes() {
+    if !docker_or_skip("swarm::a_pfx_part_loaded_twice_on_the_swarm_holds_the_file_s_bytes") {
+        return;
+    }
+    let pki = crate::certificates::Pki::new();
+    let emulator = crate::support::emulator::Emulator::start(&[]);
+    let leaf = pki.leaf_for_days("swarm.app.test", 90);
+    let bundle = pki.pkcs12_bundle(&leaf, "");
+    crate::certificates::sdk_set(&emulator, "web-tls", "application/x-pkcs12", &bundle);
+    let p = Project::empty();
+    let swarm = SwarmStack::start(1);
+    p.write("compose.yaml", pfx_stack(swarm.port));
+    let stack = swarm.stack.clone();
+    let load = || {
+        crate::certificates::kv(&p, &emulator, &["--target", "swarm", "load"])
+            .env("COMPOSE_PROJECT_NAME", &stack)
+            .run()
+            .success()
+    };
+
+    // First load: the part is fetched, and its swarm secret made from the value.
+    let out = load();
+    out.stdout_has("swarm-created");
+    let pfx = p.read(".runtime/secrets/tls-pfx");
+    assert!(std::str::from_utf8(&pfx).is_err(), "a pfx is binary");
+    let versioned = swarm.secrets();
+    assert_eq!(versioned.len(), 1, "{versioned:?}");
+
+    // `docker stack deploy` mounts the file as the unversioned `<stack>_tls-pfx`.
+    swarm.deploy_stack(&p);
+    assert_eq!(
+        swarm.fingerprints_of("tls-pfx"),
+        vec![crate::support::docker::fingerprint(&pfx)]
+    );
+
+    // Second load: nothing fetched, the file is read; the service is rolled onto the
+    // versioned secret, health-gated by Swarm (an empty or cut secret would fail it).
+    let out = load()
+        .stdout_has("swarm-unchanged")
+        .stdout_has("swarm-updated");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("swarm-removed") && l.ends_with(&format!("({stack}_tls-pfx)"))),
+        "the unversioned secret is removed:\n{}",
+        out.stdout
+    );
+    swarm.wait_healthy();
+    assert_eq!(
+        p.read(".runtime/secrets/tls-pfx"),
+        pfx,
+        "the file is as the first load wrote it"
+    );
+    assert_eq!(
+        swarm.fingerprints_of("tls-pfx"),
+        vec![crate::support::docker::fingerprint(&pfx)],
+        "the service reads the file's bytes from the swarm secret"
+    );
+    let mounted = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}",
+        &format!("{stack}_web"),
+    ]);
+    assert_eq!(
+        mounted.trim(),
+        versioned[0].0,
+        "web mounts the versioned secret"
+    );
+    assert_eq!(swarm.secrets(), versioned, "one copy, the first load's");
 }
 
 #[test]

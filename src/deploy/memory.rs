@@ -408,6 +408,15 @@ impl MemorySwarm {
             .collect()
     }
 
+    /// What the swarm secret `name` holds, as a task mounting it would read it.
+    pub fn secret_value(&self, name: &str) -> Option<SecretValue> {
+        self.lock()
+            .secrets
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(_, v)| v.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

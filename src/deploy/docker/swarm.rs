@@ -12,6 +12,13 @@ use crate::deploy::swarm::{SecretMount, SwarmEngine, SwarmSecret, SwarmService};
 use crate::error::{DockerFailure, Error, Result};
 use crate::secret::SecretValue;
 
+/// A swarm secret's `Data`: the value's bytes, base64-encoded in the JSON body (never in argv
+/// or env). Bytes, not text: a certificate's `pfx` part is binary, and `expose` would see it
+/// as empty.
+fn secret_data(value: &SecretValue) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value.expose_bytes()))
+}
+
 fn to_swarm_secret(s: bollard::models::Secret) -> SwarmSecret {
     let spec = s.spec.unwrap_or_default();
     SwarmSecret {
@@ -121,10 +128,7 @@ impl SwarmEngine for DockerEngine {
         labels: &BTreeMap<String, String>,
     ) -> Result<SwarmSecret> {
         let client = self.negotiated().await?;
-        // The API takes the value base64-encoded in the JSON body; it never appears in argv or env.
-        let data = zeroize::Zeroizing::new(
-            base64::engine::general_purpose::STANDARD.encode(value.expose()),
-        );
+        let data = secret_data(value);
         let spec = bollard::models::SecretSpec {
             name: Some(name.to_string()),
             labels: Some(labels.clone().into_iter().collect()),
@@ -230,5 +234,25 @@ impl SwarmEngine for DockerEngine {
         let service = self.raw_service(service_id).await?;
         let spec = service.spec.clone().unwrap_or_default();
         self.push_service_spec(service, spec, true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_swarm_secret_carries_the_value_s_bytes_even_when_they_are_not_text() {
+        let pfx = vec![0x30, 0x82, 0x0a, 0xff, 0x00, 0xfe, b'k'];
+        let data = secret_data(&SecretValue::binary(pfx.clone()));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.as_bytes())
+            .unwrap();
+        assert_eq!(decoded, pfx);
+        let text = secret_data(&SecretValue::new("hunter2".into()));
+        assert_eq!(
+            *text,
+            base64::engine::general_purpose::STANDARD.encode("hunter2")
+        );
     }
 }
