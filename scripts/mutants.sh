@@ -76,8 +76,9 @@ if [[ ${1:-} == --survivors ]]; then
   echo "==> mutants: $(wc -l <"$missed") survivors against the integration tests matching $filter"
   # Not .cargo/mutants.toml (`--lib` only): the whole workspace is built, so the integration
   # crate finds the real binary and kv-emulator beside it.
+  # The `mutants` profile (no debug info), as the first pass: each build is shorter.
   exec cargo mutants --no-config --no-shuffle --jobs "${MUTANTS_JOBS:-1}" --output "$out/survivors" \
-    --test-tool nextest --test-workspace true --minimum-test-timeout 300 "${args[@]}" \
+    --profile mutants --test-tool nextest --test-workspace true --minimum-test-timeout 300 "${args[@]}" \
     -- --test integration -E "$filter"
 fi
 
