@@ -73,6 +73,10 @@ if [[ ${1:-} == --survivors ]]; then
   while IFS= read -r name; do
     args+=(--re "^$(python3 -c 'import re,sys; print(re.escape(sys.argv[1]))' "$name")\$")
   done <"$missed"
+  # cargo-mutants builds the integration crate and its package's binary, not the emulator's
+  # package: the tests take this one (it is not mutated).
+  cargo build --quiet -p kv-emulator
+  export KV_EMULATOR_BIN="$PWD/target/debug/kv-emulator"
   echo "==> mutants: $(wc -l <"$missed") survivors against the integration tests matching $filter"
   # Not .cargo/mutants.toml (`--lib` only): the whole workspace is built, so the integration
   # crate finds the real binary and kv-emulator beside it.

@@ -36,8 +36,13 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Path of the `kv-emulator` binary: next to `compose-secrets` in the workspace target dir.
+    /// Path of the `kv-emulator` binary: `KV_EMULATOR_BIN` when set (a build that has only
+    /// the integration crate, such as `scripts/mutants.sh --survivors`, has none of its own),
+    /// else next to `compose-secrets` in the workspace target dir.
     pub fn binary() -> PathBuf {
+        if let Some(path) = std::env::var_os("KV_EMULATOR_BIN").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
         let main_binary = Path::new(env!("CARGO_BIN_EXE_compose-secrets"));
         main_binary
             .parent()
