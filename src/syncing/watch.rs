@@ -270,6 +270,18 @@ mod tests {
         assert!(wait >= Duration::from_secs(54) && wait < Duration::from_secs(66));
     }
 
+    /// What the watcher calls after a failed step, random draw and all: never a busy retry.
+    #[test]
+    fn a_failing_watcher_backs_off_with_the_real_draw() {
+        let mut b = Backoff::new(MIN);
+        let first = b.failed(None);
+        assert!(first >= Duration::from_secs(54), "{first:?}");
+        let third = [b.failed(None), b.failed(None)][1];
+        assert!(third >= Duration::from_secs(216), "{third:?}");
+        let held = b.failed(Some(Duration::from_secs(3600)));
+        assert!(held >= Duration::from_secs(3600), "{held:?}");
+    }
+
     #[test]
     fn failures_double_the_wait_up_to_the_cap() {
         let mut b = Backoff::new(MIN);
