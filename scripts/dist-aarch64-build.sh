@@ -84,8 +84,15 @@ export CC_aarch64_unknown_linux_gnu="$cc" AR_aarch64_unknown_linux_gnu=aarch64-l
 export RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=${cargo_home}=/cargo --remap-path-prefix=${repo_root}=/src"
 say "static release build of ${package} for ${target} with ${rust_version} and $("$cc" --version | head -1) (about as long as the x86_64 one when not up to date)"
 # No SOURCE_DATE_EPOCH, as in scripts/static-build.sh: it would rebuild ring at every commit.
+# Not `cargo auditable build`: that names cargo-auditable in RUSTC_WORKSPACE_WRAPPER by its
+# absolute path, and cargo hashes the wrapper's path into the workspace crates' -C metadata (so
+# into every symbol): two checkouts of one commit gave different binaries. The same wrapper
+# found on PATH by name hashes the same everywhere; CARGO_AUDITABLE_ORIG_ARGS is what
+# `cargo auditable` would pass it (the cargo flags it re-reads: --locked here).
 (cd "$repo_root" && env -u SOURCE_DATE_EPOCH -u RUSTC_WRAPPER -u RUSTC_WORKSPACE_WRAPPER \
-  cargo auditable build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
+  RUSTC_WORKSPACE_WRAPPER=cargo-auditable \
+  CARGO_AUDITABLE_ORIG_ARGS='{"offline":false,"locked":true,"frozen":false,"config":[]}' \
+  cargo build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
 
 binary="${cross_dir}/${target}/release/${package}"
 [[ -x "$binary" ]] || die "no binary at ${binary}"

@@ -49,8 +49,15 @@ echo "static-build: static release build of ${package} for ${target} (several mi
 # Not SOURCE_DATE_EPOCH (scripts/dist.sh sets it for the archives): the cc crate asks cargo to
 # rerun ring's build script when it changes, so each commit's time would rebuild ring and all
 # above it. Nothing compiled here reads it (no __DATE__/__TIME__ in ring's C).
+# Not `cargo auditable build`: that names cargo-auditable in RUSTC_WORKSPACE_WRAPPER by its
+# absolute path, and cargo hashes the wrapper's path into the workspace crates' -C metadata (so
+# into every symbol): two checkouts of one commit gave different binaries. The same wrapper
+# found on PATH by name hashes the same everywhere; CARGO_AUDITABLE_ORIG_ARGS is what
+# `cargo auditable` would pass it (the cargo flags it re-reads: --locked here).
 (cd "$repo_root" && env -u SOURCE_DATE_EPOCH \
-  cargo auditable build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
+  RUSTC_WORKSPACE_WRAPPER=cargo-auditable \
+  CARGO_AUDITABLE_ORIG_ARGS='{"offline":false,"locked":true,"frozen":false,"config":[]}' \
+  cargo build --locked --release -p "$package" --bin "$package" --target "$target" >&2)
 
 # Where cargo put it (CARGO_TARGET_DIR or a config may move target/).
 if command -v python3 >/dev/null 2>&1; then
