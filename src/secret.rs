@@ -37,6 +37,17 @@ impl SecretValue {
         &self.0
     }
 
+    /// The value as it would stand in text (an environment variable, a label, an argument):
+    /// itself when it is UTF-8, else its base64, the one way bytes that are not text (a
+    /// certificate's `pfx`) can be put there. The leak checks search for this.
+    pub fn as_text(&self) -> Zeroizing<String> {
+        use base64::Engine as _;
+        Zeroizing::new(match std::str::from_utf8(&self.0) {
+            Ok(text) => text.to_string(),
+            Err(_) => base64::engine::general_purpose::STANDARD.encode(&*self.0),
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

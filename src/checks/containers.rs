@@ -128,7 +128,8 @@ fn leaks_in_container(c: &ContainerInfo, locals: &[LocalSecret<'_>]) -> Vec<Stri
         let Some(value) = local.value.as_ref().filter(|v| v.len() >= MIN_LEAK_LEN) else {
             continue;
         };
-        let v = value.expose();
+        let text = value.as_text();
+        let v = text.as_str();
         let places: Vec<&str> = [
             ("Config.Env", c.env.iter().any(|e| holds_value(e, v))),
             (
@@ -279,6 +280,31 @@ mod tests {
             check_containers(&mut f, &fx.manifest, &locals, &containers(&engine).await);
             assert_only(&f, "containers", "(app)", status, message);
         }
+    }
+
+    /// A value that is not text (a certificate's `pfx`) can only be put in an environment
+    /// variable encoded: its base64 there is a leak like any other.
+    #[tokio::test]
+    async fn a_binary_value_leaked_as_base64_is_found() {
+        use base64::Engine as _;
+        let fx = Fixture::new(COMPOSE);
+        let pfx: Vec<u8> = (0u8..=255).rev().collect();
+        SecretDir::open(&fx.secrets_dir(), true)
+            .unwrap()
+            .write_atomic("db-password", &pfx, 0o400, Owner::default())
+            .unwrap();
+        let (_, locals) = fx.files();
+        let engine = MemoryEngine::new();
+        let id = engine.add(PROJECT, "worker", 1, false);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&pfx);
+        engine.set_env(&id, vec![format!("TLS_PFX={encoded}")]);
+        assert_only(
+            &check_all(&fx, &locals, &engine).await,
+            "leaks",
+            "(worker)",
+            Status::Fail,
+            "db-password in Config.Env",
+        );
     }
 
     #[tokio::test]

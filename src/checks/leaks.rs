@@ -44,7 +44,7 @@ pub fn check_compose_environment(f: &mut Findings, project: &Project, locals: &[
                     ));
                 } else if values
                     .get(spec.name.as_str())
-                    .is_some_and(|v| value.is_some_and(|value| holds_value(value, v.expose())))
+                    .is_some_and(|v| value.is_some_and(|value| holds_value(value, &v.as_text())))
                 {
                     hits.push(format!("{key} holds the value of secret {}", spec.name));
                 }
@@ -101,7 +101,7 @@ fn env_file_hits(
                     ));
                 } else if values
                     .get(spec.name.as_str())
-                    .is_some_and(|v| holds_value(value, v.expose()))
+                    .is_some_and(|v| holds_value(value, &v.as_text()))
                 {
                     hits.push(format!(
                         "env_file {shown}: {key} holds the value of secret {}",
