@@ -501,4 +501,23 @@ mod stack_down {
         assert!(!screen.contains("[y/N]"), "{screen}");
         assert!(screen.contains("has no running container"), "{screen}");
     }
+
+    /// Only a rotation that would restart something asks: a dry run changes nothing and
+    /// `--no-restart` restarts nothing, so neither stops at the question, even on a terminal.
+    #[test]
+    fn a_dry_run_or_no_restart_is_not_asked() {
+        let p = loaded_demo();
+        let engine = IdleEngine::start();
+        let before = p.snapshot();
+        let (code, screen) = on_a_terminal(&p, &engine, "rotate flask-secret-key --dry-run", "");
+        assert_eq!(code, 0, "{screen}");
+        assert!(!screen.contains("[y/N]"), "{screen}");
+        assert_same_files(&before, &p.snapshot());
+
+        let old = p.env_value("FLASK_SECRET_KEY");
+        let (code, screen) = on_a_terminal(&p, &engine, "rotate flask-secret-key --no-restart", "");
+        assert_eq!(code, 0, "{screen}");
+        assert!(!screen.contains("[y/N]"), "{screen}");
+        assert_ne!(p.env_value("FLASK_SECRET_KEY"), old);
+    }
 }
