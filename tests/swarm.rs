@@ -459,6 +459,34 @@ fn swarm_rotation_that_breaks_the_service_is_rolled_back_everywhere() {
     );
 }
 
+/// `--no-restart` on a swarm: `.env` and the file take the new value, and the stack is left
+/// as it runs (no new swarm secret, the service not updated); the next `load` on the swarm
+/// rolls it out.
+#[test]
+fn a_no_restart_rotation_on_a_swarm_leaves_the_service_alone() {
+    if !docker_or_skip("swarm::a_no_restart_rotation_on_a_swarm_leaves_the_service_alone") {
+        return;
+    }
+    let p = Project::empty();
+    let swarm = SwarmStack::deploy(&p, "bad-");
+    let (mounted, secrets) = (swarm.web_secret_names(), swarm.secrets());
+    let old = p.env_value("S1");
+    p.cmd(&["rotate", "s1", "--no-restart"])
+        .env("COMPOSE_PROJECT_NAME", &swarm.stack)
+        .run()
+        .success();
+    let new = p.env_value("S1");
+    assert_ne!(new, old);
+    assert_eq!(p.read_string(".runtime/secrets/s1"), new);
+    assert_eq!(
+        swarm.web_secret_names(),
+        mounted,
+        "the service was not updated"
+    );
+    assert_eq!(swarm.secrets(), secrets, "no swarm secret was made");
+    assert_eq!(swarm.fingerprints(), vec![fingerprint(&old)]);
+}
+
 /// The README's Swarm recipe as written: `load`, `docker stack deploy` (which makes the
 /// unversioned `<stack>_s1` from the file), then `load` on the swarm adopts it onto a
 /// versioned secret, and `verify` passes.
