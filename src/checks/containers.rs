@@ -289,10 +289,7 @@ mod tests {
         use base64::Engine as _;
         let fx = Fixture::new(COMPOSE);
         let pfx: Vec<u8> = (0u8..=255).rev().collect();
-        SecretDir::open(&fx.secrets_dir(), true)
-            .unwrap()
-            .write_atomic("db-password", &pfx, 0o400, Owner::default())
-            .unwrap();
+        fx.write_secret(&pfx);
         let (_, locals) = fx.files();
         let engine = MemoryEngine::new();
         let id = engine.add(PROJECT, "worker", 1, false);

@@ -88,10 +88,10 @@ impl Fixture {
     }
 
     /// Write the file as `load` does: atomically, mode 0400.
-    pub(crate) fn write_secret(&self, value: &str) {
+    pub(crate) fn write_secret(&self, value: impl AsRef<[u8]>) {
         SecretDir::open(&self.secrets_dir(), true)
             .unwrap()
-            .write_atomic("db-password", value.as_bytes(), 0o400, Owner::default())
+            .write_atomic("db-password", value.as_ref(), 0o400, Owner::default())
             .unwrap();
     }
 

@@ -78,6 +78,14 @@ impl Fixture {
     }
 
     async fn changes(&self, state: &mut State, retry_held: bool) -> (Vec<String>, Report) {
+        self.try_changes(state, retry_held).await.unwrap()
+    }
+
+    async fn try_changes(
+        &self,
+        state: &mut State,
+        retry_held: bool,
+    ) -> Result<(Vec<String>, Report)> {
         let reporter = crate::output::Reporter::plain();
         let mut report = Report::new("sync", "memory", false);
         let changes = find_changes(
@@ -92,9 +100,8 @@ impl Fixture {
             },
             &mut report,
         )
-        .await
-        .unwrap();
-        (changes.into_iter().map(|c| c.secret).collect(), report)
+        .await?;
+        Ok((changes.into_iter().map(|c| c.secret).collect(), report))
     }
 
     async fn set(&self, name: &str, value: &str) -> VersionInfo {
@@ -267,35 +274,16 @@ async fn the_running_value_set_again_as_a_new_version_releases_the_hold() {
     assert!(actions(&report).contains(&("a".into(), "released".into())));
 }
 
-impl Fixture {
-    async fn find(&self, state: &mut State) -> Result<Vec<String>> {
-        let reporter = crate::output::Reporter::plain();
-        let mut report = Report::new("sync", "memory", false);
-        let display = Display {
-            reporter: &reporter,
-            shown_from: self.dir.path(),
-        };
-        let changes = find_changes(
-            (&self.project, &self.layout()),
-            &self.store,
-            &self.fingerprints,
-            state,
-            false,
-            display,
-            &mut report,
-        )
-        .await?;
-        Ok(changes.into_iter().map(|c| c.secret).collect())
-    }
-}
-
 /// A new version whose value is empty is no value: the step stops naming it, so `sync`
 /// never writes an empty secret file.
 #[tokio::test]
 async fn an_empty_new_version_is_named_as_missing_not_applied() {
     let (f, mut state) = Fixture::new().await;
     f.set("a", "").await;
-    let err = f.find(&mut state).await.expect_err("empty value");
+    let err = f
+        .try_changes(&mut state, false)
+        .await
+        .expect_err("empty value");
     assert_eq!(err.exit_code(), crate::error::exit::MISSING_SECRET);
     let Error::MissingSecrets { names, .. } = &err else {
         panic!("{err}")
@@ -309,9 +297,15 @@ async fn an_empty_new_version_is_named_as_missing_not_applied() {
 async fn a_value_over_the_size_limit_is_refused_and_one_at_the_limit_is_not() {
     let (f, mut state) = Fixture::new().await;
     f.set("c", &"x".repeat(MAX_VALUE_BYTES)).await;
-    assert_eq!(f.find(&mut state).await.unwrap(), vec!["c".to_string()]);
+    assert_eq!(
+        f.try_changes(&mut state, false).await.unwrap().0,
+        vec!["c".to_string()]
+    );
     f.set("b", &"x".repeat(MAX_VALUE_BYTES + 1)).await;
-    let err = f.find(&mut state).await.expect_err("oversized value");
+    let err = f
+        .try_changes(&mut state, false)
+        .await
+        .expect_err("oversized value");
     let message = err.to_string();
     assert!(message.contains('b'), "{message}");
     assert!(message.contains(&MAX_VALUE_BYTES.to_string()), "{message}");
